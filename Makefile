@@ -1,0 +1,115 @@
+# Developer entry points for the referral platform. `make help` lists the targets.
+#
+# Every variable below can be overridden on the command line or from the environment,
+# e.g. `make run AMQP_URL=amqp://user:pw@host:5672/%2F` or `make venv PYTHON=/opt/py311/bin/python3`.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed
+VAR := $(CURDIR)/var
+KEYS := $(VAR)/keys
+PYTEST_ARGS ?=
+
+# Environment of `make run` (the SQLite files live under var/; `make clean` removes them).
+AMQP_URL ?= amqp://guest:guest@localhost:5672/%2F
+INTAKE_DATABASE_URL ?= sqlite:///$(VAR)/intake.db
+ADVOCACY_DATABASE_URL ?= sqlite:///$(VAR)/advocacy-demo-charity.db
+NOTIFICATIONS_DATABASE_URL ?= sqlite:///$(VAR)/notifications.db
+PROVIDER_ID ?= demo-charity
+AUTO_ACCEPT ?= true
+INTAKE_URL ?= http://127.0.0.1:8001
+AUTH_PUBLIC_KEY_FILE ?= $(KEYS)/dev-public.pem
+AUTH_PRIVATE_KEY_FILE ?= $(KEYS)/dev-private.pem
+AUTH_ISSUER ?= referrals-dev
+AUTH_AUDIENCE ?= referrals
+WEBHOOK_ALLOW_PRIVATE ?= true
+LOG_LEVEL ?= INFO
+
+# Exported to `run` (and what it depends on) only, so that `make test` sees none of them.
+run: export AMQP_URL := $(AMQP_URL)
+run: export INTAKE_DATABASE_URL := $(INTAKE_DATABASE_URL)
+run: export ADVOCACY_DATABASE_URL := $(ADVOCACY_DATABASE_URL)
+run: export NOTIFICATIONS_DATABASE_URL := $(NOTIFICATIONS_DATABASE_URL)
+run: export PROVIDER_ID := $(PROVIDER_ID)
+run: export AUTO_ACCEPT := $(AUTO_ACCEPT)
+run: export INTAKE_URL := $(INTAKE_URL)
+run: export AUTH_PUBLIC_KEY_FILE := $(AUTH_PUBLIC_KEY_FILE)
+run: export AUTH_PRIVATE_KEY_FILE := $(AUTH_PRIVATE_KEY_FILE)
+run: export AUTH_ISSUER := $(AUTH_ISSUER)
+run: export AUTH_AUDIENCE := $(AUTH_AUDIENCE)
+run: export WEBHOOK_ALLOW_PRIVATE := $(WEBHOOK_ALLOW_PRIVATE)
+run: export LOG_LEVEL := $(LOG_LEVEL)
+# Procfile.dev names bare `gunicorn` and `python`: take them from the venv.
+run: export PATH := $(BIN):$(PATH)
+
+.PHONY: help venv keys run test test-unit lint fmt typecheck clean
+
+help: ## Show this list of targets
+	@echo "Usage: make <target>"
+	@echo
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+venv: $(STAMP) ## Create .venv (python3.11) and install the project with dev extras, when needed
+
+# Re-installs only when .venv is missing or pyproject.toml is newer than the stamp.
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; run 'make venv PYTHON=/path/to/python3.11'" >&2; exit 1; }
+	@test -x $(VENV)/bin/python || { echo "==> creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	@echo "==> installing the project into $(VENV)"
+	$(VENV)/bin/pip install --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+keys: venv ## Create the dev signing keys var/keys/dev-{private,public}.pem if absent
+	$(BIN)/referrals-token --ensure-keys
+
+run: venv keys ## Migrate and seed SQLite dev databases, then start all six processes (Ctrl-C stops)
+	@mkdir -p $(VAR)
+	@echo "==> migrating (SQLite files under var/)"
+	$(BIN)/referrals-migrate intake
+	$(BIN)/referrals-migrate advocacy
+	$(BIN)/referrals-migrate notifications
+	@echo "==> seeding demo data (provider $(PROVIDER_ID) and its advocates)"
+	$(BIN)/python -m services.intake.seed_demo
+	$(BIN)/python -m services.advocacy.seed_demo
+	@$(BIN)/python -c 'import os, socket, urllib.parse as u; p = u.urlsplit(os.environ["AMQP_URL"]); socket.create_connection((p.hostname or "localhost", p.port or 5672), timeout=2).close()' 2>/dev/null \
+		|| echo "warning: RabbitMQ does not answer at AMQP_URL; start it (e.g. 'rabbitmq-server -detached'): the workers keep retrying until it does"
+	@echo
+	@echo "  intake         http://127.0.0.1:8001   docs http://127.0.0.1:8001/docs"
+	@echo "  advocacy       http://127.0.0.1:8002   docs http://127.0.0.1:8002/docs   (provider $(PROVIDER_ID), AUTO_ACCEPT=$(AUTO_ACCEPT))"
+	@echo "  notifications  http://127.0.0.1:8003   docs http://127.0.0.1:8003/docs"
+	@echo "  health         GET /healthz and /readyz on each"
+	@echo
+	@echo "  A token (RS256, signed with var/keys/dev-private.pem), from another terminal in $(CURDIR):"
+	@echo '    TOKEN=$$(.venv/bin/referrals-token --org met-police --kind police --scope "referrals:write referrals:read subscriptions:write")'
+	@echo '    curl -H "Authorization: Bearer $$TOKEN" http://127.0.0.1:8001/v1/referrals'
+	@echo '  As the demo charity: --org $(PROVIDER_ID) --kind provider --scope "offers:respond cases:read cases:write"'
+	@echo '  Traces: set OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 to send them to a collector.'
+	@echo
+	@echo "==> starting (Ctrl-C stops everything)"
+	@# -e /dev/null: the repo's .env holds docker compose image versions, not settings for these processes.
+	exec $(BIN)/honcho -f Procfile.dev -e /dev/null start
+
+test: venv ## Run the whole suite (uses TEST_AMQP_URL / TEST_DATABASE_URL, else testcontainers)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: venv ## Run the unit tests only (pytest -m unit): no broker or database needed
+	$(BIN)/pytest -m unit $(PYTEST_ARGS)
+
+lint: venv ## ruff check and ruff format --check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: venv ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix --exit-zero .
+	$(BIN)/ruff format .
+
+typecheck: venv ## mypy on the files listed in pyproject.toml
+	$(BIN)/mypy
+
+clean: ## Remove the dev SQLite databases under var/ (keeps var/keys)
+	rm -f $(VAR)/*.db $(VAR)/*.db-wal $(VAR)/*.db-shm $(VAR)/*.db-journal

@@ -1,0 +1,46 @@
+"""gunicorn settings shared by the three APIs (dev, compose and production).
+
+    gunicorn -c deploy/gunicorn.conf.py 'services.intake.app:create_app()'
+
+Command-line flags override these settings (``make run`` passes ``--bind 127.0.0.1:800x
+--workers 1 --threads 4``).
+
+Tracing and fork: the app is *not* preloaded (``preload_app = False``), so gunicorn calls
+``create_app()`` in each worker after the fork. ``create_app()`` is where the OpenTelemetry
+tracer provider, its OTLP exporter and the instrumentations are created, so every worker gets
+its own: the batch span processor's export thread does not survive a fork, and a provider
+created in the master before forking would leave the workers with a dead exporter. Do not
+turn ``preload_app`` on without moving that set-up into a ``post_fork`` hook.
+"""
+
+import os
+
+# --- where and how many ---------------------------------------------------------------------
+bind = [f"0.0.0.0:{int(os.environ.get('PORT', '8000'))}"]
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# Plain sync workers. Passing --threads N (N > 1) makes gunicorn switch to its threaded
+# "gthread" worker, which is what `make run` does to keep one process per API.
+worker_class = "sync"
+preload_app = False  # see the module docstring: create_app() must run after the fork
+
+# --- timeouts ---------------------------------------------------------------------------------
+timeout = 30  # a worker silent for this long is killed and replaced
+graceful_timeout = 20  # on SIGTERM, in-flight requests get this long to finish
+keepalive = 5
+
+# The worker heartbeat file: tmpfs avoids stalls on a container's overlay filesystem.
+if os.path.isdir("/dev/shm"):  # noqa: S108 - a path gunicorn's own docs recommend
+    worker_tmp_dir = "/dev/shm"  # noqa: S108
+
+# gunicorn >= 25.1 opens a control socket at $HOME/.gunicorn/gunicorn.ctl by default: with three
+# APIs on one machine they would share (and unlink) the same path, and nothing here uses it.
+control_socket_disable = True
+
+# --- logging -------------------------------------------------------------------------------------
+# Access log on stdout. Method and *path only*: no query string (%(q)s, %(r)s), no referer
+# (%(f)s) and no user agent - URLs must never carry personal data, and if one ever did, it would
+# not reach the logs from here.
+accesslog = "-"
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
