@@ -1,0 +1,104 @@
+"""Configuration from the environment: one frozen object built once in each entrypoint."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/%2F"
+VAR_DIR = Path(os.environ.get("REFERRALS_VAR_DIR", "var"))
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed: the message names the variable and the fix."""
+
+
+def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean: use true or false")
+
+
+def env_int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} is below the minimum of {minimum}")
+    return value
+
+
+def env_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every service reads. Service-specific settings live beside the service."""
+
+    service: str
+    database_url: str
+    amqp_url: str = DEFAULT_AMQP_URL
+    auth_public_key_file: str = str(VAR_DIR / "keys" / "dev-public.pem")
+    auth_jwks_url: str = ""
+    auth_issuer: str = "referrals-dev"
+    auth_audience: str = "referrals"
+    # Dev and tests only: lets a service sign its own service token. In production a service gets its
+    # token from the identity provider by client credentials (AUTH_TOKEN_URL).
+    auth_private_key_file: str = ""
+    auth_token_url: str = ""
+    auth_client_id: str = ""
+    auth_client_secret: str = ""
+    # Messaging reliability (RabbitMQ 3.10 quorum queues have no default delivery limit).
+    delivery_limit: int = 5
+    max_attempts: int = 5
+    retry_delay_ms: int = 2000
+    prefetch: int = 20
+    outbox_poll_interval: float = 0.05
+    max_body_bytes: int = 256 * 1024
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        db_var = f"{service.upper()}_DATABASE_URL"
+        default_db = f"sqlite:///{VAR_DIR / (service + '.db')}"
+        if service == "advocacy":
+            default_db = f"sqlite:///{VAR_DIR / ('advocacy-' + env.get('PROVIDER_ID', 'default') + '.db')}"
+        return cls(
+            service=service,
+            database_url=env.get(db_var) or default_db,
+            amqp_url=env.get("AMQP_URL") or DEFAULT_AMQP_URL,
+            auth_public_key_file=env.get("AUTH_PUBLIC_KEY_FILE") or str(VAR_DIR / "keys" / "dev-public.pem"),
+            auth_jwks_url=env.get("AUTH_JWKS_URL", ""),
+            auth_issuer=env.get("AUTH_ISSUER") or "referrals-dev",
+            auth_audience=env.get("AUTH_AUDIENCE") or "referrals",
+            auth_private_key_file=env.get("AUTH_PRIVATE_KEY_FILE", ""),
+            auth_token_url=env.get("AUTH_TOKEN_URL", ""),
+            auth_client_id=env.get("AUTH_CLIENT_ID", ""),
+            auth_client_secret=env.get("AUTH_CLIENT_SECRET", ""),
+            delivery_limit=env_int(env, "AMQP_DELIVERY_LIMIT", 5, minimum=1),
+            max_attempts=env_int(env, "AMQP_MAX_ATTEMPTS", 5, minimum=1),
+            retry_delay_ms=env_int(env, "AMQP_RETRY_DELAY_MS", 2000, minimum=1),
+            prefetch=env_int(env, "AMQP_PREFETCH", 20, minimum=1),
+            outbox_poll_interval=env_float(env, "OUTBOX_POLL_INTERVAL", 0.05),
+            max_body_bytes=env_int(env, "MAX_BODY_BYTES", 256 * 1024, minimum=1024),
+            env=env,
+        )

@@ -1,0 +1,127 @@
+"""Database engine, sessions and migrations for one service's own database."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import DateTime, Engine, TypeDecorator, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import DeclarativeBase, sessionmaker
+
+from shared.config import ConfigError, Settings
+
+SERVICES = ("intake", "advocacy", "notifications")
+SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
+
+
+class Base(DeclarativeBase):
+    """Nothing shared lives in this metadata: each service subclasses it for its own tables."""
+
+    __abstract__ = True
+
+
+class UTCDateTime(TypeDecorator):
+    """A timezone-aware UTC datetime on every backend (SQLite stores no offset and returns naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect):
+        return value.astimezone(UTC) if value is not None and value.tzinfo else value
+
+    def process_result_value(self, value: datetime | None, dialect):
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+def make_engine(url: str, *, instrument: bool = True) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    if instrument:
+        # Instrumentors are singletons: instrument each engine as it is made (PITFALLS: OpenTelemetry).
+        from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+        SQLAlchemyInstrumentor().instrument(engine=engine, enable_commenter=False)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # WAL lets the API and the worker read while the other writes; the busy timeout makes a writer wait
+    # for the lock instead of failing at once.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_session_factory(engine: Engine) -> sessionmaker:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def is_ready(engine: Engine) -> bool:
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return True
+    except Exception:
+        return False
+
+
+def alembic_config(service: str, url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(SERVICES_DIR / service / "migrations"))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def migrate(service: str, url: str) -> None:
+    """Bring the service's database to the newest revision of its own migration history."""
+    if service not in SERVICES:
+        raise ConfigError(f"unknown service {service!r}: choose one of {', '.join(SERVICES)}")
+    command.upgrade(alembic_config(service, url), "head")
+
+
+def run_migrations_from_env(metadata) -> None:
+    """The body of every service's alembic env.py."""
+    from alembic import context
+
+    config = context.config
+    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+def migrate_cli(argv: list[str] | None = None) -> int:
+    """`referrals-migrate intake|advocacy|notifications`: apply that service's migrations."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or args[0] not in SERVICES:
+        print(f"usage: referrals-migrate {{{'|'.join(SERVICES)}}}", file=sys.stderr)
+        return 2
+    settings = Settings.from_env(args[0])
+    try:
+        migrate(args[0], settings.database_url)
+    except Exception as exc:  # a one-line reason and the fix, not a traceback
+        var = f"{args[0].upper()}_DATABASE_URL"
+        print(
+            f"referrals-migrate: cannot migrate {args[0]}: {exc.__class__.__name__}: {exc}", file=sys.stderr
+        )
+        print(f"  check that the database in {var} exists and is reachable", file=sys.stderr)
+        return 1
+    print(f"{args[0]}: database is at the newest migration")
+    return 0

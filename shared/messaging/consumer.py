@@ -1,0 +1,136 @@
+"""The consume loop: handle, commit, then ack; retry later on failure; park after the last attempt.
+
+- Ack only after the handler's transaction commits (a crash before the ack redelivers; the inbox makes the
+  second delivery a no-op).
+- A failure rejects the message (requeue=False) into `Q.retry`, whose TTL brings it back after a delay.
+- Attempts are counted from `x-death`; after the last, the message is published to `Q.parking` (with
+  confirms) and then acked. A message that is not a valid event, or that a handler rejects as permanently
+  wrong (PermanentError), is parked at once.
+- The quorum queue's `x-delivery-limit` catches messages that crash the worker before it can decide.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import pika
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
+
+from shared.messaging import PARKING_EXCHANGE
+from shared.messaging.connection import run_with_reconnect
+from shared.messaging.envelope import Event, MalformedEvent
+from shared.messaging.topology import QueueSpec, attempts_so_far, declare_queue
+from shared.telemetry import context_from, set_ids, tracer
+
+log = logging.getLogger(__name__)
+
+
+class PermanentError(Exception):
+    """This message can never succeed (forged, contradicts the record): park it, do not retry."""
+
+
+class Consumer:
+    def __init__(
+        self,
+        amqp_url: str,
+        spec: QueueSpec,
+        handle: Callable[[Event], None],
+        *,
+        max_attempts: int = 5,
+        prefetch: int = 20,
+    ):
+        self._url = amqp_url
+        self.spec = spec
+        self._handle = handle
+        self._max_attempts = max_attempts
+        self._prefetch = prefetch
+        self._tracer = tracer(__name__)
+
+    def run(self, stop: threading.Event) -> None:
+        run_with_reconnect(self._url, f"{self.spec.name}-consumer", lambda c: self._session(c, stop), stop)
+
+    def _session(self, connection: BlockingConnection, stop: threading.Event) -> None:
+        channel = connection.channel()
+        declare_queue(channel, self.spec)
+        channel.confirm_delivery()  # parking publishes wait for the broker's confirm before the ack
+        channel.basic_qos(prefetch_count=self._prefetch)
+        channel.basic_consume(self.spec.name, self._on_message)
+        while not stop.is_set():
+            connection.process_data_events(time_limit=0.5)
+        channel.cancel()
+
+    def _on_message(
+        self, channel: BlockingChannel, method, properties: pika.BasicProperties, body: bytes
+    ) -> None:
+        parent = context_from(properties.headers)
+        token = otel_context.attach(parent)
+        try:
+            with self._tracer.start_as_current_span(
+                f"{properties.type or method.routing_key} process", kind=trace.SpanKind.CONSUMER
+            ) as span:
+                set_ids(span, event=properties.type or method.routing_key)
+                span.set_attribute("messaging.destination.name", self.spec.name)
+                self._process(channel, method, properties, body, span)
+        finally:
+            otel_context.detach(token)
+
+    def _process(self, channel, method, properties, body, span) -> None:
+        tag = method.delivery_tag
+        previous = attempts_so_far(properties.headers, self.spec.name)
+        try:
+            event = Event.from_json(body)
+        except MalformedEvent as exc:
+            self._park(channel, tag, properties, body, f"malformed event: {exc}")
+            return
+        set_ids(span, referral=event.subject)
+        if previous >= self._max_attempts:
+            self._park(channel, tag, properties, body, f"gave up after {previous} attempts")
+            return
+        try:
+            self._handle(event)
+        except PermanentError as exc:
+            self._park(channel, tag, properties, body, f"rejected: {exc}")
+            return
+        except Exception as exc:
+            span.record_exception(exc)
+            span.set_status(trace.Status(trace.StatusCode.ERROR, exc.__class__.__name__))
+            attempt = previous + 1
+            if attempt >= self._max_attempts:
+                self._park(
+                    channel, tag, properties, body, f"failed {attempt} times: {exc.__class__.__name__}"
+                )
+            else:
+                log.warning(
+                    "handler failed; will retry",
+                    extra={
+                        "event_type": event.type,
+                        "event_id": event.id,
+                        "attempt": attempt,
+                        "error": exc.__class__.__name__,
+                    },
+                    exc_info=True,
+                )
+                channel.basic_reject(tag, requeue=False)
+            return
+        channel.basic_ack(tag)
+
+    def _park(self, channel: BlockingChannel, tag: int, properties, body: bytes, reason: str) -> None:
+        log.error(
+            "message parked",
+            extra={"queue": self.spec.parking_queue, "reason": reason, "message_id": properties.message_id},
+        )
+        headers = dict(properties.headers or {})
+        headers["x-parked-reason"] = reason[:250]
+        parked = pika.BasicProperties(
+            message_id=properties.message_id,
+            type=properties.type,
+            content_type=properties.content_type,
+            delivery_mode=pika.DeliveryMode.Persistent,
+            headers=headers,
+        )
+        channel.basic_publish(PARKING_EXCHANGE, self.spec.name, body, parked, mandatory=True)
+        channel.basic_ack(tag)

@@ -1,0 +1,70 @@
+"""The CloudEvents 1.0 envelope (structured JSON mode) every event travels in.
+
+Spec: https://github.com/cloudevents/spec/blob/v1.0.2/cloudevents/formats/json-format.md
+`subject` is the referral id. `data` carries ids and what a receiver needs to decide: never names, dates
+of birth, contact details or narrative.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+REQUIRED = ("specversion", "id", "source", "type")
+
+
+class MalformedEvent(ValueError):
+    """The bytes are not a CloudEvents 1.0 structured JSON event."""
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    source: str
+    subject: str
+    data: dict[str, Any]
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    time: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "specversion": "1.0",
+                "id": self.id,
+                "source": self.source,
+                "type": self.type,
+                "time": self.time,
+                "subject": self.subject,
+                "datacontenttype": "application/json",
+                "data": self.data,
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def from_json(cls, body: bytes | str) -> Event:
+        try:
+            doc = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise MalformedEvent(f"not JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise MalformedEvent("not a JSON object")
+        missing = [name for name in REQUIRED if not isinstance(doc.get(name), str) or not doc[name]]
+        if missing:
+            raise MalformedEvent(f"missing CloudEvents attribute(s): {', '.join(missing)}")
+        if doc["specversion"] != "1.0":
+            raise MalformedEvent(f"unsupported specversion {doc['specversion']!r}")
+        data = doc.get("data", {})
+        if not isinstance(data, dict):
+            raise MalformedEvent("data must be a JSON object")
+        return cls(
+            type=doc["type"],
+            source=doc["source"],
+            subject=str(doc.get("subject", "")),
+            data=data,
+            id=doc["id"],
+            time=str(doc.get("time", "")),
+        )

@@ -1,0 +1,84 @@
+"""Exchanges and queues, declared (idempotently) on every connect.
+
+Each consumer owns one quorum queue `Q` with:
+- `x-delivery-limit`: RabbitMQ 3.10 quorum queues have none by default, so a message that crashes its
+  consumer would loop forever (https://www.rabbitmq.com/docs/quorum-queues#poison-message-handling);
+- a dead-letter exchange with the at-least-once strategy (needs `x-overflow: reject-publish`), so a
+  rejected message moves to `Q.retry` without being lost
+  (https://www.rabbitmq.com/blog/2022/03/29/at-least-once-dead-lettering);
+- `Q.retry`: a fixed queue TTL (not per-message TTLs, which block behind older messages), dead-lettering
+  back into `Q` when it expires;
+- `Q.parking`: where a message goes after its last attempt, for a person to look at.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pika.adapters.blocking_connection import BlockingChannel
+
+from shared.messaging import EXCHANGE, PARKING_EXCHANGE, RETRY_EXCHANGE
+
+_DEAD_LETTER_SAFE = {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    name: str
+    bindings: tuple[str, ...]
+    delivery_limit: int = 5
+    retry_delay_ms: int = 2000
+
+    @property
+    def retry_queue(self) -> str:
+        return f"{self.name}.retry"
+
+    @property
+    def parking_queue(self) -> str:
+        return f"{self.name}.parking"
+
+
+def declare_exchanges(channel: BlockingChannel) -> None:
+    channel.exchange_declare(EXCHANGE, "topic", durable=True)
+    channel.exchange_declare(RETRY_EXCHANGE, "direct", durable=True)
+    channel.exchange_declare(PARKING_EXCHANGE, "direct", durable=True)
+
+
+def declare_queue(channel: BlockingChannel, spec: QueueSpec) -> None:
+    declare_exchanges(channel)
+    channel.queue_declare(
+        spec.name,
+        durable=True,
+        arguments={
+            "x-queue-type": "quorum",
+            "x-delivery-limit": spec.delivery_limit,
+            "x-dead-letter-exchange": RETRY_EXCHANGE,
+            "x-dead-letter-routing-key": spec.name,
+            **_DEAD_LETTER_SAFE,
+        },
+    )
+    channel.queue_declare(
+        spec.retry_queue,
+        durable=True,
+        arguments={
+            "x-queue-type": "quorum",
+            "x-message-ttl": spec.retry_delay_ms,
+            "x-dead-letter-exchange": "",  # the default exchange: routing key = queue name
+            "x-dead-letter-routing-key": spec.name,
+            **_DEAD_LETTER_SAFE,
+        },
+    )
+    channel.queue_bind(spec.retry_queue, RETRY_EXCHANGE, routing_key=spec.name)
+    channel.queue_declare(spec.parking_queue, durable=True, arguments={"x-queue-type": "quorum"})
+    channel.queue_bind(spec.parking_queue, PARKING_EXCHANGE, routing_key=spec.name)
+    for key in spec.bindings:
+        channel.queue_bind(spec.name, EXCHANGE, routing_key=key)
+
+
+def attempts_so_far(headers: dict | None, queue: str) -> int:
+    """How many times this message has already left `queue` (rejected or over the delivery limit).
+
+    Counted from `x-death`, which the broker maintains per (queue, reason).
+    """
+    deaths = (headers or {}).get("x-death") or []
+    return sum(int(d.get("count", 0)) for d in deaths if d.get("queue") == queue)

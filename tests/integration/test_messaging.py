@@ -1,0 +1,180 @@
+"""The messaging kit on the real RabbitMQ and PostgreSQL: outbox relay, consumer retries, parking lot."""
+
+from __future__ import annotations
+
+import json
+import threading
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from opentelemetry import trace
+from sqlalchemy import func, select
+from sqlalchemy.orm import DeclarativeBase
+from support.amqp import declare_tap, drain, publish, running
+from support.tcp_proxy import TcpProxy
+
+from shared.db import make_engine, make_session_factory
+from shared.inbox import EventHandlers, InboxMixin
+from shared.messaging.consumer import Consumer
+from shared.messaging.envelope import Event
+from shared.messaging.relay import OutboxRelay
+from shared.messaging.topology import QueueSpec
+from shared.outbox import OutboxMixin, add_event
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Outbox(Base, OutboxMixin):
+    pass
+
+
+class Inbox(Base, InboxMixin):
+    pass
+
+
+@pytest.fixture
+def sessions(fresh_database):
+    engine = make_engine(fresh_database("kit"))
+    Base.metadata.create_all(engine)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+def event(kind: str = "thing.happened", **data) -> Event:
+    return Event(type=kind, source="/test", subject="ref-1", data=data)
+
+
+def test_a_message_that_always_fails_is_parked_after_its_attempts_and_others_still_flow(amqp_url, sessions):
+    handled: list[str] = []
+    attempts = {"poison": 0}
+
+    def handle(e: Event) -> None:
+        if e.data.get("poison"):
+            attempts["poison"] += 1
+            raise RuntimeError("this handler can never succeed")
+        handled.append(e.id)
+
+    spec = QueueSpec("kit.consumer", ("thing.happened",), delivery_limit=5, retry_delay_ms=100)
+    consumer = Consumer(amqp_url, spec, handle, max_attempts=3, prefetch=5)
+    good = [event(n=i) for i in range(5)]
+    poison = event(poison=True)
+    with running(consumer.run):
+        _wait_for_queue(amqp_url, spec.name)
+        publish(amqp_url, poison)
+        for e in good:
+            publish(amqp_url, e)
+        parked = drain(amqp_url, spec.parking_queue, expect=1, timeout=30)
+    assert sorted(handled) == sorted(e.id for e in good)
+    assert attempts["poison"] == 3
+    assert len(parked) == 1
+    properties, body = parked[0]
+    assert properties.message_id == poison.id
+    assert "failed 3 times" in properties.headers["x-parked-reason"]
+    assert json.loads(body)["id"] == poison.id
+
+
+def test_a_malformed_message_is_parked_at_once(amqp_url):
+    spec = QueueSpec("kit.malformed", ("thing.happened",), retry_delay_ms=100)
+    consumer = Consumer(amqp_url, spec, lambda e: None, max_attempts=3)
+    with running(consumer.run):
+        _wait_for_queue(amqp_url, spec.name)
+        import pika
+
+        connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+        connection.channel().basic_publish("referrals", "thing.happened", b"not an event")
+        connection.close()
+        parked = drain(amqp_url, spec.parking_queue, expect=1)
+    assert len(parked) == 1
+    assert parked[0][0].headers["x-parked-reason"].startswith("malformed event")
+
+
+def test_a_redelivered_event_has_no_second_effect(sessions):
+    effects: list[str] = []
+    handlers = EventHandlers("kit", sessions, Inbox, {"thing.*": lambda s, e: effects.append(e.id)})
+    once = event()
+    handlers(once)
+    handlers(once)
+    assert effects == [once.id]
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Inbox)) == 1
+
+
+def test_the_relay_publishes_inside_the_stored_trace_and_marks_rows_sent_after_the_confirm(
+    amqp_url, sessions
+):
+    declare_tap(amqp_url, "kit.tap", "thing.happened")
+    tracer = trace.get_tracer("test")
+    with tracer.start_as_current_span("agency request") as span, sessions.begin() as session:
+        add_event(session, Outbox, event())
+        trace_id = format(span.get_span_context().trace_id, "032x")
+    relay = OutboxRelay(amqp_url, sessions, Outbox, name="kit", poll_interval=0.02)
+    with running(relay.run):
+        got = drain(amqp_url, "kit.tap", expect=1)
+    assert got, "the relay published nothing"
+    properties, _ = got[0]
+    assert properties.headers["traceparent"].split("-")[1] == trace_id
+    assert properties.content_type == "application/cloudevents+json"
+    assert properties.delivery_mode == 2
+    with sessions() as session:
+        row = session.scalars(select(Outbox)).one()
+        assert row.sent_at is not None
+
+
+def test_an_unroutable_event_stays_pending_with_its_reason(amqp_url, sessions):
+    with sessions.begin() as session:
+        add_event(session, Outbox, event("nobody.listens"))
+    relay = OutboxRelay(amqp_url, sessions, Outbox, name="kit", poll_interval=0.02)
+    stop = threading.Event()
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    channel = connection.channel()
+    channel.exchange_declare("referrals", "topic", durable=True)
+    channel.confirm_delivery()
+    relay.publish_pending(channel)
+    connection.close()
+    stop.set()
+    with sessions() as session:
+        row = session.scalars(select(Outbox)).one()
+        assert row.sent_at is None
+        assert row.attempts == 1
+        assert "no queue is bound" in row.last_error
+
+
+def test_events_written_while_the_broker_is_unreachable_go_out_when_it_is_back(amqp_url, sessions):
+    declare_tap(amqp_url, "kit.outage", "thing.happened")
+    parts = urlsplit(amqp_url)
+    proxy = TcpProxy(parts.hostname, parts.port or 5672)
+    via_proxy = urlunsplit(parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}"))
+    relay = OutboxRelay(via_proxy, sessions, Outbox, name="kit", poll_interval=0.02)
+    with running(relay.run):
+        with sessions.begin() as session:  # the broker is unreachable: the write still succeeds
+            add_event(session, Outbox, event())
+        assert drain(amqp_url, "kit.outage", expect=1, timeout=1.5) == []
+        proxy.open()
+        got = drain(amqp_url, "kit.outage", expect=1, timeout=30)
+        proxy.close()
+    assert len(got) == 1
+
+
+def _wait_for_queue(url: str, queue: str) -> None:
+    import time
+
+    import pika
+
+    deadline = time.monotonic() + 10
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        while time.monotonic() < deadline:
+            channel = connection.channel()
+            try:
+                if channel.queue_declare(queue, passive=True).method.consumer_count:
+                    return
+            except pika.exceptions.ChannelClosedByBroker:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"no consumer on {queue}")
+    finally:
+        connection.close()

@@ -1,0 +1,1 @@
+"""Helpers for tests that run the platform as processes: a webhook receiver, an OTLP sink, the processes."""

@@ -1,0 +1,88 @@
+"""Broker-side helpers for tests: run a loop in a thread, read a queue, publish an event."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pika
+
+from shared.messaging import CONTENT_TYPE, EXCHANGE
+from shared.messaging.envelope import Event
+
+
+@contextlib.contextmanager
+def running(loop: Callable[[threading.Event], None]) -> Iterator[threading.Event]:
+    """Run a consumer/relay loop in a thread for the duration of the block, then stop it."""
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def target():
+        try:
+            loop(stop)
+        except BaseException as exc:  # surfaced to the test below
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    try:
+        yield stop
+    finally:
+        stop.set()
+        thread.join(timeout=15)
+    if errors:
+        raise errors[0]
+
+
+def publish(url: str, event: Event, routing_key: str | None = None, headers: dict | None = None) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        channel.exchange_declare(EXCHANGE, "topic", durable=True)
+        channel.confirm_delivery()
+        channel.basic_publish(
+            EXCHANGE,
+            routing_key or event.type,
+            event.to_json(),
+            pika.BasicProperties(message_id=event.id, type=event.type, content_type=CONTENT_TYPE,
+                                 delivery_mode=2, headers=headers or {}),
+            mandatory=True,
+        )  # fmt: skip
+    finally:
+        connection.close()
+
+
+def drain(
+    url: str, queue: str, *, expect: int = 1, timeout: float = 20.0
+) -> list[tuple[pika.BasicProperties, bytes]]:
+    """Take (and ack) messages from `queue` until `expect` have arrived or the time is up."""
+    got: list[tuple[pika.BasicProperties, bytes]] = []
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        deadline = time.monotonic() + timeout
+        while len(got) < expect and time.monotonic() < deadline:
+            method, properties, body = channel.basic_get(queue)
+            if method is None:
+                connection.sleep(0.05)
+                continue
+            channel.basic_ack(method.delivery_tag)
+            got.append((properties, body))
+    finally:
+        connection.close()
+    return got
+
+
+def declare_tap(url: str, name: str, *keys: str) -> None:
+    """A plain queue bound to routing keys, so a test can see what was published."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        channel.exchange_declare(EXCHANGE, "topic", durable=True)
+        channel.queue_declare(name, durable=True)
+        for key in keys:
+            channel.queue_bind(name, EXCHANGE, routing_key=key)
+    finally:
+        connection.close()

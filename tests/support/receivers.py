@@ -1,0 +1,138 @@
+"""Local HTTP endpoints a test starts on 127.0.0.1: an agency's webhook receiver and an OTLP trace sink."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float = field(default_factory=time.monotonic)
+
+
+class _Server:
+    """A ThreadingHTTPServer on a free loopback port, run in a daemon thread."""
+
+    def __init__(self, handle_post):
+        self.items: list = []
+        self.changed = threading.Condition()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                status, reply = handle_post(owner, self.path, dict(self.headers.items()), body)
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def add(self, *items) -> None:
+        with self.changed:
+            self.items.extend(items)
+            self.changed.notify_all()
+
+    def wait_for(self, predicate, timeout: float = 30.0):
+        """Wait until predicate(items) returns something truthy; return it (or fail with what arrived)."""
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while True:
+                found = predicate(self.items)
+                if found:
+                    return found
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"timed out after {timeout}s; received {len(self.items)} item(s)")
+                self.changed.wait(remaining)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class WebhookReceiver(_Server):
+    """An agency's endpoint: records every webhook; answers `status` (200 unless a test changes it)."""
+
+    def __init__(self):
+        self.status = 200
+        super().__init__(self._post)
+
+    @staticmethod
+    def _post(owner, path, headers, body):
+        owner.add(Received(path, {k.lower(): v for k, v in headers.items()}, body))
+        return owner.status, b""
+
+
+@dataclass
+class Span:
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    name: str
+    service: str
+    attributes: dict
+
+
+class OtlpSink(_Server):
+    """Receives OTLP/HTTP protobuf trace exports, as a collector would."""
+
+    def __init__(self):
+        super().__init__(self._post)
+
+    @staticmethod
+    def _post(owner, path, headers, body):
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(body)
+        spans = []
+        for resource_spans in request.resource_spans:
+            resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    spans.append(
+                        Span(
+                            trace_id=span.trace_id.hex(),
+                            span_id=span.span_id.hex(),
+                            parent_span_id=span.parent_span_id.hex(),
+                            name=span.name,
+                            service=str(resource.get("service.name", "")),
+                            attributes={a.key: _value(a.value) for a in span.attributes},
+                        )
+                    )
+        owner.add(*spans)
+        return 200, ExportTraceServiceResponse().SerializeToString()
+
+    def spans_of(self, trace_id: str) -> list[Span]:
+        with self.changed:
+            return [s for s in self.items if s.trace_id == trace_id]
+
+
+def _value(any_value):
+    kind = any_value.WhichOneof("value")
+    if kind == "array_value":
+        return [_value(v) for v in any_value.array_value.values]
+    return getattr(any_value, kind) if kind else None
