@@ -1,0 +1,143 @@
+"""Use cases of the referral API: submit, read, withdraw. Plain functions with explicit collaborators."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import sessionmaker
+
+from services.intake import domain
+from services.intake.models import Disclosure, Offer, Outbox, Referral
+from services.intake.offers import offer_to_next_provider, referral_event
+from shared.auth import Principal
+from shared.outbox import add_event, utcnow
+
+
+class ReferralConflict(Exception):
+    """The external reference was used before with a different body."""
+
+
+class NotFound(Exception):
+    pass
+
+
+class InvalidState(Exception):
+    pass
+
+
+def request_hash(raw: Any) -> str:
+    return hashlib.sha256(json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def submit(sessions: sessionmaker, org_id: str, body: dict[str, Any], raw: Any) -> tuple[Referral, bool]:
+    """Store and route a referral. Returns (referral, created). Replaying the same body returns the first
+    referral; the same reference with another body raises ReferralConflict. Two identical requests racing
+    are settled by the unique (org, reference) constraint, not by a check before the insert."""
+    digest = request_hash(raw)
+    referred_at = body.get("referred_at") or datetime.now(UTC)
+    child = domain.is_child(body["subject"], referred_at)
+    pathway = domain.decide_pathway(child, body.get("consent"))
+    stored = _jsonable({**body, "referred_at": referred_at})
+    if pathway.pathway == "duty_to_notify":
+        stored = domain.without_identifiers(stored)
+    try:
+        with sessions.begin() as session:
+            now = utcnow()
+            referral = Referral(
+                id=str(uuid.uuid4()),
+                org_id=org_id,
+                external_reference=body["external_reference"],
+                request_hash=digest,
+                status=pathway.initial_status,
+                pathway=pathway.pathway,
+                is_child=pathway.is_child,
+                region=body["location"]["region"],
+                referred_at=referred_at,
+                received_at=now,
+                updated_at=now,
+                body=stored,
+            )
+            session.add(referral)
+            session.flush()  # the unique constraint speaks here, before any event is staged
+            received = referral_event(
+                referral,
+                "referral.received",
+                pathway=pathway.pathway,
+                is_child=pathway.is_child,
+                region=referral.region,
+            )
+            add_event(session, Outbox, received)
+            if pathway.routed:
+                offer_to_next_provider(session, referral, escalation_reason="no_eligible_provider")
+        return referral, True
+    except IntegrityError:
+        with sessions() as session:
+            existing = session.scalars(
+                select(Referral).where(
+                    Referral.org_id == org_id, Referral.external_reference == body["external_reference"]
+                )
+            ).one_or_none()
+        if existing is None:
+            raise
+        if existing.request_hash != digest:
+            raise ReferralConflict(body["external_reference"]) from None
+        return existing, False
+
+
+def read(sessions: sessionmaker, principal: Principal, referral_id: str) -> Referral:
+    """Its own org reads it; the provider it is allocated to reads it too, and that disclosure is logged."""
+    with sessions.begin() as session:
+        referral = session.get(Referral, referral_id)
+        if referral is None:
+            raise NotFound(referral_id)
+        if referral.org_id == principal.org:
+            return referral
+        allocated_here = referral.status == "allocated" and referral.provider_id == principal.org
+        if allocated_here and principal.org_kind in ("provider", "service"):
+            session.add(
+                Disclosure(
+                    referral_id=referral.id,
+                    recipient_org=principal.org,
+                    recipient_sub=principal.sub,
+                    purpose="case_opening",
+                    disclosed_at=utcnow(),
+                )
+            )
+            return referral
+        raise NotFound(referral_id)  # never a 403 that confirms it exists
+
+
+def withdraw(sessions: sessionmaker, principal: Principal, referral_id: str) -> Referral:
+    with sessions.begin() as session:
+        referral = session.get(Referral, referral_id)
+        if referral is None or referral.org_id != principal.org:
+            raise NotFound(referral_id)
+        if not domain.can_withdraw(referral.status):
+            raise InvalidState(f"a referral that is {referral.status} cannot be withdrawn")
+        pending = session.scalars(
+            select(Offer).where(Offer.referral_id == referral.id, Offer.status == "pending")
+        )
+        provider_id = referral.provider_id
+        for offer in pending:
+            offer.status, offer.responded_at = "withdrawn", utcnow()
+            provider_id = provider_id or offer.provider_id
+        referral.status = "withdrawn"
+        referral.updated_at = utcnow()
+        add_event(session, Outbox, referral_event(referral, "referral.withdrawn", provider_id=provider_id))
+        return referral
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value

@@ -1,0 +1,204 @@
+"""The wire contract of intake (DESIGN.md section 4). Unknown fields are rejected: nothing can be
+mass-assigned."""
+
+from __future__ import annotations
+
+import functools
+from datetime import UTC, datetime
+
+import pycountry
+from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
+
+REGIONS = (
+    "london", "south_east", "south_west", "east_of_england", "east_midlands", "west_midlands",
+    "yorkshire_and_humber", "north_east", "north_west", "wales", "scotland", "northern_ireland",
+)  # fmt: skip
+EXPLOITATION_TYPES = (
+    "labour", "sexual", "criminal", "domestic_servitude", "organ_removal", "financial", "other", "unknown",
+)  # fmt: skip
+NEEDS = (
+    "accommodation", "legal", "immigration", "health", "mental_health", "finance", "education",
+    "employment", "family", "other",
+)  # fmt: skip
+STATUSES = ("received", "offered", "allocated", "escalated", "withdrawn", "recorded")
+PROVIDER_ID = r"^[a-z0-9][a-z0-9-]{1,62}$"  # it becomes part of a routing key and a queue name
+
+
+@functools.cache
+def _countries() -> frozenset[str]:
+    return frozenset(c.alpha_2 for c in pycountry.countries) | {"unknown"}
+
+
+@functools.cache
+def _languages() -> frozenset[str]:
+    return frozenset(lang.alpha_2 for lang in pycountry.languages if hasattr(lang, "alpha_2"))
+
+
+def _language(value: str) -> None:
+    if value not in _languages():
+        raise ValidationError(f"{value!r} is not an ISO 639-1 language code (e.g. en, sq, ro).")
+
+
+def _country(value: str) -> None:
+    if value not in _countries():
+        raise ValidationError(
+            f"{value!r} is not an ISO 3166-1 alpha-2 country code (e.g. AL, VN) or 'unknown'."
+        )
+
+
+class ReferrerSchema(Schema):
+    name = fields.String(required=True, validate=validate.Length(1, 200))
+    role = fields.String(validate=validate.Length(max=200))
+    email = fields.Email(required=True)
+    phone = fields.String(validate=validate.Length(max=40))
+
+
+class SafeContactSchema(Schema):
+    method = fields.String(
+        required=True, validate=validate.OneOf(("phone", "email", "post", "via_referrer", "none"))
+    )
+    value = fields.String(validate=validate.Length(max=500))
+    safe_to_leave_message = fields.Boolean(load_default=False)
+
+
+class SubjectSchema(Schema):
+    given_name = fields.String(validate=validate.Length(1, 100))
+    family_name = fields.String(validate=validate.Length(1, 100))
+    aliases = fields.List(fields.String(validate=validate.Length(1, 100)), validate=validate.Length(max=20))
+    date_of_birth = fields.Date()
+    age_estimate = fields.Integer(validate=validate.Range(0, 120))
+    age_disputed = fields.Boolean(load_default=False)
+    sex = fields.String(required=True, validate=validate.OneOf(("female", "male", "non_binary", "unknown")))
+    nationality = fields.String(required=True, validate=_country)
+    languages = fields.List(fields.String(validate=_language), required=True, validate=validate.Length(min=1))
+    interpreter_needed = fields.Boolean(load_default=False)
+    safe_contact = fields.Nested(SafeContactSchema)
+
+    @validates("date_of_birth")
+    def _born_in_the_past(self, value, **_):
+        today = datetime.now(UTC).date()
+        if value > today:
+            raise ValidationError("date_of_birth is in the future.")
+        if today.year - value.year > 120:
+            raise ValidationError("date_of_birth gives an age over 120.")
+
+    @validates_schema
+    def _age_known(self, data, **_):
+        if (
+            not data.get("age_disputed")
+            and data.get("date_of_birth") is None
+            and data.get("age_estimate") is None
+        ):
+            raise ValidationError(
+                "date_of_birth or age_estimate is required unless age_disputed.", field_name="date_of_birth"
+            )
+
+
+class ExploitationSchema(Schema):
+    type = fields.String(required=True, validate=validate.OneOf(EXPLOITATION_TYPES))
+    location = fields.String(
+        load_default="unknown", validate=validate.OneOf(("uk", "overseas", "both", "unknown"))
+    )
+    as_child = fields.Boolean(load_default=False)
+    county_lines = fields.Boolean(load_default=False)
+
+
+class LocationSchema(Schema):
+    region = fields.String(required=True, validate=validate.OneOf(REGIONS))
+    local_authority = fields.String(
+        validate=validate.Regexp(
+            r"^[EWSN]\d{8}$", error="local_authority must be an ONS code such as E09000033."
+        )
+    )
+
+
+class RiskSchema(Schema):
+    immediate_danger = fields.Boolean(load_default=False)
+    re_trafficking_risk = fields.String(validate=validate.OneOf(("low", "medium", "high")))
+    notes = fields.String(validate=validate.Length(max=2000))
+
+
+class ConsentSchema(Schema):
+    nrm_referral = fields.Boolean(required=True)
+    advocacy = fields.Boolean(required=True)
+    data_sharing = fields.Boolean(required=True)
+    obtained_at = fields.AwareDateTime(default_timezone=UTC)
+    interpreter_used = fields.Boolean(load_default=False)
+
+
+class ReferralInSchema(Schema):
+    external_reference = fields.String(required=True, validate=validate.Length(1, 64))
+    referred_at = fields.AwareDateTime(default_timezone=UTC)
+    referrer = fields.Nested(ReferrerSchema, required=True)
+    subject = fields.Nested(SubjectSchema, required=True)
+    exploitation = fields.List(
+        fields.Nested(ExploitationSchema), required=True, validate=validate.Length(1, 20)
+    )
+    location = fields.Nested(LocationSchema, required=True)
+    risk = fields.Nested(RiskSchema)
+    needs = fields.List(fields.String(validate=validate.OneOf(NEEDS)), load_default=list)
+    consent = fields.Nested(ConsentSchema)
+    narrative = fields.String(validate=validate.Length(max=20_000))
+    difficult_circumstances = fields.Boolean(load_default=False)
+
+
+class AdvocateOutSchema(Schema):
+    name = fields.String()
+    email = fields.String()
+
+
+class AllocationSchema(Schema):
+    provider_id = fields.String()
+    case_id = fields.String()
+    advocate = fields.Nested(AdvocateOutSchema, allow_none=True)
+    accepted_at = fields.DateTime()
+
+
+class ReferralSummarySchema(Schema):
+    id = fields.String()
+    external_reference = fields.String()
+    status = fields.String(metadata={"enum": list(STATUSES)})
+    pathway = fields.String(metadata={"enum": ["nrm", "duty_to_notify"]})
+    is_child = fields.Boolean()
+    received_at = fields.DateTime()
+    updated_at = fields.DateTime()
+    allocation = fields.Nested(AllocationSchema, allow_none=True)
+
+
+class ReferralDetailSchema(ReferralSummarySchema):
+    """The whole referral: only for its own org and the provider it is allocated to."""
+
+    referred_at = fields.DateTime()
+    referrer = fields.Dict()
+    subject = fields.Dict()
+    exploitation = fields.List(fields.Dict())
+    location = fields.Dict()
+    risk = fields.Dict(allow_none=True)
+    needs = fields.List(fields.String())
+    consent = fields.Dict(allow_none=True)
+    narrative = fields.String(allow_none=True)
+    difficult_circumstances = fields.Boolean()
+
+
+class ReferralQuerySchema(Schema):
+    status = fields.String(validate=validate.OneOf(STATUSES))
+
+
+class ProviderInSchema(Schema):
+    name = fields.String(required=True, validate=validate.Length(1, 200))
+    regions = fields.List(
+        fields.String(validate=validate.OneOf(REGIONS)), required=True, validate=validate.Length(min=1)
+    )
+    languages = fields.List(fields.String(validate=_language), load_default=list)
+    serves = fields.List(
+        fields.String(validate=validate.OneOf(("adult", "child"))),
+        required=True,
+        validate=validate.Length(1, 2),
+    )
+    accepting = fields.Boolean(load_default=True)
+    capacity = fields.Integer(required=True, validate=validate.Range(0, 100_000))
+
+
+class ProviderOutSchema(ProviderInSchema):
+    id = fields.String()
+    updated_at = fields.DateTime()
