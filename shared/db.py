@@ -8,6 +8,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+import sqlalchemy
 from sqlalchemy import DateTime, Engine, TypeDecorator, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
@@ -40,20 +41,28 @@ class UTCDateTime(TypeDecorator):
 
 
 def make_engine(url: str, *, instrument: bool = True) -> Engine:
+    if instrument:
+        _instrument_sqlalchemy()
+    # sqlalchemy.create_engine looked up now, not at import: the instrumentation wraps it, so every
+    # engine made after instrumenting is traced (the instrumentor is a process-wide singleton).
+    make = sqlalchemy.create_engine if instrument else create_engine
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = make(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
-        engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
-    if instrument:
-        # Instrumentors are singletons: instrument each engine as it is made (PITFALLS: OpenTelemetry).
-        from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
-
-        SQLAlchemyInstrumentor().instrument(engine=engine, enable_commenter=False)
+        engine = make(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
     return engine
+
+
+def _instrument_sqlalchemy() -> None:
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    instrumentor = SQLAlchemyInstrumentor()
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument(enable_commenter=False)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -1,0 +1,157 @@
+"""intake hearing a provider's answer, on the real broker and database: allocation, cascade, escalation,
+and no effect twice when a worker dies between its commit and its ack."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from services.intake.handlers import HANDLERS
+from services.intake.models import Inbox, Offer, Outbox, Referral
+from services.intake.worker import BINDINGS, QUEUE
+from shared.inbox import EventHandlers
+from shared.messaging.consumer import Consumer, PermanentError
+from shared.messaging.envelope import Event
+from shared.messaging.topology import QueueSpec
+from shared.testing import referral_body
+from support.amqp import publish, running
+from support.db import count
+
+POLICE = ("met-police", "police", "referrals:write referrals:read")
+ADMIN = ("platform", "coordinator", "providers:admin")
+
+
+@pytest.fixture
+def offered(intake, auth_header):
+    """A referral offered to provider-a, with provider-b also eligible. Returns (referral id, offer id)."""
+    app, sessions = intake
+    client = app.test_client()
+    for pid, capacity in (("provider-a", 9), ("provider-b", 5)):
+        provider = {"name": pid, "regions": ["london"], "serves": ["adult"], "capacity": capacity}
+        client.put(f"/v1/providers/{pid}", json=provider, headers=auth_header(*ADMIN))
+    referral_id = client.post("/v1/referrals", json=referral_body(), headers=auth_header(*POLICE)).get_json()[
+        "id"
+    ]
+    with sessions() as session:
+        offer = session.scalars(select(Offer).where(Offer.referral_id == referral_id)).one()
+    assert offer.provider_id == "provider-a"
+    return referral_id, offer.id
+
+
+def answer(kind: str, referral_id: str, offer_id: str, provider: str = "provider-a", **data) -> Event:
+    payload = {"referral_id": referral_id, "offer_id": offer_id, "provider_id": provider, **data}
+    return Event(type=kind, source=f"/advocacy/{provider}", subject=referral_id, data=payload)
+
+
+def handle(sessions, event: Event) -> None:
+    EventHandlers(QUEUE, sessions, Inbox, HANDLERS)(event)
+
+
+def outbox_types(sessions) -> list[str]:
+    with sessions() as session:
+        return [row.routing_key for row in session.scalars(select(Outbox).order_by(Outbox.created_at))]
+
+
+def test_an_accepted_offer_allocates_the_referral_and_announces_it(intake, offered):
+    _, sessions = intake
+    referral_id, offer_id = offered
+    advocate = {"name": "Advocate Synthetic", "email": "advocate@provider-a.example"}
+    handle(sessions, answer("offer.accepted", referral_id, offer_id, case_id="case-1", advocate=advocate))
+    with sessions() as session:
+        referral = session.get(Referral, referral_id)
+    assert (referral.status, referral.provider_id, referral.case_id) == ("allocated", "provider-a", "case-1")
+    assert referral.advocate == advocate
+    assert outbox_types(sessions)[-1] == "referral.allocated"
+
+
+def test_a_declined_offer_moves_to_the_next_provider_then_escalates_when_none_is_left(intake, offered):
+    _, sessions = intake
+    referral_id, offer_id = offered
+    handle(sessions, answer("offer.declined", referral_id, offer_id, reason="no_capacity"))
+    with sessions() as session:
+        second = session.scalars(select(Offer).where(Offer.status == "pending")).one()
+    assert second.provider_id == "provider-b"
+    assert outbox_types(sessions)[-1] == "referral.offered.provider-b"
+    handle(
+        sessions, answer("offer.declined", referral_id, second.id, provider="provider-b", reason="language")
+    )
+    with sessions() as session:
+        assert session.get(Referral, referral_id).status == "escalated"
+        last = session.scalars(select(Outbox).order_by(Outbox.created_at.desc())).first()
+    assert last.type == "referral.escalated" and json.loads(last.payload)["data"]["reason"] == "all_declined"
+
+
+def test_an_answer_naming_another_providers_offer_is_rejected_as_permanent(intake, offered):
+    _, sessions = intake
+    referral_id, offer_id = offered
+    with pytest.raises(PermanentError):
+        handle(sessions, answer("offer.accepted", referral_id, offer_id, provider="provider-b"))
+    with sessions() as session:
+        assert session.get(Referral, referral_id).status == "offered"
+
+
+def test_a_worker_killed_after_its_commit_and_before_its_ack_causes_no_second_effect(
+    intake, offered, amqp_url
+):
+    _, sessions = intake
+    referral_id, offer_id = offered
+    database_url = sessions.kw["bind"].url.render_as_string(hide_password=False)
+    accepted = answer("offer.accepted", referral_id, offer_id, case_id="case-1", advocate=None)
+
+    crashing = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).parents[1] / "support" / "crash_after_commit.py"),
+            amqp_url,
+            database_url,
+        ]
+    )
+    try:
+        _wait_until(lambda: _consumers(amqp_url, QUEUE) == 1)
+        publish(amqp_url, accepted)
+        assert crashing.wait(timeout=30) == 17, "the worker should die right after its commit"
+    finally:
+        if crashing.poll() is None:
+            crashing.kill()
+    assert count(sessions, Outbox, Outbox.type == "referral.allocated") == 1
+
+    seen: list[str] = []
+    inner = EventHandlers(QUEUE, sessions, Inbox, HANDLERS)
+
+    def recording(event: Event) -> None:
+        inner(event)
+        seen.append(event.id)
+
+    consumer = Consumer(amqp_url, QueueSpec(QUEUE, BINDINGS, retry_delay_ms=100), recording)
+    with running(consumer.run):
+        _wait_until(lambda: accepted.id in seen)  # the broker redelivered the unacked message
+    assert count(sessions, Outbox, Outbox.type == "referral.allocated") == 1
+    assert count(sessions, Inbox) == 1
+
+
+def _consumers(url: str, queue: str) -> int:
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        return connection.channel().queue_declare(queue, passive=True).method.consumer_count
+    except pika.exceptions.ChannelClosedByBroker:
+        return 0
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+def _wait_until(condition, timeout: float = 30.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
