@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from shared.config import Settings
 from shared.db import make_engine, make_session_factory, migrate
 
