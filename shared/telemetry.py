@@ -11,6 +11,7 @@ import threading
 from collections.abc import Mapping
 
 from opentelemetry import propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -80,7 +81,8 @@ def carrier_from_current() -> dict[str, str]:
 def context_from(carrier: Mapping[str, object] | None):
     """Extract a W3C trace context from AMQP headers or an outbox row's stored fields."""
     clean = {k: v.decode() if isinstance(v, bytes) else v for k, v in (carrier or {}).items()}
-    return propagate.extract({k: v for k, v in clean.items() if isinstance(v, str)})
+    # From an empty context, not the current one: nothing of the caller's (e.g. suppression) leaks in.
+    return propagate.extract({k: v for k, v in clean.items() if isinstance(v, str)}, context=Context())
 
 
 def set_ids(span: trace.Span, **ids: str | None) -> None:

@@ -56,8 +56,8 @@ def create_api_app(
         # These machines (and many agency networks) are offline: serve Swagger UI's assets ourselves.
         OPENAPI_SWAGGER_UI_URL="/docs/assets/",
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
-        JSON_SORT_KEYS=False,
     )
+    app.json.sort_keys = False  # keep fields in the order the schemas declare them
     api = Api(
         app,
         spec_kwargs={

@@ -15,6 +15,7 @@ from datetime import timedelta
 import pika
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from pika.adapters.blocking_connection import BlockingConnection
 from pika.exceptions import NackError, UnroutableError
 from sqlalchemy import delete, select
@@ -73,7 +74,9 @@ class OutboxRelay:
 
     def publish_pending(self, channel) -> int:
         model = self._model
-        with self._sessions.begin() as session:
+        # The idle poll runs several times a second: keep it out of the traces. Each publish below runs
+        # in its row's own stored context, so the event's spans are still recorded.
+        with suppress_instrumentation(), self._sessions.begin() as session:
             rows = session.scalars(
                 select(model)
                 .where(model.sent_at.is_(None), model.next_attempt_at <= utcnow())
