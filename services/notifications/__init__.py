@@ -1,0 +1,1 @@
+"""Notifications: turns referral events into signed, retried, logged webhooks for the referring agency."""

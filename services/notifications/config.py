@@ -1,0 +1,34 @@
+"""The notifications service's own settings (WEBHOOK_*), read from the same environment as shared Settings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from services.notifications.domain import DEFAULT_RETRY_SCHEDULE, parse_retry_schedule
+from shared.config import ConfigError, env_bool, env_float
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    # Dev and tests only: accept http and private/loopback addresses (the SSRF guard is off).
+    allow_private: bool = False
+    timeout_seconds: float = 10.0
+    # Seconds to wait between attempts; after the last wait's attempt fails the delivery is `failed`.
+    retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> WebhookSettings:
+        timeout = env_float(env, "WEBHOOK_TIMEOUT_SECONDS", 10.0)
+        if not 0 < timeout <= 300:
+            raise ConfigError(f"WEBHOOK_TIMEOUT_SECONDS={timeout} must be above 0 and at most 300")
+        raw_schedule = env.get("WEBHOOK_RETRY_SCHEDULE") or ",".join(f"{d:g}" for d in DEFAULT_RETRY_SCHEDULE)
+        try:
+            schedule = parse_retry_schedule(raw_schedule)
+        except ValueError as exc:
+            raise ConfigError(f"WEBHOOK_RETRY_SCHEDULE={raw_schedule!r}: {exc}") from None
+        return cls(
+            allow_private=env_bool(env, "WEBHOOK_ALLOW_PRIVATE", False),
+            timeout_seconds=timeout,
+            retry_schedule=schedule,
+        )

@@ -1,0 +1,126 @@
+"""Event handlers: one event about a referral -> one pending delivery per matching subscription of its org.
+
+Runs inside shared.inbox.EventHandlers' transaction, so a redelivered event is a no-op; the unique
+(subscription_id, event_id) constraint backs that up. Sending happens later, in the dispatcher.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from services.notifications.domain import EVENT_TYPES, webhook_body, webhook_id
+from services.notifications.models import PENDING, Delivery, ReferralOwner, Subscription
+from shared.inbox import Handler
+from shared.messaging.consumer import PermanentError
+from shared.messaging.envelope import Event
+from shared.outbox import utcnow
+from shared.telemetry import carrier_from_current
+
+log = logging.getLogger(__name__)
+
+
+class UnknownReferral(Exception):
+    """An event without `org_id` about a referral not seen yet. Queues do not keep order across
+    publishers (intake's event may still be on its way), so the consumer retries it later."""
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _insert(session: Session):
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def _owner_of(session: Session, referral_id: str, org_id: str | None, reference: str | None) -> ReferralOwner:
+    """Remember who referred `referral_id` (first writer wins) and return that record."""
+    if org_id:
+        session.execute(
+            _insert(session)(ReferralOwner)
+            .values(
+                referral_id=referral_id, org_id=org_id, external_reference=reference, first_seen_at=utcnow()
+            )
+            .on_conflict_do_nothing(index_elements=["referral_id"])
+        )
+    owner = session.scalars(select(ReferralOwner).where(ReferralOwner.referral_id == referral_id)).first()
+    if owner is None:
+        raise UnknownReferral(f"referral {referral_id} has no known org yet")
+    if org_id and owner.org_id != org_id:
+        # A referral never changes org: an event saying otherwise is forged or broken. Park it for a person.
+        raise PermanentError(f"event org_id contradicts the org recorded for referral {referral_id}")
+    if reference and owner.external_reference is None:
+        session.execute(
+            update(ReferralOwner)
+            .where(ReferralOwner.referral_id == referral_id)
+            .values(external_reference=reference)
+        )
+        owner.external_reference = reference
+    return owner
+
+
+def on_referral_event(session: Session, event: Event) -> None:
+    """referral.received|allocated|escalated|withdrawn, case.opened: queue webhooks for the referring org."""
+    data = event.data
+    referral_id = _text(data.get("referral_id")) or _text(event.subject)
+    if referral_id is None:
+        raise PermanentError("event names no referral")
+    owner = _owner_of(session, referral_id, _text(data.get("org_id")), _text(data.get("external_reference")))
+    subscriptions = session.scalars(
+        select(Subscription)
+        .where(Subscription.org_id == owner.org_id, Subscription.deleted_at.is_(None))
+        .order_by(Subscription.created_at)
+    ).all()
+    matching = [s for s in subscriptions if event.type in s.events]
+    if not matching:
+        return
+    body = webhook_body(
+        event.type,
+        event.time or utcnow().isoformat(),
+        data,
+        referral_id=referral_id,
+        external_reference=_text(data.get("external_reference")) or owner.external_reference,
+    )
+    payload = json.dumps(body, separators=(",", ":"))
+    carrier = carrier_from_current()
+    now = utcnow()
+    for subscription in matching:
+        session.execute(
+            _insert(session)(Delivery)
+            .values(
+                id=str(uuid.uuid4()),
+                webhook_id=webhook_id(event.id, subscription.id),
+                subscription_id=subscription.id,
+                org_id=owner.org_id,
+                event_type=event.type,
+                event_id=event.id,
+                referral_id=referral_id,
+                payload=payload,
+                status=PENDING,
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+                traceparent=carrier.get("traceparent"),
+                tracestate=carrier.get("tracestate"),
+            )
+            .on_conflict_do_nothing(index_elements=["subscription_id", "event_id"])
+        )
+    log.info(
+        "webhook deliveries queued",
+        extra={
+            "event_type": event.type,
+            "event_id": event.id,
+            "referral_id": referral_id,
+            "org_id": owner.org_id,
+            "subscriptions": len(matching),
+        },
+    )
+
+
+def handlers() -> dict[str, Handler]:
+    return dict.fromkeys(EVENT_TYPES, on_referral_event)

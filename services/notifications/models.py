@@ -1,0 +1,80 @@
+"""The notifications database: subscriptions, deliveries, who owns each referral, and the inbox."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.db import UTCDateTime
+from shared.inbox import InboxMixin
+from shared.outbox import utcnow
+
+PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Inbox(Base, InboxMixin):
+    pass
+
+
+class Subscription(Base):
+    """An org's webhook endpoint. Deleting one keeps the row (its deliveries stay visible) but stops it."""
+
+    __tablename__ = "subscriptions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    org_id: Mapped[str] = mapped_column(String(100), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    events: Mapped[list[str]] = mapped_column(JSON)
+    # Kept in the clear: HMAC signing needs the key itself. Returned once, at creation, never again.
+    secret: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ReferralOwner(Base):
+    """Which org referred each referral: events that do not carry `org_id` are routed by this."""
+
+    __tablename__ = "referral_owners"
+
+    referral_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    org_id: Mapped[str] = mapped_column(String(100))
+    external_reference: Mapped[str | None] = mapped_column(String(64))
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Delivery(Base):
+    """One event to one subscription: the signed body to send, and how sending it went so far."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        # A redelivered event can never queue a second webhook (besides the inbox).
+        UniqueConstraint("subscription_id", "event_id", name="uq_deliveries_subscription_event"),
+        Index("ix_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_deliveries_org_created", "org_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    webhook_id: Mapped[str] = mapped_column(String(120), unique=True)
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"))
+    org_id: Mapped[str] = mapped_column(String(100))
+    event_type: Mapped[str] = mapped_column(String(100))
+    event_id: Mapped[str] = mapped_column(String(64))
+    referral_id: Mapped[str] = mapped_column(String(64), index=True)
+    # The exact JSON that is signed and sent: every attempt sends the same bytes.
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default=PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The trace of the event that caused it: the webhook's `traceparent` continues it at the agency.
+    traceparent: Mapped[str | None] = mapped_column(String(64))
+    tracestate: Mapped[str | None] = mapped_column(String(512))

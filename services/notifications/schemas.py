@@ -1,0 +1,64 @@
+"""The wire contract of the notifications API (marshmallow 4; unknown fields are rejected)."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+from services.notifications.domain import EVENT_TYPES, MAX_URL_LENGTH, secret_problem
+
+
+def _validate_secret(secret: str) -> None:
+    problem = secret_problem(secret)
+    if problem:
+        raise ValidationError(f"The secret {problem}.")
+
+
+class SubscriptionCreateSchema(Schema):
+    url = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=MAX_URL_LENGTH),
+        metadata={"description": "Where webhooks are POSTed: https, on a public address."},
+    )
+    events = fields.List(
+        fields.String(validate=validate.OneOf(EVENT_TYPES)),
+        required=True,
+        validate=validate.Length(min=1, max=100),
+        metadata={"description": "The event types to receive."},
+    )
+    secret = fields.String(
+        validate=_validate_secret,
+        metadata={"description": "Signing secret, `whsec_` + base64 of 24-64 bytes; generated when absent."},
+    )
+
+
+class SubscriptionSchema(Schema):
+    id = fields.String(dump_only=True)
+    url = fields.String(dump_only=True)
+    events = fields.List(fields.String(), dump_only=True)
+    created_at = fields.DateTime(dump_only=True)
+
+
+class SubscriptionCreatedSchema(SubscriptionSchema):
+    secret = fields.String(
+        dump_only=True,
+        metadata={"description": "Returned only in this response: store it to verify webhook signatures."},
+    )
+
+
+class DeliveryQuerySchema(Schema):
+    referral_id = fields.String(validate=validate.Length(min=1, max=64))
+
+
+class DeliverySchema(Schema):
+    id = fields.String(dump_only=True)
+    subscription_id = fields.String(dump_only=True)
+    event_type = fields.String(dump_only=True)
+    event_id = fields.String(dump_only=True)
+    referral_id = fields.String(dump_only=True)
+    status = fields.String(dump_only=True, metadata={"enum": ["pending", "delivered", "failed"]})
+    attempts = fields.Integer(dump_only=True)
+    last_status_code = fields.Integer(dump_only=True, allow_none=True)
+    last_error = fields.String(dump_only=True, allow_none=True)
+    next_attempt_at = fields.DateTime(dump_only=True, allow_none=True)
+    created_at = fields.DateTime(dump_only=True)
+    delivered_at = fields.DateTime(dump_only=True, allow_none=True)

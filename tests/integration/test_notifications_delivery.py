@@ -1,0 +1,458 @@
+"""From event to signed webhook, against real PostgreSQL and RabbitMQ and a local HTTP receiver."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
+
+import pika
+import pytest
+from opentelemetry import trace
+from sqlalchemy import select
+from standardwebhooks import Webhook
+
+from services.notifications.app import create_app
+from services.notifications.config import WebhookSettings
+from services.notifications.dispatcher import WebhookDispatcher
+from services.notifications.domain import UnsafeWebhookUrl
+from services.notifications.egress import UrlGuard, webhook_session
+from services.notifications.handlers import UnknownReferral, handlers, on_referral_event
+from services.notifications.models import Delivery, Inbox, Subscription
+from services.notifications.worker import build_loops
+from shared.config import Settings
+from shared.db import make_engine, make_session_factory, migrate
+from shared.inbox import EventHandlers
+from shared.messaging import CONTENT_TYPE, EXCHANGE
+from shared.messaging.consumer import PermanentError
+from shared.messaging.envelope import Event
+from shared.messaging.worker import run_loops
+from shared.outbox import utcnow
+from shared.telemetry import carrier_from_current
+
+WRITE = "subscriptions:write"
+RESPONSE_MARKER = "receiver-body-must-never-be-stored"
+
+
+# --- fixtures -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def receiver():
+    """A webhook receiver on 127.0.0.1: records requests; `reply` sets (status, extra headers, delay)."""
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received.append(
+                {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
+            )
+            status, headers, delay = server.reply
+            time.sleep(delay)
+            payload = json.dumps({"echo": RESPONSE_MARKER}).encode()
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.reply = (204, {}, 0.0)
+    server.received = received
+    server.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/referrals"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def make_settings(database_url: str, dev_keys, **env: str) -> Settings:
+    return Settings.from_env(
+        "notifications",
+        {
+            "NOTIFICATIONS_DATABASE_URL": database_url,
+            "AUTH_PUBLIC_KEY_FILE": str(dev_keys[1]),
+            "WEBHOOK_ALLOW_PRIVATE": "true",
+            "WEBHOOK_RETRY_SCHEDULE": "0,0",
+            "WEBHOOK_TIMEOUT_SECONDS": "5",
+            **env,
+        },
+    )
+
+
+@pytest.fixture
+def service(fresh_database, dev_keys, auth_header):
+    url = fresh_database("notifications")
+    migrate("notifications", url)
+    settings = make_settings(url, dev_keys)
+    client = create_app(settings).test_client()
+    engine = make_engine(url)
+    sessions = make_session_factory(engine)
+    dispatcher = WebhookDispatcher(sessions, WebhookSettings.from_env(settings.env))
+
+    def subscribe(org: str, url: str, events: list[str]) -> dict:
+        response = client.post(
+            "/v1/subscriptions",
+            json={"url": url, "events": events},
+            headers=auth_header(org, "police", WRITE),
+        )
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()
+
+    def deliveries(**where) -> list[Delivery]:
+        with sessions() as session:
+            query = select(Delivery).filter_by(**where).order_by(Delivery.created_at, Delivery.id)
+            return list(session.scalars(query))
+
+    yield SimpleNamespace(
+        url=url,
+        dev_keys=dev_keys,
+        client=client,
+        sessions=sessions,
+        dispatcher=dispatcher,
+        handle=EventHandlers("notifications", sessions, Inbox, handlers(), after_commit=dispatcher.wake),
+        subscribe=subscribe,
+        deliveries=deliveries,
+        headers=lambda org="met-police": auth_header(org, "police", WRITE),
+    )
+    engine.dispose()
+
+
+def referral_event(
+    event_type: str = "referral.received",
+    *,
+    org: str | None = "met-police",
+    referral_id: str | None = None,
+    **data,
+) -> Event:
+    referral_id = referral_id or str(uuid.uuid4())
+    payload = {
+        "referral_id": referral_id,
+        "org_id": org,
+        "external_reference": "REF-SYN-1",
+        "status": "received",
+        "pathway": "nrm",
+        "is_child": False,
+        "region": "london",
+        **data,
+    }
+    return Event(
+        type=event_type,
+        source="/intake",
+        subject=referral_id,
+        data={k: v for k, v in payload.items() if v is not None},
+    )
+
+
+def trace_id_of(traceparent: str) -> str:
+    return traceparent.split("-")[1]
+
+
+def wait_until(predicate, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
+
+
+# --- the handler ------------------------------------------------------------------------------------
+
+
+def test_one_delivery_per_matching_subscription_of_the_referring_org_only(service, receiver):
+    received_a = service.subscribe("met-police", receiver.url, ["referral.received", "case.opened"])
+    received_b = service.subscribe("met-police", receiver.url + "/b", ["referral.received"])
+    service.subscribe("met-police", receiver.url, ["case.opened"])  # other event type
+    service.subscribe("kent-police", receiver.url, ["referral.received"])  # other org
+
+    event = referral_event(given_name="Synthetic-Kalox", date_of_birth="1990-01-01")
+    service.handle(event)
+
+    deliveries = service.deliveries(event_id=event.id)
+    assert sorted(d.subscription_id for d in deliveries) == sorted([received_a["id"], received_b["id"]])
+    assert {d.org_id for d in deliveries} == {"met-police"}
+    assert {d.status for d in deliveries} == {"pending"}
+    body = json.loads(deliveries[0].payload)
+    assert body == {
+        "type": "referral.received",
+        "timestamp": event.time,
+        "data": {
+            "referral_id": event.subject,
+            "external_reference": "REF-SYN-1",
+            "status": "received",
+            "pathway": "nrm",
+            "is_child": False,
+        },
+    }
+    assert "Synthetic-Kalox" not in deliveries[0].payload and "1990-01-01" not in deliveries[0].payload
+    assert {d.webhook_id for d in deliveries} == {
+        f"msg_{event.id}_{s['id']}" for s in (received_a, received_b)
+    }
+
+
+def test_a_redelivered_event_has_no_second_effect(service, receiver):
+    service.subscribe("met-police", receiver.url, ["referral.received"])
+    event = referral_event()
+    service.handle(event)
+    service.handle(event)  # the broker redelivers: the inbox drops it
+    with service.sessions.begin() as session:  # even past the inbox, the unique constraint holds
+        on_referral_event(session, event)
+    assert len(service.deliveries(event_id=event.id)) == 1
+
+
+def test_an_event_without_org_is_routed_by_the_remembered_referral(service, receiver):
+    subscription = service.subscribe("met-police", receiver.url, ["case.opened"])
+    referral_id = str(uuid.uuid4())
+    case_opened = {
+        "referral_id": referral_id,
+        "case_id": "case-1",
+        "provider_id": "charity-a",
+        "status": "open",
+    }
+    early = Event(type="case.opened", source="/advocacy/charity-a", subject=referral_id, data=case_opened)
+    with pytest.raises(UnknownReferral):
+        service.handle(early)  # intake's event has not arrived yet: retried later by the consumer
+    assert service.deliveries() == []
+
+    service.handle(referral_event(referral_id=referral_id))
+    service.handle(
+        Event(type="case.opened", source="/advocacy/charity-a", subject=referral_id, data=case_opened)
+    )
+
+    [delivery] = service.deliveries(event_type="case.opened")
+    assert delivery.subscription_id == subscription["id"]
+    assert json.loads(delivery.payload)["data"] == {
+        "referral_id": referral_id,
+        "external_reference": "REF-SYN-1",
+        "status": "open",
+        "provider_id": "charity-a",
+        "case_id": "case-1",
+    }
+
+
+def test_an_event_claiming_another_org_for_a_known_referral_is_parked(service, receiver):
+    service.subscribe("kent-police", receiver.url, ["case.opened"])
+    referral_id = str(uuid.uuid4())
+    service.handle(referral_event(referral_id=referral_id, org="met-police"))
+    with pytest.raises(PermanentError):
+        service.handle(referral_event("case.opened", referral_id=referral_id, org="kent-police"))
+    assert service.deliveries(event_type="case.opened") == []
+
+
+# --- the dispatcher -----------------------------------------------------------------------------------
+
+
+def test_dispatcher_sends_a_verifiable_signed_webhook_in_the_events_trace(service, receiver, spans):
+    subscription = service.subscribe("met-police", receiver.url, ["referral.received"])
+    event = referral_event()
+    with trace.get_tracer("test").start_as_current_span("agency POST /v1/referrals") as root:
+        service.handle(event)
+    trace_id = format(root.get_span_context().trace_id, "032x")
+    [pending] = service.deliveries()
+    assert trace_id_of(pending.traceparent) == trace_id
+    spans.clear()
+
+    assert service.dispatcher.dispatch_due() == 1
+
+    [request] = receiver.received
+    headers = request["headers"]
+    payload = Webhook(subscription["secret"]).verify(request["body"], headers)
+    assert payload["data"]["referral_id"] == event.subject
+    assert headers["webhook-id"] == f"msg_{event.id}_{subscription['id']}"
+    assert abs(int(headers["webhook-timestamp"]) - time.time()) < 60
+    assert headers["webhook-signature"].startswith("v1,")
+    assert headers["content-type"] == "application/json"
+    assert headers["user-agent"] == "referrals-notifications/1"
+    assert trace_id_of(headers["traceparent"]) == trace_id
+    assert request["path"] == "/hooks/referrals"
+
+    [deliver] = [s for s in spans.get_finished_spans() if s.name == "webhook deliver"]
+    assert deliver.kind == trace.SpanKind.CLIENT
+    assert format(deliver.context.trace_id, "032x") == trace_id
+    assert deliver.attributes["referral.id"] == event.subject
+    assert deliver.attributes["event.type"] == "referral.received"
+    assert deliver.attributes["org.id"] == "met-police"
+    # The requests instrumentation's client span (a child of ours) is the header's parent: the agency's
+    # system continues the trace from the HTTP call itself.
+    [http_call] = [
+        s
+        for s in spans.get_finished_spans()
+        if s.parent and s.parent.span_id == deliver.context.span_id and s.name == "POST"
+    ]
+    assert headers["traceparent"].split("-")[2] == format(http_call.context.span_id, "016x")
+
+    [delivered] = service.deliveries()
+    assert (delivered.status, delivered.attempts, delivered.last_status_code) == ("delivered", 1, 204)
+    assert delivered.delivered_at is not None and delivered.next_attempt_at is None
+    assert service.dispatcher.dispatch_due() == 0
+    assert len(receiver.received) == 1
+
+
+def test_a_failing_receiver_is_retried_per_schedule_then_failed_and_visible(service, receiver):
+    service.subscribe("met-police", receiver.url, ["referral.received"])
+    receiver.reply = (500, {}, 0.0)
+    event = referral_event()
+    service.handle(event)
+
+    service.dispatcher.dispatch_due()  # schedule "0,0": three attempts, no waiting
+
+    assert len(receiver.received) == 3
+    assert len({r["headers"]["webhook-id"] for r in receiver.received}) == 1
+    [delivery] = service.deliveries()
+    assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("failed", 3, 500)
+    assert delivery.last_error == "HTTP 500" and delivery.next_attempt_at is None
+    assert service.dispatcher.dispatch_due() == 0
+
+    response = service.client.get(f"/v1/deliveries?referral_id={event.subject}", headers=service.headers())
+    [listed] = response.get_json()
+    assert listed["status"] == "failed"
+    assert listed["attempts"] == 3
+    assert listed["last_status_code"] == 500
+    assert listed["event_id"] == event.id
+    assert RESPONSE_MARKER not in response.get_data(as_text=True)
+    assert (
+        service.client.get(
+            f"/v1/deliveries?referral_id={event.subject}", headers=service.headers("kent-police")
+        ).get_json()
+        == []
+    )
+
+
+def test_a_failed_attempt_waits_for_the_schedule(service, receiver, dev_keys):
+    service.subscribe("met-police", receiver.url, ["referral.received"])
+    receiver.reply = (503, {}, 0.0)
+    slow = WebhookDispatcher(service.sessions, WebhookSettings(allow_private=True, retry_schedule=(300,)))
+    service.handle(referral_event())
+    before = utcnow()
+    assert slow.dispatch_due() == 1
+    [delivery] = service.deliveries()
+    assert delivery.status == "pending" and delivery.attempts == 1
+    assert 299 <= (delivery.next_attempt_at - before).total_seconds() <= 301
+    assert slow.dispatch_due() == 0
+
+
+def test_redirects_are_not_followed(service, receiver):
+    service.subscribe("met-police", receiver.url, ["referral.received"])
+    receiver.reply = (302, {"Location": receiver.url + "/elsewhere"}, 0.0)
+    service.handle(referral_event())
+    service.dispatcher.dispatch_due()
+    assert {r["path"] for r in receiver.received} == {"/hooks/referrals"}
+    [delivery] = service.deliveries()
+    assert delivery.status == "failed" and delivery.last_status_code == 302
+    assert "redirects are not followed" in delivery.last_error
+
+
+def test_a_slow_receiver_times_out_and_counts_as_a_failed_attempt(service, receiver):
+    service.subscribe("met-police", receiver.url, ["referral.received"])
+    receiver.reply = (204, {}, 1.5)
+    impatient = WebhookDispatcher(
+        service.sessions, WebhookSettings(allow_private=True, timeout_seconds=0.3, retry_schedule=())
+    )
+    service.handle(referral_event())
+    impatient.dispatch_due()
+    [delivery] = service.deliveries()
+    assert (delivery.status, delivery.last_status_code) == ("failed", None)
+    assert delivery.last_error == "timed out after 0.3s"
+
+
+def test_the_url_is_checked_again_before_each_delivery(service, receiver):
+    """DNS changed since subscribing: the host now resolves to a private address, so nothing is sent."""
+    subscription = service.subscribe("met-police", receiver.url, ["referral.received"])
+    with service.sessions.begin() as session:
+        session.get(Subscription, subscription["id"]).url = "https://hooks.agency.example/in"
+    rebound = UrlGuard(allow_private=False, resolve=lambda host, port: ["10.0.0.7"])
+    dispatcher = WebhookDispatcher(service.sessions, WebhookSettings(retry_schedule=()), guard=rebound)
+    service.handle(referral_event())
+    dispatcher.dispatch_due()
+    [delivery] = service.deliveries()
+    assert delivery.status == "failed" and delivery.attempts == 1
+    assert "URL refused" in delivery.last_error and "private" in delivery.last_error
+    assert receiver.received == []
+
+
+def test_production_connections_refuse_a_non_public_peer(receiver):
+    """The connect-time half of the guard: even if DNS answered differently at check time (rebinding)."""
+    with pytest.raises(UnsafeWebhookUrl, match="loopback"):
+        webhook_session(allow_private=False).post(receiver.url, data=b"{}", timeout=2)
+    assert receiver.received == []
+    assert webhook_session(allow_private=True).post(receiver.url, data=b"{}", timeout=2).status_code == 204
+
+
+# --- the worker, through RabbitMQ -------------------------------------------------------------------
+
+
+def test_worker_turns_a_published_event_into_a_signed_webhook(service, receiver, amqp_url, spans):
+    subscription = service.subscribe("met-police", receiver.url, ["referral.allocated"])
+    queue = f"notifications-test-{uuid.uuid4().hex[:8]}"
+    settings = make_settings(service.url, service.dev_keys, AMQP_URL=amqp_url)
+    stop = threading.Event()
+    worker = threading.Thread(target=run_loops, args=(build_loops(settings, queue=queue), stop), daemon=True)
+    worker.start()
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        channel = wait_until(lambda: _declared(connection, queue))
+        channel.queue_bind(queue, EXCHANGE, routing_key="referral.*")  # idempotent: bound before we publish
+        channel.confirm_delivery()
+        event = referral_event(
+            "referral.allocated", status="allocated", provider_id="charity-a", case_id="c-9"
+        )
+        with trace.get_tracer("test").start_as_current_span("intake outbox relay") as root:
+            channel.basic_publish(
+                EXCHANGE,
+                event.type,
+                event.to_json(),
+                pika.BasicProperties(
+                    message_id=event.id,
+                    type=event.type,
+                    content_type=CONTENT_TYPE,
+                    delivery_mode=pika.DeliveryMode.Persistent,
+                    headers=carrier_from_current(),
+                ),
+                mandatory=True,
+            )
+        [request] = wait_until(lambda: receiver.received)
+        payload = Webhook(subscription["secret"]).verify(request["body"], request["headers"])
+        assert payload["data"] == {
+            "referral_id": event.subject,
+            "external_reference": "REF-SYN-1",
+            "status": "allocated",
+            "provider_id": "charity-a",
+            "case_id": "c-9",
+            "pathway": "nrm",
+            "is_child": False,
+        }
+        assert trace_id_of(request["headers"]["traceparent"]) == format(
+            root.get_span_context().trace_id, "032x"
+        )
+        delivered = wait_until(lambda: [d for d in service.deliveries() if d.status == "delivered"])
+        assert delivered[0].event_id == event.id
+    finally:
+        stop.set()
+        worker.join(timeout=15)
+        cleanup = connection.channel()
+        for name in (queue, f"{queue}.retry", f"{queue}.parking"):
+            cleanup.queue_delete(name)
+        connection.close()
+    assert not worker.is_alive()
+
+
+def _declared(connection, queue: str):
+    """A channel once the worker has declared `queue` (a passive declare of a missing queue closes it)."""
+    channel = connection.channel()
+    try:
+        channel.queue_declare(queue, passive=True)
+    except pika.exceptions.ChannelClosedByBroker:
+        return None
+    return channel
