@@ -1,0 +1,233 @@
+"""HTTP routes of one charity's instance: JSON in, a casework call, JSON out.
+
+Every route needs a token of this provider's organisation: an instance serves exactly one charity.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from http import HTTPStatus
+
+from flask_smorest import abort
+from opentelemetry import trace
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload, sessionmaker
+
+from services.advocacy import domain
+from services.advocacy.casework import Casework
+from services.advocacy.models import Advocate, Case, Offer
+from services.advocacy.schemas import (
+    AcceptOfferSchema,
+    AdvocateCreateSchema,
+    AdvocateSchema,
+    CaseQuerySchema,
+    CaseSchema,
+    CaseSummarySchema,
+    DeclineOfferSchema,
+    OfferQuerySchema,
+    OfferSchema,
+)
+from shared.auth import current_principal, requires
+from shared.telemetry import set_ids
+from shared.web import Blueprint
+
+log = logging.getLogger(__name__)
+
+# Each casework rule that can refuse, and the one status it means over HTTP.
+STATUS_OF = {
+    domain.OfferNotFound: 404,
+    domain.AdvocateNotFound: 404,
+    domain.CaseNotFound: 404,
+    domain.OfferNotPending: 409,
+    domain.AdvocateUnavailable: 409,
+    domain.NoAdvocateAvailable: 409,
+    domain.AdvocateEmailTaken: 409,
+}
+
+
+def make_blueprint(sessions: sessionmaker, casework: Casework) -> Blueprint:
+    blp = Blueprint(
+        "advocacy", __name__, url_prefix="/v1", description="Advocates, offers and cases of one provider."
+    )
+    provider_id = casework.provider_id
+
+    def own(*scopes: str, any_of: bool = False):
+        """The scopes, and a token of this instance's own provider."""
+
+        def decorate(view):
+            @functools.wraps(view)
+            def checked(*args, **kwargs):
+                principal = current_principal()
+                if principal.org != provider_id:
+                    abort(403, message=f"this instance serves provider {provider_id}")
+                set_ids(trace.get_current_span(), provider=provider_id, org=principal.org)
+                return view(*args, **kwargs)
+
+            return requires(*scopes, any_of=any_of)(checked)
+
+        return decorate
+
+    @blp.errorhandler(domain.CaseworkError)
+    def refused(error: domain.CaseworkError):
+        code = STATUS_OF.get(type(error), 409)
+        return {"code": code, "status": HTTPStatus(code).phrase, "message": str(error)}, code
+
+    @blp.route("/advocates", methods=["POST"])
+    @own("cases:write")
+    @blp.arguments(AdvocateCreateSchema)
+    @blp.response(201, AdvocateSchema)
+    def create_advocate(body):
+        try:
+            with sessions.begin() as session:
+                advocate = casework.create_advocate(session, **body)
+        except IntegrityError:  # the same email created at the same moment by another request
+            abort(409, message=f"an advocate with the email {body['email']} already exists")
+        log.info("advocate created", extra={"advocate_id": advocate.id, "provider_id": provider_id})
+        return _advocate_view(advocate, 0)
+
+    @blp.route("/advocates", methods=["GET"])
+    @own("cases:read")
+    @blp.response(200, AdvocateSchema(many=True))
+    def list_advocates():
+        with sessions.begin() as session:
+            advocates = session.scalars(
+                select(Advocate)
+                .where(Advocate.provider_id == provider_id)
+                .order_by(Advocate.name, Advocate.id)
+            ).all()
+            loads = casework.caseloads(session)
+        return [_advocate_view(a, loads.get(a.id, 0)) for a in advocates]
+
+    @blp.route("/offers", methods=["GET"])
+    @own("offers:respond", "cases:read", any_of=True)
+    @blp.arguments(OfferQuerySchema, location="query")
+    @blp.response(200, OfferSchema(many=True))
+    @blp.paginate()
+    def list_offers(query, pagination_parameters):
+        where = [Offer.provider_id == provider_id]
+        if query.get("status"):
+            where.append(Offer.status == query["status"])
+        with sessions.begin() as session:
+            pagination_parameters.item_count = session.scalar(
+                select(func.count()).select_from(Offer).where(*where)
+            )
+            offers = session.scalars(
+                select(Offer)
+                .where(*where)
+                .options(selectinload(Offer.case))
+                .order_by(Offer.offered_at.desc(), Offer.id)
+                .offset(pagination_parameters.first_item)
+                .limit(pagination_parameters.page_size)
+            ).all()
+            return [_offer_view(offer) for offer in offers]
+
+    @blp.route("/offers/<offer_id>/accept", methods=["POST"])
+    @own("offers:respond")
+    @blp.arguments(AcceptOfferSchema)
+    @blp.response(200, CaseSchema)
+    def accept_offer(body, offer_id: str):
+        actor = current_principal().sub
+        with sessions.begin() as session:
+            case = casework.accept_offer(session, offer_id, actor=actor, advocate_id=body.get("advocate_id"))
+            view = _case_view(case)
+        log.info(
+            "offer accepted", extra={"offer_id": offer_id, "case_id": view["id"], "provider_id": provider_id}
+        )
+        return view
+
+    @blp.route("/offers/<offer_id>/decline", methods=["POST"])
+    @own("offers:respond")
+    @blp.arguments(DeclineOfferSchema)
+    @blp.response(200, OfferSchema)
+    def decline_offer(body, offer_id: str):
+        actor = current_principal().sub
+        with sessions.begin() as session:
+            offer = casework.decline_offer(
+                session, offer_id, actor=actor, reason=body["reason"], note=body.get("note")
+            )
+            view = _offer_view(offer)
+        log.info(
+            "offer declined",
+            extra={"offer_id": offer_id, "reason": body["reason"], "provider_id": provider_id},
+        )
+        return view
+
+    @blp.route("/cases", methods=["GET"])
+    @own("cases:read")
+    @blp.arguments(CaseQuerySchema, location="query")
+    @blp.response(200, CaseSummarySchema(many=True))
+    @blp.paginate()
+    def list_cases(query, pagination_parameters):
+        where = [Case.provider_id == provider_id]
+        if query.get("status"):
+            where.append(Case.status == query["status"])
+        with sessions.begin() as session:
+            pagination_parameters.item_count = session.scalar(
+                select(func.count()).select_from(Case).where(*where)
+            )
+            cases = session.scalars(
+                select(Case)
+                .where(*where)
+                .options(selectinload(Case.advocate))
+                .order_by(Case.opened_at.desc(), Case.id)
+                .offset(pagination_parameters.first_item)
+                .limit(pagination_parameters.page_size)
+            ).all()
+            return [_case_view(case, full=False) for case in cases]
+
+    @blp.route("/cases/<case_id>", methods=["GET"])
+    @own("cases:read")
+    @blp.response(200, CaseSchema)
+    def get_case(case_id: str):
+        with sessions.begin() as session:
+            return _case_view(casework.case(session, case_id))
+
+    return blp
+
+
+def _advocate_view(advocate: Advocate, caseload: int) -> dict:
+    return {
+        "id": advocate.id,
+        "name": advocate.name,
+        "email": advocate.email,
+        "languages": advocate.languages,
+        "max_caseload": advocate.max_caseload,
+        "caseload": caseload,
+        "active": advocate.active,
+    }
+
+
+def _offer_view(offer: Offer) -> dict:
+    return {
+        "id": offer.id,
+        "referral_id": offer.referral_id,
+        "status": offer.status,
+        "summary": offer.summary,
+        "offered_at": offer.offered_at,
+        "respond_by": offer.respond_by,
+        "responded_at": offer.responded_at,
+        "decline_reason": offer.decline_reason,
+        "decline_note": offer.decline_note,
+        "case_id": offer.case_id,
+    }
+
+
+def _case_view(case: Case, *, full: bool = True) -> dict:
+    view = {
+        "id": case.id,
+        "referral_id": case.referral_id,
+        "offer_id": case.offer_id,
+        "status": case.status,
+        "advocate": {"id": case.advocate.id, "name": case.advocate.name, "email": case.advocate.email},
+        "opened_at": case.opened_at,
+        "updated_at": case.updated_at,
+    }
+    if full:
+        view["referral"] = case.referral
+        view["timeline"] = [
+            {"at": entry.at, "kind": entry.kind, "actor": entry.actor, "detail": entry.detail}
+            for entry in case.timeline
+        ]
+    return view

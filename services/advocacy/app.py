@@ -1,0 +1,46 @@
+"""The composition root of advocacy's API: settings in, a Flask app out. No I/O at import."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from services.advocacy.api import make_blueprint
+from services.advocacy.casework import Casework
+from services.advocacy.config import AdvocacyConfig
+from shared.auth import TokenVerifier
+from shared.config import Settings
+from shared.db import is_ready, make_engine, make_session_factory
+from shared.logs import configure_logging
+from shared.telemetry import setup_tracing
+from shared.web import create_api_app
+
+DESCRIPTION = (
+    "One charity's instance: its advocates, the offers of referrals it receives (minimised), and the "
+    "cases it opens once intake has allocated a referral to it and disclosed the full record."
+)
+
+
+def create_app(settings: Settings | None = None, *, verifier: TokenVerifier | None = None) -> Flask:
+    settings = settings or Settings.from_env("advocacy")
+    config = AdvocacyConfig.from_settings(settings)  # a clear ConfigError when PROVIDER_ID is missing
+    configure_logging("advocacy")
+    setup_tracing("advocacy")
+    engine = make_engine(settings.database_url)
+    sessions = make_session_factory(engine)
+    app, api = create_api_app(
+        __name__,
+        settings,
+        title=f"advocacy ({config.provider_id})",
+        description=DESCRIPTION,
+        ready=lambda: is_ready(engine),
+        verifier=verifier,
+    )
+    api.register_blueprint(make_blueprint(sessions, Casework(config.provider_id)))
+    # For tests and tooling that need the same database handles as the app.
+    app.extensions["advocacy"] = {"config": config, "engine": engine, "sessions": sessions}
+    return app
+
+
+if __name__ == "__main__":  # dev only; `make run` serves it with gunicorn
+    app = create_app()
+    app.run(host="127.0.0.1", port=app.extensions["advocacy"]["config"].port)

@@ -1,0 +1,271 @@
+"""What a charity does with offers and cases: one function per use case, shared by the API, the event
+handlers and the demo seed, so an offer accepted by a person and one accepted by AUTO_ACCEPT follow the
+same rules and write the same rows and events.
+
+Each function works inside the caller's transaction and stages its outgoing event with `add_event` (the
+transactional outbox): the rows and the event commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from services.advocacy import domain
+from services.advocacy.models import Advocate, Case, Offer, Outbox, TimelineEntry
+from shared.messaging.envelope import Event
+from shared.outbox import add_event, utcnow
+
+
+class Casework:
+    def __init__(self, provider_id: str):
+        self.provider_id = provider_id
+        self.source = f"/advocacy/{provider_id}"
+
+    # --- advocates ---------------------------------------------------------------------------------
+
+    def create_advocate(
+        self, session: Session, *, name: str, email: str, languages: list[str], max_caseload: int
+    ) -> Advocate:
+        if self.advocate_by_email(session, email) is not None:
+            raise domain.AdvocateEmailTaken(f"an advocate with the email {email} already exists")
+        now = utcnow()
+        advocate = Advocate(
+            id=str(uuid.uuid4()),
+            provider_id=self.provider_id,
+            name=name,
+            email=email,
+            languages=domain.normalise_languages(languages),
+            max_caseload=max_caseload,
+            active=True,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(advocate)
+        session.flush()
+        return advocate
+
+    def advocate_by_email(self, session: Session, email: str) -> Advocate | None:
+        return session.scalars(
+            select(Advocate).where(Advocate.provider_id == self.provider_id, Advocate.email == email)
+        ).one_or_none()
+
+    def caseloads(self, session: Session) -> dict[str, int]:
+        """Caseload = the advocate's cases that are opening or open."""
+        rows = session.execute(
+            select(Case.advocate_id, func.count())
+            .where(Case.provider_id == self.provider_id, Case.status.in_(domain.LIVE_CASE_STATUSES))
+            .group_by(Case.advocate_id)
+        )
+        return {advocate_id: count for advocate_id, count in rows}
+
+    def _advocate_loads(self, session: Session) -> dict[str, tuple[Advocate, domain.AdvocateLoad]]:
+        # Lock the provider's advocates (in id order, so two accepts cannot deadlock) before counting
+        # caseloads: two accepts at once must not both give the last place to the same advocate.
+        advocates = session.scalars(
+            select(Advocate)
+            .where(Advocate.provider_id == self.provider_id)
+            .order_by(Advocate.id)
+            .with_for_update()
+        ).all()
+        loads = self.caseloads(session)
+        return {
+            a.id: (
+                a,
+                domain.AdvocateLoad(a.id, tuple(a.languages), a.max_caseload, loads.get(a.id, 0), a.active),
+            )
+            for a in advocates
+        }
+
+    # --- offers -------------------------------------------------------------------------------------
+
+    def record_offer(
+        self, session: Session, event: Event, *, offered_at: datetime | None, respond_by: datetime | None
+    ) -> Offer:
+        data = event.data
+        now = utcnow()
+        offer = Offer(
+            id=data["offer_id"],
+            provider_id=self.provider_id,
+            referral_id=data["referral_id"],
+            status=domain.OFFER_PENDING,
+            summary=domain.offer_summary(data),
+            offered_at=offered_at or now,
+            respond_by=respond_by,
+            received_at=now,
+            updated_at=now,
+        )
+        session.add(offer)
+        session.flush()  # the offer row first: timeline entries refer to it
+        self._note(session, offer.id, domain.OFFER_RECEIVED, event.source, f"offer {offer.id} received", now)
+        return offer
+
+    def _locked_offer(self, session: Session, offer_id: str) -> Offer:
+        # The row lock makes accept, decline and withdrawal of one offer take turns.
+        offer = session.scalars(
+            select(Offer).where(Offer.id == offer_id, Offer.provider_id == self.provider_id).with_for_update()
+        ).one_or_none()
+        if offer is None:
+            raise domain.OfferNotFound(f"offer {offer_id} not found")
+        return offer
+
+    def accept_offer(
+        self, session: Session, offer_id: str, *, actor: str, advocate_id: str | None = None
+    ) -> Case:
+        offer = self._locked_offer(session, offer_id)
+        domain.ensure_pending(offer.id, offer.status)
+        loads = self._advocate_loads(session)
+        if advocate_id is not None:
+            if advocate_id not in loads:
+                raise domain.AdvocateNotFound(f"advocate {advocate_id} not found")
+            chosen = loads[advocate_id][1]
+            domain.ensure_can_take(chosen)
+        else:
+            choice = domain.choose_advocate(
+                (load for _, load in loads.values()), offer.summary.get("languages") or []
+            )
+            if choice is None:
+                raise domain.NoAdvocateAvailable("no active advocate has room for another case")
+            chosen = choice
+        advocate = loads[chosen.id][0]
+        now = utcnow()
+        case = Case(
+            id=str(uuid.uuid4()),
+            provider_id=self.provider_id,
+            referral_id=offer.referral_id,
+            offer_id=offer.id,
+            advocate=advocate,
+            status=domain.CASE_OPENING,
+            opened_at=now,
+            updated_at=now,
+        )
+        session.add(case)
+        offer.status, offer.responded_at, offer.updated_at, offer.case = domain.OFFER_ACCEPTED, now, now, case
+        self._note(
+            session, offer.id, domain.OFFER_ACCEPTED_KIND, actor, f"assigned to advocate {advocate.id}", now
+        )
+        add_event(
+            session,
+            Outbox,
+            Event(
+                type="offer.accepted",
+                source=self.source,
+                subject=offer.referral_id,
+                data={
+                    "referral_id": offer.referral_id,
+                    "offer_id": offer.id,
+                    "provider_id": self.provider_id,
+                    "case_id": case.id,
+                    "advocate": {"name": advocate.name, "email": advocate.email},
+                    "accepted_at": now.isoformat(),
+                },
+            ),
+        )
+        session.flush()
+        return case
+
+    def decline_offer(
+        self, session: Session, offer_id: str, *, actor: str, reason: str, note: str | None = None
+    ) -> Offer:
+        offer = self._locked_offer(session, offer_id)
+        domain.ensure_pending(offer.id, offer.status)
+        now = utcnow()
+        offer.status, offer.responded_at, offer.updated_at = domain.OFFER_DECLINED, now, now
+        offer.decline_reason, offer.decline_note = reason, note
+        self._note(session, offer.id, domain.OFFER_DECLINED_KIND, actor, f"reason: {reason}", now)
+        add_event(
+            session,
+            Outbox,
+            Event(
+                type="offer.declined",
+                source=self.source,
+                subject=offer.referral_id,
+                data={
+                    "referral_id": offer.referral_id,
+                    "offer_id": offer.id,
+                    "provider_id": self.provider_id,
+                    "reason": reason,  # the free-text note stays local
+                    "declined_at": now.isoformat(),
+                },
+            ),
+        )
+        session.flush()
+        return offer
+
+    # --- cases --------------------------------------------------------------------------------------
+
+    def case(self, session: Session, case_id: str) -> Case:
+        found = session.scalars(
+            select(Case).where(Case.id == case_id, Case.provider_id == self.provider_id)
+        ).one_or_none()
+        if found is None:
+            raise domain.CaseNotFound(f"case {case_id} not found")
+        return found
+
+    def open_case(
+        self,
+        session: Session,
+        case: Case,
+        referral: dict[str, Any],
+        *,
+        actor: str,
+        org_id: str | None,
+        external_reference: str | None,
+    ) -> None:
+        """Intake allocated the referral to us and disclosed it: the case is open."""
+        now = utcnow()
+        case.referral, case.status, case.updated_at = referral, domain.CASE_OPEN, now
+        self._note(
+            session, case.offer_id, domain.REFERRAL_DISCLOSED, actor, "full referral fetched from intake", now
+        )
+        self._note(session, case.offer_id, domain.CASE_OPENED, actor, f"case {case.id} open", now)
+        add_event(
+            session,
+            Outbox,
+            Event(
+                type="case.opened",
+                source=self.source,
+                subject=case.referral_id,
+                data={
+                    "referral_id": case.referral_id,
+                    "case_id": case.id,
+                    "provider_id": self.provider_id,
+                    "org_id": org_id or case.offer.summary.get("org_id"),
+                    "external_reference": external_reference or case.offer.summary.get("external_reference"),
+                    "status": domain.CASE_OPEN,
+                },
+            ),
+        )
+        session.flush()
+
+    def withdraw_referral(self, session: Session, referral_id: str, *, actor: str) -> int:
+        """The referrer withdrew the referral: a pending offer lapses, a live case closes.
+        Returns how many offers here were about it."""
+        offers = session.scalars(
+            select(Offer)
+            .where(Offer.referral_id == referral_id, Offer.provider_id == self.provider_id)
+            .order_by(Offer.id)
+            .with_for_update()
+        ).all()
+        now = utcnow()
+        for offer in offers:
+            if offer.status == domain.OFFER_PENDING:
+                offer.status, offer.updated_at = domain.OFFER_WITHDRAWN, now
+                self._note(session, offer.id, domain.REFERRAL_WITHDRAWN, actor, "offer withdrawn", now)
+            case = offer.case
+            if case is not None and case.status in domain.LIVE_CASE_STATUSES:
+                case.status, case.updated_at, case.closed_at = domain.CASE_CLOSED, now, now
+                self._note(
+                    session, offer.id, domain.REFERRAL_WITHDRAWN, actor, "referral withdrawn by referrer", now
+                )
+                self._note(session, offer.id, domain.CASE_CLOSED_KIND, actor, f"case {case.id} closed", now)
+        session.flush()
+        return len(offers)
+
+    @staticmethod
+    def _note(session: Session, offer_id: str, kind: str, actor: str, detail: str, at: datetime) -> None:
+        session.add(TimelineEntry(offer_id=offer_id, at=at, kind=kind, actor=actor, detail=detail))

@@ -1,0 +1,149 @@
+"""The rules of one charity's casework, with no Flask or SQLAlchemy: statuses, who may take a case.
+
+Each rule that can fail has its own exception; `api.py` maps each to one HTTP status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+OFFER_PENDING, OFFER_ACCEPTED, OFFER_DECLINED, OFFER_WITHDRAWN = (
+    "pending",
+    "accepted",
+    "declined",
+    "withdrawn",
+)
+OFFER_STATUSES = (OFFER_PENDING, OFFER_ACCEPTED, OFFER_DECLINED, OFFER_WITHDRAWN)
+
+# A case is `opening` from acceptance until intake confirms the allocation and the referral is disclosed.
+CASE_OPENING, CASE_OPEN, CASE_CLOSED = "opening", "open", "closed"
+CASE_STATUSES = (CASE_OPENING, CASE_OPEN, CASE_CLOSED)
+LIVE_CASE_STATUSES = (CASE_OPENING, CASE_OPEN)  # what counts towards an advocate's caseload
+
+DECLINE_REASONS = ("no_capacity", "out_of_area", "language", "eligibility", "risk", "other")
+
+# Timeline kinds (what happened to an offer and the case it became).
+OFFER_RECEIVED = "offer_received"
+OFFER_ACCEPTED_KIND = "offer_accepted"
+OFFER_DECLINED_KIND = "offer_declined"
+OFFER_WITHDRAWN_KIND = "offer_withdrawn"
+REFERRAL_DISCLOSED = "referral_disclosed"
+CASE_OPENED = "case_opened"
+REFERRAL_WITHDRAWN = "referral_withdrawn"
+CASE_CLOSED_KIND = "case_closed"
+
+# What an offer keeps from `referral.offered`: the minimum a charity needs to decide (DESIGN 2: share
+# the minimum). Anything else in the event is dropped, so a mistake upstream cannot land personal data here.
+SUMMARY_FIELDS = (
+    "org_id",
+    "external_reference",
+    "is_child",
+    "pathway",
+    "region",
+    "local_authority",
+    "languages",
+    "interpreter_needed",
+    "sex",
+    "exploitation_types",
+    "needs",
+    "immediate_danger",
+    "re_trafficking_risk",
+)
+
+
+class CaseworkError(Exception):
+    """A rule of casework refused the request; the message says why."""
+
+
+class OfferNotFound(CaseworkError):
+    pass
+
+
+class AdvocateNotFound(CaseworkError):
+    pass
+
+
+class CaseNotFound(CaseworkError):
+    pass
+
+
+class OfferNotPending(CaseworkError):
+    pass
+
+
+class AdvocateUnavailable(CaseworkError):
+    """The advocate named to take a case is inactive or at their maximum caseload."""
+
+
+class NoAdvocateAvailable(CaseworkError):
+    """Nobody active has room for another case."""
+
+
+class AdvocateEmailTaken(CaseworkError):
+    pass
+
+
+@dataclass(frozen=True)
+class AdvocateLoad:
+    """An advocate as the choice of who takes a case sees them."""
+
+    id: str
+    languages: tuple[str, ...]
+    max_caseload: int
+    caseload: int
+    active: bool = True
+
+    @property
+    def has_room(self) -> bool:
+        return self.active and self.caseload < self.max_caseload
+
+    @property
+    def load(self) -> float:
+        return self.caseload / self.max_caseload
+
+
+def ensure_pending(offer_id: str, status: str) -> None:
+    """Only a pending offer can be answered: an answer is final, and a withdrawn offer is gone."""
+    if status != OFFER_PENDING:
+        raise OfferNotPending(f"offer {offer_id} is {status}, not pending: it can no longer be answered")
+
+
+def ensure_can_take(advocate: AdvocateLoad) -> None:
+    if not advocate.active:
+        raise AdvocateUnavailable(f"advocate {advocate.id} is inactive")
+    if not advocate.has_room:
+        load = f"{advocate.caseload}/{advocate.max_caseload}"
+        raise AdvocateUnavailable(f"advocate {advocate.id} is at their maximum caseload ({load})")
+
+
+def choose_advocate(advocates: Iterable[AdvocateLoad], languages: Sequence[str]) -> AdvocateLoad | None:
+    """Who takes a new case: among active advocates with room, prefer one who shares a language with the
+    survivor (fewer interpreted conversations), then the least loaded (by share of their own maximum,
+    then by count), ties broken by id so the choice is reproducible. None when nobody has room."""
+    wanted = {language.lower() for language in languages}
+    candidates = [advocate for advocate in advocates if advocate.has_room]
+    if not candidates:
+        return None
+
+    def rank(advocate: AdvocateLoad) -> tuple[bool, float, int, str]:
+        shares_language = bool(wanted & {language.lower() for language in advocate.languages})
+        return (not shares_language, advocate.load, advocate.caseload, advocate.id)
+
+    return min(candidates, key=rank)
+
+
+def normalise_languages(languages: Iterable[str]) -> list[str]:
+    """ISO 639-1 codes in lower case, each once, in the order given."""
+    seen: list[str] = []
+    for language in languages:
+        code = language.strip().lower()
+        if code not in seen:
+            seen.append(code)
+    return seen
+
+
+def offer_summary(data: dict[str, Any]) -> dict[str, Any]:
+    """The minimised referral summary an offer keeps from its `referral.offered` payload."""
+    return {name: data.get(name) for name in SUMMARY_FIELDS}

@@ -1,0 +1,42 @@
+"""Fetching the full referral from intake: the one disclosure of personal data to this provider.
+
+Intake logs the disclosure per recipient (DESIGN 2); we only ever ask for a referral allocated to us.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import requests
+
+from shared.auth.tokens import ServiceTokens
+
+TIMEOUT_SECONDS = 10
+
+
+class ReferralSource(Protocol):
+    """What the `referral.allocated` handler needs: unit tests pass a fake."""
+
+    def fetch_referral(self, referral_id: str) -> dict[str, Any]: ...
+
+
+class IntakeClient:
+    def __init__(self, base_url: str, tokens: ServiceTokens, *, timeout: float = TIMEOUT_SECONDS):
+        self._base_url = base_url.rstrip("/")
+        self._tokens = tokens
+        self._timeout = timeout
+        self._http = requests.Session()
+
+    def fetch_referral(self, referral_id: str) -> dict[str, Any]:
+        """The referral as intake returns it. Any non-2xx or connection error raises: the handler fails
+        and the message comes back after the retry delay."""
+        response = self._http.get(
+            f"{self._base_url}/v1/referrals/{referral_id}",
+            headers={"Authorization": f"Bearer {self._tokens.get()}", "Accept": "application/json"},
+            timeout=self._timeout,
+        )
+        response.raise_for_status()
+        body = response.json()
+        if not isinstance(body, dict):
+            raise ValueError("intake answered with something other than a JSON object")
+        return body

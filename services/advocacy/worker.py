@@ -1,0 +1,78 @@
+"""advocacy's background process: consumes `advocacy.<PROVIDER_ID>` and relays the outbox.
+
+python -m services.advocacy.worker
+"""
+
+from __future__ import annotations
+
+import logging
+
+from services.advocacy.casework import Casework
+from services.advocacy.config import AdvocacyConfig
+from services.advocacy.handlers import make_handlers
+from services.advocacy.intake_client import IntakeClient, ReferralSource
+from services.advocacy.models import Inbox, Outbox
+from shared.auth.tokens import ServiceTokens
+from shared.config import Settings
+from shared.db import make_engine, make_session_factory
+from shared.inbox import EventHandlers
+from shared.logs import configure_logging
+from shared.messaging.consumer import Consumer
+from shared.messaging.relay import OutboxRelay
+from shared.messaging.topology import QueueSpec
+from shared.messaging.worker import Loop, main_exit, run_loops
+from shared.telemetry import setup_tracing
+
+log = logging.getLogger(__name__)
+
+
+def build_loops(settings: Settings, intake: ReferralSource | None = None) -> dict[str, Loop]:
+    """The consumer and the relay of one provider's instance, wired to its own database."""
+    config = AdvocacyConfig.from_settings(settings)
+    sessions = make_session_factory(make_engine(settings.database_url))
+    if intake is None:
+        tokens = ServiceTokens(
+            settings, org=config.provider_id, org_kind="provider", scopes=["referrals:read"]
+        )
+        intake = IntakeClient(config.intake_url, tokens)
+    relay = OutboxRelay(
+        settings.amqp_url,
+        sessions,
+        Outbox,
+        name=f"advocacy-{config.provider_id}",
+        poll_interval=settings.outbox_poll_interval,
+    )
+    handlers = EventHandlers(
+        config.queue,
+        sessions,
+        Inbox,
+        make_handlers(Casework(config.provider_id), intake, auto_accept=config.auto_accept),
+        after_commit=relay.wake,  # accepted offers and opened cases leave at once, not at the next poll
+    )
+    spec = QueueSpec(
+        config.queue,
+        # Offers are addressed to one provider by routing key; allocations and withdrawals go to every
+        # instance, and the handlers ignore those about other providers.
+        bindings=(f"referral.offered.{config.provider_id}", "referral.allocated", "referral.withdrawn"),
+        delivery_limit=settings.delivery_limit,
+        retry_delay_ms=settings.retry_delay_ms,
+    )
+    consumer = Consumer(
+        settings.amqp_url, spec, handlers, max_attempts=settings.max_attempts, prefetch=settings.prefetch
+    )
+    log.info(
+        "advocacy worker ready",
+        extra={"provider_id": config.provider_id, "queue": config.queue, "auto_accept": config.auto_accept},
+    )
+    return {"consumer": consumer.run, "relay": relay.run}
+
+
+def main() -> int:
+    settings = Settings.from_env("advocacy")
+    configure_logging("advocacy-worker")
+    setup_tracing("advocacy-worker")
+    return run_loops(build_loops(settings))
+
+
+if __name__ == "__main__":
+    main_exit(main())

@@ -1,0 +1,119 @@
+"""advocacy's worker on the real RabbitMQ and PostgreSQL: an offer published on the `referrals`
+exchange is consumed, auto-accepted, and `offer.accepted` leaves through the outbox relay; then the
+allocation opens the case and `case.opened` leaves too."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+from opentelemetry import trace
+from pika.exceptions import UnroutableError
+from support.amqp import declare_tap, drain, publish, running
+
+from services.advocacy.casework import Casework
+from services.advocacy.models import Case
+from services.advocacy.worker import build_loops
+from shared.config import Settings
+from shared.db import make_engine, make_session_factory, migrate
+from shared.messaging.envelope import Event
+
+PROVIDER = "charity-w"
+
+
+class FakeIntake:
+    def __init__(self):
+        self.fetched: list[str] = []
+
+    def fetch_referral(self, referral_id: str) -> dict:
+        self.fetched.append(referral_id)
+        return {"id": referral_id, "status": "allocated"}
+
+
+def test_the_worker_consumes_an_offer_auto_accepts_it_and_relays_the_events(fresh_database, amqp_url):
+    url = fresh_database("advocacy")
+    migrate("advocacy", url)
+    settings = Settings.from_env(
+        "advocacy",
+        env={
+            "ADVOCACY_DATABASE_URL": url,
+            "PROVIDER_ID": PROVIDER,
+            "AUTO_ACCEPT": "true",
+            "AMQP_URL": amqp_url,
+            "AMQP_RETRY_DELAY_MS": "200",
+        },
+    )
+    engine = make_engine(url, instrument=False)
+    sessions = make_session_factory(engine)
+    with sessions.begin() as session:
+        Casework(PROVIDER).create_advocate(
+            session,
+            name="Advocate Synthetic-Wi",
+            email="wi@charity-w.example",
+            languages=["sq"],
+            max_caseload=3,
+        )
+    tap = f"tap.{uuid.uuid4().hex[:8]}"
+    declare_tap(amqp_url, tap, "offer.accepted", "case.opened")
+    intake = FakeIntake()
+    loops = build_loops(settings, intake=intake)
+
+    referral_id, offer_id = str(uuid.uuid4()), str(uuid.uuid4())
+    offer = Event(
+        type="referral.offered",
+        source="/intake",
+        subject=referral_id,
+        data={
+            "referral_id": referral_id,
+            "offer_id": offer_id,
+            "provider_id": PROVIDER,
+            "languages": ["sq"],
+            "org_id": "met-police",
+            "external_reference": "REF-SYNTHETIC-W",
+        },
+    )
+    with running(loops["consumer"]), running(loops["relay"]):
+        # The consumer declares its queue on connect: publish once it is bound (mandatory refuses before).
+        # Published inside a span (the pika instrumentation injects the current context into the headers).
+        with trace.get_tracer("test").start_as_current_span("intake publishes the offer") as span:
+            trace_id = format(span.get_span_context().trace_id, "032x")
+            _publish_when_bound(amqp_url, offer, f"referral.offered.{PROVIDER}")
+        [(properties, body)] = drain(amqp_url, tap, expect=1)
+        accepted = json.loads(body)
+        assert properties.type == "offer.accepted" and accepted["data"]["offer_id"] == offer_id
+        # The trace goes on through the handler and the outbox row into the event it caused.
+        assert properties.headers["traceparent"].split("-")[1] == trace_id
+
+        allocation = Event(
+            type="referral.allocated",
+            source="/intake",
+            subject=referral_id,
+            data={
+                "referral_id": referral_id,
+                "provider_id": PROVIDER,
+                "case_id": accepted["data"]["case_id"],
+                "org_id": "met-police",
+                "external_reference": "REF-SYNTHETIC-W",
+                "status": "allocated",
+            },
+        )
+        publish(amqp_url, allocation)
+        [(properties, body)] = drain(amqp_url, tap, expect=1)
+        assert properties.type == "case.opened"
+        assert json.loads(body)["data"]["case_id"] == accepted["data"]["case_id"]
+
+    assert intake.fetched == [referral_id]
+    with sessions.begin() as session:
+        assert session.get(Case, accepted["data"]["case_id"]).status == "open"
+    engine.dispose()
+
+
+def _publish_when_bound(url: str, event: Event, routing_key: str, attempts: int = 100) -> None:
+    for _ in range(attempts):
+        try:
+            publish(url, event, routing_key)
+            return
+        except UnroutableError:
+            time.sleep(0.1)
+    raise AssertionError(f"no queue bound to {routing_key}")
