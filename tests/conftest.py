@@ -7,14 +7,9 @@ to Docker (PITFALLS: testcontainers).
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import subprocess
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import pytest
 from opentelemetry import trace
@@ -22,11 +17,10 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from shared.auth.tokens import ensure_dev_keys, mint_token
 from shared.telemetry import setup_tracing
+from support.infra import private_vhost, temporary_databases
 
 ROOT = Path(__file__).resolve().parent.parent
 NO_SERVICES = (
@@ -94,27 +88,6 @@ def amqp_url(broker_url) -> Iterator[str]:
         yield url
 
 
-@contextlib.contextmanager
-def private_vhost(broker_url: str) -> Iterator[str]:
-    parsed = urlsplit(broker_url)
-    local = parsed.hostname in ("127.0.0.1", "localhost") and shutil.which("rabbitmqctl")
-    if not local:
-        yield broker_url
-        return
-    vhost = f"test-{uuid.uuid4().hex[:10]}"
-    user = unquote(parsed.username or "guest")
-    _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
-    try:
-        yield urlunsplit(parsed._replace(path="/" + quote(vhost, safe="")))
-    finally:
-        _rabbitmqctl("delete_vhost", vhost)
-
-
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
-
-
 @pytest.fixture(scope="session")
 def pg_admin_url() -> Iterator[str]:
     if os.environ.get("TEST_DATABASE_URL"):
@@ -131,21 +104,8 @@ def pg_admin_url() -> Iterator[str]:
 @pytest.fixture
 def fresh_database(pg_admin_url) -> Iterator[Callable[[str], str]]:
     """Make empty PostgreSQL databases (one per service under test), dropped afterwards."""
-    admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
-    made: list[str] = []
-
-    def make(label: str) -> str:
-        name = f"t_{label}_{uuid.uuid4().hex[:8]}".replace("-", "_").lower()
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        made.append(name)
-        return make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
-
-    yield make
-    with admin.connect() as connection:
-        for name in made:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with temporary_databases(pg_admin_url) as make:
+        yield make
 
 
 @pytest.fixture(scope="session")

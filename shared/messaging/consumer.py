@@ -61,7 +61,8 @@ class Consumer:
         channel.basic_consume(self.spec.name, self._on_message)
         while not stop.is_set():
             connection.process_data_events(time_limit=0.5)
-        channel.cancel()
+        # Handlers run inside process_data_events, so none is mid-flight here; closing the connection
+        # returns any prefetched, unacked messages to the queue.
 
     def _on_message(
         self, channel: BlockingChannel, method, properties: pika.BasicProperties, body: bytes

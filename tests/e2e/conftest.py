@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import pytest
 import requests
+
+from shared.db import migrate
 from support.infra import private_vhost, temporary_databases
 from support.processes import Platform
 from support.receivers import OtlpSink, WebhookReceiver
-
-from shared.db import migrate
 
 PROVIDER = "demo-charity"
 ADVOCATES = [

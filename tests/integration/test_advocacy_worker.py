@@ -10,7 +10,6 @@ import uuid
 
 from opentelemetry import trace
 from pika.exceptions import UnroutableError
-from support.amqp import declare_tap, drain, publish, running
 
 from services.advocacy.casework import Casework
 from services.advocacy.models import Case
@@ -18,6 +17,7 @@ from services.advocacy.worker import build_loops
 from shared.config import Settings
 from shared.db import make_engine, make_session_factory, migrate
 from shared.messaging.envelope import Event
+from support.amqp import declare_tap, drain, publish, running
 
 PROVIDER = "charity-w"
 

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from support.amqp import publish, running
-from support.db import count
 
 from services.intake.handlers import HANDLERS
 from services.intake.models import Inbox, Offer, Outbox, Referral
@@ -21,6 +19,8 @@ from shared.messaging.consumer import Consumer, PermanentError
 from shared.messaging.envelope import Event
 from shared.messaging.topology import QueueSpec
 from shared.testing import referral_body
+from support.amqp import publish, running
+from support.db import count
 
 POLICE = ("met-police", "police", "referrals:write referrals:read")
 ADMIN = ("platform", "coordinator", "providers:admin")

@@ -7,10 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import select, text
-from support.db import count
 
 from services.intake.models import Disclosure, Offer, Outbox, Referral
 from shared.testing import referral_body
+from support.db import count
 
 POLICE = ("met-police", "police", "referrals:write referrals:read")
 ADMIN = ("platform", "coordinator", "providers:admin")

@@ -10,8 +10,6 @@ import pytest
 from opentelemetry import trace
 from sqlalchemy import func, select
 from sqlalchemy.orm import DeclarativeBase
-from support.amqp import declare_tap, drain, publish, running
-from support.tcp_proxy import TcpProxy
 
 from shared.db import make_engine, make_session_factory
 from shared.inbox import EventHandlers, InboxMixin
@@ -20,6 +18,8 @@ from shared.messaging.envelope import Event
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.topology import QueueSpec
 from shared.outbox import OutboxMixin, add_event
+from support.amqp import declare_tap, drain, publish, running
+from support.tcp_proxy import TcpProxy
 
 
 class Base(DeclarativeBase):

@@ -1,0 +1,55 @@
+"""The test broker and database: a private vhost and throw-away databases, usable at any fixture scope."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+
+@contextlib.contextmanager
+def private_vhost(broker_url: str) -> Iterator[str]:
+    parsed = urlsplit(broker_url)
+    local = parsed.hostname in ("127.0.0.1", "localhost") and shutil.which("rabbitmqctl")
+    if not local:
+        yield broker_url
+        return
+    vhost = f"test-{uuid.uuid4().hex[:10]}"
+    user = unquote(parsed.username or "guest")
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+    try:
+        yield urlunsplit(parsed._replace(path="/" + quote(vhost, safe="")))
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@contextlib.contextmanager
+def temporary_databases(pg_admin_url: str) -> Iterator[Callable[[str], str]]:
+    admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
+    made: list[str] = []
+
+    def make(label: str) -> str:
+        name = f"t_{label}_{uuid.uuid4().hex[:8]}".replace("-", "_").lower()
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        made.append(name)
+        return make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
+
+    try:
+        yield make
+    finally:
+        with admin.connect() as connection:
+            for name in made:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
