@@ -47,7 +47,7 @@ run: export LOG_LEVEL := $(LOG_LEVEL)
 # Procfile.dev names bare `gunicorn` and `python`: take them from the venv.
 run: export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv keys run test test-unit lint fmt typecheck clean
+.PHONY: help venv keys run test test-unit bench-latency lint fmt typecheck clean
 
 help: ## Show this list of targets
 	@echo "Usage: make <target>"
@@ -99,6 +99,9 @@ test: venv ## Run the whole suite (uses TEST_AMQP_URL / TEST_DATABASE_URL, else 
 
 test-unit: venv ## Run the unit tests only (pytest -m unit): no broker or database needed
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)
+
+bench-latency: venv ## POST -> webhook latency over 50 referrals sent one at a time (needs RabbitMQ + PostgreSQL)
+	$(BIN)/python -m bench.latency --count 50
 
 lint: venv ## ruff check and ruff format --check
 	$(BIN)/ruff check .

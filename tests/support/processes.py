@@ -68,15 +68,15 @@ class Platform:
             name or f"{service}-worker", [str(BIN / "python"), "-m", f"services.{service}.worker"], extra_env
         )
 
-    def _wait_ready(self, process: Process, url: str, timeout: float = 30) -> None:
+    def _wait_ready(self, process: Process, url: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if process.popen.poll() is not None:
                 raise RuntimeError(f"{process.name} exited early:\n{process.output()[-3000:]}")
             try:
-                if requests.get(f"{url}/readyz", timeout=1).status_code == 200:
+                if requests.get(f"{url}/readyz", timeout=5).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or slow on its first request
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"{process.name} not ready after {timeout}s:\n{process.output()[-3000:]}")

@@ -1,0 +1,1 @@
+"""Benchmarks: the platform driven as a deployment would be, beside this machine's raw ceilings."""
