@@ -50,9 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     with platform_stack(broker, database, keys, token, work, advocate_capacity=args.count + 10) as stack:
         headers = stack.headers(*AGENCY)
         hook = {"url": f"{stack.webhooks.url}/hooks", "events": ["referral.allocated"]}
-        requests.post(
-            f"{stack.url('notifications')}/v1/subscriptions", json=hook, headers=headers, timeout=10
-        )
+        requests.post(f"{stack.url('notifications')}/v1/subscriptions", json=hook, headers=headers, timeout=10)
         latencies = []
         for i in range(args.count):
             started = time.monotonic()
@@ -73,9 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(result, indent=2))
     out = ROOT / "bench" / "results" / f"latency-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps({"measure": "POST /v1/referrals -> referral.allocated webhook", **result}, indent=2)
-    )
+    out.write_text(json.dumps({"measure": "POST /v1/referrals -> referral.allocated webhook", **result}, indent=2))
     print(f"written to {out.relative_to(ROOT)}")
     return 0
 

@@ -127,9 +127,7 @@ def migrate_cli(argv: list[str] | None = None) -> int:
         migrate(args[0], settings.database_url)
     except Exception as exc:  # a one-line reason and the fix, not a traceback
         var = f"{args[0].upper()}_DATABASE_URL"
-        print(
-            f"referrals-migrate: cannot migrate {args[0]}: {exc.__class__.__name__}: {exc}", file=sys.stderr
-        )
+        print(f"referrals-migrate: cannot migrate {args[0]}: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         print(f"  check that the database in {var} exists and is reachable", file=sys.stderr)
         return 1
     print(f"{args[0]}: database is at the newest migration")

@@ -43,9 +43,7 @@ class OutboxMixin:
         return (Index("ix_outbox_pending", "sent_at", "next_attempt_at"),)
 
 
-def add_event(
-    session: Session, model: type[OutboxMixin], event: Event, routing_key: str | None = None
-) -> None:
+def add_event(session: Session, model: type[OutboxMixin], event: Event, routing_key: str | None = None) -> None:
     """Stage `event` for publishing when (and only if) the surrounding transaction commits."""
     carrier: dict[str, str] = {}
     propagate.inject(carrier)

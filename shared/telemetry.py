@@ -52,9 +52,7 @@ def setup_tracing(service_name: str, exporter: SpanExporter | None = None) -> No
 def _exporter_from_env() -> SpanExporter | None:
     """OTLP when an endpoint is configured; otherwise spans are made (ids reach the logs) but not sent."""
     wanted = os.environ.get("OTEL_TRACES_EXPORTER", "otlp").lower()
-    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
-        "OTEL_EXPORTER_OTLP_ENDPOINT"
-    )
+    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     if wanted == "none" or not endpoint:
         return None
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter

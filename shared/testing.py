@@ -29,9 +29,7 @@ def date_of_birth_for_age(years: int, months: int = 0, today: date | None = None
     return born.isoformat()
 
 
-def referral_body(
-    *, child: bool = False, consent: dict | None = None, seed: int | None = None, **overrides
-) -> dict:
+def referral_body(*, child: bool = False, consent: dict | None = None, seed: int | None = None, **overrides) -> dict:
     """A valid `POST /v1/referrals` body for a synthetic person. Override any top-level field."""
     person = synthetic_person(seed)
     body = {

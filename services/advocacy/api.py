@@ -48,9 +48,7 @@ STATUS_OF = {
 
 
 def make_blueprint(sessions: sessionmaker, casework: Casework) -> Blueprint:
-    blp = Blueprint(
-        "advocacy", __name__, url_prefix="/v1", description="Advocates, offers and cases of one provider."
-    )
+    blp = Blueprint("advocacy", __name__, url_prefix="/v1", description="Advocates, offers and cases of one provider.")
     provider_id = casework.provider_id
 
     def own(*scopes: str, any_of: bool = False):
@@ -93,9 +91,7 @@ def make_blueprint(sessions: sessionmaker, casework: Casework) -> Blueprint:
     def list_advocates():
         with sessions.begin() as session:
             advocates = session.scalars(
-                select(Advocate)
-                .where(Advocate.provider_id == provider_id)
-                .order_by(Advocate.name, Advocate.id)
+                select(Advocate).where(Advocate.provider_id == provider_id).order_by(Advocate.name, Advocate.id)
             ).all()
             loads = casework.caseloads(session)
         return [_advocate_view(a, loads.get(a.id, 0)) for a in advocates]
@@ -110,9 +106,7 @@ def make_blueprint(sessions: sessionmaker, casework: Casework) -> Blueprint:
         if query.get("status"):
             where.append(Offer.status == query["status"])
         with sessions.begin() as session:
-            pagination_parameters.item_count = session.scalar(
-                select(func.count()).select_from(Offer).where(*where)
-            )
+            pagination_parameters.item_count = session.scalar(select(func.count()).select_from(Offer).where(*where))
             offers = session.scalars(
                 select(Offer)
                 .where(*where)
@@ -132,9 +126,7 @@ def make_blueprint(sessions: sessionmaker, casework: Casework) -> Blueprint:
         with sessions.begin() as session:
             case = casework.accept_offer(session, offer_id, actor=actor, advocate_id=body.get("advocate_id"))
             view = _case_view(case)
-        log.info(
-            "offer accepted", extra={"offer_id": offer_id, "case_id": view["id"], "provider_id": provider_id}
-        )
+        log.info("offer accepted", extra={"offer_id": offer_id, "case_id": view["id"], "provider_id": provider_id})
         return view
 
     @blp.route("/offers/<offer_id>/decline", methods=["POST"])
@@ -144,9 +136,7 @@ def make_blueprint(sessions: sessionmaker, casework: Casework) -> Blueprint:
     def decline_offer(body, offer_id: str):
         actor = current_principal().sub
         with sessions.begin() as session:
-            offer = casework.decline_offer(
-                session, offer_id, actor=actor, reason=body["reason"], note=body.get("note")
-            )
+            offer = casework.decline_offer(session, offer_id, actor=actor, reason=body["reason"], note=body.get("note"))
             view = _offer_view(offer)
         log.info(
             "offer declined",
@@ -164,9 +154,7 @@ def make_blueprint(sessions: sessionmaker, casework: Casework) -> Blueprint:
         if query.get("status"):
             where.append(Case.status == query["status"])
         with sessions.begin() as session:
-            pagination_parameters.item_count = session.scalar(
-                select(func.count()).select_from(Case).where(*where)
-            )
+            pagination_parameters.item_count = session.scalar(select(func.count()).select_from(Case).where(*where))
             cases = session.scalars(
                 select(Case)
                 .where(*where)

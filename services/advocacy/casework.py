@@ -67,10 +67,7 @@ class Casework:
         # Lock the provider's advocates (in id order, so two accepts cannot deadlock) before counting
         # caseloads: two accepts at once must not both give the last place to the same advocate.
         advocates = session.scalars(
-            select(Advocate)
-            .where(Advocate.provider_id == self.provider_id)
-            .order_by(Advocate.id)
-            .with_for_update()
+            select(Advocate).where(Advocate.provider_id == self.provider_id).order_by(Advocate.id).with_for_update()
         ).all()
         loads = self.caseloads(session)
         return {
@@ -113,9 +110,7 @@ class Casework:
             raise domain.OfferNotFound(f"offer {offer_id} not found")
         return offer
 
-    def accept_offer(
-        self, session: Session, offer_id: str, *, actor: str, advocate_id: str | None = None
-    ) -> Case:
+    def accept_offer(self, session: Session, offer_id: str, *, actor: str, advocate_id: str | None = None) -> Case:
         offer = self._locked_offer(session, offer_id)
         domain.ensure_pending(offer.id, offer.status)
         loads = self._advocate_loads(session)
@@ -125,9 +120,7 @@ class Casework:
             chosen = loads[advocate_id][1]
             domain.ensure_can_take(chosen)
         else:
-            choice = domain.choose_advocate(
-                (load for _, load in loads.values()), offer.summary.get("languages") or []
-            )
+            choice = domain.choose_advocate((load for _, load in loads.values()), offer.summary.get("languages") or [])
             if choice is None:
                 raise domain.NoAdvocateAvailable("no active advocate has room for another case")
             chosen = choice
@@ -145,9 +138,7 @@ class Casework:
         )
         session.add(case)
         offer.status, offer.responded_at, offer.updated_at, offer.case = domain.OFFER_ACCEPTED, now, now, case
-        self._note(
-            session, offer.id, domain.OFFER_ACCEPTED_KIND, actor, f"assigned to advocate {advocate.id}", now
-        )
+        self._note(session, offer.id, domain.OFFER_ACCEPTED_KIND, actor, f"assigned to advocate {advocate.id}", now)
         add_event(
             session,
             Outbox,
@@ -219,9 +210,7 @@ class Casework:
         """Intake allocated the referral to us and disclosed it: the case is open."""
         now = utcnow()
         case.referral, case.status, case.updated_at = referral, domain.CASE_OPEN, now
-        self._note(
-            session, case.offer_id, domain.REFERRAL_DISCLOSED, actor, "full referral fetched from intake", now
-        )
+        self._note(session, case.offer_id, domain.REFERRAL_DISCLOSED, actor, "full referral fetched from intake", now)
         self._note(session, case.offer_id, domain.CASE_OPENED, actor, f"case {case.id} open", now)
         add_event(
             session,
@@ -259,9 +248,7 @@ class Casework:
             case = offer.case
             if case is not None and case.status in domain.LIVE_CASE_STATUSES:
                 case.status, case.updated_at, case.closed_at = domain.CASE_CLOSED, now, now
-                self._note(
-                    session, offer.id, domain.REFERRAL_WITHDRAWN, actor, "referral withdrawn by referrer", now
-                )
+                self._note(session, offer.id, domain.REFERRAL_WITHDRAWN, actor, "referral withdrawn by referrer", now)
                 self._note(session, offer.id, domain.CASE_CLOSED_KIND, actor, f"case {case.id} closed", now)
         session.flush()
         return len(offers)

@@ -26,9 +26,7 @@ AUTO_ACCEPT_ACTOR = "auto-accept"
 
 def make_handlers(casework: Casework, intake: ReferralSource, *, auto_accept: bool) -> dict[str, Handler]:
     return {
-        "referral.offered": functools.partial(
-            on_referral_offered, casework=casework, auto_accept=auto_accept
-        ),
+        "referral.offered": functools.partial(on_referral_offered, casework=casework, auto_accept=auto_accept),
         "referral.allocated": functools.partial(on_referral_allocated, casework=casework, intake=intake),
         "referral.withdrawn": functools.partial(on_referral_withdrawn, casework=casework),
     }
@@ -51,16 +49,12 @@ def on_referral_offered(session: Session, event: Event, *, casework: Casework, a
         # The same path as a person's accept through the API, in this same transaction.
         case = casework.accept_offer(session, offer.id, actor=AUTO_ACCEPT_ACTOR)
     except domain.NoAdvocateAvailable:
-        log.warning(
-            "auto-accept found no advocate with room; offer left pending", extra={"offer_id": offer.id}
-        )
+        log.warning("auto-accept found no advocate with room; offer left pending", extra={"offer_id": offer.id})
         return
     log.info("offer auto-accepted", extra={"offer_id": offer.id, "case_id": case.id})
 
 
-def on_referral_allocated(
-    session: Session, event: Event, *, casework: Casework, intake: ReferralSource
-) -> None:
+def on_referral_allocated(session: Session, event: Event, *, casework: Casework, intake: ReferralSource) -> None:
     data = event.data
     if data.get("provider_id") != casework.provider_id:
         return
@@ -82,9 +76,7 @@ def on_referral_allocated(
         return
     # The HTTP call runs before the row lock is taken, so a slow intake does not hold the lock.
     referral = intake.fetch_referral(case.referral_id)
-    session.refresh(
-        case, with_for_update=True
-    )  # lock, and re-read: a withdrawal may have closed it meanwhile
+    session.refresh(case, with_for_update=True)  # lock, and re-read: a withdrawal may have closed it meanwhile
     if case.status != domain.CASE_OPENING:
         log.info("case changed while the referral was fetched; ignored", extra={"case_id": case.id})
         return

@@ -31,9 +31,7 @@ def build_loops(settings: Settings, intake: ReferralSource | None = None) -> dic
     config = AdvocacyConfig.from_settings(settings)
     sessions = make_session_factory(make_engine(settings.database_url))
     if intake is None:
-        tokens = ServiceTokens(
-            settings, org=config.provider_id, org_kind="provider", scopes=["referrals:read"]
-        )
+        tokens = ServiceTokens(settings, org=config.provider_id, org_kind="provider", scopes=["referrals:read"])
         intake = IntakeClient(config.intake_url, tokens)
     relay = OutboxRelay(
         settings.amqp_url,

@@ -61,9 +61,7 @@ def referrals_blueprint(sessions: sessionmaker) -> Blueprint:
         @requires("referrals:write")
         @blp.arguments(ReferralInSchema)
         @blp.response(201, ReferralSummarySchema)
-        @blp.alt_response(
-            200, schema=ReferralSummarySchema, description="A replay of an earlier identical POST"
-        )
+        @blp.alt_response(200, schema=ReferralSummarySchema, description="A replay of an earlier identical POST")
         @blp.alt_response(409, description="The external_reference was used before with a different body")
         def post(self, body):
             """Submit a referral (idempotent by external_reference)."""
@@ -116,9 +114,7 @@ def referrals_blueprint(sessions: sessionmaker) -> Blueprint:
         def post(self, referral_id):
             """Withdraw a referral: a pending offer is cancelled and the provider told."""
             try:
-                return referral_view(
-                    referrals.withdraw(sessions, current_principal(), referral_id), detail=False
-                )
+                return referral_view(referrals.withdraw(sessions, current_principal(), referral_id), detail=False)
             except referrals.NotFound:
                 abort(404, message="No such referral.")
             except referrals.InvalidState as exc:

@@ -57,9 +57,7 @@ def is_child(subject: dict[str, Any], referred_at: datetime) -> bool:
         return age_on(born, referred_at.date()) < ADULT_AGE
     estimate = subject.get("age_estimate")
     if estimate is None:
-        raise ReferralRejected(
-            "subject.date_of_birth", "date_of_birth or age_estimate is required unless age_disputed"
-        )
+        raise ReferralRejected("subject.date_of_birth", "date_of_birth or age_estimate is required unless age_disputed")
     return int(estimate) < ADULT_AGE
 
 

@@ -17,17 +17,11 @@ log = logging.getLogger(__name__)
 
 def _offer_answered(session: Session, event: Event) -> tuple[Offer, Referral] | None:
     offer = session.get(Offer, event.data.get("offer_id"), with_for_update=True)
-    if (
-        offer is None
-        or offer.referral_id != event.subject
-        or offer.provider_id != event.data.get("provider_id")
-    ):
+    if offer is None or offer.referral_id != event.subject or offer.provider_id != event.data.get("provider_id"):
         raise PermanentError("answer names an offer that was not made to that provider")
     if offer.status != "pending":
         # Withdrawn meanwhile, or already answered: the record stands; nothing to do.
-        log.info(
-            "answer to a closed offer ignored", extra={"offer_id": offer.id, "offer_status": offer.status}
-        )
+        log.info("answer to a closed offer ignored", extra={"offer_id": offer.id, "offer_status": offer.status})
         return None
     return offer, session.get(Referral, offer.referral_id, with_for_update=True)
 
@@ -48,9 +42,7 @@ def on_offer_accepted(session: Session, event: Event) -> None:
     add_event(
         session,
         Outbox,
-        referral_event(
-            referral, "referral.allocated", provider_id=offer.provider_id, case_id=referral.case_id
-        ),
+        referral_event(referral, "referral.allocated", provider_id=offer.provider_id, case_id=referral.case_id),
     )
 
 

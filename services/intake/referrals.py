@@ -120,9 +120,7 @@ def withdraw(sessions: sessionmaker, principal: Principal, referral_id: str) -> 
             raise NotFound(referral_id)
         if not domain.can_withdraw(referral.status):
             raise InvalidState(f"a referral that is {referral.status} cannot be withdrawn")
-        pending = session.scalars(
-            select(Offer).where(Offer.referral_id == referral.id, Offer.status == "pending")
-        )
+        pending = session.scalars(select(Offer).where(Offer.referral_id == referral.id, Offer.status == "pending"))
         provider_id = referral.provider_id
         for offer in pending:
             offer.status, offer.responded_at = "withdrawn", utcnow()

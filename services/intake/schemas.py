@@ -41,9 +41,7 @@ def _language(value: str) -> None:
 
 def _country(value: str) -> None:
     if value not in _countries():
-        raise ValidationError(
-            f"{value!r} is not an ISO 3166-1 alpha-2 country code (e.g. AL, VN) or 'unknown'."
-        )
+        raise ValidationError(f"{value!r} is not an ISO 3166-1 alpha-2 country code (e.g. AL, VN) or 'unknown'.")
 
 
 class ReferrerSchema(Schema):
@@ -54,9 +52,7 @@ class ReferrerSchema(Schema):
 
 
 class SafeContactSchema(Schema):
-    method = fields.String(
-        required=True, validate=validate.OneOf(("phone", "email", "post", "via_referrer", "none"))
-    )
+    method = fields.String(required=True, validate=validate.OneOf(("phone", "email", "post", "via_referrer", "none")))
     value = fields.String(validate=validate.Length(max=500))
     safe_to_leave_message = fields.Boolean(load_default=False)
 
@@ -84,11 +80,7 @@ class SubjectSchema(Schema):
 
     @validates_schema
     def _age_known(self, data, **_):
-        if (
-            not data.get("age_disputed")
-            and data.get("date_of_birth") is None
-            and data.get("age_estimate") is None
-        ):
+        if not data.get("age_disputed") and data.get("date_of_birth") is None and data.get("age_estimate") is None:
             raise ValidationError(
                 "date_of_birth or age_estimate is required unless age_disputed.", field_name="date_of_birth"
             )
@@ -96,9 +88,7 @@ class SubjectSchema(Schema):
 
 class ExploitationSchema(Schema):
     type = fields.String(required=True, validate=validate.OneOf(EXPLOITATION_TYPES))
-    location = fields.String(
-        load_default="unknown", validate=validate.OneOf(("uk", "overseas", "both", "unknown"))
-    )
+    location = fields.String(load_default="unknown", validate=validate.OneOf(("uk", "overseas", "both", "unknown")))
     as_child = fields.Boolean(load_default=False)
     county_lines = fields.Boolean(load_default=False)
 
@@ -106,9 +96,7 @@ class ExploitationSchema(Schema):
 class LocationSchema(Schema):
     region = fields.String(required=True, validate=validate.OneOf(REGIONS))
     local_authority = fields.String(
-        validate=validate.Regexp(
-            r"^[EWSN]\d{8}$", error="local_authority must be an ONS code such as E09000033."
-        )
+        validate=validate.Regexp(r"^[EWSN]\d{8}$", error="local_authority must be an ONS code such as E09000033.")
     )
 
 
@@ -131,9 +119,7 @@ class ReferralInSchema(Schema):
     referred_at = fields.AwareDateTime(default_timezone=UTC)
     referrer = fields.Nested(ReferrerSchema, required=True)
     subject = fields.Nested(SubjectSchema, required=True)
-    exploitation = fields.List(
-        fields.Nested(ExploitationSchema), required=True, validate=validate.Length(1, 20)
-    )
+    exploitation = fields.List(fields.Nested(ExploitationSchema), required=True, validate=validate.Length(1, 20))
     location = fields.Nested(LocationSchema, required=True)
     risk = fields.Nested(RiskSchema)
     needs = fields.List(fields.String(validate=validate.OneOf(NEEDS)), load_default=list)

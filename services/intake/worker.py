@@ -20,14 +20,10 @@ BINDINGS = ("offer.accepted", "offer.declined")
 
 def build(settings: Settings) -> dict:
     sessions = make_session_factory(make_engine(settings.database_url))
-    relay = OutboxRelay(
-        settings.amqp_url, sessions, Outbox, name="intake", poll_interval=settings.outbox_poll_interval
-    )
+    relay = OutboxRelay(settings.amqp_url, sessions, Outbox, name="intake", poll_interval=settings.outbox_poll_interval)
     consumer = Consumer(
         settings.amqp_url,
-        QueueSpec(
-            QUEUE, BINDINGS, delivery_limit=settings.delivery_limit, retry_delay_ms=settings.retry_delay_ms
-        ),
+        QueueSpec(QUEUE, BINDINGS, delivery_limit=settings.delivery_limit, retry_delay_ms=settings.retry_delay_ms),
         EventHandlers(QUEUE, sessions, Inbox, HANDLERS, after_commit=relay.wake),
         max_attempts=settings.max_attempts,
         prefetch=settings.prefetch,

@@ -49,9 +49,7 @@ def make_blueprint(sessions: sessionmaker, guard: UrlGuard) -> Blueprint:
         try:
             guard.check(body["url"])
         except UnsafeWebhookUrl as exc:
-            abort(
-                422, message="The webhook URL is not allowed.", errors={"json": {"url": [f"The URL {exc}."]}}
-            )
+            abort(422, message="The webhook URL is not allowed.", errors={"json": {"url": [f"The URL {exc}."]}})
         subscription = Subscription(
             id=str(uuid.uuid4()),
             org_id=current_principal().org,
@@ -101,9 +99,7 @@ def make_blueprint(sessions: sessionmaker, guard: UrlGuard) -> Blueprint:
         if args.get("referral_id"):
             query = query.where(Delivery.referral_id == args["referral_id"])
         with sessions() as session:
-            pagination_parameters.item_count = session.scalar(
-                select(func.count()).select_from(query.subquery())
-            )
+            pagination_parameters.item_count = session.scalar(select(func.count()).select_from(query.subquery()))
             return session.scalars(
                 query.order_by(Delivery.created_at.desc(), Delivery.id.desc())
                 .offset(pagination_parameters.first_item)

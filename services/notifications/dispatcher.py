@@ -157,9 +157,7 @@ class WebhookDispatcher:
             )
 
     def _attempt(self, claimed: _Claimed) -> None:
-        parent = context_from(
-            {"traceparent": claimed.traceparent or "", "tracestate": claimed.tracestate or ""}
-        )
+        parent = context_from({"traceparent": claimed.traceparent or "", "tracestate": claimed.tracestate or ""})
         token = otel_context.attach(parent)
         try:
             with self._tracer.start_as_current_span("webhook deliver", kind=trace.SpanKind.CLIENT) as span:
@@ -235,9 +233,7 @@ class WebhookDispatcher:
                 values.update(next_attempt_at=now + timedelta(seconds=delay))
         with self._sessions.begin() as session:
             session.execute(
-                update(Delivery)
-                .where(Delivery.id == claimed.delivery_id, Delivery.status == PENDING)
-                .values(**values)
+                update(Delivery).where(Delivery.id == claimed.delivery_id, Delivery.status == PENDING).values(**values)
             )
         extra = {
             "delivery_id": claimed.delivery_id,

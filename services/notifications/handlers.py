@@ -43,9 +43,7 @@ def _owner_of(session: Session, referral_id: str, org_id: str | None, reference:
     if org_id:
         session.execute(
             _insert(session)(ReferralOwner)
-            .values(
-                referral_id=referral_id, org_id=org_id, external_reference=reference, first_seen_at=utcnow()
-            )
+            .values(referral_id=referral_id, org_id=org_id, external_reference=reference, first_seen_at=utcnow())
             .on_conflict_do_nothing(index_elements=["referral_id"])
         )
     owner = session.scalars(select(ReferralOwner).where(ReferralOwner.referral_id == referral_id)).first()
@@ -56,9 +54,7 @@ def _owner_of(session: Session, referral_id: str, org_id: str | None, reference:
         raise PermanentError(f"event org_id contradicts the org recorded for referral {referral_id}")
     if reference and owner.external_reference is None:
         session.execute(
-            update(ReferralOwner)
-            .where(ReferralOwner.referral_id == referral_id)
-            .values(external_reference=reference)
+            update(ReferralOwner).where(ReferralOwner.referral_id == referral_id).values(external_reference=reference)
         )
         owner.external_reference = reference
     return owner

@@ -18,14 +18,10 @@ from shared.config import VAR_DIR
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="referrals-token", description="Print a dev JWT for the platform.")
-    parser.add_argument(
-        "--ensure-keys", action="store_true", help="create var/keys/dev-*.pem if absent, then exit"
-    )
+    parser.add_argument("--ensure-keys", action="store_true", help="create var/keys/dev-*.pem if absent, then exit")
     parser.add_argument("--org", help="organisation id, e.g. met-police")
     parser.add_argument("--kind", choices=ORG_KINDS, help="org_kind claim")
-    parser.add_argument(
-        "--scope", default="", help='space-separated scopes, e.g. "referrals:write referrals:read"'
-    )
+    parser.add_argument("--scope", default="", help='space-separated scopes, e.g. "referrals:write referrals:read"')
     parser.add_argument("--sub", help="subject (default: <org>-<random>)")
     parser.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
     args = parser.parse_args(argv)

@@ -64,9 +64,7 @@ class Consumer:
         # Handlers run inside process_data_events, so none is mid-flight here; closing the connection
         # returns any prefetched, unacked messages to the queue.
 
-    def _on_message(
-        self, channel: BlockingChannel, method, properties: pika.BasicProperties, body: bytes
-    ) -> None:
+    def _on_message(self, channel: BlockingChannel, method, properties: pika.BasicProperties, body: bytes) -> None:
         parent = context_from(properties.headers)
         token = otel_context.attach(parent)
         try:
@@ -101,9 +99,7 @@ class Consumer:
             span.set_status(trace.Status(trace.StatusCode.ERROR, exc.__class__.__name__))
             attempt = previous + 1
             if attempt >= self._max_attempts:
-                self._park(
-                    channel, tag, properties, body, f"failed {attempt} times: {exc.__class__.__name__}"
-                )
+                self._park(channel, tag, properties, body, f"failed {attempt} times: {exc.__class__.__name__}")
             else:
                 log.warning(
                     "handler failed; will retry",

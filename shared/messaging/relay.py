@@ -103,9 +103,7 @@ class OutboxRelay:
                     headers=carrier_from_current(),
                 )
                 try:
-                    channel.basic_publish(
-                        EXCHANGE, row.routing_key, row.payload.encode(), properties, mandatory=True
-                    )
+                    channel.basic_publish(EXCHANGE, row.routing_key, row.payload.encode(), properties, mandatory=True)
                 except (UnroutableError, NackError) as exc:
                     row.attempts += 1
                     delay = min(300.0, 0.5 * 2 ** min(row.attempts, 10))

@@ -9,7 +9,5 @@ from support.stack import platform_stack
 
 @pytest.fixture(scope="module")
 def running_platform(broker_url, pg_admin_url, dev_keys, make_token, tmp_path_factory):
-    with platform_stack(
-        broker_url, pg_admin_url, dev_keys, make_token, tmp_path_factory.mktemp("platform")
-    ) as stack:
+    with platform_stack(broker_url, pg_admin_url, dev_keys, make_token, tmp_path_factory.mktemp("platform")) as stack:
         yield stack

@@ -119,9 +119,7 @@ def test_a_referral_is_allocated_and_the_agency_gets_a_signed_webhook_in_its_own
     assert any(s.attributes.get("referral.id") == referral_id for s in spans)
 
 
-def test_no_personal_data_reaches_logs_spans_message_headers_or_webhooks(
-    running_platform, subscription, amqp_tap
-):
+def test_no_personal_data_reaches_logs_spans_message_headers_or_webhooks(running_platform, subscription, amqp_tap):
     platform = running_platform
     body = referral_body(seed=11)
     subject = body["subject"]

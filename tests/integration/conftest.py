@@ -15,9 +15,7 @@ def intake(fresh_database, dev_keys):
 
     url = fresh_database("intake")
     migrate("intake", url)
-    settings = Settings.from_env(
-        "intake", env={"INTAKE_DATABASE_URL": url, "AUTH_PUBLIC_KEY_FILE": str(dev_keys[1])}
-    )
+    settings = Settings.from_env("intake", env={"INTAKE_DATABASE_URL": url, "AUTH_PUBLIC_KEY_FILE": str(dev_keys[1])})
     app = create_app(settings)
     engine = make_engine(url, instrument=False)
     yield app, make_session_factory(engine)

@@ -53,9 +53,7 @@ class Instance:
 
     def outbox(self, event_type: str) -> list[dict]:
         with self.sessions.begin() as session:
-            rows = session.scalars(
-                select(Outbox).where(Outbox.type == event_type).order_by(Outbox.created_at)
-            )
+            rows = session.scalars(select(Outbox).where(Outbox.type == event_type).order_by(Outbox.created_at))
             return [json.loads(row.payload) for row in rows]
 
 
@@ -168,14 +166,10 @@ def test_no_token_is_401(advocacy):
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_a_token_of_another_organisation_is_403_naming_the_provider_this_instance_serves(
-    advocacy, auth_header
-):
+def test_a_token_of_another_organisation_is_403_naming_the_provider_this_instance_serves(advocacy, auth_header):
     other = auth_header("charity-b", "provider", ALL_SCOPES)
     for method, path in [("get", "/v1/offers"), ("get", "/v1/cases"), ("post", "/v1/advocates")]:
-        response = getattr(advocacy.client, method)(
-            path, headers=other, json={} if method == "post" else None
-        )
+        response = getattr(advocacy.client, method)(path, headers=other, json={} if method == "post" else None)
         assert response.status_code == 403
         assert response.get_json()["message"] == f"this instance serves provider {PROVIDER}"
 
@@ -210,10 +204,7 @@ def test_offers_filter_by_status_and_paginate(advocacy):
     advocacy.advocate(max_caseload=10)
     events = [advocacy.offer() for _ in range(3)]
     accepted = events[0].data["offer_id"]
-    assert (
-        advocacy.client.post(f"/v1/offers/{accepted}/accept", json={}, headers=advocacy.headers).status_code
-        == 200
-    )
+    assert advocacy.client.post(f"/v1/offers/{accepted}/accept", json={}, headers=advocacy.headers).status_code == 200
     pending = advocacy.client.get("/v1/offers?status=pending", headers=advocacy.headers).get_json()
     assert {o["id"] for o in pending} == {e.data["offer_id"] for e in events[1:]}
     page = advocacy.client.get("/v1/offers?page=2&page_size=2", headers=advocacy.headers)
@@ -245,10 +236,7 @@ def test_accepting_an_offer_opens_a_case_and_stages_offer_accepted_in_the_same_t
 
     offer = advocacy.client.get("/v1/offers", headers=advocacy.headers).get_json()[0]
     assert offer["status"] == "accepted" and offer["case_id"] == case["id"] and offer["responded_at"]
-    loads = {
-        a["id"]: a["caseload"]
-        for a in advocacy.client.get("/v1/advocates", headers=advocacy.headers).get_json()
-    }
+    loads = {a["id"]: a["caseload"] for a in advocacy.client.get("/v1/advocates", headers=advocacy.headers).get_json()}
     assert loads == {english["id"]: 0, albanian["id"]: 1}
     assert advocacy.client.get(f"/v1/cases/{case['id']}", headers=advocacy.headers).get_json() == case
 
@@ -258,24 +246,17 @@ def test_accept_with_a_named_advocate_assigns_them(advocacy):
     chosen = advocacy.advocate(languages=["de"])
     offer_id = advocacy.offer(languages=["sq"]).data["offer_id"]
     body = {"advocate_id": chosen["id"]}
-    case = advocacy.client.post(
-        f"/v1/offers/{offer_id}/accept", json=body, headers=advocacy.headers
-    ).get_json()
+    case = advocacy.client.post(f"/v1/offers/{offer_id}/accept", json=body, headers=advocacy.headers).get_json()
     assert case["advocate"]["id"] == chosen["id"]
 
 
 def test_an_offer_can_be_answered_only_once(advocacy):
     advocacy.advocate()
     offer_id = advocacy.offer().data["offer_id"]
-    assert (
-        advocacy.client.post(f"/v1/offers/{offer_id}/accept", json={}, headers=advocacy.headers).status_code
-        == 200
-    )
+    assert advocacy.client.post(f"/v1/offers/{offer_id}/accept", json={}, headers=advocacy.headers).status_code == 200
     again = advocacy.client.post(f"/v1/offers/{offer_id}/accept", json={}, headers=advocacy.headers)
     assert again.status_code == 409 and "is accepted, not pending" in again.get_json()["message"]
-    decline = advocacy.client.post(
-        f"/v1/offers/{offer_id}/decline", json={"reason": "risk"}, headers=advocacy.headers
-    )
+    decline = advocacy.client.post(f"/v1/offers/{offer_id}/decline", json={"reason": "risk"}, headers=advocacy.headers)
     assert decline.status_code == 409
     assert len(advocacy.outbox("offer.accepted")) == 1 and advocacy.outbox("offer.declined") == []
 
@@ -284,10 +265,7 @@ def test_a_named_advocate_at_their_maximum_or_inactive_cannot_take_the_case(advo
     full = advocacy.advocate(max_caseload=1)
     first, second = advocacy.offer().data["offer_id"], advocacy.offer().data["offer_id"]
     body = {"advocate_id": full["id"]}
-    assert (
-        advocacy.client.post(f"/v1/offers/{first}/accept", json=body, headers=advocacy.headers).status_code
-        == 200
-    )
+    assert advocacy.client.post(f"/v1/offers/{first}/accept", json=body, headers=advocacy.headers).status_code == 200
     response = advocacy.client.post(f"/v1/offers/{second}/accept", json=body, headers=advocacy.headers)
     assert response.status_code == 409 and "maximum caseload (1/1)" in response.get_json()["message"]
 
@@ -298,19 +276,13 @@ def test_a_named_advocate_at_their_maximum_or_inactive_cannot_take_the_case(advo
         f"/v1/offers/{second}/accept", json={"advocate_id": idle["id"]}, headers=advocacy.headers
     )
     assert response.status_code == 409 and "inactive" in response.get_json()["message"]
-    assert (
-        advocacy.client.get("/v1/offers?status=pending", headers=advocacy.headers).get_json()[0]["id"]
-        == second
-    )
+    assert advocacy.client.get("/v1/offers?status=pending", headers=advocacy.headers).get_json()[0]["id"] == second
 
 
 def test_accept_without_a_named_advocate_when_nobody_has_room_is_409_and_the_offer_stays_pending(advocacy):
     advocacy.advocate(max_caseload=1)
     first, second = advocacy.offer().data["offer_id"], advocacy.offer().data["offer_id"]
-    assert (
-        advocacy.client.post(f"/v1/offers/{first}/accept", json={}, headers=advocacy.headers).status_code
-        == 200
-    )
+    assert advocacy.client.post(f"/v1/offers/{first}/accept", json={}, headers=advocacy.headers).status_code == 200
     response = advocacy.client.post(f"/v1/offers/{second}/accept", json={}, headers=advocacy.headers)
     assert response.status_code == 409 and "no active advocate has room" in response.get_json()["message"]
     assert len(advocacy.outbox("offer.accepted")) == 1
@@ -325,9 +297,7 @@ def test_two_accepts_at_the_same_moment_cannot_give_an_advocate_more_than_their_
     def accept(offer_id: str) -> None:
         client = advocacy.app.test_client()
         start.wait()
-        statuses.append(
-            client.post(f"/v1/offers/{offer_id}/accept", json={}, headers=advocacy.headers).status_code
-        )
+        statuses.append(client.post(f"/v1/offers/{offer_id}/accept", json={}, headers=advocacy.headers).status_code)
 
     threads = [threading.Thread(target=accept, args=(offer_id,)) for offer_id in offers]
     for thread in threads:
@@ -356,9 +326,7 @@ def test_declining_stages_offer_declined_with_the_reason_and_keeps_the_note_loca
 
 def test_a_decline_with_a_bad_reason_or_an_unknown_field_is_422_naming_it(advocacy):
     offer_id = advocacy.offer().data["offer_id"]
-    bad = advocacy.client.post(
-        f"/v1/offers/{offer_id}/decline", json={"reason": "busy"}, headers=advocacy.headers
-    )
+    bad = advocacy.client.post(f"/v1/offers/{offer_id}/decline", json={"reason": "busy"}, headers=advocacy.headers)
     assert bad.status_code == 422 and "reason" in bad.get_json()["errors"]["json"]
     extra = advocacy.client.post(
         f"/v1/offers/{offer_id}/decline",
@@ -403,10 +371,7 @@ def test_cases_are_listed_without_the_referral_filtered_by_status_and_paginated(
     for _ in range(2):
         offer_id = advocacy.offer().data["offer_id"]
         assert (
-            advocacy.client.post(
-                f"/v1/offers/{offer_id}/accept", json={}, headers=advocacy.headers
-            ).status_code
-            == 200
+            advocacy.client.post(f"/v1/offers/{offer_id}/accept", json={}, headers=advocacy.headers).status_code == 200
         )
     response = advocacy.client.get("/v1/cases?status=opening&page_size=1", headers=advocacy.headers)
     assert response.status_code == 200 and json.loads(response.headers["X-Pagination"])["total"] == 2

@@ -54,9 +54,7 @@ def advocacy(fresh_database, dev_keys, broker_url, auth_header):
         "AMQP_URL": broker_url,  # the API never publishes: no private vhost needed
     }
     app = create_app(Settings.from_env("advocacy", env=env))
-    yield Instance(
-        app.test_client(), app.extensions["advocacy"]["sessions"], auth_header(PROVIDER, "provider", SCOPES)
-    )
+    yield Instance(app.test_client(), app.extensions["advocacy"]["sessions"], auth_header(PROVIDER, "provider", SCOPES))
     app.extensions["advocacy"]["engine"].dispose()
 
 
@@ -241,9 +239,7 @@ def test_withdrawal_lapses_a_pending_offer_and_closes_a_live_case(advocacy):
     pending = offered()
     deliver(advocacy, pending, auto_accept=False)
 
-    deliver(
-        advocacy, withdrawn(pending.data["referral_id"], provider_id=None)
-    )  # no provider named: our offer
+    deliver(advocacy, withdrawn(pending.data["referral_id"], provider_id=None))  # no provider named: our offer
     deliver(advocacy, withdrawn(case["referral_id"]))
 
     with advocacy.sessions.begin() as session:
@@ -253,9 +249,7 @@ def test_withdrawal_lapses_a_pending_offer_and_closes_a_live_case(advocacy):
     assert [t["kind"] for t in closed["timeline"]][-2:] == ["referral_withdrawn", "case_closed"]
     advocates = advocacy.client.get("/v1/advocates", headers=advocacy.headers).get_json()
     assert advocates[0]["caseload"] == 0  # a closed case no longer counts
-    answer = advocacy.client.post(
-        f"/v1/offers/{pending.data['offer_id']}/accept", json={}, headers=advocacy.headers
-    )
+    answer = advocacy.client.post(f"/v1/offers/{pending.data['offer_id']}/accept", json={}, headers=advocacy.headers)
     assert answer.status_code == 409
 
 

@@ -34,9 +34,7 @@ def offered(intake, auth_header):
     for pid, capacity in (("provider-a", 9), ("provider-b", 5)):
         provider = {"name": pid, "regions": ["london"], "serves": ["adult"], "capacity": capacity}
         client.put(f"/v1/providers/{pid}", json=provider, headers=auth_header(*ADMIN))
-    referral_id = client.post("/v1/referrals", json=referral_body(), headers=auth_header(*POLICE)).get_json()[
-        "id"
-    ]
+    referral_id = client.post("/v1/referrals", json=referral_body(), headers=auth_header(*POLICE)).get_json()["id"]
     with sessions() as session:
         offer = session.scalars(select(Offer).where(Offer.referral_id == referral_id)).one()
     assert offer.provider_id == "provider-a"
@@ -77,9 +75,7 @@ def test_a_declined_offer_moves_to_the_next_provider_then_escalates_when_none_is
         second = session.scalars(select(Offer).where(Offer.status == "pending")).one()
     assert second.provider_id == "provider-b"
     assert outbox_types(sessions)[-1] == "referral.offered.provider-b"
-    handle(
-        sessions, answer("offer.declined", referral_id, second.id, provider="provider-b", reason="language")
-    )
+    handle(sessions, answer("offer.declined", referral_id, second.id, provider="provider-b", reason="language"))
     with sessions() as session:
         assert session.get(Referral, referral_id).status == "escalated"
         last = session.scalars(select(Outbox).order_by(Outbox.created_at.desc())).first()
@@ -95,9 +91,7 @@ def test_an_answer_naming_another_providers_offer_is_rejected_as_permanent(intak
         assert session.get(Referral, referral_id).status == "offered"
 
 
-def test_a_worker_killed_after_its_commit_and_before_its_ack_causes_no_second_effect(
-    intake, offered, amqp_url
-):
+def test_a_worker_killed_after_its_commit_and_before_its_ack_causes_no_second_effect(intake, offered, amqp_url):
     _, sessions = intake
     referral_id, offer_id = offered
     database_url = sessions.kw["bind"].url.render_as_string(hide_password=False)

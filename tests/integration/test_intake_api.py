@@ -21,10 +21,7 @@ DEMO_PROVIDER = {"name": "Demo", "regions": ["london"], "serves": ["adult", "chi
 def client(intake, auth_header):
     app, _ = intake
     c = app.test_client()
-    assert (
-        c.put("/v1/providers/demo-charity", json=DEMO_PROVIDER, headers=auth_header(*ADMIN)).status_code
-        == 201
-    )
+    assert c.put("/v1/providers/demo-charity", json=DEMO_PROVIDER, headers=auth_header(*ADMIN)).status_code == 201
     return c
 
 
@@ -98,9 +95,7 @@ def bad_bodies():
 
 
 @pytest.mark.parametrize(("case", "body", "path"), list(bad_bodies()), ids=[c for c, _, _ in bad_bodies()])
-def test_bad_input_is_a_422_naming_the_field_and_nothing_is_stored(
-    client, auth_header, intake, case, body, path
-):
+def test_bad_input_is_a_422_naming_the_field_and_nothing_is_stored(client, auth_header, intake, case, body, path):
     response = post(client, auth_header, body)
     assert response.status_code == 422, response.get_json()
     errors = response.get_json()["errors"]["json"]
@@ -121,9 +116,7 @@ def test_malformed_json_is_a_422_on_the_body(client, auth_header, intake):
 
 def test_a_body_over_the_size_limit_is_refused_before_it_is_read(client, auth_header, intake):
     body = json.dumps(referral_body(narrative="x" * 300_000))
-    response = client.post(
-        "/v1/referrals", data=body, content_type="application/json", headers=auth_header(*POLICE)
-    )
+    response = client.post("/v1/referrals", data=body, content_type="application/json", headers=auth_header(*POLICE))
     assert response.status_code == 413
     assert count(intake[1], Referral) == 0
 
@@ -143,9 +136,7 @@ def test_without_a_valid_token_the_answer_is_401(client, intake, header):
 
 def test_an_expired_token_is_401(client, make_token):
     token = make_token(*POLICE, ttl=-60)
-    response = client.post(
-        "/v1/referrals", json=referral_body(), headers={"Authorization": f"Bearer {token}"}
-    )
+    response = client.post("/v1/referrals", json=referral_body(), headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401
 
 
@@ -167,10 +158,7 @@ def test_another_orgs_referral_is_404_never_403(client, auth_header):
     created = post(client, auth_header, referral_body()).get_json()
     other = ("kent-police", "police", "referrals:read referrals:write")
     assert client.get(f"/v1/referrals/{created['id']}", headers=auth_header(*other)).status_code == 404
-    assert (
-        client.post(f"/v1/referrals/{created['id']}/withdrawal", headers=auth_header(*other)).status_code
-        == 404
-    )
+    assert client.post(f"/v1/referrals/{created['id']}/withdrawal", headers=auth_header(*other)).status_code == 404
     assert client.get("/v1/referrals", headers=auth_header(*other)).get_json() == []
 
 
@@ -204,9 +192,7 @@ def test_two_identical_posts_at_once_make_one_referral(intake, auth_header):
         responses = list(pool.map(send, range(4)))
     assert sorted(r.status_code for r in responses) == [200, 200, 200, 201]
     assert len({r.get_json()["id"] for r in responses}) == 1
-    assert (
-        count(sessions, Referral) == 1 and count(sessions, Outbox) == 2
-    )  # received, escalated (no provider)
+    assert count(sessions, Referral) == 1 and count(sessions, Outbox) == 2  # received, escalated (no provider)
 
 
 def test_a_child_is_routed_without_consent(client, auth_header):
@@ -214,20 +200,14 @@ def test_a_child_is_routed_without_consent(client, auth_header):
     assert created["is_child"] is True and created["pathway"] == "nrm" and created["status"] == "offered"
 
 
-def test_adult_without_nrm_consent_is_a_duty_to_notify_with_no_identifier_in_the_database(
-    client, auth_header, intake
-):
+def test_adult_without_nrm_consent_is_a_duty_to_notify_with_no_identifier_in_the_database(client, auth_header, intake):
     body = referral_body(
         consent={"nrm_referral": False, "advocacy": False, "data_sharing": False},
     )
     created = post(client, auth_header, body).get_json()
     assert created["pathway"] == "duty_to_notify" and created["status"] == "recorded"
     with intake[1]() as session:
-        row = (
-            session.execute(text("SELECT * FROM referrals WHERE id = :id"), {"id": created["id"]})
-            .mappings()
-            .one()
-        )
+        row = session.execute(text("SELECT * FROM referrals WHERE id = :id"), {"id": created["id"]}).mappings().one()
         offers = session.scalars(select(Offer)).all()
     stored = json.dumps({k: str(v) for k, v in row.items()})
     subject = body["subject"]

@@ -16,16 +16,12 @@ from support.tcp_proxy import TcpProxy
 POLICE = ("met-police", "police", "referrals:write referrals:read")
 
 
-def test_a_referral_accepted_while_the_broker_is_unreachable_goes_out_when_it_is_back(
-    intake, auth_header, amqp_url
-):
+def test_a_referral_accepted_while_the_broker_is_unreachable_goes_out_when_it_is_back(intake, auth_header, amqp_url):
     app, sessions = intake
     declare_tap(amqp_url, "agency.tap", "referral.received")
     parts = urlsplit(amqp_url)
     proxy = TcpProxy(parts.hostname, parts.port or 5672)  # closed: the broker cannot be reached through it
-    unreachable = urlunsplit(
-        parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}")
-    )
+    unreachable = urlunsplit(parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}"))
     relay = OutboxRelay(unreachable, sessions, Outbox, name="intake", poll_interval=0.02)
 
     with running(relay.run):

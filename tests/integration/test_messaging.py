@@ -101,9 +101,7 @@ def test_a_redelivered_event_has_no_second_effect(sessions):
         assert session.scalar(select(func.count()).select_from(Inbox)) == 1
 
 
-def test_the_relay_publishes_inside_the_stored_trace_and_marks_rows_sent_after_the_confirm(
-    amqp_url, sessions
-):
+def test_the_relay_publishes_inside_the_stored_trace_and_marks_rows_sent_after_the_confirm(amqp_url, sessions):
     declare_tap(amqp_url, "kit.tap", "thing.happened")
     tracer = trace.get_tracer("test")
     with tracer.start_as_current_span("agency request") as span, sessions.begin() as session:

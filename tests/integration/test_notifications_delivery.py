@@ -197,9 +197,7 @@ def test_one_delivery_per_matching_subscription_of_the_referring_org_only(servic
         },
     }
     assert "Synthetic-Kalox" not in deliveries[0].payload and "1990-01-01" not in deliveries[0].payload
-    assert {d.webhook_id for d in deliveries} == {
-        f"msg_{event.id}_{s['id']}" for s in (received_a, received_b)
-    }
+    assert {d.webhook_id for d in deliveries} == {f"msg_{event.id}_{s['id']}" for s in (received_a, received_b)}
 
 
 def test_a_redelivered_event_has_no_second_effect(service, receiver):
@@ -227,9 +225,7 @@ def test_an_event_without_org_is_routed_by_the_remembered_referral(service, rece
     assert service.deliveries() == []
 
     service.handle(referral_event(referral_id=referral_id))
-    service.handle(
-        Event(type="case.opened", source="/advocacy/charity-a", subject=referral_id, data=case_opened)
-    )
+    service.handle(Event(type="case.opened", source="/advocacy/charity-a", subject=referral_id, data=case_opened))
 
     [delivery] = service.deliveries(event_type="case.opened")
     assert delivery.subscription_id == subscription["id"]
@@ -405,9 +401,7 @@ def test_worker_turns_a_published_event_into_a_signed_webhook(service, receiver,
         channel = wait_until(lambda: _declared(connection, queue))
         channel.queue_bind(queue, EXCHANGE, routing_key="referral.*")  # idempotent: bound before we publish
         channel.confirm_delivery()
-        event = referral_event(
-            "referral.allocated", status="allocated", provider_id="charity-a", case_id="c-9"
-        )
+        event = referral_event("referral.allocated", status="allocated", provider_id="charity-a", case_id="c-9")
         with trace.get_tracer("test").start_as_current_span("intake outbox relay") as root:
             channel.basic_publish(
                 EXCHANGE,
@@ -433,9 +427,7 @@ def test_worker_turns_a_published_event_into_a_signed_webhook(service, receiver,
             "pathway": "nrm",
             "is_child": False,
         }
-        assert trace_id_of(request["headers"]["traceparent"]) == format(
-            root.get_span_context().trace_id, "032x"
-        )
+        assert trace_id_of(request["headers"]["traceparent"]) == format(root.get_span_context().trace_id, "032x")
         delivered = wait_until(lambda: [d for d in service.deliveries() if d.status == "delivered"])
         assert delivered[0].event_id == event.id
     finally:

@@ -54,9 +54,7 @@ def publish(url: str, event: Event, routing_key: str | None = None, headers: dic
         connection.close()
 
 
-def drain(
-    url: str, queue: str, *, expect: int = 1, timeout: float = 20.0
-) -> list[tuple[pika.BasicProperties, bytes]]:
+def drain(url: str, queue: str, *, expect: int = 1, timeout: float = 20.0) -> list[tuple[pika.BasicProperties, bytes]]:
     """Take (and ack) messages from `queue` until `expect` have arrived or the time is up."""
     got: list[tuple[pika.BasicProperties, bytes]] = []
     connection = pika.BlockingConnection(pika.URLParameters(url))

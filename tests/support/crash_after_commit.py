@@ -19,6 +19,4 @@ from shared.messaging.topology import QueueSpec
 amqp_url, database_url = sys.argv[1], sys.argv[2]
 sessions = make_session_factory(make_engine(database_url, instrument=False))
 handlers = EventHandlers(QUEUE, sessions, Inbox, HANDLERS, after_commit=lambda: os._exit(17))
-Consumer(amqp_url, QueueSpec(QUEUE, BINDINGS, retry_delay_ms=100), handlers, prefetch=1).run(
-    threading.Event()
-)
+Consumer(amqp_url, QueueSpec(QUEUE, BINDINGS, retry_delay_ms=100), handlers, prefetch=1).run(threading.Event())

@@ -106,9 +106,7 @@ class Platform:
     def check_alive(self) -> None:
         for process in self.processes:
             if process.popen.poll() is not None:
-                raise RuntimeError(
-                    f"{process.name} exited ({process.popen.returncode}):\n{process.output()[-3000:]}"
-                )
+                raise RuntimeError(f"{process.name} exited ({process.popen.returncode}):\n{process.output()[-3000:]}")
 
     def logs(self) -> str:
         return "\n".join(p.output() for p in self.processes)

@@ -105,7 +105,5 @@ def _register_demo_provider(stack: Stack, advocate_capacity: int) -> None:
     charity = stack.headers(PROVIDER, "provider", "cases:write cases:read")
     for advocate in ADVOCATES:
         body = {**advocate, "max_caseload": advocate_capacity}
-        response = requests.post(
-            f"{stack.url('advocacy')}/v1/advocates", json=body, headers=charity, timeout=10
-        )
+        response = requests.post(f"{stack.url('advocacy')}/v1/advocates", json=body, headers=charity, timeout=10)
         assert response.status_code == 201, response.text

@@ -23,9 +23,7 @@ def test_defaults_and_overrides():
     default = config(PROVIDER_ID="charity-a")
     assert (default.auto_accept, default.intake_url, default.port) == (False, "http://127.0.0.1:8001", 8002)
     assert default.queue == "advocacy.charity-a" and default.source == "/advocacy/charity-a"
-    custom = config(
-        PROVIDER_ID="charity-a", AUTO_ACCEPT="true", INTAKE_URL="http://intake:8001/", PORT="9002"
-    )
+    custom = config(PROVIDER_ID="charity-a", AUTO_ACCEPT="true", INTAKE_URL="http://intake:8001/", PORT="9002")
     assert (custom.auto_accept, custom.intake_url, custom.port) == (True, "http://intake:8001", 9002)
 
 

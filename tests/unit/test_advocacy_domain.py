@@ -9,9 +9,7 @@ from services.advocacy.domain import AdvocateLoad, choose_advocate
 
 
 def advocate(id: str, languages=("en",), caseload: int = 0, max_caseload: int = 10, active: bool = True):
-    return AdvocateLoad(
-        id=id, languages=tuple(languages), max_caseload=max_caseload, caseload=caseload, active=active
-    )
+    return AdvocateLoad(id=id, languages=tuple(languages), max_caseload=max_caseload, caseload=caseload, active=active)
 
 
 def test_an_advocate_who_shares_a_language_is_preferred_even_when_busier():
@@ -28,19 +26,14 @@ def test_among_language_matches_the_least_loaded_by_share_of_their_maximum_wins(
 
 def test_equal_share_falls_back_to_the_smaller_caseload_then_to_the_id():
     assert (
-        choose_advocate(
-            [advocate("a", caseload=4, max_caseload=8), advocate("b", caseload=2, max_caseload=4)], []
-        ).id
+        choose_advocate([advocate("a", caseload=4, max_caseload=8), advocate("b", caseload=2, max_caseload=4)], []).id
         == "b"
     )
     assert choose_advocate([advocate("z", caseload=1), advocate("m", caseload=1)], ["en"]).id == "m"
 
 
 def test_when_nobody_shares_a_language_the_least_loaded_with_room_is_chosen():
-    assert (
-        choose_advocate([advocate("a", ["en"], caseload=3), advocate("b", ["ro"], caseload=1)], ["sq"]).id
-        == "b"
-    )
+    assert choose_advocate([advocate("a", ["en"], caseload=3), advocate("b", ["ro"], caseload=1)], ["sq"]).id == "b"
 
 
 def test_inactive_and_full_advocates_are_never_chosen():
@@ -51,10 +44,7 @@ def test_inactive_and_full_advocates_are_never_chosen():
 
 
 def test_nobody_with_room_means_no_choice():
-    assert (
-        choose_advocate([advocate("a", caseload=1, max_caseload=1), advocate("b", active=False)], ["en"])
-        is None
-    )
+    assert choose_advocate([advocate("a", caseload=1, max_caseload=1), advocate("b", active=False)], ["en"]) is None
     assert choose_advocate([], ["en"]) is None
 
 

@@ -57,9 +57,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("offers", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_offers_provider_status", ["provider_id", "status", "offered_at"], unique=False
-        )
+        batch_op.create_index("ix_offers_provider_status", ["provider_id", "status", "offered_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_offers_referral_id"), ["referral_id"], unique=False)
 
     op.create_table(
@@ -105,9 +103,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("cases", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_cases_advocate_id"), ["advocate_id"], unique=False)
-        batch_op.create_index(
-            "ix_cases_provider_status", ["provider_id", "status", "opened_at"], unique=False
-        )
+        batch_op.create_index("ix_cases_provider_status", ["provider_id", "status", "opened_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_cases_referral_id"), ["referral_id"], unique=False)
 
     op.create_table(
