@@ -22,10 +22,10 @@ WORKDIR /app
 
 # Dependencies first, cached until pyproject.toml changes: install the project from empty
 # package stubs, then install the real sources over it without touching the dependencies.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml requirements.lock README.md ./
 RUN mkdir -p services shared \
  && touch services/__init__.py shared/__init__.py \
- && pip install --no-cache-dir . \
+ && pip install --no-cache-dir -c requirements.lock . \
  && rm -rf services shared build ./*.egg-info
 
 COPY shared/ shared/

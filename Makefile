@@ -47,7 +47,7 @@ run: export LOG_LEVEL := $(LOG_LEVEL)
 # Procfile.dev names bare `gunicorn` and `python`: take them from the venv.
 run: export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv keys run test test-unit bench-latency lint fmt typecheck clean
+.PHONY: help venv keys run webhook-echo test test-unit bench-latency lint fmt typecheck clean
 
 help: ## Show this list of targets
 	@echo "Usage: make <target>"
@@ -57,11 +57,11 @@ help: ## Show this list of targets
 venv: $(STAMP) ## Create .venv (python3.11) and install the project with dev extras, when needed
 
 # Re-installs only when .venv is missing or pyproject.toml is newer than the stamp.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; run 'make venv PYTHON=/path/to/python3.11'" >&2; exit 1; }
 	@test -x $(VENV)/bin/python || { echo "==> creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
 	@echo "==> installing the project into $(VENV)"
-	$(VENV)/bin/pip install --disable-pip-version-check -e '.[dev]'
+	$(VENV)/bin/pip install --disable-pip-version-check -c requirements.lock -e '.[dev]'
 	@touch $@
 
 keys: venv ## Create the dev signing keys var/keys/dev-{private,public}.pem if absent
@@ -93,6 +93,9 @@ run: venv keys ## Migrate and seed SQLite dev databases, then start all six proc
 	@echo "==> starting (Ctrl-C stops everything)"
 	@# -e /dev/null: the repo's .env holds docker compose image versions, not settings for these processes.
 	exec $(BIN)/honcho -f Procfile.dev -e /dev/null start
+
+webhook-echo: venv ## A stand-in agency webhook endpoint on http://127.0.0.1:9000 (WEBHOOK_SECRET= verifies)
+	$(BIN)/python scripts/webhook_echo.py
 
 test: venv ## Run the whole suite (uses TEST_AMQP_URL / TEST_DATABASE_URL, else testcontainers)
 	$(BIN)/pytest $(PYTEST_ARGS)
