@@ -8,6 +8,7 @@ Prints one line per webhook: its type, referral id, status, trace id and whether
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -46,10 +47,8 @@ class Echo(BaseHTTPRequestHandler):
 def main() -> int:
     port = int(os.environ.get("PORT", "9000"))
     print(f"listening on http://127.0.0.1:{port} (Ctrl-C stops)", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         HTTPServer(("127.0.0.1", port), Echo).serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
