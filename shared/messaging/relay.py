@@ -43,6 +43,9 @@ class OutboxRelay:
         batch_size: int = 100,
     ):
         self._url = amqp_url
+        # RabbitMQ checks `user_id` against the connection's user, so consumers can trust it to say who
+        # published (https://www.rabbitmq.com/docs/validated-user-id).
+        self._user_id = pika.URLParameters(amqp_url).credentials.username
         self._sessions = session_factory
         self._model = model
         self._name = name
@@ -100,6 +103,7 @@ class OutboxRelay:
                     type=row.type,
                     delivery_mode=pika.DeliveryMode.Persistent,
                     content_type=CONTENT_TYPE,
+                    user_id=self._user_id,
                     headers=carrier_from_current(),
                 )
                 try:

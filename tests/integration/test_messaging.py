@@ -115,6 +115,7 @@ def test_the_relay_publishes_inside_the_stored_trace_and_marks_rows_sent_after_t
     assert properties.headers["traceparent"].split("-")[1] == trace_id
     assert properties.content_type == "application/cloudevents+json"
     assert properties.delivery_mode == 2
+    assert properties.user_id == urlsplit(amqp_url).username  # validated by the broker: consumers may trust it
     with sessions() as session:
         row = session.scalars(select(Outbox)).one()
         assert row.sent_at is not None
