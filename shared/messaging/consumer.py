@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable
@@ -81,7 +82,7 @@ class Consumer:
         tag = method.delivery_tag
         previous = attempts_so_far(properties.headers, self.spec.name)
         try:
-            event = Event.from_json(body)
+            event = dataclasses.replace(Event.from_json(body), publisher=properties.user_id)
         except MalformedEvent as exc:
             self._park(channel, tag, properties, body, f"malformed event: {exc}")
             return

@@ -28,6 +28,9 @@ class Event:
     data: dict[str, Any]
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     time: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    # Who published it: the AMQP `user_id`, which RabbitMQ validates against the connection's user.
+    # Set by the consumer on arrival; not part of the JSON.
+    publisher: str | None = field(default=None, compare=False)
 
     def to_json(self) -> bytes:
         return json.dumps(

@@ -41,6 +41,7 @@ class OutboxRelay:
         name: str,
         poll_interval: float = 0.05,
         batch_size: int = 100,
+        declare_exchanges: bool = True,
     ):
         self._url = amqp_url
         # RabbitMQ checks `user_id` against the connection's user, so consumers can trust it to say who
@@ -51,6 +52,7 @@ class OutboxRelay:
         self._name = name
         self._poll = poll_interval
         self._batch = batch_size
+        self._declare = declare_exchanges
         self._wake = threading.Event()
         self._tracer = tracer(__name__)
         self._last_prune = utcnow() - RETENTION
@@ -64,7 +66,7 @@ class OutboxRelay:
 
     def _session(self, connection: BlockingConnection, stop: threading.Event) -> None:
         channel = connection.channel()
-        declare_exchanges(channel)
+        declare_exchanges(channel, passive=not self._declare)
         channel.confirm_delivery()
         while not stop.is_set():
             published = self.publish_pending(channel)

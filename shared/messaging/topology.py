@@ -28,6 +28,7 @@ class QueueSpec:
     bindings: tuple[str, ...]
     delivery_limit: int = 5
     retry_delay_ms: int = 2000
+    declare_exchanges: bool = True
 
     @property
     def retry_queue(self) -> str:
@@ -38,14 +39,16 @@ class QueueSpec:
         return f"{self.name}.parking"
 
 
-def declare_exchanges(channel: BlockingChannel) -> None:
-    channel.exchange_declare(EXCHANGE, "topic", durable=True)
-    channel.exchange_declare(RETRY_EXCHANGE, "direct", durable=True)
-    channel.exchange_declare(PARKING_EXCHANGE, "direct", durable=True)
+def declare_exchanges(channel: BlockingChannel, *, passive: bool = False) -> None:
+    """Declare the platform's exchanges, or with `passive` only check they exist: a charity's broker user
+    has no configure permission on shared exchanges (deploy/rabbitmq/), and a passive declare needs none."""
+    channel.exchange_declare(EXCHANGE, "topic", durable=True, passive=passive)
+    channel.exchange_declare(RETRY_EXCHANGE, "direct", durable=True, passive=passive)
+    channel.exchange_declare(PARKING_EXCHANGE, "direct", durable=True, passive=passive)
 
 
 def declare_queue(channel: BlockingChannel, spec: QueueSpec) -> None:
-    declare_exchanges(channel)
+    declare_exchanges(channel, passive=not spec.declare_exchanges)
     channel.queue_declare(
         spec.name,
         durable=True,
