@@ -11,10 +11,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
 from services.intake import referrals
-from services.intake.domain import ReferralRejected
-from services.intake.models import Provider, Referral
+from services.intake.domain import Pathway, ReferralRejected, offer_summary
+from services.intake.models import Escalation, Offer, Provider, Referral
+from services.intake.offers import CannotOffer, Router, UnknownProvider
 from services.intake.schemas import (
     PROVIDER_ID,
+    EscalationSchema,
+    OfferByHandSchema,
+    OfferHistorySchema,
     ProviderInSchema,
     ProviderOutSchema,
     ReferralDetailSchema,
@@ -29,7 +33,19 @@ from shared.web import Blueprint
 _PROVIDER_ID = re.compile(PROVIDER_ID)
 
 
-def referral_view(referral: Referral, *, detail: bool) -> dict:
+def offer_view(offer: Offer) -> dict:
+    return {
+        "provider_id": offer.provider_id,
+        "status": offer.status,
+        "decline_reason": offer.decline_reason,
+        "offered_at": offer.offered_at,
+        "respond_by": offer.respond_by,
+        "responded_at": offer.responded_at,
+        "offered_by": "routing" if offer.offered_by == "routing" else "coordinator",
+    }
+
+
+def referral_view(referral: Referral, *, detail: bool, offers: list[Offer] | None = None) -> dict:
     view = {
         "id": referral.id,
         "external_reference": referral.external_reference,
@@ -47,13 +63,15 @@ def referral_view(referral: Referral, *, detail: bool) -> dict:
             "advocate": referral.advocate,
             "accepted_at": referral.accepted_at,
         }
+    if offers is not None:
+        view["offers"] = [offer_view(o) for o in offers]
     if detail:
         view.update({k: v for k, v in referral.body.items() if k != "external_reference"})
         view["referred_at"] = referral.referred_at
     return view
 
 
-def referrals_blueprint(sessions: sessionmaker) -> Blueprint:
+def referrals_blueprint(sessions: sessionmaker, router: Router) -> Blueprint:
     blp = Blueprint("referrals", __name__, url_prefix="/v1/referrals", description="Referrals from agencies")
 
     @blp.route("")
@@ -67,7 +85,7 @@ def referrals_blueprint(sessions: sessionmaker) -> Blueprint:
             """Submit a referral (idempotent by external_reference)."""
             try:
                 referral, created = referrals.submit(
-                    sessions, current_principal().org, body, request.get_json(silent=True)
+                    sessions, router, current_principal().org, body, request.get_json(silent=True)
                 )
             except ReferralRejected as exc:
                 abort(422, errors={"json": {exc.field: [exc.message]}})
@@ -101,11 +119,13 @@ def referrals_blueprint(sessions: sessionmaker) -> Blueprint:
         @requires("referrals:read")
         @blp.response(200, ReferralDetailSchema)
         def get(self, referral_id):
-            """Read a referral: its own org, or the provider it is allocated to (a logged disclosure)."""
+            """Read a referral and its offer history. Its body only for its own org, or the provider it is
+            allocated to (a logged disclosure); a coordinator sees its progress."""
             try:
-                return referral_view(referrals.read(sessions, current_principal(), referral_id), detail=True)
+                referral, offers, show_body = referrals.read(sessions, current_principal(), referral_id)
             except referrals.NotFound:
                 abort(404, message="No such referral.")
+            return referral_view(referral, detail=show_body, offers=offers)
 
     @blp.route("/<referral_id>/withdrawal")
     class Withdrawal(MethodView):
@@ -120,7 +140,68 @@ def referrals_blueprint(sessions: sessionmaker) -> Blueprint:
             except referrals.InvalidState as exc:
                 abort(409, message=str(exc))
 
+    @blp.route("/<referral_id>/offers")
+    class OfferByHand(MethodView):
+        @requires("referrals:write")
+        @blp.arguments(OfferByHandSchema)
+        @blp.response(201, OfferHistorySchema)
+        def post(self, body, referral_id):
+            """A coordinator offers a referral to a provider they chose (e.g. after an escalation)."""
+            _coordinator_only()
+            try:
+                offer = referrals.offer_by_hand(sessions, router, current_principal(), referral_id, body["provider_id"])
+            except referrals.NotFound:
+                abort(404, message="No such referral.")
+            except UnknownProvider:
+                abort(422, errors={"json": {"provider_id": ["No such provider in the directory."]}})
+            except CannotOffer as exc:
+                abort(409, message=str(exc))
+            return offer_view(offer)
+
     return blp
+
+
+def escalations_blueprint(sessions: sessionmaker) -> Blueprint:
+    blp = Blueprint("escalations", __name__, url_prefix="/v1/escalations", description="A coordinator's queue")
+
+    @blp.route("")
+    class Escalations(MethodView):
+        @requires("referrals:read")
+        @blp.response(200, EscalationSchema(many=True))
+        def get(self):
+            """Open escalations, oldest first: referrals nobody could take, and people in immediate danger."""
+            _coordinator_only()
+            with sessions() as session:
+                rows = session.execute(
+                    select(Escalation, Referral)
+                    .join(Referral, Referral.id == Escalation.referral_id)
+                    .where(Escalation.resolved_at.is_(None), Referral.status.not_in(("withdrawn", "allocated")))
+                    .order_by(Escalation.raised_at, Escalation.id)
+                ).all()
+                offers: dict[str, list[Offer]] = {}
+                for offer in session.scalars(
+                    select(Offer).where(Offer.referral_id.in_({r.id for _, r in rows})).order_by(Offer.offered_at)
+                ):
+                    offers.setdefault(offer.referral_id, []).append(offer)
+            return [
+                {
+                    "referral_id": referral.id,
+                    "status": referral.status,
+                    "reason": escalation.reason,
+                    "raised_at": escalation.raised_at,
+                    "org_id": referral.org_id,
+                    "summary": offer_summary(referral.body, Pathway(referral.pathway, referral.is_child, True)),
+                    "offers": [offer_view(o) for o in offers.get(referral.id, [])],
+                }
+                for escalation, referral in rows
+            ]
+
+    return blp
+
+
+def _coordinator_only() -> None:
+    if current_principal().org_kind != "coordinator":
+        abort(403, message="Only a coordinator (org_kind coordinator) may do this.")
 
 
 def providers_blueprint(sessions: sessionmaker) -> Blueprint:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from flask import Flask
 
-from services.intake.api import providers_blueprint, referrals_blueprint
+from services.intake.api import escalations_blueprint, providers_blueprint, referrals_blueprint
+from services.intake.config import IntakeConfig
+from services.intake.offers import Router
 from shared.auth import TokenVerifier
 from shared.config import Settings
 from shared.db import is_ready, make_engine, make_session_factory
@@ -27,7 +29,9 @@ def create_app(settings: Settings | None = None, *, verifier: TokenVerifier | No
         ready=lambda: is_ready(engine),
         verifier=verifier,
     )
-    api.register_blueprint(referrals_blueprint(sessions))
+    router = Router(IntakeConfig.from_settings(settings).response)
+    api.register_blueprint(referrals_blueprint(sessions, router))
+    api.register_blueprint(escalations_blueprint(sessions))
     api.register_blueprint(providers_blueprint(sessions))
     app.extensions["sessions"] = sessions
     return app

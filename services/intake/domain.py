@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from typing import Any
 
 ADULT_AGE = 18
@@ -89,29 +89,95 @@ class ProviderEntry:
     regions: Sequence[str]
     serves: Sequence[str]  # "adult" | "child"
     accepting: bool
-    capacity: int
+    capacity: int  # spare places, as the provider's own instance last reported them
     languages: Sequence[str] = ()
+    sexes: Sequence[str] | None = None  # a sex-specific service declares whom it serves; None serves everyone
 
 
-def eligible(provider: ProviderEntry, *, region: str, child: bool) -> bool:
+@dataclass(frozen=True)
+class RoutingNeeds:
+    """What routing knows of a referral: nothing that identifies the person."""
+
+    region: str
+    child: bool
+    languages: Sequence[str] = ()
+    sex: str | None = None
+    high_risk: bool = False  # re-trafficking risk is high
+
+
+def eligible(provider: ProviderEntry, needs: RoutingNeeds) -> bool:
+    """Serves the region and the age group, is accepting, has a free place, and - when it is a
+    sex-specific service - serves this person's sex."""
     return (
         provider.accepting
         and provider.capacity > 0
-        and region in provider.regions
-        and ("child" if child else "adult") in provider.serves
+        and needs.region in provider.regions
+        and ("child" if needs.child else "adult") in provider.serves
+        and (provider.sexes is None or needs.sex in provider.sexes)
     )
 
 
-def choose_provider(
-    providers: Iterable[ProviderEntry], *, region: str, child: bool, already_offered: Iterable[str] = ()
-) -> ProviderEntry | None:
-    """First routing rule: an eligible provider not offered this referral before; most spare capacity,
-    then provider id (deterministic)."""
+def score(provider: ProviderEntry, needs: RoutingNeeds) -> tuple[int, int, int, int]:
+    """Higher is better, compared in order:
+    1. shares a language with the survivor: an interpreter between them is a barrier when trust is most fragile;
+    2. a sex-specific service matching the survivor's sex (e.g. a women-only safe house);
+    3. when the risk of re-trafficking is high, also serves regions other than where the person was found,
+       so that support can continue away from the exploiters;
+    4. more spare places.
+    """
+    return (
+        int(bool(set(provider.languages) & set(needs.languages))),
+        int(provider.sexes is not None and needs.sex in provider.sexes),
+        int(needs.high_risk and any(region != needs.region for region in provider.regions)),
+        provider.capacity,
+    )
+
+
+def rank_providers(
+    providers: Iterable[ProviderEntry], needs: RoutingNeeds, already_offered: Iterable[str] = ()
+) -> list[ProviderEntry]:
+    """Eligible providers not offered this referral before, best first; ties broken by provider id."""
     skip = set(already_offered)
-    candidates = [p for p in providers if p.id not in skip and eligible(p, region=region, child=child)]
-    if not candidates:
-        return None
-    return min(candidates, key=lambda p: (-p.capacity, p.id))
+    candidates = [p for p in providers if p.id not in skip and eligible(p, needs)]
+    return sorted(candidates, key=lambda p: (tuple(-x for x in score(p, needs)), p.id))
+
+
+def choose_provider(
+    providers: Iterable[ProviderEntry], needs: RoutingNeeds, already_offered: Iterable[str] = ()
+) -> ProviderEntry | None:
+    ranked = rank_providers(providers, needs, already_offered)
+    return ranked[0] if ranked else None
+
+
+def routing_needs(body: dict[str, Any], child: bool) -> RoutingNeeds:
+    subject, risk = body.get("subject", {}), body.get("risk") or {}
+    return RoutingNeeds(
+        region=body["location"]["region"],
+        child=child,
+        languages=tuple(subject.get("languages", ())),
+        sex=subject.get("sex"),
+        high_risk=risk.get("re_trafficking_risk") == "high",
+    )
+
+
+@dataclass(frozen=True)
+class ResponsePolicy:
+    """How long a provider has to answer an offer: a default, and per-region overrides (hours)."""
+
+    default_hours: float = 24.0
+    by_region: dict[str, float] = field(default_factory=dict)
+
+    def respond_by(self, offered_at: datetime, region: str) -> datetime:
+        return offered_at + timedelta(hours=self.by_region.get(region, self.default_hours))
+
+
+def may_speak_for(publisher: str | None, provider_id: str, trusted: Iterable[str]) -> bool:
+    """A provider's instance connects to the broker as `advocacy-<provider id>` (deploy/rabbitmq/) and may
+    speak only for that provider. RabbitMQ validates the `user_id` it stamps, so it cannot be forged. The
+    platform's own broker users (trusted) may speak for anyone: one shared user in dev and compose."""
+    if publisher is None:
+        return False
+    return publisher in set(trusted) or publisher == f"advocacy-{provider_id}"
 
 
 def offer_summary(body: dict[str, Any], pathway: Pathway) -> dict[str, Any]:

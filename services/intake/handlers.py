@@ -1,13 +1,22 @@
-"""What intake does with the events it consumes: a provider's answer to an offer."""
+"""What intake does with the events it consumes: a provider's answer to an offer, a provider's capacity.
+
+Each comes from a charity's own instance. RabbitMQ validates the publisher (`user_id`), so an instance that
+speaks for a provider other than its own is refused and its message parked (domain.may_speak_for).
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Iterable
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from services.intake.models import Offer, Outbox, Referral
-from services.intake.offers import offer_to_next_provider, referral_event
+from services.intake import domain
+from services.intake.models import Offer, Outbox, Provider, Referral
+from services.intake.offers import Router, referral_event
+from shared.inbox import Handler
 from shared.messaging.consumer import PermanentError
 from shared.messaging.envelope import Event
 from shared.outbox import add_event, utcnow
@@ -15,19 +24,29 @@ from shared.outbox import add_event, utcnow
 log = logging.getLogger(__name__)
 
 
-def _offer_answered(session: Session, event: Event) -> tuple[Offer, Referral] | None:
-    offer = session.get(Offer, event.data.get("offer_id"), with_for_update=True)
-    if offer is None or offer.referral_id != event.subject or offer.provider_id != event.data.get("provider_id"):
+def _check_publisher(event: Event, trusted: Iterable[str]) -> str:
+    provider_id = str(event.data.get("provider_id") or "")
+    if not domain.may_speak_for(event.publisher, provider_id, trusted):
+        raise PermanentError(f"publisher {event.publisher!r} may not speak for provider {provider_id!r}")
+    return provider_id
+
+
+def _offer_answered(session: Session, event: Event, trusted: Iterable[str]) -> tuple[Offer, Referral] | None:
+    provider_id = _check_publisher(event, trusted)
+    offer = session.get(Offer, event.data.get("offer_id"))
+    if offer is None or offer.referral_id != event.subject or offer.provider_id != provider_id:
         raise PermanentError("answer names an offer that was not made to that provider")
+    referral = session.get(Referral, offer.referral_id, with_for_update=True)  # the referral first, always
+    session.refresh(offer, with_for_update=True)
     if offer.status != "pending":
         # Withdrawn meanwhile, or already answered: the record stands; nothing to do.
         log.info("answer to a closed offer ignored", extra={"offer_id": offer.id, "offer_status": offer.status})
         return None
-    return offer, session.get(Referral, offer.referral_id, with_for_update=True)
+    return offer, referral
 
 
-def on_offer_accepted(session: Session, event: Event) -> None:
-    answered = _offer_answered(session, event)
+def on_offer_accepted(session: Session, event: Event, *, trusted: Iterable[str]) -> None:
+    answered = _offer_answered(session, event, trusted)
     if answered is None:
         return
     offer, referral = answered
@@ -46,15 +65,35 @@ def on_offer_accepted(session: Session, event: Event) -> None:
     )
 
 
-def on_offer_declined(session: Session, event: Event) -> None:
-    answered = _offer_answered(session, event)
+def on_offer_declined(session: Session, event: Event, *, router: Router, trusted: Iterable[str]) -> None:
+    answered = _offer_answered(session, event, trusted)
     if answered is None:
         return
     offer, referral = answered
     offer.status, offer.responded_at = "declined", utcnow()
     offer.decline_reason = event.data.get("reason")
     referral.updated_at = utcnow()
-    offer_to_next_provider(session, referral, escalation_reason="all_declined")
+    router.offer_next(session, referral, escalation_reason="none_accepted")
 
 
-HANDLERS = {"offer.accepted": on_offer_accepted, "offer.declined": on_offer_declined}
+def on_capacity_changed(session: Session, event: Event, *, trusted: Iterable[str]) -> None:
+    """The directory follows what each provider's own instance reports; an older report never wins."""
+    provider_id = _check_publisher(event, trusted)
+    provider = session.get(Provider, provider_id, with_for_update=True)
+    if provider is None:
+        log.info("capacity of a provider not in the directory ignored", extra={"provider_id": provider_id})
+        return
+    reported_at = datetime.fromisoformat(event.time)
+    if provider.capacity_reported_at and provider.capacity_reported_at >= reported_at:
+        return
+    provider.capacity = max(0, int(event.data.get("capacity", 0)))
+    provider.capacity_reported_at = reported_at
+
+
+def make_handlers(router: Router, trusted: Iterable[str]) -> dict[str, Handler]:
+    trusted = frozenset(trusted)
+    return {
+        "offer.accepted": functools.partial(on_offer_accepted, trusted=trusted),
+        "offer.declined": functools.partial(on_offer_declined, router=router, trusted=trusted),
+        "provider.capacity_changed": functools.partial(on_capacity_changed, trusted=trusted),
+    }

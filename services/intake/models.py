@@ -47,10 +47,13 @@ class Offer(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     referral_id: Mapped[str] = mapped_column(ForeignKey("referrals.id"), index=True)
     provider_id: Mapped[str] = mapped_column(String(63))
-    status: Mapped[str] = mapped_column(String(20))  # pending | accepted | declined | withdrawn
+    # pending | accepted | declined | expired | withdrawn; `offered_by` is "routing" or a coordinator's subject
+    status: Mapped[str] = mapped_column(String(20))
     offered_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    respond_by: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     responded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     decline_reason: Mapped[str | None] = mapped_column(String(20))
+    offered_by: Mapped[str] = mapped_column(String(200), default="routing")
 
 
 class Provider(Base):
@@ -63,7 +66,23 @@ class Provider(Base):
     serves: Mapped[list[str]] = mapped_column(JSON)
     accepting: Mapped[bool] = mapped_column(Boolean)
     capacity: Mapped[int] = mapped_column(Integer)
+    sexes: Mapped[list[str] | None] = mapped_column(JSON)  # a sex-specific service; None serves everyone
+    # When the provider's own instance last reported its spare places (provider.capacity_changed).
+    capacity_reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class Escalation(Base):
+    """A referral a coordinator must look at: nobody could take it, or the person is in immediate danger."""
+
+    __tablename__ = "escalations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    referral_id: Mapped[str] = mapped_column(ForeignKey("referrals.id"), index=True)
+    reason: Mapped[str] = mapped_column(String(40))  # no_eligible_provider | all_declined | immediate_danger
+    raised_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolved_by: Mapped[str | None] = mapped_column(String(200))
 
 
 class Disclosure(Base):

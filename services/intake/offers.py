@@ -1,22 +1,34 @@
-"""Offering a referral to providers, and what happens when a provider answers.
+"""Offering a referral to providers, one at a time, each with a deadline; escalating when nobody can take it.
 
-Each step writes its rows and its events (outbox) in the caller's transaction.
+Every step writes its rows and its events (outbox) in the caller's transaction. Lock order is always the
+referral row first, then its offers, so the API, the consumer and the deadline sweep never deadlock.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from services.intake import domain
-from services.intake.models import Offer, Outbox, Provider, Referral
+from services.intake.models import Escalation, Offer, Outbox, Provider, Referral
 from shared.messaging.envelope import Event
 from shared.outbox import add_event, utcnow
 
 SOURCE = "/intake"
+log = logging.getLogger(__name__)
+
+
+class UnknownProvider(Exception):
+    pass
+
+
+class CannotOffer(Exception):
+    """The referral is in a state where it cannot be offered (allocated, withdrawn, recorded, or offered)."""
 
 
 def referral_event(referral: Referral, type_: str, **data: Any) -> Event:
@@ -29,39 +41,122 @@ def referral_event(referral: Referral, type_: str, **data: Any) -> Event:
     return Event(type=type_, source=SOURCE, subject=referral.id, data={**base, **data})
 
 
-def _directory(session: Session) -> list[domain.ProviderEntry]:
+def directory(session: Session) -> list[domain.ProviderEntry]:
     return [
         domain.ProviderEntry(
-            id=p.id, regions=p.regions, serves=p.serves, accepting=p.accepting, capacity=p.capacity,
+            id=p.id,
+            regions=p.regions,
+            serves=p.serves,
+            accepting=p.accepting,
+            capacity=p.capacity,
             languages=p.languages,
+            sexes=p.sexes,
         )
         for p in session.scalars(select(Provider)).all()
-    ]  # fmt: skip
+    ]
 
 
-def offer_to_next_provider(session: Session, referral: Referral, *, escalation_reason: str) -> Offer | None:
-    """Offer the referral to the best eligible provider not yet offered it; escalate when none is left."""
-    offered = session.scalars(select(Offer.provider_id).where(Offer.referral_id == referral.id)).all()
-    provider = domain.choose_provider(
-        _directory(session), region=referral.region, child=referral.is_child, already_offered=offered
-    )
-    if provider is None:
-        referral.status = "escalated"
-        add_event(session, Outbox, referral_event(referral, "referral.escalated", reason=escalation_reason))
-        return None
-    offer = Offer(id=str(uuid.uuid4()), referral_id=referral.id, provider_id=provider.id, status="pending",
-                  offered_at=utcnow())  # fmt: skip
-    session.add(offer)
-    referral.status = "offered"
-    summary = domain.offer_summary(referral.body, domain.Pathway(referral.pathway, referral.is_child, True))
-    event = referral_event(
-        referral,
-        "referral.offered",
-        offer_id=offer.id,
-        provider_id=provider.id,
-        offered_at=offer.offered_at.isoformat(),
-        respond_by=None,
-        **summary,
-    )
-    add_event(session, Outbox, event, routing_key=f"referral.offered.{provider.id}")
-    return offer
+class Router:
+    def __init__(self, policy: domain.ResponsePolicy):
+        self.policy = policy
+
+    def offer_next(self, session: Session, referral: Referral, *, escalation_reason: str) -> Offer | None:
+        """Offer the referral to the best eligible provider not offered it before; escalate when none is left."""
+        offered = session.scalars(select(Offer.provider_id).where(Offer.referral_id == referral.id)).all()
+        provider = domain.choose_provider(directory(session), self._needs(referral), offered)
+        if provider is None:
+            referral.status = "escalated"
+            referral.updated_at = utcnow()
+            self.escalate(session, referral, escalation_reason)
+            return None
+        return self._offer(session, referral, provider.id, offered_by="routing")
+
+    def offer_to(self, session: Session, referral: Referral, provider_id: str, *, offered_by: str) -> Offer:
+        """A coordinator's offer by hand: any registered provider serving the age group, even one that declined
+        before (the coordinator may have agreed it by phone), but not while another offer is pending."""
+        provider = session.get(Provider, provider_id)
+        if provider is None:
+            raise UnknownProvider(provider_id)
+        if referral.status not in ("received", "escalated", "offered"):
+            raise CannotOffer(f"a referral that is {referral.status} cannot be offered")
+        pending = session.scalars(select(Offer).where(Offer.referral_id == referral.id, Offer.status == "pending"))
+        if pending.first() is not None:
+            raise CannotOffer("the referral already has an offer waiting for an answer")
+        if ("child" if referral.is_child else "adult") not in provider.serves:
+            raise CannotOffer(f"{provider_id} does not serve {'children' if referral.is_child else 'adults'}")
+        now = utcnow()
+        for escalation in session.scalars(
+            select(Escalation).where(Escalation.referral_id == referral.id, Escalation.resolved_at.is_(None))
+        ):
+            escalation.resolved_at, escalation.resolved_by = now, offered_by
+        return self._offer(session, referral, provider_id, offered_by=offered_by)
+
+    def escalate(self, session: Session, referral: Referral, reason: str) -> None:
+        """Put the referral in front of a coordinator, and tell the referrer."""
+        session.add(Escalation(referral_id=referral.id, reason=reason, raised_at=utcnow()))
+        add_event(session, Outbox, referral_event(referral, "referral.escalated", reason=reason))
+
+    def expire_due(self, sessions: sessionmaker, now: datetime, limit: int = 200) -> int:
+        """Expire every pending offer whose deadline has passed, and move each referral on. Exactly once per
+        offer however many workers sweep at the same time: the referral row is locked (SKIP LOCKED: another
+        worker already has it) and the offer is re-read under the lock before anything is written."""
+        with sessions() as session:
+            due = session.execute(
+                select(Offer.id, Offer.referral_id)
+                .where(Offer.status == "pending", Offer.respond_by <= now)
+                .order_by(Offer.respond_by)
+                .limit(limit)
+            ).all()
+        expired = 0
+        for offer_id, referral_id in due:
+            with sessions.begin() as session:
+                referral = session.scalars(
+                    select(Referral).where(Referral.id == referral_id).with_for_update(skip_locked=True)
+                ).first()
+                offer = session.get(Offer, offer_id, populate_existing=True) if referral else None
+                if offer is None or offer.status != "pending" or offer.respond_by > now:
+                    continue
+                offer.status, offer.responded_at = "expired", now
+                expiry = Event(
+                    type="offer.expired",
+                    source=SOURCE,
+                    subject=referral.id,
+                    data={"referral_id": referral.id, "offer_id": offer.id, "provider_id": offer.provider_id},
+                )
+                add_event(session, Outbox, expiry, routing_key=f"offer.expired.{offer.provider_id}")
+                self.offer_next(session, referral, escalation_reason="none_accepted")
+                expired += 1
+        if expired:
+            log.info("offers expired", extra={"count": expired})
+        return expired
+
+    def _offer(self, session: Session, referral: Referral, provider_id: str, *, offered_by: str) -> Offer:
+        now = utcnow()
+        offer = Offer(
+            id=str(uuid.uuid4()),
+            referral_id=referral.id,
+            provider_id=provider_id,
+            status="pending",
+            offered_at=now,
+            respond_by=self.policy.respond_by(now, referral.region),
+            offered_by=offered_by,
+        )
+        session.add(offer)
+        referral.status = "offered"
+        referral.updated_at = now
+        summary = domain.offer_summary(referral.body, domain.Pathway(referral.pathway, referral.is_child, True))
+        event = referral_event(
+            referral,
+            "referral.offered",
+            offer_id=offer.id,
+            provider_id=provider_id,
+            offered_at=offer.offered_at.isoformat(),
+            respond_by=offer.respond_by.isoformat(),
+            **summary,
+        )
+        add_event(session, Outbox, event, routing_key=f"referral.offered.{provider_id}")
+        return offer
+
+    @staticmethod
+    def _needs(referral: Referral) -> domain.RoutingNeeds:
+        return domain.routing_needs(referral.body, referral.is_child)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import sessionmaker
 
 from services.intake import domain
 from services.intake.models import Disclosure, Offer, Outbox, Referral
-from services.intake.offers import offer_to_next_provider, referral_event
+from services.intake.offers import Router, referral_event
 from shared.auth import Principal
 from shared.outbox import add_event, utcnow
 
@@ -35,7 +35,9 @@ def request_hash(raw: Any) -> str:
     return hashlib.sha256(json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def submit(sessions: sessionmaker, org_id: str, body: dict[str, Any], raw: Any) -> tuple[Referral, bool]:
+def submit(
+    sessions: sessionmaker, router: Router, org_id: str, body: dict[str, Any], raw: Any
+) -> tuple[Referral, bool]:
     """Store and route a referral. Returns (referral, created). Replaying the same body returns the first
     referral; the same reference with another body raises ReferralConflict. Two identical requests racing
     are settled by the unique (org, reference) constraint, not by a check before the insert."""
@@ -74,7 +76,10 @@ def submit(sessions: sessionmaker, org_id: str, body: dict[str, Any], raw: Any) 
             )
             add_event(session, Outbox, received)
             if pathway.routed:
-                offer_to_next_provider(session, referral, escalation_reason="no_eligible_provider")
+                router.offer_next(session, referral, escalation_reason="no_eligible_provider")
+            if (body.get("risk") or {}).get("immediate_danger") and referral.status != "escalated":
+                # In immediate danger: a coordinator is alerted at once, while the offer goes out too.
+                router.escalate(session, referral, "immediate_danger")
         return referral, True
     except IntegrityError:
         with sessions() as session:
@@ -90,14 +95,18 @@ def submit(sessions: sessionmaker, org_id: str, body: dict[str, Any], raw: Any) 
         return existing, False
 
 
-def read(sessions: sessionmaker, principal: Principal, referral_id: str) -> Referral:
-    """Its own org reads it; the provider it is allocated to reads it too, and that disclosure is logged."""
+def read(sessions: sessionmaker, principal: Principal, referral_id: str) -> tuple[Referral, list[Offer], bool]:
+    """Returns (referral, its offers, whether its body may be shown). Its own org reads all of it; the provider
+    it is allocated to too, and that disclosure is logged; a coordinator sees its progress but not its body."""
     with sessions.begin() as session:
         referral = session.get(Referral, referral_id)
         if referral is None:
             raise NotFound(referral_id)
+        offers = list(session.scalars(select(Offer).where(Offer.referral_id == referral.id).order_by(Offer.offered_at)))
         if referral.org_id == principal.org:
-            return referral
+            return referral, offers, True
+        if principal.org_kind == "coordinator":
+            return referral, offers, False
         allocated_here = referral.status == "allocated" and referral.provider_id == principal.org
         if allocated_here and principal.org_kind in ("provider", "service"):
             session.add(
@@ -109,13 +118,22 @@ def read(sessions: sessionmaker, principal: Principal, referral_id: str) -> Refe
                     disclosed_at=utcnow(),
                 )
             )
-            return referral
+            return referral, offers, True
         raise NotFound(referral_id)  # never a 403 that confirms it exists
+
+
+def offer_by_hand(sessions: sessionmaker, router: Router, principal: Principal, referral_id: str, provider_id: str):
+    """A coordinator offers an escalated referral to a provider they chose."""
+    with sessions.begin() as session:
+        referral = session.get(Referral, referral_id, with_for_update=True)
+        if referral is None or not referral.body:
+            raise NotFound(referral_id)
+        return router.offer_to(session, referral, provider_id, offered_by=principal.sub)
 
 
 def withdraw(sessions: sessionmaker, principal: Principal, referral_id: str) -> Referral:
     with sessions.begin() as session:
-        referral = session.get(Referral, referral_id)
+        referral = session.get(Referral, referral_id, with_for_update=True)
         if referral is None or referral.org_id != principal.org:
             raise NotFound(referral_id)
         if not domain.can_withdraw(referral.status):

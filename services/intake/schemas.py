@@ -151,8 +151,20 @@ class ReferralSummarySchema(Schema):
     allocation = fields.Nested(AllocationSchema, allow_none=True)
 
 
+class OfferHistorySchema(Schema):
+    provider_id = fields.String()
+    status = fields.String(metadata={"enum": ["pending", "accepted", "declined", "expired", "withdrawn"]})
+    decline_reason = fields.String(allow_none=True)
+    offered_at = fields.DateTime()
+    respond_by = fields.DateTime(allow_none=True)
+    responded_at = fields.DateTime(allow_none=True)
+    offered_by = fields.String(metadata={"enum": ["routing", "coordinator"]})
+
+
 class ReferralDetailSchema(ReferralSummarySchema):
-    """The whole referral: only for its own org and the provider it is allocated to."""
+    """The referral's progress (offers) and, for its own org and the provider it is allocated to only, its body."""
+
+    offers = fields.List(fields.Nested(OfferHistorySchema))
 
     referred_at = fields.DateTime()
     referrer = fields.Dict()
@@ -170,6 +182,36 @@ class ReferralQuerySchema(Schema):
     status = fields.String(validate=validate.OneOf(STATUSES))
 
 
+class OfferByHandSchema(Schema):
+    provider_id = fields.String(required=True, validate=validate.Regexp(PROVIDER_ID))
+
+
+class RoutingSummarySchema(Schema):
+    """What a coordinator needs to place a referral, and nothing that identifies the person."""
+
+    is_child = fields.Boolean()
+    pathway = fields.String()
+    region = fields.String()
+    local_authority = fields.String(allow_none=True)
+    languages = fields.List(fields.String())
+    interpreter_needed = fields.Boolean()
+    sex = fields.String()
+    exploitation_types = fields.List(fields.String())
+    needs = fields.List(fields.String())
+    immediate_danger = fields.Boolean()
+    re_trafficking_risk = fields.String(allow_none=True)
+
+
+class EscalationSchema(Schema):
+    referral_id = fields.String()
+    status = fields.String()
+    reason = fields.String(metadata={"enum": ["no_eligible_provider", "none_accepted", "immediate_danger"]})
+    raised_at = fields.DateTime()
+    org_id = fields.String()
+    summary = fields.Nested(RoutingSummarySchema)
+    offers = fields.List(fields.Nested(OfferHistorySchema))
+
+
 class ProviderInSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(1, 200))
     regions = fields.List(
@@ -183,8 +225,16 @@ class ProviderInSchema(Schema):
     )
     accepting = fields.Boolean(load_default=True)
     capacity = fields.Integer(required=True, validate=validate.Range(0, 100_000))
+    sexes = fields.List(
+        fields.String(validate=validate.OneOf(("female", "male", "non_binary"))),
+        allow_none=True,
+        load_default=None,
+        validate=validate.Length(min=1),
+        metadata={"description": "A sex-specific service lists whom it serves; omit to serve everyone."},
+    )
 
 
 class ProviderOutSchema(ProviderInSchema):
     id = fields.String()
+    capacity_reported_at = fields.DateTime(allow_none=True)
     updated_at = fields.DateTime()

@@ -1,9 +1,17 @@
-"""intake's worker: consumes providers' answers and relays intake's outbox."""
+"""intake's worker: consumes providers' answers and capacity, expires overdue offers, relays the outbox."""
 
 from __future__ import annotations
 
-from services.intake.handlers import HANDLERS
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy.orm import sessionmaker
+
+from services.intake.config import IntakeConfig
+from services.intake.handlers import make_handlers
 from services.intake.models import Inbox, Outbox
+from services.intake.offers import Router
 from shared.config import Settings
 from shared.db import make_engine, make_session_factory
 from shared.inbox import EventHandlers
@@ -12,23 +20,50 @@ from shared.messaging.consumer import Consumer
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.topology import QueueSpec
 from shared.messaging.worker import main_exit, run_loops
+from shared.outbox import utcnow
 from shared.telemetry import setup_tracing
 
 QUEUE = "intake"
-BINDINGS = ("offer.accepted", "offer.declined")
+BINDINGS = ("offer.accepted", "offer.declined", "provider.capacity_changed")
+
+
+class DeadlineSweep:
+    """Expires overdue offers every `interval` seconds. Safe to run in every intake worker at once: the
+    database decides who expires each offer (Router.expire_due). `now` is injectable for tests."""
+
+    def __init__(
+        self,
+        router: Router,
+        sessions: sessionmaker,
+        interval: float,
+        on_expired: Callable[[], None],
+        now: Callable[[], datetime] = utcnow,
+    ):
+        self._router, self._sessions, self._interval = router, sessions, interval
+        self._on_expired, self._now = on_expired, now
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            if self._router.expire_due(self._sessions, self._now()):
+                self._on_expired()
+            stop.wait(self._interval)
 
 
 def build(settings: Settings) -> dict:
+    config = IntakeConfig.from_settings(settings)
+    router = Router(config.response)
     sessions = make_session_factory(make_engine(settings.database_url))
     relay = OutboxRelay(settings.amqp_url, sessions, Outbox, name="intake", poll_interval=settings.outbox_poll_interval)
+    handlers = make_handlers(router, config.trusted_publishers)
     consumer = Consumer(
         settings.amqp_url,
         QueueSpec(QUEUE, BINDINGS, delivery_limit=settings.delivery_limit, retry_delay_ms=settings.retry_delay_ms),
-        EventHandlers(QUEUE, sessions, Inbox, HANDLERS, after_commit=relay.wake),
+        EventHandlers(QUEUE, sessions, Inbox, handlers, after_commit=relay.wake),
         max_attempts=settings.max_attempts,
         prefetch=settings.prefetch,
     )
-    return {"consumer": consumer.run, "relay": relay.run}
+    sweep = DeadlineSweep(router, sessions, config.sweep_seconds, on_expired=relay.wake)
+    return {"consumer": consumer.run, "relay": relay.run, "deadlines": sweep.run}
 
 
 def main() -> int:

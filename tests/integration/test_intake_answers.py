@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from services.intake.handlers import HANDLERS
+from services.intake.domain import ResponsePolicy
+from services.intake.handlers import make_handlers
 from services.intake.models import Inbox, Offer, Outbox, Referral
+from services.intake.offers import Router
 from services.intake.worker import BINDINGS, QUEUE
 from shared.inbox import EventHandlers
 from shared.messaging.consumer import Consumer, PermanentError
@@ -23,6 +25,7 @@ from support.amqp import publish, running
 from support.db import count
 
 POLICE = ("met-police", "police", "referrals:write referrals:read")
+HANDLERS = make_handlers(Router(ResponsePolicy()), trusted={"guest"})
 ADMIN = ("platform", "coordinator", "providers:admin")
 
 
@@ -43,7 +46,10 @@ def offered(intake, auth_header):
 
 def answer(kind: str, referral_id: str, offer_id: str, provider: str = "provider-a", **data) -> Event:
     payload = {"referral_id": referral_id, "offer_id": offer_id, "provider_id": provider, **data}
-    return Event(type=kind, source=f"/advocacy/{provider}", subject=referral_id, data=payload)
+    # As it arrives from provider's own instance: RabbitMQ validated its user_id.
+    return Event(
+        type=kind, source=f"/advocacy/{provider}", subject=referral_id, data=payload, publisher=f"advocacy-{provider}"
+    )
 
 
 def handle(sessions, event: Event) -> None:
@@ -79,7 +85,7 @@ def test_a_declined_offer_moves_to_the_next_provider_then_escalates_when_none_is
     with sessions() as session:
         assert session.get(Referral, referral_id).status == "escalated"
         last = session.scalars(select(Outbox).order_by(Outbox.created_at.desc())).first()
-    assert last.type == "referral.escalated" and json.loads(last.payload)["data"]["reason"] == "all_declined"
+    assert last.type == "referral.escalated" and json.loads(last.payload)["data"]["reason"] == "none_accepted"
 
 
 def test_an_answer_naming_another_providers_offer_is_rejected_as_permanent(intake, offered):

@@ -47,7 +47,8 @@ def publish(url: str, event: Event, routing_key: str | None = None, headers: dic
             routing_key or event.type,
             event.to_json(),
             pika.BasicProperties(message_id=event.id, type=event.type, content_type=CONTENT_TYPE,
-                                 delivery_mode=2, headers=headers or {}),
+                                 delivery_mode=2, headers=headers or {},
+                                 user_id=pika.URLParameters(url).credentials.username),
             mandatory=True,
         )  # fmt: skip
     finally:

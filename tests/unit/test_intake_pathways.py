@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from services.intake import domain
-from services.intake.domain import Pathway, ProviderEntry, ReferralRejected
+from services.intake.domain import Pathway, ReferralRejected
 
 REFERRED = datetime(2026, 6, 1, tzinfo=UTC)
 CONSENT_ALL = {"nrm_referral": True, "advocacy": True, "data_sharing": True}
@@ -81,33 +81,6 @@ def test_adult_without_nrm_consent_is_recorded_without_identifiers():
     assert "narrative" not in stripped and "notes" not in stripped["risk"]
     assert "Kalox" not in repr(stripped)
     assert body["subject"]["given_name"] == "Kalox"  # the input is not mutated
-
-
-def provider(pid: str, **overrides) -> ProviderEntry:
-    base = {"id": pid, "regions": ["london"], "serves": ["adult", "child"], "accepting": True, "capacity": 5}
-    return ProviderEntry(**{**base, **overrides})
-
-
-def test_routing_picks_the_eligible_provider_with_most_spare_capacity_then_by_id():
-    providers = [provider("b", capacity=3), provider("a", capacity=3), provider("c", capacity=1)]
-    assert domain.choose_provider(providers, region="london", child=False).id == "a"
-
-
-def test_routing_skips_providers_not_accepting_full_out_of_region_or_wrong_age_group():
-    providers = [
-        provider("closed", accepting=False),
-        provider("full", capacity=0),
-        provider("north", regions=["north_west"]),
-        provider("adults", serves=["adult"]),
-    ]
-    assert domain.choose_provider(providers, region="london", child=True) is None
-    assert domain.choose_provider(providers, region="london", child=False).id == "adults"
-
-
-def test_routing_never_offers_the_same_provider_twice():
-    providers = [provider("a"), provider("b", capacity=1)]
-    assert domain.choose_provider(providers, region="london", child=False, already_offered=["a"]).id == "b"
-    assert domain.choose_provider(providers, region="london", child=False, already_offered=["a", "b"]) is None
 
 
 def test_an_offer_summary_carries_what_a_provider_decides_on_and_no_identifier():

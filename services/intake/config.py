@@ -1,0 +1,54 @@
+"""intake's own settings: how long providers have to answer, how often deadlines are checked, who is trusted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pika
+
+from services.intake.domain import ResponsePolicy
+from services.intake.schemas import REGIONS
+from shared.config import ConfigError, Settings, env_float
+
+
+@dataclass(frozen=True)
+class IntakeConfig:
+    response: ResponsePolicy
+    sweep_seconds: float
+    trusted_publishers: frozenset[str]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> IntakeConfig:
+        env = settings.env
+        default_hours = env_float(env, "OFFER_RESPONSE_HOURS", 24.0)
+        if default_hours <= 0:
+            raise ConfigError(f"OFFER_RESPONSE_HOURS={default_hours} must be above 0")
+        # The platform's own broker user may speak for any provider (one shared user in dev and compose);
+        # a charity's instance connects as advocacy-<id> and speaks only for <id>.
+        own_user = pika.URLParameters(settings.amqp_url).credentials.username
+        extra = {u.strip() for u in env.get("AMQP_TRUSTED_PUBLISHERS", "").split(",") if u.strip()}
+        return cls(
+            response=ResponsePolicy(
+                default_hours, parse_hours_by_region(env.get("OFFER_RESPONSE_HOURS_BY_REGION", ""))
+            ),
+            sweep_seconds=env_float(env, "OFFER_SWEEP_SECONDS", 5.0),
+            trusted_publishers=frozenset({own_user, *extra}),
+        )
+
+
+def parse_hours_by_region(raw: str) -> dict[str, float]:
+    """`london=12,wales=48` -> {"london": 12.0, "wales": 48.0}."""
+    hours: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        region, _, value = item.partition("=")
+        if region not in REGIONS:
+            raise ConfigError(
+                f"OFFER_RESPONSE_HOURS_BY_REGION: unknown region {region!r}; use one of {', '.join(REGIONS)}"
+            )
+        try:
+            hours[region] = float(value)
+        except ValueError:
+            raise ConfigError(f"OFFER_RESPONSE_HOURS_BY_REGION: {item!r} is not region=hours") from None
+        if hours[region] <= 0:
+            raise ConfigError(f"OFFER_RESPONSE_HOURS_BY_REGION: {region} must have more than 0 hours")
+    return hours
