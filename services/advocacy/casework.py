@@ -9,6 +9,7 @@ transactional outbox): the rows and the event commit together or not at all.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -20,11 +21,17 @@ from services.advocacy.models import Advocate, Case, Offer, Outbox, TimelineEntr
 from shared.messaging.envelope import Event
 from shared.outbox import add_event, utcnow
 
+OFFER_EXPIRED = "expired"  # intake's deadline passed before our answer reached it
+OFFER_EXPIRED_KIND = "offer_expired"
+
 
 class Casework:
-    def __init__(self, provider_id: str):
+    def __init__(self, provider_id: str, *, on_open: Callable[[Session, Case, dict[str, Any]], None] | None = None):
         self.provider_id = provider_id
         self.source = f"/advocacy/{provider_id}"
+        # Continuity of care (nrm.NrmRecords.plan_for_new_case): the NRM clocks and a child's turning_18
+        # transition start in the transaction that opens the case.
+        self.on_open = on_open
 
     # --- advocates ---------------------------------------------------------------------------------
 
@@ -47,6 +54,7 @@ class Casework:
         )
         session.add(advocate)
         session.flush()
+        self.announce_capacity(session)
         return advocate
 
     def advocate_by_email(self, session: Session, email: str) -> Advocate | None:
@@ -157,6 +165,7 @@ class Casework:
             ),
         )
         session.flush()
+        self.announce_capacity(session)
         return case
 
     def decline_offer(
@@ -230,6 +239,8 @@ class Casework:
             ),
         )
         session.flush()
+        if self.on_open is not None:
+            self.on_open(session, case, referral)
 
     def withdraw_referral(self, session: Session, referral_id: str, *, actor: str) -> int:
         """The referrer withdrew the referral: a pending offer lapses, a live case closes.
@@ -251,7 +262,54 @@ class Casework:
                 self._note(session, offer.id, domain.REFERRAL_WITHDRAWN, actor, "referral withdrawn by referrer", now)
                 self._note(session, offer.id, domain.CASE_CLOSED_KIND, actor, f"case {case.id} closed", now)
         session.flush()
+        if any(offer.case is not None for offer in offers):
+            self.announce_capacity(session)
         return len(offers)
+
+    def expire_offer(self, session: Session, offer_id: str, *, actor: str) -> bool:
+        """Intake's deadline passed: a pending offer lapses; an acceptance that arrived too late is undone
+        (intake ignores it and has moved on to another provider), so its case closes and frees the place."""
+        offer = session.scalars(
+            select(Offer).where(Offer.id == offer_id, Offer.provider_id == self.provider_id).with_for_update()
+        ).one_or_none()
+        if offer is None:
+            return False
+        now = utcnow()
+        if offer.status == domain.OFFER_PENDING:
+            offer.status, offer.updated_at = OFFER_EXPIRED, now
+            self._note(session, offer.id, OFFER_EXPIRED_KIND, actor, "no answer before the deadline", now)
+        elif (
+            offer.status == domain.OFFER_ACCEPTED
+            and offer.case is not None
+            and offer.case.status == domain.CASE_OPENING
+        ):
+            offer.status, offer.updated_at = OFFER_EXPIRED, now
+            offer.case.status, offer.case.updated_at, offer.case.closed_at = domain.CASE_CLOSED, now, now
+            self._note(
+                session, offer.id, OFFER_EXPIRED_KIND, actor, "accepted after the deadline; offered elsewhere", now
+            )
+            self._note(session, offer.id, domain.CASE_CLOSED_KIND, actor, f"case {offer.case.id} closed", now)
+            session.flush()
+            self.announce_capacity(session)
+        return True
+
+    def announce_capacity(self, session: Session) -> None:
+        """Tell intake's directory how many places this provider has now (provider.capacity_changed)."""
+        loads = self.caseloads(session)
+        advocates = session.scalars(
+            select(Advocate).where(Advocate.provider_id == self.provider_id, Advocate.active.is_(True))
+        ).all()
+        spare = sum(max(0, a.max_caseload - loads.get(a.id, 0)) for a in advocates)
+        add_event(
+            session,
+            Outbox,
+            Event(
+                type="provider.capacity_changed",
+                source=self.source,
+                subject=self.provider_id,
+                data={"provider_id": self.provider_id, "capacity": spare, "advocates": len(advocates)},
+            ),
+        )
 
     @staticmethod
     def _note(session: Session, offer_id: str, kind: str, actor: str, detail: str, at: datetime) -> None:

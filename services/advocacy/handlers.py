@@ -29,6 +29,7 @@ def make_handlers(casework: Casework, intake: ReferralSource, *, auto_accept: bo
         "referral.offered": functools.partial(on_referral_offered, casework=casework, auto_accept=auto_accept),
         "referral.allocated": functools.partial(on_referral_allocated, casework=casework, intake=intake),
         "referral.withdrawn": functools.partial(on_referral_withdrawn, casework=casework),
+        "offer.expired": functools.partial(on_offer_expired, casework=casework),
     }
 
 
@@ -98,6 +99,16 @@ def on_referral_withdrawn(session: Session, event: Event, *, casework: Casework)
     if found:
         _trace(event, casework)
         log.info("referral withdrawn", extra={"referral_id": event.data["referral_id"], "offers": found})
+
+
+def on_offer_expired(session: Session, event: Event, *, casework: Casework) -> None:
+    """Intake's deadline for our answer passed (addressed to us: routing key offer.expired.<provider id>)."""
+    _require(event, "referral_id", "offer_id")
+    if event.data.get("provider_id") != casework.provider_id:
+        return
+    if casework.expire_offer(session, event.data["offer_id"], actor=event.source):
+        _trace(event, casework)
+        log.info("offer expired", extra={"offer_id": event.data["offer_id"]})
 
 
 def _require(event: Event, *names: str) -> None:

@@ -1,4 +1,4 @@
-"""advocacy's background process: consumes `advocacy.<PROVIDER_ID>` and relays the outbox.
+"""advocacy's background process: consumes `advocacy.<PROVIDER_ID>`, relays the outbox, fires the clocks.
 
 python -m services.advocacy.worker
 """
@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import logging
 
-from services.advocacy.casework import Casework
+from services.advocacy import handover
 from services.advocacy.config import AdvocacyConfig
+from services.advocacy.continuity import make_continuity
 from services.advocacy.handlers import make_handlers
 from services.advocacy.intake_client import IntakeClient, ReferralSource
 from services.advocacy.models import Inbox, Outbox
+from services.advocacy.scheduler import ClockScheduler
+from services.advocacy.timekeeping import WallClock
 from shared.auth.tokens import ServiceTokens
 from shared.config import Settings
 from shared.db import make_engine, make_session_factory
@@ -26,9 +29,12 @@ from shared.telemetry import setup_tracing
 log = logging.getLogger(__name__)
 
 
-def build_loops(settings: Settings, intake: ReferralSource | None = None) -> dict[str, Loop]:
-    """The consumer and the relay of one provider's instance, wired to its own database."""
+def build_loops(
+    settings: Settings, intake: ReferralSource | None = None, *, wall_clock: WallClock | None = None
+) -> dict[str, Loop]:
+    """The consumer, the relay and the clock scheduler of one provider's instance, on its own database."""
     config = AdvocacyConfig.from_settings(settings)
+    continuity = make_continuity(config, wall_clock)
     sessions = make_session_factory(make_engine(settings.database_url))
     if intake is None:
         tokens = ServiceTokens(settings, org=config.provider_id, org_kind="provider", scopes=["referrals:read"])
@@ -39,21 +45,33 @@ def build_loops(settings: Settings, intake: ReferralSource | None = None) -> dic
         Outbox,
         name=f"advocacy-{config.provider_id}",
         poll_interval=settings.outbox_poll_interval,
+        declare_exchanges=settings.declare_exchanges,
     )
     handlers = EventHandlers(
         config.queue,
         sessions,
         Inbox,
-        make_handlers(Casework(config.provider_id), intake, auto_accept=config.auto_accept),
+        {
+            **make_handlers(continuity.casework, intake, auto_accept=config.auto_accept),
+            handover.EVENT_TYPE: lambda session, event: continuity.handover.receive(session, event),
+        },
         after_commit=relay.wake,  # accepted offers and opened cases leave at once, not at the next poll
     )
     spec = QueueSpec(
         config.queue,
-        # Offers are addressed to one provider by routing key; allocations and withdrawals go to every
-        # instance, and the handlers ignore those about other providers.
-        bindings=(f"referral.offered.{config.provider_id}", "referral.allocated", "referral.withdrawn"),
+        # Offers and their expiry are addressed to one provider by routing key; allocations and withdrawals
+        # go to every instance, and the handlers ignore those about other providers.
+        bindings=(
+            f"referral.offered.{config.provider_id}",
+            f"offer.expired.{config.provider_id}",
+            "referral.allocated",
+            "referral.withdrawn",
+            handover.routing_key(config.provider_id),  # a case handed over to us by another provider
+        ),
         delivery_limit=settings.delivery_limit,
         retry_delay_ms=settings.retry_delay_ms,
+        # A charity's own broker user may not declare the platform's exchanges (deploy/rabbitmq/).
+        declare_exchanges=settings.declare_exchanges,
     )
     consumer = Consumer(
         settings.amqp_url, spec, handlers, max_attempts=settings.max_attempts, prefetch=settings.prefetch
@@ -62,7 +80,15 @@ def build_loops(settings: Settings, intake: ReferralSource | None = None) -> dic
         "advocacy worker ready",
         extra={"provider_id": config.provider_id, "queue": config.queue, "auto_accept": config.auto_accept},
     )
-    return {"consumer": consumer.run, "relay": relay.run}
+    # One scheduler per worker process; on PostgreSQL several workers may run it (each clock fires once).
+    scheduler = ClockScheduler(
+        sessions,
+        config.provider_id,
+        continuity.wall_clock,
+        interval=config.clock_tick_seconds,
+        after_commit=relay.wake,
+    )
+    return {"consumer": consumer.run, "relay": relay.run, "clocks": scheduler.run}
 
 
 def main() -> int:
