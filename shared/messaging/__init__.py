@@ -8,6 +8,11 @@
 """
 
 EXCHANGE = "referrals"
-RETRY_EXCHANGE = "referrals.retry"
-PARKING_EXCHANGE = "referrals.parking"
+# Where a consumer's rejected message waits (Q.retry), how it returns to Q, and where it is parked. Topic
+# exchanges, though each routing key is just a queue name: RabbitMQ's topic permissions then limit each
+# charity's broker user to its own queues' keys (deploy/rabbitmq/add-provider.sh).
+RETRY_EXCHANGE = "referrals.dlx"
+REQUEUE_EXCHANGE = "referrals.requeue"
+PARKING_EXCHANGE = "referrals.parked"
+EXCHANGES = ((EXCHANGE, "topic"), (RETRY_EXCHANGE, "topic"), (REQUEUE_EXCHANGE, "topic"), (PARKING_EXCHANGE, "topic"))
 CONTENT_TYPE = "application/cloudevents+json"

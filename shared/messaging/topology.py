@@ -7,7 +7,7 @@ Each consumer owns one quorum queue `Q` with:
   rejected message moves to `Q.retry` without being lost
   (https://www.rabbitmq.com/blog/2022/03/29/at-least-once-dead-lettering);
 - `Q.retry`: a fixed queue TTL (not per-message TTLs, which block behind older messages), dead-lettering
-  back into `Q` when it expires;
+  back into `Q` (through `referrals.requeue`) when it expires;
 - `Q.parking`: where a message goes after its last attempt, for a person to look at.
 """
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from pika.adapters.blocking_connection import BlockingChannel
 
-from shared.messaging import EXCHANGE, PARKING_EXCHANGE, RETRY_EXCHANGE
+from shared.messaging import EXCHANGE, EXCHANGES, PARKING_EXCHANGE, REQUEUE_EXCHANGE, RETRY_EXCHANGE
 
 _DEAD_LETTER_SAFE = {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
 
@@ -42,9 +42,8 @@ class QueueSpec:
 def declare_exchanges(channel: BlockingChannel, *, passive: bool = False) -> None:
     """Declare the platform's exchanges, or with `passive` only check they exist: a charity's broker user
     has no configure permission on shared exchanges (deploy/rabbitmq/), and a passive declare needs none."""
-    channel.exchange_declare(EXCHANGE, "topic", durable=True, passive=passive)
-    channel.exchange_declare(RETRY_EXCHANGE, "direct", durable=True, passive=passive)
-    channel.exchange_declare(PARKING_EXCHANGE, "direct", durable=True, passive=passive)
+    for name, kind in EXCHANGES:
+        channel.exchange_declare(name, kind, durable=True, passive=passive)
 
 
 def declare_queue(channel: BlockingChannel, spec: QueueSpec) -> None:
@@ -66,12 +65,14 @@ def declare_queue(channel: BlockingChannel, spec: QueueSpec) -> None:
         arguments={
             "x-queue-type": "quorum",
             "x-message-ttl": spec.retry_delay_ms,
-            "x-dead-letter-exchange": "",  # the default exchange: routing key = queue name
+            # Not the default exchange: a charity's user would need write access to it, and so to every queue.
+            "x-dead-letter-exchange": REQUEUE_EXCHANGE,
             "x-dead-letter-routing-key": spec.name,
             **_DEAD_LETTER_SAFE,
         },
     )
     channel.queue_bind(spec.retry_queue, RETRY_EXCHANGE, routing_key=spec.name)
+    channel.queue_bind(spec.name, REQUEUE_EXCHANGE, routing_key=spec.name)
     channel.queue_declare(spec.parking_queue, durable=True, arguments={"x-queue-type": "quorum"})
     channel.queue_bind(spec.parking_queue, PARKING_EXCHANGE, routing_key=spec.name)
     for key in spec.bindings:
