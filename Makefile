@@ -47,7 +47,22 @@ run: export LOG_LEVEL := $(LOG_LEVEL)
 # Procfile.dev names bare `gunicorn` and `python`: take them from the venv.
 run: export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv keys run webhook-echo test test-unit bench-latency lint fmt typecheck clean
+# `make advocacy` (one more charity's instance): its own id, port and SQLite file unless given.
+ADVOCACY_DB_DEFAULT = $(if $(filter environment command line,$(origin ADVOCACY_DATABASE_URL)),$(ADVOCACY_DATABASE_URL),sqlite:///$(VAR)/advocacy-$(PROVIDER_ID).db)
+advocacy: export AMQP_URL := $(AMQP_URL)
+advocacy: export ADVOCACY_DATABASE_URL := $(ADVOCACY_DB_DEFAULT)
+advocacy: export PROVIDER_ID := $(PROVIDER_ID)
+advocacy: export AUTO_ACCEPT := $(if $(filter environment command line,$(origin AUTO_ACCEPT)),$(AUTO_ACCEPT),false)
+advocacy: export ADVOCACY_PORT := $(PORT)
+advocacy: export INTAKE_URL := $(INTAKE_URL)
+advocacy: export AUTH_PUBLIC_KEY_FILE := $(AUTH_PUBLIC_KEY_FILE)
+advocacy: export AUTH_PRIVATE_KEY_FILE := $(AUTH_PRIVATE_KEY_FILE)
+advocacy: export AUTH_ISSUER := $(AUTH_ISSUER)
+advocacy: export AUTH_AUDIENCE := $(AUTH_AUDIENCE)
+advocacy: export LOG_LEVEL := $(LOG_LEVEL)
+advocacy: export PATH := $(BIN):$(PATH)
+
+.PHONY: help venv keys run advocacy webhook-echo test test-unit bench-latency lint fmt typecheck clean
 
 help: ## Show this list of targets
 	@echo "Usage: make <target>"
@@ -93,6 +108,19 @@ run: venv keys ## Migrate and seed SQLite dev databases, then start all six proc
 	@echo "==> starting (Ctrl-C stops everything)"
 	@# -e /dev/null: the repo's .env holds docker compose image versions, not settings for these processes.
 	exec $(BIN)/honcho -f Procfile.dev -e /dev/null start
+
+advocacy: venv keys ## One more charity's instance: PROVIDER_ID=<id> PORT=<port> AUTO_ACCEPT=<true|false> make advocacy
+	@if [ "$(origin PROVIDER_ID)" = "file" ] || [ -z "$(PORT)" ]; then \
+		echo "usage: PROVIDER_ID=<id> PORT=<port> [AUTO_ACCEPT=true|false] make advocacy" >&2; \
+		echo "  e.g. PROVIDER_ID=north-charity PORT=8012 make advocacy (then register it: README, 'How a charity joins')" >&2; \
+		exit 2; fi
+	@mkdir -p $(VAR)
+	$(BIN)/referrals-migrate advocacy
+	@echo
+	@echo "  advocacy ($(PROVIDER_ID))  http://127.0.0.1:$(PORT)   docs http://127.0.0.1:$(PORT)/docs   AUTO_ACCEPT=$$AUTO_ACCEPT"
+	@echo "  database                 $$ADVOCACY_DATABASE_URL"
+	@echo
+	exec $(BIN)/honcho -f Procfile.advocacy -e /dev/null start
 
 webhook-echo: venv ## A stand-in agency webhook endpoint on http://127.0.0.1:9000 (WEBHOOK_SECRET= verifies)
 	$(BIN)/python scripts/webhook_echo.py

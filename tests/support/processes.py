@@ -57,7 +57,7 @@ class Platform:
         app = f"services.{service}.app:create_app()"
         argv = [str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
                 "--workers", "1", "--threads", "4", app]  # fmt: skip
-        process = self.start(name or f"{service}-api", argv, {**extra_env, "PORT": str(port)})
+        process = self.start(f"{name or service}-api", argv, {**extra_env, "PORT": str(port)})
         url = f"http://127.0.0.1:{port}"
         self._wait_ready(process, url)
         self.urls[name or service] = url

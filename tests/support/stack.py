@@ -23,6 +23,19 @@ ADVOCATES = [
 
 
 @dataclass
+class Charity:
+    """One charity's advocacy instance: its directory entry in intake and its advocates."""
+
+    id: str = PROVIDER
+    auto_accept: bool = True
+    regions: tuple[str, ...] = ("london", "north_west")
+    serves: tuple[str, ...] = ("adult", "child")
+    languages: tuple[str, ...] = ("en", "sq", "ro")
+    advocates: tuple[dict, ...] = tuple(ADVOCATES)
+    max_caseload: int = 40
+
+
+@dataclass
 class Stack:
     platform: Platform
     amqp_url: str
@@ -47,20 +60,22 @@ def platform_stack(
     *,
     advocate_capacity: int = 40,
     extra_env: dict[str, str] | None = None,
+    charities: tuple[Charity, ...] | None = None,
 ) -> Iterator[Stack]:
+    charities = charities or (Charity(max_caseload=advocate_capacity),)
     with (
         private_vhost(broker_url) as amqp_url,
         temporary_databases(pg_admin_url) as new_database,
         WebhookReceiver() as webhooks,
         OtlpSink() as sink,
     ):
-        urls = {svc: new_database(svc) for svc in ("intake", "advocacy", "notifications")}
-        for service, url in urls.items():
-            migrate(service, url)
+        urls = {svc: new_database(svc) for svc in ("intake", "notifications")}
+        urls |= {c.id: new_database("advocacy") for c in charities}
+        for name, url in urls.items():
+            migrate(name if name in ("intake", "notifications") else "advocacy", url)
         env = {
             "AMQP_URL": amqp_url,
             "INTAKE_DATABASE_URL": urls["intake"],
-            "ADVOCACY_DATABASE_URL": urls["advocacy"],
             "NOTIFICATIONS_DATABASE_URL": urls["notifications"],
             "AUTH_PUBLIC_KEY_FILE": str(keys[1]),
             "AUTH_PRIVATE_KEY_FILE": str(keys[0]),
@@ -75,35 +90,51 @@ def platform_stack(
         platform = Platform(workdir, env)
         try:
             intake_url = platform.start_api("intake", {})
-            advocacy_env = {"PROVIDER_ID": PROVIDER, "AUTO_ACCEPT": "true", "INTAKE_URL": intake_url}
-            platform.start_api("advocacy", advocacy_env)
             platform.start_api("notifications", {})
             platform.start_worker("intake", {})
-            platform.start_worker("advocacy", advocacy_env)
             platform.start_worker("notifications", {})
-            platform.wait_for_consumers(amqp_url, ["intake", f"advocacy.{PROVIDER}", "notifications"])
+            for charity in charities:
+                advocacy_env = {
+                    "PROVIDER_ID": charity.id,
+                    "AUTO_ACCEPT": str(charity.auto_accept).lower(),
+                    "INTAKE_URL": intake_url,
+                    "ADVOCACY_DATABASE_URL": urls[charity.id],
+                }
+                # The first instance is also known as plain "advocacy", as the single-charity tests expect.
+                first = charity is charities[0]
+                platform.start_api("advocacy", advocacy_env, name=None if first else charity.id)
+                platform.urls[charity.id] = platform.urls["advocacy" if first else charity.id]
+                platform.start_worker("advocacy", advocacy_env, name=None if first else f"{charity.id}-worker")
+            queues = ["intake", "notifications", *(f"advocacy.{c.id}" for c in charities)]
+            platform.wait_for_consumers(amqp_url, queues)
             stack = Stack(platform, amqp_url, webhooks, sink, token)
-            _register_demo_provider(stack, advocate_capacity)
+            for charity in charities:
+                _register(stack, charity)
             yield stack
         finally:
             platform.stop()
 
 
-def _register_demo_provider(stack: Stack, advocate_capacity: int) -> None:
+def _register(stack: Stack, charity: Charity) -> None:
     provider = {
-        "name": "Demo Charity (synthetic)",
-        "regions": ["london", "north_west"],
-        "languages": ["en", "sq", "ro"],
-        "serves": ["adult", "child"],
+        "name": f"{charity.id} (synthetic)",
+        "regions": list(charity.regions),
+        "languages": list(charity.languages),
+        "serves": list(charity.serves),
         "accepting": True,
-        "capacity": 10 * advocate_capacity,
+        "capacity": len(charity.advocates) * charity.max_caseload,
     }
     admin = stack.headers("platform", "coordinator", "providers:admin")
-    url = f"{stack.url('intake')}/v1/providers/{PROVIDER}"
-    response = requests.put(url, json=provider, headers=admin, timeout=10)
+    response = requests.put(
+        f"{stack.url('intake')}/v1/providers/{charity.id}", json=provider, headers=admin, timeout=10
+    )
     assert response.status_code in (200, 201), response.text
-    charity = stack.headers(PROVIDER, "provider", "cases:write cases:read")
-    for advocate in ADVOCATES:
-        body = {**advocate, "max_caseload": advocate_capacity}
-        response = requests.post(f"{stack.url('advocacy')}/v1/advocates", json=body, headers=charity, timeout=10)
+    staff = stack.headers(charity.id, "provider", "cases:write cases:read")
+    for advocate in charity.advocates:
+        body = {
+            **advocate,
+            "email": advocate["email"].replace("demo-charity", charity.id),
+            "max_caseload": charity.max_caseload,
+        }
+        response = requests.post(f"{stack.url(charity.id)}/v1/advocates", json=body, headers=staff, timeout=10)
         assert response.status_code == 201, response.text
