@@ -7,6 +7,10 @@ from flask import Flask
 from services.advocacy.api import make_blueprint
 from services.advocacy.casework import Casework
 from services.advocacy.config import AdvocacyConfig
+from services.advocacy.continuity import make_continuity
+from services.advocacy.continuity_api import make_continuity_blueprint
+from services.advocacy.timekeeping import WallClock
+from services.advocacy.web import init_page
 from shared.auth import TokenVerifier
 from shared.config import Settings
 from shared.db import is_ready, make_engine, make_session_factory
@@ -20,9 +24,12 @@ DESCRIPTION = (
 )
 
 
-def create_app(settings: Settings | None = None, *, verifier: TokenVerifier | None = None) -> Flask:
+def create_app(
+    settings: Settings | None = None, *, verifier: TokenVerifier | None = None, wall_clock: WallClock | None = None
+) -> Flask:
     settings = settings or Settings.from_env("advocacy")
     config = AdvocacyConfig.from_settings(settings)  # a clear ConfigError when PROVIDER_ID is missing
+    continuity = make_continuity(config, wall_clock)  # `wall_clock`: tests move time without sleeping
     configure_logging("advocacy")
     setup_tracing("advocacy")
     engine = make_engine(settings.database_url)
@@ -36,8 +43,10 @@ def create_app(settings: Settings | None = None, *, verifier: TokenVerifier | No
         verifier=verifier,
     )
     api.register_blueprint(make_blueprint(sessions, Casework(config.provider_id)))
+    api.register_blueprint(make_continuity_blueprint(sessions, continuity))
+    init_page(app, sessions, continuity, config, settings)  # the advocate's page: HTML, outside /v1 and OpenAPI
     # For tests and tooling that need the same database handles as the app.
-    app.extensions["advocacy"] = {"config": config, "engine": engine, "sessions": sessions}
+    app.extensions["advocacy"] = {"config": config, "engine": engine, "sessions": sessions, "continuity": continuity}
     return app
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.config import ConfigError, Settings, env_bool, env_int
+from shared.config import ConfigError, Settings, env_bool, env_float, env_int
 
 DEFAULT_INTAKE_URL = "http://127.0.0.1:8001"
 DEFAULT_PORT = 8002
@@ -16,6 +16,14 @@ class AdvocacyConfig:
     auto_accept: bool = False
     intake_url: str = DEFAULT_INTAKE_URL
     port: int = DEFAULT_PORT
+    # Continuity of care (issue 4): NRM policy overrides, the clock scheduler, the advocate's page.
+    nrm_policy: str = ""  # NRM_POLICY: `key[@region][:YYYY-MM-DD]=value[unit];...` (services/advocacy/policy.py)
+    nrm_policy_file: str = ""  # NRM_POLICY_FILE: a CSV with the shipped table's columns, rows added on top
+    clock_tick_seconds: float = 60.0
+    dev_signin: bool = False  # ADVOCACY_DEV_SIGNIN: pick an advocate without a password (`make run` only)
+    session_secret: str = ""  # ADVOCACY_SESSION_SECRET: signs the page's session cookie
+    public_url: str = ""  # ADVOCACY_PUBLIC_URL: where the page is served, for the OIDC redirect URI
+    authorize_url: str = ""  # AUTH_AUTHORIZE_URL: the identity provider's OIDC authorization endpoint
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AdvocacyConfig:
@@ -32,6 +40,13 @@ class AdvocacyConfig:
             auto_accept=env_bool(env, "AUTO_ACCEPT", False),
             intake_url=(env.get("INTAKE_URL") or DEFAULT_INTAKE_URL).rstrip("/"),
             port=env_int(env, "PORT", DEFAULT_PORT, minimum=1),
+            nrm_policy=env.get("NRM_POLICY", ""),
+            nrm_policy_file=env.get("NRM_POLICY_FILE", ""),
+            clock_tick_seconds=_positive(env_float(env, "CLOCK_TICK_SECONDS", 60.0), "CLOCK_TICK_SECONDS"),
+            dev_signin=env_bool(env, "ADVOCACY_DEV_SIGNIN", False),
+            session_secret=env.get("ADVOCACY_SESSION_SECRET", ""),
+            public_url=(env.get("ADVOCACY_PUBLIC_URL") or "").rstrip("/"),
+            authorize_url=env.get("AUTH_AUTHORIZE_URL", ""),
         )
 
     @property
@@ -42,3 +57,9 @@ class AdvocacyConfig:
     @property
     def queue(self) -> str:
         return f"advocacy.{self.provider_id}"
+
+
+def _positive(value: float, name: str) -> float:
+    if value <= 0:
+        raise ConfigError(f"{name}={value} must be above 0 seconds")
+    return value

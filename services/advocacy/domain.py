@@ -147,3 +147,112 @@ def normalise_languages(languages: Iterable[str]) -> list[str]:
 def offer_summary(data: dict[str, Any]) -> dict[str, Any]:
     """The minimised referral summary an offer keeps from its `referral.offered` payload."""
     return {name: data.get(name) for name in SUMMARY_FIELDS}
+
+
+# --- continuity of care (issue 4): NRM decisions and transitions -----------------------------------------
+
+ROLE_ADVOCATE, ROLE_COORDINATOR = "advocate", "coordinator"
+ROLES = (ROLE_ADVOCATE, ROLE_COORDINATOR)
+
+TURNING_18, RELOCATION, MOVE_ON, ADVOCATE_HANDOVER, PROVIDER_HANDOVER = (
+    "turning_18",
+    "relocation",
+    "move_on",
+    "advocate_handover",
+    "provider_handover",
+)
+TRANSITION_KINDS = (TURNING_18, RELOCATION, MOVE_ON, ADVOCATE_HANDOVER, PROVIDER_HANDOVER)
+TRANSITION_PLANNED, TRANSITION_IN_PROGRESS, TRANSITION_COMPLETED, TRANSITION_MISSED = (
+    "planned",
+    "in_progress",
+    "completed",
+    "missed",
+)
+TRANSITION_STATUSES = (TRANSITION_PLANNED, TRANSITION_IN_PROGRESS, TRANSITION_COMPLETED, TRANSITION_MISSED)
+OPEN_TRANSITION_STATUSES = (TRANSITION_PLANNED, TRANSITION_IN_PROGRESS)
+
+# The checklist of a transition. Re-consent applies only at 18: a child needs no consent to be referred,
+# an adult does (DESIGN 2), and 70% of young people drop out at this point today.
+CONSENT_REOBTAINED = "consent_reobtained"
+CHECKLIST_ITEMS = (
+    CONSENT_REOBTAINED,
+    "receiving_agency_informed",
+    "accommodation_confirmed",
+    "handover_summary_written",
+)
+
+# Timeline kinds of the continuity records.
+NRM_REFERENCE_RECORDED = "nrm_reference_recorded"
+NRM_DECISION_RECORDED = "nrm_decision_recorded"
+RECONSIDERATION_REQUESTED = "reconsideration_requested"
+CLOCK_STARTED = "clock_started"
+CLOCK_STOPPED = "clock_stopped"
+CLOCK_DUE_SOON = "clock_due_soon"
+CLOCK_BREACHED = "clock_breached"
+TRANSITION_PLANNED_KIND = "transition_planned"
+TRANSITION_UPDATED_KIND = "transition_updated"
+TRANSITION_COMPLETED_KIND = "transition_completed"
+TRANSITION_MISSED_KIND = "transition_missed"
+TRANSITION_NOT_PLANNED = "transition_not_planned"
+CASE_HANDED_OVER = "case_handed_over"
+CASE_RECEIVED = "case_received"
+
+
+class TransitionNotFound(CaseworkError):
+    pass
+
+
+class TransitionInvalid(CaseworkError):
+    """The transition lacks what its kind needs (a receiving provider, an advocate to hand over to)."""
+
+
+class TransitionClosed(CaseworkError):
+    """A completed or missed transition cannot change."""
+
+
+class ChecklistIncomplete(CaseworkError):
+    pass
+
+
+class CaseNotOpen(CaseworkError):
+    """NRM records and transitions belong to an open case."""
+
+
+def checklist_for(kind: str) -> dict[str, bool]:
+    return {item: False for item in CHECKLIST_ITEMS if item != CONSENT_REOBTAINED or kind == TURNING_18}
+
+
+def ensure_transition_fields(
+    kind: str, *, receiving_provider_id: str | None, to_advocate_id: str | None, own_provider_id: str
+) -> None:
+    if kind == PROVIDER_HANDOVER:
+        if not receiving_provider_id:
+            raise TransitionInvalid("a provider_handover needs receiving_provider_id")
+        if receiving_provider_id == own_provider_id:
+            raise TransitionInvalid("a provider_handover goes to another provider, not to this one")
+    if kind == ADVOCATE_HANDOVER and not to_advocate_id:
+        raise TransitionInvalid("an advocate_handover needs to_advocate_id: the advocate changes only explicitly")
+
+
+def ensure_open_transition(transition_id: str, status: str) -> None:
+    if status not in OPEN_TRANSITION_STATUSES:
+        raise TransitionClosed(f"transition {transition_id} is {status}: it can no longer change")
+
+
+def tick_checklist(checklist: dict[str, bool], ticks: dict[str, bool]) -> dict[str, bool]:
+    unknown = sorted(set(ticks) - set(checklist))
+    if unknown:
+        raise TransitionInvalid(f"not on this transition's checklist: {', '.join(unknown)}")
+    return {**checklist, **{item: bool(done) for item, done in ticks.items()}}
+
+
+def status_after_ticks(checklist: dict[str, bool]) -> str:
+    return TRANSITION_IN_PROGRESS if any(checklist.values()) else TRANSITION_PLANNED
+
+
+def ensure_checklist_complete(transition_id: str, checklist: dict[str, bool]) -> None:
+    """A transition is complete when every item on its checklist is done: a survivor is lost at a handover
+    that skipped telling the receiving agency or writing the summary."""
+    left = [item for item, done in checklist.items() if not done]
+    if left:
+        raise ChecklistIncomplete(f"transition {transition_id} still needs: {', '.join(left)}")

@@ -6,12 +6,13 @@ its database were ever shared by mistake.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
+    Date,
     ForeignKey,
     Index,
     Integer,
@@ -41,6 +42,8 @@ class Advocate(Base):
     languages: Mapped[list[str]] = mapped_column(JSON)
     max_caseload: Mapped[int] = mapped_column(Integer)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # `coordinator` sees the whole provider's caseload on the advocate's page; `advocate` sees their own.
+    role: Mapped[str] = mapped_column(String(20), default="advocate", server_default="advocate")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -116,3 +119,102 @@ class Outbox(Base, OutboxMixin):
 
 class Inbox(Base, InboxMixin):
     pass
+
+
+# --- continuity of care (issue 4): the NRM record, its clocks, and transitions -------------------------
+
+
+class NrmRecord(Base):
+    """A case's National Referral Mechanism record. `region` chooses the policy rows (e.g. Scotland)."""
+
+    __tablename__ = "nrm_records"
+
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), primary_key=True)
+    provider_id: Mapped[str] = mapped_column(String(64))
+    nrm_reference: Mapped[str | None] = mapped_column(String(64))
+    referred_on: Mapped[date | None] = mapped_column(Date)
+    region: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class NrmDecision(Base):
+    """A reasonable-grounds (rg) or conclusive-grounds (cg) decision, positive or negative, dated."""
+
+    __tablename__ = "nrm_decisions"
+    __table_args__ = (Index("ix_nrm_decisions_case", "case_id", "decided_on"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"))
+    stage: Mapped[str] = mapped_column(String(8))
+    outcome: Mapped[str] = mapped_column(String(10))
+    decided_on: Mapped[date] = mapped_column(Date)
+    on_reconsideration: Mapped[bool] = mapped_column(Boolean, default=False)
+    recorded_by: Mapped[str] = mapped_column(String(200))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class NrmReconsideration(Base):
+    """A request that the competent authority reconsider a decision; its outcome is a later decision."""
+
+    __tablename__ = "nrm_reconsiderations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
+    decision_id: Mapped[str] = mapped_column(ForeignKey("nrm_decisions.id"))
+    requested_on: Mapped[date] = mapped_column(Date)
+    recorded_by: Mapped[str] = mapped_column(String(200))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Clock(Base):
+    """A deadline with a due date. `due_soon_fired_at` and `breached_fired_at` are set by the scheduler in
+    the same transaction as the event they publish, with `UPDATE ... WHERE ... IS NULL`: each fires once."""
+
+    __tablename__ = "clocks"
+    __table_args__ = (
+        Index("ix_clocks_due_soon", "provider_id", "due_soon_fired_at", "notice_on"),
+        Index("ix_clocks_breached", "provider_id", "breached_fired_at", "due_on"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    provider_id: Mapped[str] = mapped_column(String(64))
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(30))
+    starts_on: Mapped[date] = mapped_column(Date)
+    due_on: Mapped[date] = mapped_column(Date)
+    notice_on: Mapped[date] = mapped_column(Date)
+    policy_version: Mapped[str] = mapped_column(String(120))
+    basis: Mapped[str] = mapped_column(String(200))
+    transition_id: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    due_soon_fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    breached_fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Stopped: what it waited for happened (e.g. the decision was recorded); it fires no more.
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    stopped_reason: Mapped[str | None] = mapped_column(String(100))
+
+
+class Transition(Base):
+    """A planned move: turning 18, relocation, move-on, a handover between advocates or providers."""
+
+    __tablename__ = "transitions"
+    __table_args__ = (Index("ix_transitions_due", "provider_id", "status", "planned_for"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    provider_id: Mapped[str] = mapped_column(String(64))
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(30))
+    status: Mapped[str] = mapped_column(String(20))
+    planned_for: Mapped[date] = mapped_column(Date)
+    date_basis: Mapped[str] = mapped_column(String(20), default="exact")  # exact | approximate
+    receiving_agency: Mapped[str | None] = mapped_column(String(100))  # an organisation id on the platform
+    receiving_provider_id: Mapped[str | None] = mapped_column(String(64))
+    to_advocate_id: Mapped[str | None] = mapped_column(ForeignKey("advocates.id"))
+    checklist: Mapped[dict[str, Any]] = mapped_column(JSON)
+    origin: Mapped[str] = mapped_column(String(60))  # why it exists: a person, a child case, a positive CG
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    missed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

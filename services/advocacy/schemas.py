@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from services.advocacy import domain
+from services.advocacy import clocks, domain
 
 ISO_639_1 = validate.Regexp(r"^[a-z]{2}$", error="Not an ISO 639-1 code (two lower-case letters).")
 
@@ -105,3 +105,110 @@ class CaseSummarySchema(Schema):
 class CaseSchema(CaseSummarySchema):
     referral = fields.Dict(allow_none=True)  # null until intake discloses it after allocation
     timeline = fields.List(fields.Nested(TimelineEntrySchema))
+
+
+# --- continuity of care (issue 4): NRM record, clocks, transitions ---------------------------------------
+
+
+class NrmUpdateSchema(Schema):
+    nrm_reference = fields.String(required=True, allow_none=True, validate=validate.Length(min=1, max=64))
+
+
+class DecisionCreateSchema(Schema):
+    stage = fields.String(required=True, validate=validate.OneOf(clocks.STAGES))
+    outcome = fields.String(required=True, validate=validate.OneOf(clocks.OUTCOMES))
+    decided_on = fields.Date(required=True)
+    on_reconsideration = fields.Boolean(load_default=False)
+
+
+class DecisionSchema(Schema):
+    id = fields.String()
+    stage = fields.String()
+    outcome = fields.String()
+    decided_on = fields.Date()
+    on_reconsideration = fields.Boolean()
+    recorded_by = fields.String()
+    recorded_at = fields.DateTime()
+
+
+class ReconsiderationCreateSchema(Schema):
+    decision_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    requested_on = fields.Date(required=True)
+
+
+class ReconsiderationSchema(Schema):
+    id = fields.String()
+    decision_id = fields.String()
+    requested_on = fields.Date()
+    recorded_by = fields.String()
+    recorded_at = fields.DateTime()
+
+
+class ClockSchema(Schema):
+    id = fields.String()
+    kind = fields.String(metadata={"enum": list(clocks.CLOCK_KINDS)})
+    state = fields.String(metadata={"enum": ["running", "due_soon", "breached", "stopped"]})
+    starts_on = fields.Date()
+    due_on = fields.Date()
+    notice_on = fields.Date()
+    basis = fields.String()
+    policy_version = fields.String()
+    transition_id = fields.String(allow_none=True)
+    due_soon_fired_at = fields.DateTime(allow_none=True)
+    breached_fired_at = fields.DateTime(allow_none=True)
+    stopped_at = fields.DateTime(allow_none=True)
+    stopped_reason = fields.String(allow_none=True)
+
+
+class NrmRecordSchema(Schema):
+    case_id = fields.String()
+    nrm_reference = fields.String(allow_none=True)
+    referred_on = fields.Date(allow_none=True)
+    region = fields.String(allow_none=True)
+    decisions = fields.List(fields.Nested(DecisionSchema))
+    reconsiderations = fields.List(fields.Nested(ReconsiderationSchema))
+    clocks = fields.List(fields.Nested(ClockSchema))
+
+
+class TransitionCreateSchema(Schema):
+    kind = fields.String(required=True, validate=validate.OneOf(domain.TRANSITION_KINDS))
+    planned_for = fields.Date(required=True)
+    receiving_agency = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(min=1, max=100),
+        metadata={
+            "description": "The receiving agency's organisation id on the platform (gets transition.* webhooks)."
+        },
+    )
+    receiving_provider_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=64))
+    to_advocate_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=64))
+
+
+class TransitionUpdateSchema(Schema):
+    checklist = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(domain.CHECKLIST_ITEMS)), values=fields.Boolean(), load_default=None
+    )
+    planned_for = fields.Date(load_default=None)
+
+
+class TransitionQuerySchema(Schema):
+    status = fields.String(validate=validate.OneOf(domain.TRANSITION_STATUSES))
+
+
+class TransitionSchema(Schema):
+    id = fields.String()
+    case_id = fields.String()
+    kind = fields.String()
+    status = fields.String()
+    planned_for = fields.Date()
+    date_basis = fields.String(metadata={"enum": ["exact", "approximate"]})
+    receiving_agency = fields.String(allow_none=True)
+    receiving_provider_id = fields.String(allow_none=True)
+    to_advocate_id = fields.String(allow_none=True)
+    checklist = fields.Dict(keys=fields.String(), values=fields.Boolean())
+    origin = fields.String()
+    created_by = fields.String()
+    created_at = fields.DateTime()
+    completed_at = fields.DateTime(allow_none=True)
+    missed_at = fields.DateTime(allow_none=True)

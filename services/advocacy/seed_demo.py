@@ -1,4 +1,5 @@
-"""Demo data for `make run`: two synthetic advocates for PROVIDER_ID. Idempotent; run after migrating.
+"""Demo data for `make run`: two synthetic advocates and a coordinator for PROVIDER_ID, and a few demo cases
+with NRM clocks (one overdue) for the advocate's page. Idempotent; run after migrating.
 
 python -m services.advocacy.seed_demo
 """
@@ -9,8 +10,11 @@ import sys
 
 from sqlalchemy.exc import DBAPIError
 
+from services.advocacy import demo_cases
 from services.advocacy.casework import Casework
 from services.advocacy.config import AdvocacyConfig
+from services.advocacy.continuity import make_continuity
+from services.advocacy.timekeeping import today
 from shared.config import ConfigError, Settings
 from shared.db import make_engine, make_session_factory
 
@@ -38,6 +42,11 @@ def seed(settings: Settings) -> tuple[str, int]:
                 if casework.advocate_by_email(session, advocate["email"]) is None:
                     casework.create_advocate(session, max_caseload=MAX_CASELOAD, **advocate)
                     created += 1
+            # Continuity of care (issue 4): a coordinator, and demo cases with clocks for the advocate's page.
+            continuity = make_continuity(config)
+            created += demo_cases.ensure_coordinator(session, continuity, MAX_CASELOAD)
+            advocates = [casework.advocate_by_email(session, a["email"]) for a in DEMO_ADVOCATES]
+            demo_cases.ensure_cases(session, continuity, [a for a in advocates if a], today(continuity.wall_clock))
     finally:
         engine.dispose()
     return config.provider_id, created
@@ -57,7 +66,10 @@ def main() -> int:
         )
         return 1
     present = len(DEMO_ADVOCATES)
-    print(f"advocacy: {present} demo advocates present for provider {provider_id} ({created} created now)")
+    print(
+        f"advocacy: {present} demo advocates, a coordinator and {len(demo_cases.DEMO_CASES)} demo cases present "
+        f"for provider {provider_id} ({created} advocates created now)"
+    )
     return 0
 
 

@@ -21,11 +21,36 @@ EVENT_TYPES = (
     "referral.escalated",
     "referral.withdrawn",
     "case.opened",
+    # Continuity of care (advocacy, issue 4): deadlines and planned transitions of the referral's case.
+    "clock.due_soon",
+    "clock.breached",
+    "transition.planned",
+    "transition.completed",
+    "transition.missed",
 )
+
+# Sent to the organisation named as a transition's receiving agency too (when it subscribes to them), not
+# only to the referring organisation: the agency taking a survivor on must hear of the plan.
+RECEIVING_AGENCY_EVENTS = ("transition.planned", "transition.completed", "transition.missed")
 
 # What an agency's webhook may carry beyond referral_id, external_reference and status. A whitelist, not a
 # blacklist: a field added to an event later (or a bug upstream) cannot leak personal data to a receiver.
-WEBHOOK_EXTRA_KEYS = ("provider_id", "case_id", "pathway", "reason", "is_child")
+WEBHOOK_EXTRA_KEYS = (
+    "provider_id",
+    "case_id",
+    "pathway",
+    "reason",
+    "is_child",
+    # clock.* and transition.*: ids, kinds and dates only.
+    "clock_id",
+    "transition_id",
+    "kind",
+    "due_on",
+    "planned_for",
+    "date_basis",
+    "receiving_agency",
+    "receiving_provider_id",
+)
 
 MAX_URL_LENGTH = 2048
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix, not a secret

@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from services.notifications.domain import EVENT_TYPES, webhook_body, webhook_id
+from services.notifications.domain import EVENT_TYPES, RECEIVING_AGENCY_EVENTS, webhook_body, webhook_id
 from services.notifications.models import PENDING, Delivery, ReferralOwner, Subscription
 from shared.inbox import Handler
 from shared.messaging.consumer import PermanentError
@@ -61,38 +61,47 @@ def _owner_of(session: Session, referral_id: str, org_id: str | None, reference:
 
 
 def on_referral_event(session: Session, event: Event) -> None:
-    """referral.received|allocated|escalated|withdrawn, case.opened: queue webhooks for the referring org."""
+    """referral.*, case.opened, clock.*, transition.*: queue webhooks for the referring org, and for
+    transition.* also for the receiving agency the transition names."""
     data = event.data
     referral_id = _text(data.get("referral_id")) or _text(event.subject)
     if referral_id is None:
         raise PermanentError("event names no referral")
     owner = _owner_of(session, referral_id, _text(data.get("org_id")), _text(data.get("external_reference")))
+    orgs = [owner.org_id]
+    receiving = _text(data.get("receiving_agency"))
+    if event.type in RECEIVING_AGENCY_EVENTS and receiving and receiving != owner.org_id:
+        orgs.append(receiving)  # the agency a transition hands the survivor to hears of it too
     subscriptions = session.scalars(
         select(Subscription)
-        .where(Subscription.org_id == owner.org_id, Subscription.deleted_at.is_(None))
+        .where(Subscription.org_id.in_(orgs), Subscription.deleted_at.is_(None))
         .order_by(Subscription.created_at)
     ).all()
     matching = [s for s in subscriptions if event.type in s.events]
     if not matching:
         return
-    body = webhook_body(
-        event.type,
-        event.time or utcnow().isoformat(),
-        data,
-        referral_id=referral_id,
-        external_reference=_text(data.get("external_reference")) or owner.external_reference,
-    )
-    payload = json.dumps(body, separators=(",", ":"))
+    reference = _text(data.get("external_reference")) or owner.external_reference
+
+    def payload_for(org_id: str) -> str:
+        # The referrer's own reference is the referrer's: a receiving agency gets ids and dates, not it.
+        mine = reference if org_id == owner.org_id else None
+        body = webhook_body(
+            event.type, event.time or utcnow().isoformat(), data, referral_id=referral_id, external_reference=mine
+        )
+        return json.dumps(body, separators=(",", ":"))
+
+    payloads = {org_id: payload_for(org_id) for org_id in orgs}
     carrier = carrier_from_current()
     now = utcnow()
     for subscription in matching:
+        payload = payloads[subscription.org_id]
         session.execute(
             _insert(session)(Delivery)
             .values(
                 id=str(uuid.uuid4()),
                 webhook_id=webhook_id(event.id, subscription.id),
                 subscription_id=subscription.id,
-                org_id=owner.org_id,
+                org_id=subscription.org_id,
                 event_type=event.type,
                 event_id=event.id,
                 referral_id=referral_id,

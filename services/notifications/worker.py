@@ -21,7 +21,8 @@ from shared.messaging.worker import Loop, main_exit, run_loops
 from shared.telemetry import setup_tracing
 
 QUEUE = "notifications"
-BINDINGS = ("referral.*", "case.*")
+# `case.*` matches case.opened, not case.handover.<provider> (three words): that one is for a provider.
+BINDINGS = ("referral.*", "case.*", "clock.*", "transition.*")
 
 
 def build_loops(settings: Settings, *, queue: str = QUEUE) -> dict[str, Loop]:

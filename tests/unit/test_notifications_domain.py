@@ -156,6 +156,11 @@ def test_known_event_types():
         "referral.escalated",
         "referral.withdrawn",
         "case.opened",
+        "clock.due_soon",
+        "clock.breached",
+        "transition.planned",
+        "transition.completed",
+        "transition.missed",
     }
 
 

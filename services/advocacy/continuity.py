@@ -1,0 +1,42 @@
+"""Continuity of care, assembled: the policy table, NRM records and clocks, transitions, provider handover.
+
+One object per instance, built from configuration by `make_continuity`, and shared by the API, the page,
+the worker's handlers and the demo seed, so each path follows the same rules and writes the same events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.advocacy.casework import Casework
+from services.advocacy.config import AdvocacyConfig
+from services.advocacy.handover import Handover
+from services.advocacy.nrm import NrmRecords
+from services.advocacy.policy import Policy, PolicyError, load_policy
+from services.advocacy.timekeeping import SystemClock, WallClock
+from services.advocacy.transitions import Transitions
+from shared.config import ConfigError
+
+
+@dataclass(frozen=True)
+class Continuity:
+    casework: Casework
+    nrm: NrmRecords
+    transitions: Transitions
+    handover: Handover
+    policy: Policy
+    wall_clock: WallClock
+
+
+def make_continuity(config: AdvocacyConfig, wall_clock: WallClock | None = None) -> Continuity:
+    try:
+        policy = load_policy(overrides=config.nrm_policy, extra_file=config.nrm_policy_file)
+    except (PolicyError, OSError) as exc:
+        raise ConfigError(f"NRM_POLICY / NRM_POLICY_FILE: {exc}") from None
+    wall_clock = wall_clock or SystemClock()
+    transitions = Transitions(config.provider_id, wall_clock)
+    nrm = NrmRecords(config.provider_id, policy, transitions)
+    casework = Casework(config.provider_id, on_open=nrm.plan_for_new_case)
+    handover = Handover(casework)
+    transitions.handover = handover
+    return Continuity(casework, nrm, transitions, handover, policy, wall_clock)

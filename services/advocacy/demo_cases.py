@@ -1,0 +1,120 @@
+"""Demo cases for `make run`'s advocate page: synthetic people (shared.testing) with NRM clocks, a child
+nearing 18, and one overdue deadline. Idempotent: each demo case has a fixed id derived from the provider.
+
+They are written as if intake had allocated them (an accepted offer and a disclosed referral), then go
+through the same continuity rules as a real case: `plan_for_new_case`, `record_decision`. Their events name
+the organisation `demo-police`, so no real agency's subscription receives them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from services.advocacy import domain
+from services.advocacy.case_events import note
+from services.advocacy.continuity import Continuity
+from services.advocacy.models import Advocate, Case, Offer
+from shared.testing import date_of_birth_for_age, referral_body
+
+DEMO_ORG = "demo-police"
+COORDINATOR = {"name": "Coordinator Sazu Demo", "email": "sazu.demo@demo-charity.example", "languages": ["en"]}
+
+# (seed, advocate index, child, referred days ago, region, decisions as (stage, outcome, days ago))
+DEMO_CASES: tuple[tuple[int, int, bool, int, str, tuple[tuple[str, str, int], ...]], ...] = (
+    (101, 0, False, 50, "london", (("rg", "positive", 40),)),  # recovery period over: overdue
+    (102, 0, True, 10, "north_west", (("rg", "positive", 3),)),  # 17 years 10 months: turning 18 soon
+    (103, 1, False, 2, "london", ()),  # waiting for the RG decision
+    (104, 1, False, 30, "scotland", (("rg", "positive", 20),)),  # Scotland: 90-day recovery period
+)
+
+
+def demo_id(provider_id: str, seed: int, what: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"referrals-demo/{provider_id}/{what}/{seed}"))
+
+
+def ensure_coordinator(session: Session, continuity: Continuity, max_caseload: int) -> int:
+    casework = continuity.casework
+    if casework.advocate_by_email(session, COORDINATOR["email"]) is not None:
+        return 0
+    coordinator = casework.create_advocate(session, max_caseload=max_caseload, **COORDINATOR)
+    coordinator.role = domain.ROLE_COORDINATOR
+    return 1
+
+
+def ensure_cases(session: Session, continuity: Continuity, advocates: list[Advocate], today: date) -> int:
+    """Create the demo cases that are missing. Returns how many were created now."""
+    created = 0
+    provider_id = continuity.casework.provider_id
+    for seed, who, child, referred_ago, region, decisions in DEMO_CASES:
+        case_id = demo_id(provider_id, seed, "case")
+        if session.get(Case, case_id) is not None:
+            continue
+        referred_at = datetime.combine(today - timedelta(days=referred_ago), datetime.min.time(), tzinfo=UTC)
+        referral = _referral(seed, child, referred_at, region)
+        case = _open_case(session, provider_id, case_id, seed, advocates[who], referral, referred_at)
+        continuity.nrm.plan_for_new_case(session, case, referral, actor="demo-seed")
+        for stage, outcome, ago in decisions:
+            continuity.nrm.record_decision(
+                session,
+                case,
+                stage=stage,
+                outcome=outcome,
+                decided_on=today - timedelta(days=ago),
+                actor=f"advocate:{advocates[who].id}",
+            )
+        created += 1
+    return created
+
+
+def _referral(seed: int, child: bool, referred_at: datetime, region: str) -> dict[str, Any]:
+    body = referral_body(child=child, seed=seed, referred_at=referred_at.isoformat())
+    if child:  # 17 years 10 months on the day of referral
+        body["subject"]["date_of_birth"] = date_of_birth_for_age(17, 10, today=referred_at.date())
+    body["location"] = {"region": region}
+    # The shape intake discloses: the body plus the record's own fields.
+    return {**body, "id": demo_id("referral", seed, "referral"), "status": "allocated", "pathway": "nrm",
+            "is_child": child, "received_at": referred_at.isoformat()}  # fmt: skip
+
+
+def _open_case(session, provider_id: str, case_id: str, seed: int, advocate: Advocate, referral, at: datetime):
+    subject = referral["subject"]
+    summary = domain.offer_summary(
+        {"org_id": DEMO_ORG, "external_reference": f"DEMO-{seed}", "is_child": referral["is_child"],
+         "pathway": "nrm", "region": referral["location"]["region"], "languages": subject["languages"],
+         "interpreter_needed": subject.get("interpreter_needed"), "sex": subject.get("sex"),
+         "exploitation_types": sorted({e["type"] for e in referral["exploitation"]}), "needs": referral.get("needs")}
+    )  # fmt: skip
+    offer = Offer(
+        id=demo_id(provider_id, seed, "offer"),
+        provider_id=provider_id,
+        referral_id=referral["id"],
+        status=domain.OFFER_ACCEPTED,
+        summary=summary,
+        offered_at=at,
+        respond_by=None,
+        responded_at=at,
+        received_at=at,
+        updated_at=at,
+    )
+    session.add(offer)
+    session.flush()
+    case = Case(
+        id=case_id,
+        provider_id=provider_id,
+        referral_id=referral["id"],
+        offer_id=offer.id,
+        advocate=advocate,
+        status=domain.CASE_OPEN,
+        referral=referral,
+        opened_at=at,
+        updated_at=at,
+    )
+    session.add(case)
+    session.flush()
+    for kind, detail in ((domain.OFFER_RECEIVED, "demo offer"), (domain.CASE_OPENED, f"case {case.id} open")):
+        note(session, case, kind, "demo-seed", detail, at)
+    return case

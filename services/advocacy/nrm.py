@@ -1,0 +1,254 @@
+"""A case's NRM record and the clocks it starts: the referral, reasonable-grounds and conclusive-grounds
+decisions, reconsideration requests; and, when a case opens, its `turning_18` transition for a child.
+
+The durations come from the versioned policy table (`policy.py`), the rules from `clocks.py`. Every clock
+row records the policy version it was computed with, so a later policy change never moves an old deadline.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services.advocacy import case_events, clocks, domain
+from services.advocacy.models import Case, Clock, NrmDecision, NrmReconsideration, NrmRecord
+from services.advocacy.policy import Policy
+from services.advocacy.timekeeping import today
+from services.advocacy.transitions import Transitions, ensure_open
+from shared.outbox import utcnow
+
+ORIGIN_CHILD = "child's case opened"
+ORIGIN_POSITIVE_CG = "positive CG decision"
+ORIGIN_NEGATIVE_CG = "negative CG decision: exit from NRM support"
+SYSTEM = "advocacy"
+
+
+class NrmRecords:
+    def __init__(self, provider_id: str, policy: Policy, transitions: Transitions):
+        self.provider_id = provider_id
+        self.policy = policy
+        self.transitions = transitions
+
+    @property
+    def wall_clock(self):
+        return self.transitions.wall_clock
+
+    # --- when a case opens ------------------------------------------------------------------------------
+
+    def plan_for_new_case(self, session: Session, case: Case, referral: dict[str, Any], *, actor: str = SYSTEM):
+        """Called in the transaction that opens the case: the NRM record (and its RG clock) for an NRM
+        referral; a `turning_18` transition for a child. A Duty to Notify has neither an NRM referral nor a
+        date of birth, so it starts no clock here."""
+        summary = case.offer.summary or {}
+        referred_on = _date(referral.get("referred_at")) or _date(referral.get("received_at")) or today(self.wall_clock)
+        region = (referral.get("location") or {}).get("region") or summary.get("region")
+        pathway = referral.get("pathway") or summary.get("pathway")
+        record = self.record(session, case, create=True, referred_on=referred_on, region=region)
+        if pathway == "nrm":
+            self.start(session, case, clocks.on_nrm_referral(self.policy, referred_on, record.region), actor)
+        is_child = referral.get("is_child", summary.get("is_child"))
+        if is_child:
+            self._plan_turning_18(session, case, referral.get("subject") or {}, referred_on, record.region, actor)
+
+    def _plan_turning_18(self, session, case, subject, referred_on: date, region, actor: str) -> None:
+        birthday = clocks.eighteenth_birthday(subject, referred_on)
+        now = utcnow()
+        if birthday is None:
+            detail = "turning_18 not planned: no date of birth or age estimate (age disputed); plan it once assessed"
+            case_events.note(session, case, domain.TRANSITION_NOT_PLANNED, actor, detail, now)
+            return
+        transition = self.transitions.plan(
+            session,
+            case,
+            kind=domain.TURNING_18,
+            planned_for=birthday.on,
+            actor=actor,
+            date_basis=birthday.basis,
+            origin=ORIGIN_CHILD
+            + ("; date approximate, from an age estimate" if birthday.basis == "approximate" else ""),
+        )
+        spec = clocks.on_turning_18(self.policy, birthday, region=region, today=today(self.wall_clock))
+        self.start(session, case, [spec], actor, transition_id=transition.id)
+
+    # --- the record -----------------------------------------------------------------------------------
+
+    def record(
+        self,
+        session: Session,
+        case: Case,
+        *,
+        create: bool = False,
+        referred_on: date | None = None,
+        region: str | None = None,
+    ) -> NrmRecord:
+        found = session.get(NrmRecord, case.id)
+        if found is None:
+            now = utcnow()
+            summary = case.offer.summary or {}
+            found = NrmRecord(
+                case_id=case.id,
+                provider_id=self.provider_id,
+                referred_on=referred_on or case.opened_at.date(),
+                region=region or summary.get("region"),
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(found)
+            session.flush()
+        return found
+
+    def set_reference(self, session: Session, case: Case, reference: str | None, *, actor: str) -> NrmRecord:
+        ensure_open(case)
+        record = self.record(session, case)
+        record.nrm_reference, record.updated_at = reference, utcnow()
+        # The reference is an id of the Home Office's, not personal data; the timeline says it changed.
+        case_events.note(
+            session, case, domain.NRM_REFERENCE_RECORDED, actor, "NRM reference recorded", record.updated_at
+        )
+        return record
+
+    def record_decision(
+        self,
+        session: Session,
+        case: Case,
+        *,
+        stage: str,
+        outcome: str,
+        decided_on: date,
+        actor: str,
+        on_reconsideration: bool = False,
+    ) -> NrmDecision:
+        ensure_open(case)
+        record = self.record(session, case)
+        now = utcnow()
+        decision = NrmDecision(
+            id=str(uuid.uuid4()),
+            case_id=case.id,
+            stage=stage,
+            outcome=outcome,
+            decided_on=decided_on,
+            on_reconsideration=on_reconsideration,
+            recorded_by=actor,
+            recorded_at=now,
+        )
+        session.add(decision)
+        label = f"{outcome} {stage.upper()} decision dated {decided_on.isoformat()}"
+        detail = label + (" (on reconsideration)" if on_reconsideration else "")
+        case_events.note(session, case, domain.NRM_DECISION_RECORDED, actor, detail, now)
+        self._stop(session, case, clocks.STOPPED_BY_DECISION.get(stage, ()), f"{stage.upper()} decision recorded")
+        self.start(session, case, clocks.on_decision(self.policy, stage, outcome, decided_on, record.region), actor)
+        if stage == clocks.CG:
+            self._plan_leaving_support(session, case, outcome, decided_on, record.region, actor)
+        session.flush()
+        return decision
+
+    def _plan_leaving_support(self, session, case: Case, outcome: str, decided_on: date, region, actor: str):
+        """A positive CG plans `move_on` at the end of move-on support; a negative CG plans it at the end of
+        the exit period: leaving NRM support is a transition too (DESIGN 2)."""
+        key, origin = (
+            ("move_on", ORIGIN_POSITIVE_CG) if outcome == clocks.POSITIVE else ("exit_period", ORIGIN_NEGATIVE_CG)
+        )
+        days = self.policy.days(key, on=decided_on, region=region)
+        existing = [
+            t
+            for t in self.transitions.of_case(session, case.id)
+            if t.kind == domain.MOVE_ON and t.status in domain.OPEN_TRANSITION_STATUSES
+        ]
+        if existing:  # a reconsidered CG moves the planned date rather than planning twice
+            self.transitions.update(session, case, existing[0].id, actor=actor, planned_for=decided_on + _days(days))
+            return
+        self.transitions.plan(
+            session, case, kind=domain.MOVE_ON, planned_for=decided_on + _days(days), actor=actor, origin=origin
+        )
+
+    def request_reconsideration(
+        self, session: Session, case: Case, *, decision_id: str, requested_on: date, actor: str
+    ) -> NrmReconsideration:
+        ensure_open(case)
+        decision = session.get(NrmDecision, decision_id)
+        if decision is None or decision.case_id != case.id:
+            raise domain.CaseworkError(f"decision {decision_id} is not a decision of case {case.id}")
+        now = utcnow()
+        request = NrmReconsideration(
+            id=str(uuid.uuid4()),
+            case_id=case.id,
+            decision_id=decision.id,
+            requested_on=requested_on,
+            recorded_by=actor,
+            recorded_at=now,
+        )
+        session.add(request)
+        detail = (
+            f"reconsideration of the {decision.outcome} {decision.stage.upper()} requested {requested_on.isoformat()}"
+        )
+        case_events.note(session, case, domain.RECONSIDERATION_REQUESTED, actor, detail, now)
+        session.flush()
+        return request
+
+    # --- clocks ---------------------------------------------------------------------------------------
+
+    def start(self, session, case: Case, specs: list[clocks.ClockSpec], actor: str, *, transition_id=None) -> None:
+        now = utcnow()
+        for spec in specs:
+            clock = Clock(
+                id=str(uuid.uuid4()),
+                provider_id=self.provider_id,
+                case_id=case.id,
+                kind=spec.kind,
+                starts_on=spec.starts_on,
+                due_on=spec.due_on,
+                notice_on=spec.notice_on,
+                policy_version=spec.policy_version,
+                basis=spec.basis[:200],
+                transition_id=transition_id,
+                created_at=now,
+            )
+            session.add(clock)
+            detail = f"{spec.kind} clock due {spec.due_on.isoformat()} ({spec.basis}; policy {spec.policy_version})"
+            case_events.note(session, case, domain.CLOCK_STARTED, actor, detail, now)
+
+    def _stop(self, session: Session, case: Case, kinds, reason: str) -> None:
+        if not kinds:
+            return
+        now = utcnow()
+        for clock in session.scalars(
+            select(Clock).where(Clock.case_id == case.id, Clock.kind.in_(kinds), Clock.stopped_at.is_(None))
+        ):
+            clock.stopped_at, clock.stopped_reason = now, reason
+            case_events.note(session, case, domain.CLOCK_STOPPED, SYSTEM, f"{clock.kind} clock stopped: {reason}", now)
+
+    def clocks_of(self, session: Session, case_id: str) -> list[Clock]:
+        return list(
+            session.scalars(
+                select(Clock)
+                .where(Clock.case_id == case_id, Clock.provider_id == self.provider_id)
+                .order_by(Clock.due_on, Clock.created_at)
+            )
+        )
+
+    def decisions_of(self, session: Session, case_id: str) -> list[NrmDecision]:
+        query = select(NrmDecision).where(NrmDecision.case_id == case_id)
+        return list(session.scalars(query.order_by(NrmDecision.decided_on, NrmDecision.recorded_at)))
+
+    def reconsiderations_of(self, session: Session, case_id: str) -> list[NrmReconsideration]:
+        query = select(NrmReconsideration).where(NrmReconsideration.case_id == case_id)
+        return list(session.scalars(query.order_by(NrmReconsideration.requested_on)))
+
+
+def _days(n: int) -> timedelta:
+    return timedelta(days=n)
+
+
+def _date(value: Any) -> date | None:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, str) and value:
+        try:
+            return datetime.fromisoformat(value).date() if "T" in value else date.fromisoformat(value[:10])
+        except ValueError:
+            return None
+    return None

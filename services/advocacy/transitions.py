@@ -1,0 +1,183 @@
+"""Transitions, the points where survivors are lost: planned ahead, with a receiving agency or provider and
+a checklist, completed or flagged as missed (DESIGN 2).
+
+A relocation keeps the advocate: only an `advocate_handover` changes who holds the case, and only when it
+is completed. A `provider_handover` moves the case to another provider's instance when it is completed
+(`handover.py`). Each change writes a timeline entry; planned, completed and missed are published.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services.advocacy import case_events, domain
+from services.advocacy.models import Advocate, Case, Clock, Transition
+from services.advocacy.timekeeping import SystemClock, WallClock
+from shared.outbox import utcnow
+
+ORIGIN_PERSON = "planned by a person"
+
+
+def transition_event_data(transition: Transition) -> dict[str, Any]:
+    """What `transition.*` events say: ids, kinds and dates (notifications routes `receiving_agency`)."""
+    return {
+        "transition_id": transition.id,
+        "kind": transition.kind,
+        "status": transition.status,
+        "planned_for": transition.planned_for.isoformat(),
+        "date_basis": transition.date_basis,
+        "receiving_agency": transition.receiving_agency,
+        "receiving_provider_id": transition.receiving_provider_id,
+    }
+
+
+class Transitions:
+    def __init__(self, provider_id: str, wall_clock: WallClock | None = None, *, handover=None):
+        self.provider_id = provider_id
+        self.wall_clock = wall_clock or SystemClock()
+        self.handover = handover  # services.advocacy.handover.Handover: sends a completed provider_handover
+
+    def plan(
+        self,
+        session: Session,
+        case: Case,
+        *,
+        kind: str,
+        planned_for: date,
+        actor: str,
+        receiving_agency: str | None = None,
+        receiving_provider_id: str | None = None,
+        to_advocate_id: str | None = None,
+        date_basis: str = "exact",
+        origin: str = ORIGIN_PERSON,
+    ) -> Transition:
+        ensure_open(case)
+        domain.ensure_transition_fields(
+            kind,
+            receiving_provider_id=receiving_provider_id,
+            to_advocate_id=to_advocate_id,
+            own_provider_id=self.provider_id,
+        )
+        if to_advocate_id is not None:
+            self._advocate(session, to_advocate_id)
+        now = utcnow()
+        transition = Transition(
+            id=str(uuid.uuid4()),
+            provider_id=self.provider_id,
+            case_id=case.id,
+            kind=kind,
+            status=domain.TRANSITION_PLANNED,
+            planned_for=planned_for,
+            date_basis=date_basis,
+            receiving_agency=receiving_agency,
+            receiving_provider_id=receiving_provider_id,
+            to_advocate_id=to_advocate_id,
+            checklist=domain.checklist_for(kind),
+            origin=origin,
+            created_by=actor,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(transition)
+        session.flush()
+        detail = f"{kind} transition {transition.id} planned for {planned_for.isoformat()} ({date_basis}); {origin}"
+        case_events.note(session, case, domain.TRANSITION_PLANNED_KIND, actor, detail, now)
+        case_events.stage(session, case, "transition.planned", transition_event_data(transition))
+        return transition
+
+    def get(self, session: Session, case: Case, transition_id: str, *, lock: bool = False) -> Transition:
+        query = select(Transition).where(
+            Transition.id == transition_id, Transition.case_id == case.id, Transition.provider_id == self.provider_id
+        )
+        found = session.scalars(query.with_for_update() if lock else query).one_or_none()
+        if found is None:
+            raise domain.TransitionNotFound(f"transition {transition_id} not found")
+        return found
+
+    def of_case(self, session: Session, case_id: str) -> list[Transition]:
+        return list(
+            session.scalars(
+                select(Transition)
+                .where(Transition.case_id == case_id, Transition.provider_id == self.provider_id)
+                .order_by(Transition.planned_for, Transition.created_at)
+            )
+        )
+
+    def update(
+        self,
+        session: Session,
+        case: Case,
+        transition_id: str,
+        *,
+        actor: str,
+        ticks: dict[str, bool] | None = None,
+        planned_for: date | None = None,
+    ) -> Transition:
+        transition = self.get(session, case, transition_id, lock=True)
+        domain.ensure_open_transition(transition.id, transition.status)
+        changes = []
+        if ticks:
+            transition.checklist = domain.tick_checklist(transition.checklist, ticks)
+            transition.status = domain.status_after_ticks(transition.checklist)
+            changes.append("checklist: " + ", ".join(f"{k}={'done' if v else 'not done'}" for k, v in ticks.items()))
+        if planned_for is not None and planned_for != transition.planned_for:
+            transition.planned_for = planned_for
+            changes.append(f"planned for {planned_for.isoformat()}")
+        if changes:
+            transition.updated_at = utcnow()
+            detail = f"{transition.kind} transition {transition.id}: " + "; ".join(changes)
+            case_events.note(session, case, domain.TRANSITION_UPDATED_KIND, actor, detail, transition.updated_at)
+        session.flush()
+        return transition
+
+    def complete(self, session: Session, case: Case, transition_id: str, *, actor: str) -> Transition:
+        transition = self.get(session, case, transition_id, lock=True)
+        domain.ensure_open_transition(transition.id, transition.status)
+        domain.ensure_checklist_complete(transition.id, transition.checklist)
+        now = utcnow()
+        if transition.kind == domain.ADVOCATE_HANDOVER and transition.to_advocate_id:
+            self._hand_to_advocate(session, case, transition.to_advocate_id, actor)
+        transition.status, transition.completed_at, transition.updated_at = domain.TRANSITION_COMPLETED, now, now
+        self._stop_clocks(session, case, transition, now)
+        detail = f"{transition.kind} transition {transition.id} completed"
+        case_events.note(session, case, domain.TRANSITION_COMPLETED_KIND, actor, detail, now)
+        case_events.stage(session, case, "transition.completed", transition_event_data(transition))
+        if transition.kind == domain.PROVIDER_HANDOVER and self.handover is not None:
+            self.handover.send(session, case, transition, actor=actor)
+        session.flush()
+        return transition
+
+    def _stop_clocks(self, session: Session, case: Case, transition: Transition, now) -> None:
+        # The clock a transition answers (turning 18's notice, the end of move-on or exit support) stops with it.
+        kinds = {domain.MOVE_ON: ("move_on", "exit_period")}.get(transition.kind, ())
+        clocks = session.scalars(
+            select(Clock).where(Clock.case_id == case.id, Clock.stopped_at.is_(None)).with_for_update()
+        ).all()
+        for clock in clocks:
+            if clock.transition_id == transition.id or clock.kind in kinds:
+                clock.stopped_at, clock.stopped_reason = now, f"transition {transition.kind} completed"
+
+    def _advocate(self, session: Session, advocate_id: str) -> Advocate:
+        advocate = session.get(Advocate, advocate_id)
+        if advocate is None or advocate.provider_id != self.provider_id:
+            raise domain.AdvocateNotFound(f"advocate {advocate_id} not found")
+        return advocate
+
+    def _hand_to_advocate(self, session: Session, case: Case, advocate_id: str, actor: str) -> None:
+        advocate = self._advocate(session, advocate_id)
+        if not advocate.active:
+            raise domain.AdvocateUnavailable(f"advocate {advocate.id} is inactive")
+        previous = case.advocate_id
+        case.advocate, case.updated_at = advocate, utcnow()
+        detail = f"case handed from advocate {previous} to advocate {advocate.id}"
+        case_events.note(session, case, domain.TRANSITION_UPDATED_KIND, actor, detail, case.updated_at)
+
+
+def ensure_open(case: Case) -> None:
+    if case.status != domain.CASE_OPEN:
+        raise domain.CaseNotOpen(f"case {case.id} is {case.status}, not open")

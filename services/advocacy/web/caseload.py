@@ -1,0 +1,100 @@
+"""What the advocate's page lists: each case with its next deadline (overdue first), and upcoming transitions.
+
+A deadline is an open clock's due date or an open transition's planned date; a missed transition stays a
+deadline (overdue) until it is completed or re-planned: it is exactly what must not be lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from services.advocacy import domain
+from services.advocacy.models import Advocate, Case, Clock, Transition
+
+UPCOMING_DAYS = 120
+OPEN_OR_MISSED = (*domain.OPEN_TRANSITION_STATUSES, domain.TRANSITION_MISSED)
+
+
+@dataclass
+class Deadline:
+    on: date
+    what: str  # e.g. "recovery_period clock" or "move_on transition"
+
+    def overdue(self, today: date) -> bool:
+        return self.on < today
+
+
+@dataclass
+class CaseRow:
+    case: Case
+    label: str
+    next: Deadline | None
+    overdue: bool
+    deadlines: list[Deadline] = field(default_factory=list)
+
+
+def person_label(case: Case) -> str:
+    """The name the advocate knows the person by. A Duty to Notify carries none; before disclosure there
+    is none yet: the page then shows the case's short id."""
+    subject = (case.referral or {}).get("subject") or {}
+    name = " ".join(part for part in (subject.get("given_name"), subject.get("family_name")) if part)
+    return name or f"Case {case.id[:8]}"
+
+
+def visible_cases(db: Session, advocate: Advocate) -> list[Case]:
+    """An advocate sees their own live cases; a coordinator sees the whole provider's."""
+    query = (
+        select(Case)
+        .where(Case.provider_id == advocate.provider_id, Case.status.in_(domain.LIVE_CASE_STATUSES))
+        .options(selectinload(Case.advocate))
+    )
+    if advocate.role != domain.ROLE_COORDINATOR:
+        query = query.where(Case.advocate_id == advocate.id)
+    return list(db.scalars(query.order_by(Case.opened_at, Case.id)))
+
+
+def caseload(db: Session, advocate: Advocate, today: date) -> list[CaseRow]:
+    cases = visible_cases(db, advocate)
+    ids = [c.id for c in cases]
+    deadlines: dict[str, list[Deadline]] = {case_id: [] for case_id in ids}
+    for clock in db.scalars(select(Clock).where(Clock.case_id.in_(ids), Clock.stopped_at.is_(None))):
+        deadlines[clock.case_id].append(Deadline(clock.due_on, f"{clock.kind} clock"))
+    for transition in db.scalars(
+        select(Transition).where(Transition.case_id.in_(ids), Transition.status.in_(OPEN_OR_MISSED))
+    ):
+        deadlines[transition.case_id].append(Deadline(transition.planned_for, f"{transition.kind} transition"))
+    rows = []
+    for case in cases:
+        mine = sorted(deadlines[case.id], key=lambda d: d.on)
+        first = mine[0] if mine else None
+        rows.append(CaseRow(case, person_label(case), first, bool(first and first.overdue(today)), mine))
+    # Overdue first (most overdue at the top), then the nearest deadline, then cases with none.
+    return sorted(rows, key=lambda r: (not r.overdue, r.next is None, r.next.on if r.next else date.max, r.case.id))
+
+
+def upcoming_transitions(db: Session, advocate: Advocate, today: date) -> list[dict[str, Any]]:
+    cases = {c.id: c for c in visible_cases(db, advocate)}
+    horizon = today + timedelta(days=UPCOMING_DAYS)
+    rows = db.scalars(
+        select(Transition)
+        .where(
+            Transition.case_id.in_(list(cases)),
+            Transition.status.in_(OPEN_OR_MISSED),
+            Transition.planned_for <= horizon,
+        )
+        .order_by(Transition.planned_for, Transition.id)
+    )
+    return [
+        {
+            "transition": t,
+            "case": cases[t.case_id],
+            "label": person_label(cases[t.case_id]),
+            "overdue": t.planned_for < today,
+        }
+        for t in rows
+    ]
