@@ -284,3 +284,60 @@ def test_the_openapi_document_and_docs_are_served(client):
     assert client.get("/docs").status_code == 200
     assert client.get("/docs/assets/swagger-ui-bundle.js").status_code == 200
     assert client.get("/healthz").status_code == 200 and client.get("/readyz").status_code == 200
+
+
+COORDINATOR = ("regional-coordination", "coordinator", "referrals:read referrals:write")
+
+
+def test_a_person_in_immediate_danger_is_escalated_to_a_coordinator_as_well_as_offered(client, auth_header, intake):
+    body = referral_body(risk={"immediate_danger": True, "re_trafficking_risk": "high"})
+    created = post(client, auth_header, body).get_json()
+    assert created["status"] == "offered"
+    queue = client.get("/v1/escalations", headers=auth_header(*COORDINATOR)).get_json()
+    assert [(e["referral_id"], e["reason"]) for e in queue] == [(created["id"], "immediate_danger")]
+    assert queue[0]["summary"]["immediate_danger"] is True
+    assert body["subject"]["given_name"] not in json.dumps(queue)
+    with intake[1]() as session:
+        escalated = session.scalars(select(Outbox).where(Outbox.type == "referral.escalated")).one()
+    assert json.loads(escalated.payload)["data"]["reason"] == "immediate_danger"
+
+
+def test_the_referrer_sees_the_offer_history_and_a_coordinator_sees_progress_without_the_body(client, auth_header):
+    created = post(client, auth_header, referral_body()).get_json()
+    mine = client.get(f"/v1/referrals/{created['id']}", headers=auth_header(*POLICE)).get_json()
+    assert [(o["provider_id"], o["status"], o["offered_by"]) for o in mine["offers"]] == [
+        ("demo-charity", "pending", "routing")
+    ]
+    assert mine["offers"][0]["respond_by"] > mine["offers"][0]["offered_at"]
+    theirs = client.get(f"/v1/referrals/{created['id']}", headers=auth_header(*COORDINATOR)).get_json()
+    assert theirs["offers"] == mine["offers"] and "subject" not in theirs and "narrative" not in theirs
+
+
+def test_only_a_coordinator_may_offer_by_hand_and_only_what_can_be_offered(client, auth_header):
+    escalated = post(client, auth_header, referral_body(location={"region": "wales"})).get_json()
+    path = f"/v1/referrals/{escalated['id']}/offers"
+    assert client.post(path, json={"provider_id": "demo-charity"}, headers=auth_header(*POLICE)).status_code == 403
+    unknown = client.post(path, json={"provider_id": "nobody"}, headers=auth_header(*COORDINATOR))
+    assert unknown.status_code == 422 and "provider_id" in unknown.get_json()["errors"]["json"]
+    assert client.post(path, json={"provider": "x"}, headers=auth_header(*COORDINATOR)).status_code == 422
+    made = client.post(path, json={"provider_id": "demo-charity"}, headers=auth_header(*COORDINATOR))
+    assert made.status_code == 201 and made.get_json()["offered_by"] == "coordinator"
+    again = client.post(path, json={"provider_id": "demo-charity"}, headers=auth_header(*COORDINATOR))
+    assert again.status_code == 409  # an offer is already waiting for an answer
+    assert client.get("/v1/escalations", headers=auth_header(*COORDINATOR)).get_json() == []
+    missing = client.post("/v1/referrals/no-such-id/offers", json={"provider_id": "demo-charity"},
+                          headers=auth_header(*COORDINATOR))  # fmt: skip
+    assert missing.status_code == 404
+
+
+def test_a_sex_specific_provider_declares_whom_it_serves(client, auth_header):
+    headers = auth_header(*ADMIN)
+    women = {**DEMO_PROVIDER, "sexes": ["female"]}
+    assert client.put("/v1/providers/women-only", json=women, headers=headers).status_code == 201
+    bad = client.put("/v1/providers/women-only", json={**DEMO_PROVIDER, "sexes": ["women"]}, headers=headers)
+    assert bad.status_code == 422 and "sexes" in bad.get_json()["errors"]["json"]
+    listed = {p["id"]: p for p in client.get("/v1/providers", headers=headers).get_json()}
+    assert listed["women-only"]["sexes"] == ["female"] and listed["demo-charity"]["sexes"] is None
+    created = post(client, auth_header, referral_body()).get_json()  # a woman: the women-only service ranks first
+    detail = client.get(f"/v1/referrals/{created['id']}", headers=auth_header(*POLICE)).get_json()
+    assert detail["offers"][0]["provider_id"] == "women-only"
