@@ -18,29 +18,11 @@ from services.advocacy.config import AdvocacyConfig
 from services.advocacy.continuity import Continuity
 from services.advocacy.models import Advocate, Case
 from services.advocacy.timekeeping import today
-from services.advocacy.web import auth
+from services.advocacy.web import auth, labels
 from services.advocacy.web.caseload import caseload, person_label, upcoming_transitions
 from shared.config import Settings
 
 log = logging.getLogger(__name__)
-
-KIND_LABELS = {
-    "turning_18": "Turning 18",
-    "relocation": "Relocation",
-    "move_on": "Move-on from NRM support",
-    "advocate_handover": "Handover to another advocate",
-    "provider_handover": "Handover to another provider",
-    "rg_decision": "Reasonable-grounds decision expected",
-    "recovery_period": "Recovery period ends",
-    "cg_not_before": "Earliest conclusive-grounds decision",
-    "exit_period": "Exit period ends",
-}
-CHECKLIST_LABELS = {
-    "consent_reobtained": "Consent re-obtained at 18",
-    "receiving_agency_informed": "Receiving agency informed",
-    "accommodation_confirmed": "Accommodation confirmed",
-    "handover_summary_written": "Handover summary written",
-}
 
 
 def init_page(app: Flask, sessions: sessionmaker, continuity: Continuity, config: AdvocacyConfig, settings: Settings):
@@ -63,7 +45,7 @@ def _dev_secret(config: AdvocacyConfig) -> str:
 
 
 def make_page_blueprint(sessions: sessionmaker, continuity: Continuity, config: AdvocacyConfig, oidc: auth.Oidc):
-    page = Blueprint("page", __name__, template_folder="templates", static_folder="static", static_url_path="/static")
+    page = Blueprint("page", __name__, template_folder="templates", static_folder="static", static_url_path="/assets")
     provider_id = config.provider_id
     nrm, transitions = continuity.nrm, continuity.transitions
 
@@ -71,8 +53,9 @@ def make_page_blueprint(sessions: sessionmaker, continuity: Continuity, config: 
     def helpers():
         return {
             "csrf_token": auth.csrf_token,
-            "kind_label": lambda k: KIND_LABELS.get(k, k.replace("_", " ")),
-            "checklist_label": lambda k: CHECKLIST_LABELS.get(k, k),
+            "kind_label": labels.transition_label,
+            "clock_label": labels.clock_label,
+            "checklist_label": lambda k: labels.CHECKLIST_LABELS.get(k, k),
             "provider_id": provider_id,
         }
 
@@ -237,7 +220,7 @@ def make_page_blueprint(sessions: sessionmaker, continuity: Continuity, config: 
         return act(
             case_id,
             lambda db, case, who: transitions.plan(db, case, kind=kind, planned_for=planned_for, actor=who, **fields),
-            f"{KIND_LABELS.get(kind, kind)} planned.",
+            f"{labels.transition_label(kind)} planned.",
         )
 
     @page.post("/cases/<case_id>/transitions/<transition_id>/checklist")

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from services.advocacy import domain
 from services.advocacy.models import Advocate, Case, Clock, Transition
+from services.advocacy.web.labels import clock_label, transition_label
 
 UPCOMING_DAYS = 120
 OPEN_OR_MISSED = (*domain.OPEN_TRANSITION_STATUSES, domain.TRANSITION_MISSED)
@@ -23,7 +24,7 @@ OPEN_OR_MISSED = (*domain.OPEN_TRANSITION_STATUSES, domain.TRANSITION_MISSED)
 @dataclass
 class Deadline:
     on: date
-    what: str  # e.g. "recovery_period clock" or "move_on transition"
+    what: str  # what the page shows, e.g. "Recovery period ends" or "Move-on from NRM support"
 
     def overdue(self, today: date) -> bool:
         return self.on < today
@@ -63,11 +64,11 @@ def caseload(db: Session, advocate: Advocate, today: date) -> list[CaseRow]:
     ids = [c.id for c in cases]
     deadlines: dict[str, list[Deadline]] = {case_id: [] for case_id in ids}
     for clock in db.scalars(select(Clock).where(Clock.case_id.in_(ids), Clock.stopped_at.is_(None))):
-        deadlines[clock.case_id].append(Deadline(clock.due_on, f"{clock.kind} clock"))
+        deadlines[clock.case_id].append(Deadline(clock.due_on, clock_label(clock.kind)))
     for transition in db.scalars(
         select(Transition).where(Transition.case_id.in_(ids), Transition.status.in_(OPEN_OR_MISSED))
     ):
-        deadlines[transition.case_id].append(Deadline(transition.planned_for, f"{transition.kind} transition"))
+        deadlines[transition.case_id].append(Deadline(transition.planned_for, transition_label(transition.kind)))
     rows = []
     for case in cases:
         mine = sorted(deadlines[case.id], key=lambda d: d.on)
