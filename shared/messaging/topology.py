@@ -16,10 +16,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pika.adapters.blocking_connection import BlockingChannel
+from pika.exceptions import ChannelClosedByBroker
 
 from shared.messaging import EXCHANGE, EXCHANGES, PARKING_EXCHANGE, REQUEUE_EXCHANGE, RETRY_EXCHANGE
 
 _DEAD_LETTER_SAFE = {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+
+
+class TopologyConflict(Exception):
+    """A queue or exchange exists with other arguments than this version declares (RabbitMQ's 406)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,19 @@ def declare_exchanges(channel: BlockingChannel, *, passive: bool = False) -> Non
 
 
 def declare_queue(channel: BlockingChannel, spec: QueueSpec) -> None:
+    try:
+        _declare_queue(channel, spec)
+    except ChannelClosedByBroker as exc:
+        if exc.reply_code != 406:
+            raise
+        raise TopologyConflict(
+            f"RabbitMQ refused the topology of {spec.name}: {exc.reply_text}. It was probably made by an older "
+            f"version. Fix: let {spec.name} drain, then delete {spec.name}, {spec.retry_queue} and "
+            f"{spec.parking_queue} (rabbitmqctl delete_queue <name>) and start again."
+        ) from None
+
+
+def _declare_queue(channel: BlockingChannel, spec: QueueSpec) -> None:
     declare_exchanges(channel, passive=not spec.declare_exchanges)
     channel.queue_declare(
         spec.name,

@@ -12,6 +12,8 @@ import sys
 import threading
 from collections.abc import Callable
 
+from shared.messaging.topology import TopologyConflict
+
 log = logging.getLogger(__name__)
 
 Loop = Callable[[threading.Event], None]
@@ -24,6 +26,10 @@ def run_loops(loops: dict[str, Loop], stop: threading.Event | None = None) -> in
     def guard(name: str, loop: Loop) -> None:
         try:
             loop(stop)
+        except TopologyConflict as exc:  # a one-line reason and the fix, not a traceback
+            log.error(str(exc), extra={"loop": name})
+            failed.append(name)
+            stop.set()
         except Exception:
             log.exception("background loop died", extra={"loop": name})
             failed.append(name)

@@ -177,3 +177,15 @@ def _wait_for_queue(url: str, queue: str) -> None:
         raise AssertionError(f"no consumer on {queue}")
     finally:
         connection.close()
+
+
+def test_a_queue_left_by_an_older_version_is_a_clear_error_naming_the_fix(amqp_url):
+    import pika
+
+    from shared.messaging.topology import TopologyConflict, declare_queue
+
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    connection.channel().queue_declare("kit.old", durable=True, arguments={"x-queue-type": "quorum"})
+    with pytest.raises(TopologyConflict, match=r"delete kit\.old, kit\.old\.retry and kit\.old\.parking"):
+        declare_queue(connection.channel(), QueueSpec("kit.old", ("thing.happened",)))
+    connection.close()
