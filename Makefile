@@ -28,6 +28,8 @@ AUTH_PRIVATE_KEY_FILE ?= $(KEYS)/dev-private.pem
 AUTH_ISSUER ?= referrals-dev
 AUTH_AUDIENCE ?= referrals
 WEBHOOK_ALLOW_PRIVATE ?= true
+# The advocate's page signs in by choosing an advocate, no password: local use only (README, "The advocate's page").
+ADVOCACY_DEV_SIGNIN ?= true
 LOG_LEVEL ?= INFO
 
 # Exported to `run` (and what it depends on) only, so that `make test` sees none of them.
@@ -43,6 +45,7 @@ run: export AUTH_PRIVATE_KEY_FILE := $(AUTH_PRIVATE_KEY_FILE)
 run: export AUTH_ISSUER := $(AUTH_ISSUER)
 run: export AUTH_AUDIENCE := $(AUTH_AUDIENCE)
 run: export WEBHOOK_ALLOW_PRIVATE := $(WEBHOOK_ALLOW_PRIVATE)
+run: export ADVOCACY_DEV_SIGNIN := $(ADVOCACY_DEV_SIGNIN)
 run: export LOG_LEVEL := $(LOG_LEVEL)
 # Procfile.dev names bare `gunicorn` and `python`: take them from the venv.
 run: export PATH := $(BIN):$(PATH)
@@ -60,6 +63,7 @@ advocacy: export AUTH_PRIVATE_KEY_FILE := $(AUTH_PRIVATE_KEY_FILE)
 advocacy: export AUTH_ISSUER := $(AUTH_ISSUER)
 advocacy: export AUTH_AUDIENCE := $(AUTH_AUDIENCE)
 advocacy: export LOG_LEVEL := $(LOG_LEVEL)
+advocacy: export ADVOCACY_DEV_SIGNIN := $(ADVOCACY_DEV_SIGNIN)
 advocacy: export PATH := $(BIN):$(PATH)
 
 .PHONY: help venv keys run advocacy webhook-echo test test-unit bench-latency lint fmt typecheck clean
@@ -88,7 +92,7 @@ run: venv keys ## Migrate and seed SQLite dev databases, then start all six proc
 	$(BIN)/referrals-migrate intake
 	$(BIN)/referrals-migrate advocacy
 	$(BIN)/referrals-migrate notifications
-	@echo "==> seeding demo data (provider $(PROVIDER_ID) and its advocates)"
+	@echo "==> seeding demo data (provider $(PROVIDER_ID), its advocates and demo cases)"
 	$(BIN)/python -m services.intake.seed_demo
 	$(BIN)/python -m services.advocacy.seed_demo
 	@$(BIN)/python -c 'import os, socket, urllib.parse as u; p = u.urlsplit(os.environ["AMQP_URL"]); socket.create_connection((p.hostname or "localhost", p.port or 5672), timeout=2).close()' 2>/dev/null \
@@ -97,6 +101,7 @@ run: venv keys ## Migrate and seed SQLite dev databases, then start all six proc
 	@echo "  intake         http://127.0.0.1:8001   docs http://127.0.0.1:8001/docs"
 	@echo "  advocacy       http://127.0.0.1:8002   docs http://127.0.0.1:8002/docs   (provider $(PROVIDER_ID), AUTO_ACCEPT=$(AUTO_ACCEPT))"
 	@echo "  notifications  http://127.0.0.1:8003   docs http://127.0.0.1:8003/docs"
+	@echo "  advocate page  http://127.0.0.1:8002/   sign in as a demo advocate (dev sign-in); demo cases with clocks, one overdue"
 	@echo "  health         GET /healthz and /readyz on each"
 	@echo
 	@echo "  A token (RS256, signed with var/keys/dev-private.pem), from another terminal in $(CURDIR):"
