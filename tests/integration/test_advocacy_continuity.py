@@ -73,8 +73,8 @@ class Instance:
         return response.get_json()
 
 
-@pytest.fixture
-def make_instance(fresh_database, dev_keys, amqp_url, auth_header):
+@pytest.fixture(name="make_instance")
+def make_instance_fixture(fresh_database, dev_keys, amqp_url, auth_header):
     made = []
 
     def make(provider_id: str = "charity-c") -> Instance:

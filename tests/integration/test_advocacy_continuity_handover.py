@@ -1,0 +1,126 @@
+"""Handovers: a provider handover moves the case to the receiving provider's instance over the real broker
+(routing key `case.handover.<provider>`, bound only by that provider's queue), with its timeline, NRM record,
+clocks and open transitions, and no personal data; an advocate handover changes the advocate only when done."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import date
+
+from pika.exceptions import UnroutableError
+from sqlalchemy import select
+from test_advocacy_continuity import (  # the same instance fixture and helpers
+    disclosed,
+    make_instance_fixture,  # noqa: F401 - the `make_instance` fixture
+    open_case_over_the_broker,
+    publish_when_bound,
+    tap,
+)
+
+from services.advocacy.models import Case
+from shared.messaging.envelope import Event
+from support.amqp import drain, publish, running
+
+ALL_DONE = {"receiving_agency_informed": True, "accommodation_confirmed": True, "handover_summary_written": True}
+
+
+def wait_for_case(instance, referral_id: str, timeout: float = 20) -> Case:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with instance.sessions.begin() as session:
+            case = session.scalars(select(Case).where(Case.referral_id == referral_id)).first()
+            if case is not None:
+                return case
+        time.sleep(0.1)
+    raise AssertionError(f"no case for referral {referral_id} at {instance.provider_id}")
+
+
+def test_a_provider_handover_moves_the_case_with_its_timeline_to_the_receiving_instance(make_instance):
+    sender, receiver = make_instance("charity-from"), make_instance("charity-to")
+    sending, receiving = sender.loops(), receiver.loops()
+    referral = disclosed(referred=date(2026, 1, 5))
+    watch = tap(sender, "case.handover.*")
+    with running(sending["consumer"]), running(sending["relay"]), running(receiving["consumer"]):
+        case_id = open_case_over_the_broker(sender, referral)
+        sender.post(
+            f"/v1/cases/{case_id}/nrm/decisions", {"stage": "rg", "outcome": "positive", "decided_on": "2026-01-20"}
+        )
+        handover = sender.post(
+            f"/v1/cases/{case_id}/transitions",
+            {"kind": "provider_handover", "planned_for": "2026-03-20", "receiving_provider_id": "charity-to"},
+        )
+        sender.client.patch(f"/v1/cases/{case_id}/transitions/{handover['id']}", json={"checklist": ALL_DONE},
+                            headers=sender.headers)  # fmt: skip
+        done = sender.post(f"/v1/cases/{case_id}/transitions/{handover['id']}/completion", status=200)
+        assert done["status"] == "completed"
+        received = wait_for_case(receiver, referral["id"])
+        [(properties, body)] = drain(sender.amqp_url, watch, expect=1)
+
+    # On the wire: addressed to the receiving provider, carrying ids, codes, dates and the timeline only.
+    message = json.loads(body)
+    assert properties.type == "case.handover" and message["data"]["to_provider_id"] == "charity-to"
+    subject = referral["subject"]
+    for personal in (subject["given_name"], subject["family_name"], subject["date_of_birth"], referral["narrative"]):
+        assert personal not in body.decode()
+
+    # The receiving instance has the case, open, with the whole story so far and the running clocks.
+    assert received.status == "open" and received.id != case_id
+    moved = receiver.get(f"/v1/cases/{received.id}")
+    kinds = [entry["kind"] for entry in moved["timeline"]]
+    assert kinds[:2] == ["offer_received", "offer_accepted"]
+    assert {"nrm_decision_recorded", "transition_planned", "case_handed_over", "case_received"} <= set(kinds)
+    nrm = receiver.get(f"/v1/cases/{received.id}/nrm")
+    assert [(d["stage"], d["outcome"], d["decided_on"]) for d in nrm["decisions"]] == [("rg", "positive", "2026-01-20")]
+    assert {c["kind"] for c in nrm["clocks"]} == {"recovery_period", "cg_not_before"}
+
+    # The sending instance closed its case and stopped its clocks.
+    closed = sender.get(f"/v1/cases/{case_id}")
+    assert closed["status"] == "closed"
+    assert all(c["state"] == "stopped" for c in sender.get(f"/v1/cases/{case_id}/nrm")["clocks"])
+
+
+def test_a_handover_is_routed_only_to_the_receiving_providers_queue(make_instance):
+    receiver = make_instance("charity-to")
+    loops = receiver.loops()
+
+    def handover(to: str) -> Event:
+        data = {"to_provider_id": to, "referral_id": str(uuid.uuid4()), "transition_id": str(uuid.uuid4()),
+                "from_provider_id": "charity-x"}  # fmt: skip
+        return Event(type="case.handover", source="/advocacy/charity-x", subject=data["referral_id"], data=data)
+
+    with running(loops["consumer"]):
+        publish_when_bound(receiver.amqp_url, handover("charity-to"), "case.handover.charity-to")
+        try:
+            publish(receiver.amqp_url, handover("charity-other"), "case.handover.charity-other")
+        except UnroutableError:
+            pass
+        else:
+            raise AssertionError("a handover to charity-other was routable with only charity-to's queue bound")
+
+
+def test_an_advocate_handover_changes_the_advocate_only_when_completed_and_a_relocation_never(make_instance):
+    charity = make_instance("charity-h")
+    loops = charity.loops()
+    with running(loops["consumer"]), running(loops["relay"]):
+        case_id = open_case_over_the_broker(charity, disclosed(referred=date(2026, 2, 1)))
+    first = charity.get(f"/v1/cases/{case_id}")["advocate"]["id"]
+    second = charity.post(
+        "/v1/advocates", {"name": "Advocate Synthetic-Mi", "email": "mi@charity-h.example", "languages": ["sq"],
+                          "max_caseload": 5}
+    )["id"]  # fmt: skip
+    relocation = charity.post(f"/v1/cases/{case_id}/transitions", {"kind": "relocation", "planned_for": "2026-04-01"})
+    charity.client.patch(f"/v1/cases/{case_id}/transitions/{relocation['id']}", json={"checklist": ALL_DONE},
+                         headers=charity.headers)  # fmt: skip
+    charity.post(f"/v1/cases/{case_id}/transitions/{relocation['id']}/completion", status=200)
+    assert charity.get(f"/v1/cases/{case_id}")["advocate"]["id"] == first
+    handover = charity.post(
+        f"/v1/cases/{case_id}/transitions",
+        {"kind": "advocate_handover", "planned_for": "2026-04-02", "to_advocate_id": second},
+    )
+    assert charity.get(f"/v1/cases/{case_id}")["advocate"]["id"] == first  # planned is not done
+    charity.client.patch(f"/v1/cases/{case_id}/transitions/{handover['id']}", json={"checklist": ALL_DONE},
+                         headers=charity.headers)  # fmt: skip
+    charity.post(f"/v1/cases/{case_id}/transitions/{handover['id']}/completion", status=200)
+    assert charity.get(f"/v1/cases/{case_id}")["advocate"]["id"] == second
