@@ -51,6 +51,8 @@ run: export LOG_LEVEL := $(LOG_LEVEL)
 run: export PATH := $(BIN):$(PATH)
 
 # `make advocacy` (one more charity's instance): its own id, port and SQLite file unless given.
+# (Read here, at parse time: inside the target, its own exported PROVIDER_ID would look set by this file.)
+PROVIDER_ID_GIVEN := $(filter environment command line,$(origin PROVIDER_ID))
 ADVOCACY_DB_DEFAULT = $(if $(filter environment command line,$(origin ADVOCACY_DATABASE_URL)),$(ADVOCACY_DATABASE_URL),sqlite:///$(VAR)/advocacy-$(PROVIDER_ID).db)
 advocacy: export AMQP_URL := $(AMQP_URL)
 advocacy: export ADVOCACY_DATABASE_URL := $(ADVOCACY_DB_DEFAULT)
@@ -115,7 +117,7 @@ run: venv keys ## Migrate and seed SQLite dev databases, then start all six proc
 	exec $(BIN)/honcho -f Procfile.dev -e /dev/null start
 
 advocacy: venv keys ## One more charity's instance: PROVIDER_ID=<id> PORT=<port> AUTO_ACCEPT=<true|false> make advocacy
-	@if [ "$(origin PROVIDER_ID)" = "file" ] || [ -z "$(PORT)" ]; then \
+	@if [ -z "$(PROVIDER_ID_GIVEN)" ] || [ -z "$(PORT)" ]; then \
 		echo "usage: PROVIDER_ID=<id> PORT=<port> [AUTO_ACCEPT=true|false] make advocacy" >&2; \
 		echo "  e.g. PROVIDER_ID=north-charity PORT=8012 make advocacy (then register it: README, 'How a charity joins')" >&2; \
 		exit 2; fi
