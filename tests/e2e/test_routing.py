@@ -153,3 +153,26 @@ def test_an_adult_only_provider_never_receives_a_child(stack):
     pending_at_b = call(stack, "GET", "charity-b", "/v1/offers", ("charity-b", "provider", STAFF)).json()
     assert referral_id not in {o["referral_id"] for o in pending_at_b}
     assert [o["provider_id"] for o in referral(stack, referral_id)["offers"]] == ["charity-a"]
+
+
+def test_withdrawal_cancels_a_pending_offer_and_closes_an_opened_case_at_the_provider(stack):
+    staff = ("charity-a", "provider", STAFF)
+    pending = refer(stack, **albanian())
+    offer = offer_at(stack, "charity-a", pending)
+    allocated = refer(stack, **albanian())
+    answer(stack, "charity-a", offer_at(stack, "charity-a", allocated), "accept")
+    case_id = wait_status(stack, allocated, "allocated")["allocation"]["case_id"]
+    for referral_id in (pending, allocated):
+        response = call(stack, "POST", "intake", f"/v1/referrals/{referral_id}/withdrawal", AGENCY)
+        assert response.status_code == 200 and response.json()["status"] == "withdrawn"
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        offers = {o["id"]: o for o in call(stack, "GET", "charity-a", "/v1/offers", staff).json()}
+        case = call(stack, "GET", "charity-a", f"/v1/cases/{case_id}", staff).json()
+        if offers[offer["id"]]["status"] == "withdrawn" and case["status"] == "closed":
+            break
+        time.sleep(0.1)
+    assert offers[offer["id"]]["status"] == "withdrawn"
+    assert case["status"] == "closed"
+    assert "referral_withdrawn" in [entry["kind"] for entry in case["timeline"]]
