@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.intake import domain
@@ -42,13 +42,20 @@ def referral_event(referral: Referral, type_: str, **data: Any) -> Event:
 
 
 def directory(session: Session) -> list[domain.ProviderEntry]:
+    """The providers, each with the places it reported less the offers it has not answered yet: a place
+    held open for a pending offer is not free for the next referral."""
+    waiting = dict(
+        session.execute(
+            select(Offer.provider_id, func.count()).where(Offer.status == "pending").group_by(Offer.provider_id)
+        ).all()
+    )
     return [
         domain.ProviderEntry(
             id=p.id,
             regions=p.regions,
             serves=p.serves,
             accepting=p.accepting,
-            capacity=p.capacity,
+            capacity=p.capacity - waiting.get(p.id, 0),
             languages=p.languages,
             sexes=p.sexes,
         )

@@ -341,3 +341,11 @@ def test_a_sex_specific_provider_declares_whom_it_serves(client, auth_header):
     created = post(client, auth_header, referral_body()).get_json()  # a woman: the women-only service ranks first
     detail = client.get(f"/v1/referrals/{created['id']}", headers=auth_header(*POLICE)).get_json()
     assert detail["offers"][0]["provider_id"] == "women-only"
+
+
+def test_a_place_held_for_a_pending_offer_is_not_offered_again(client, auth_header):
+    one_place = {**DEMO_PROVIDER, "capacity": 1}
+    assert client.put("/v1/providers/demo-charity", json=one_place, headers=auth_header(*ADMIN)).status_code == 200
+    first = post(client, auth_header, referral_body()).get_json()
+    second = post(client, auth_header, referral_body()).get_json()
+    assert (first["status"], second["status"]) == ("offered", "escalated")
