@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 OFFER_PENDING, OFFER_ACCEPTED, OFFER_DECLINED, OFFER_WITHDRAWN = (
@@ -256,3 +257,9 @@ def ensure_checklist_complete(transition_id: str, checklist: dict[str, bool]) ->
     left = [item for item, done in checklist.items() if not done]
     if left:
         raise ChecklistIncomplete(f"transition {transition_id} still needs: {', '.join(left)}")
+
+
+def event_date(kind: str, day: date) -> str:
+    """How a date goes out in an event. An 18th birthday is a date of birth by another name, and events carry
+    no dates of birth (DESIGN 3): for turning 18, only the month leaves the service."""
+    return day.strftime("%Y-%m") if kind == TURNING_18 else day.isoformat()

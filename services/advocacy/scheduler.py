@@ -134,8 +134,8 @@ class ClockScheduler:
                 "clock_id": clock.id,
                 "kind": clock.kind,
                 "status": state,
-                "due_on": clock.due_on.isoformat(),
-                "notice_on": clock.notice_on.isoformat(),
+                "due_on": domain.event_date(clock.kind, clock.due_on),
+                "notice_on": domain.event_date(clock.kind, clock.notice_on),
                 "transition_id": clock.transition_id,
             }
             case_events.stage(session, case, event_type, data)

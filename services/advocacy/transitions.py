@@ -29,7 +29,7 @@ def transition_event_data(transition: Transition) -> dict[str, Any]:
         "transition_id": transition.id,
         "kind": transition.kind,
         "status": transition.status,
-        "planned_for": transition.planned_for.isoformat(),
+        "planned_for": domain.event_date(transition.kind, transition.planned_for),
         "date_basis": transition.date_basis,
         "receiving_agency": transition.receiving_agency,
         "receiving_provider_id": transition.receiving_provider_id,

@@ -48,3 +48,12 @@ def test_a_transition_completes_only_with_its_checklist_done_and_only_while_open
         with pytest.raises(domain.TransitionClosed, match=f"t-1 is {status}"):
             domain.ensure_open_transition("t-1", status)
     domain.ensure_open_transition("t-1", "in_progress")
+
+
+def test_an_18th_birthday_leaves_the_service_only_as_a_month():
+    from datetime import date
+
+    from services.advocacy.domain import event_date
+
+    assert event_date("turning_18", date(2027, 3, 14)) == "2027-03"
+    assert event_date("move_on", date(2027, 3, 14)) == "2027-03-14"
