@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/%2F"
 VAR_DIR = Path(os.environ.get("REFERRALS_VAR_DIR", "var"))
@@ -75,6 +76,15 @@ class Settings:
     declare_exchanges: bool = True  # false for a charity's restricted broker user (deploy/rabbitmq/)
     max_body_bytes: int = 256 * 1024
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def trusted_publishers(self) -> frozenset[str]:
+        """Broker users that may speak for any provider: this platform's own user (one shared user in dev and
+        compose) and any named in AMQP_TRUSTED_PUBLISHERS. A charity's instance publishes as
+        advocacy-<provider id> and speaks only for that provider (deploy/rabbitmq/add-provider.sh)."""
+        own = unquote(urlsplit(self.amqp_url).username or "guest")
+        extra = {u.strip() for u in self.env.get("AMQP_TRUSTED_PUBLISHERS", "").split(",") if u.strip()}
+        return frozenset({own, *extra})
 
     @classmethod
     def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> Settings:

@@ -48,7 +48,7 @@ run set_permissions -p "$vhost" "$user" \
 # Topic permissions: which routing keys it may publish (write) and bind (read) on each topic exchange.
 run set_topic_permissions -p "$vhost" "$user" referrals \
   "^(offer\\.(accepted|declined)|provider\\.capacity_changed|case\\..+|clock\\..+|transition\\..+)\$" \
-  "^(referral\\.offered\\.$id|offer\\.expired\\.$id|case\\.handover\\.$id|referral\\.allocated|referral\\.withdrawn)\$" \
+  "^(referral\\.offered\\.$id|offer\\.expired\\.$id|case\\.handover\\.$id|referral\\.allocated|referral\\.withdrawn|referral\\.transferred)\$" \
   >/dev/null
 for exchange in referrals.dlx referrals.requeue referrals.parked; do
   run set_topic_permissions -p "$vhost" "$user" "$exchange" "^$queue\$" "^$queue\$" >/dev/null

@@ -293,6 +293,22 @@ class Casework:
             self.announce_capacity(session)
         return True
 
+    def handed_over_case(self, session: Session, referral_id: str) -> Case | None:
+        """The live case another provider handed over to us for this referral, if it has arrived."""
+        return session.scalars(
+            select(Case).where(
+                Case.provider_id == self.provider_id,
+                Case.referral_id == referral_id,
+                Case.offer_id.startswith("handover-"),
+                Case.status.in_(domain.LIVE_CASE_STATUSES),
+            )
+        ).first()
+
+    def attach_referral(self, session: Session, case: Case, referral: dict[str, Any], *, actor: str) -> None:
+        now = utcnow()
+        case.referral, case.updated_at = referral, now
+        self._note(session, case.offer_id, domain.REFERRAL_DISCLOSED, actor, "full referral fetched from intake", now)
+
     def announce_capacity(self, session: Session) -> None:
         """Tell intake's directory how many places this provider has now (provider.capacity_changed)."""
         loads = self.caseloads(session)

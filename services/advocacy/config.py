@@ -24,6 +24,7 @@ class AdvocacyConfig:
     session_secret: str = ""  # ADVOCACY_SESSION_SECRET: signs the page's session cookie
     public_url: str = ""  # ADVOCACY_PUBLIC_URL: where the page is served, for the OIDC redirect URI
     authorize_url: str = ""  # AUTH_AUTHORIZE_URL: the identity provider's OIDC authorization endpoint
+    trusted_publishers: frozenset[str] = frozenset()  # Settings.trusted_publishers
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AdvocacyConfig:
@@ -47,6 +48,7 @@ class AdvocacyConfig:
             session_secret=env.get("ADVOCACY_SESSION_SECRET", ""),
             public_url=(env.get("ADVOCACY_PUBLIC_URL") or "").rstrip("/"),
             authorize_url=env.get("AUTH_AUTHORIZE_URL", ""),
+            trusted_publishers=settings.trusted_publishers,
         )
 
     @property

@@ -30,6 +30,7 @@ def make_handlers(casework: Casework, intake: ReferralSource, *, auto_accept: bo
         "referral.allocated": functools.partial(on_referral_allocated, casework=casework, intake=intake),
         "referral.withdrawn": functools.partial(on_referral_withdrawn, casework=casework),
         "offer.expired": functools.partial(on_offer_expired, casework=casework),
+        "referral.transferred": functools.partial(on_referral_transferred, casework=casework, intake=intake),
     }
 
 
@@ -109,6 +110,25 @@ def on_offer_expired(session: Session, event: Event, *, casework: Casework) -> N
     if casework.expire_offer(session, event.data["offer_id"], actor=event.source):
         _trace(event, casework)
         log.info("offer expired", extra={"offer_id": event.data["offer_id"]})
+
+
+def on_referral_transferred(session: Session, event: Event, *, casework: Casework, intake: ReferralSource) -> None:
+    """Intake moved the allocation to us after another provider handed the case over: fetch the referral, so
+    the person's details follow them without their retelling their story."""
+    data = event.data
+    if data.get("provider_id") != casework.provider_id:
+        return
+    _require(event, "referral_id")
+    case = casework.handed_over_case(session, data["referral_id"])
+    if case is None:  # the case.handover itself has not arrived yet (queues keep no order across publishers)
+        raise LookupError(f"no handed-over case yet for referral {data['referral_id']}")
+    if case.referral is not None:
+        return
+    referral = intake.fetch_referral(case.referral_id)
+    session.refresh(case, with_for_update=True)
+    casework.attach_referral(session, case, referral, actor=event.source)
+    _trace(event, casework)
+    log.info("handed-over case has its referral", extra={"case_id": case.id})
 
 
 def _require(event: Event, *names: str) -> None:

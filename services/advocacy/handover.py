@@ -6,7 +6,9 @@ to the receiving provider (routing key `case.handover.<provider_id>`, bound only
 `advocacy.<provider_id>`) and closes its own case. The event carries ids, codes and dates: the minimised
 summary an offer carries, the NRM record, the open clocks and transitions, and the timeline entries (which
 hold ids and codes only). It carries no names, date of birth, contact details or narrative: the receiving
-instance opens the case with those absent, and the timeline says so (see README: what is not done).
+instance opens the case with those absent. The sender also tells intake (`case.handed_over`); intake moves
+the allocation and announces `referral.transferred`, and the receiving instance then fetches the full
+referral from intake like any allocated provider (a logged disclosure), so nobody asks the survivor again.
 """
 
 from __future__ import annotations
@@ -45,9 +47,12 @@ def routing_key(provider_id: str) -> str:
 
 
 class Handover:
-    def __init__(self, casework: Casework):
+    def __init__(self, casework: Casework, trusted: frozenset[str] = frozenset()):
         self.casework = casework
         self.provider_id = casework.provider_id
+        # Broker users that may speak for any provider (the platform's own); a charity's instance publishes
+        # as advocacy-<its id>, which RabbitMQ validates (deploy/rabbitmq/add-provider.sh).
+        self.trusted = trusted
 
     # --- sending ----------------------------------------------------------------------------------------
 
@@ -70,6 +75,10 @@ class Handover:
             ],
         }
         event = case_events.stage(session, case, EVENT_TYPE, data, routing_key=routing_key(to))
+        # Intake moves the allocation, so the receiving provider may fetch the referral it needs.
+        case_events.stage(
+            session, case, "case.handed_over", {"from_provider_id": self.provider_id, "to_provider_id": to}
+        )
         for clock in _open_clocks(session, case):
             clock.stopped_at, clock.stopped_reason = now, f"case handed over to provider {to}"
         case.status, case.closed_at, case.updated_at = domain.CASE_CLOSED, now, now
@@ -88,6 +97,8 @@ class Handover:
                 raise PermanentError(f"case.handover lacks {name}")
         if event.source != f"/advocacy/{data['from_provider_id']}":
             raise PermanentError("case.handover's source is not the provider it names as sender")
+        if event.publisher not in self.trusted and event.publisher != f"advocacy-{data['from_provider_id']}":
+            raise PermanentError("case.handover was not published by the provider it names as sender")
         now = utcnow()
         summary = {**domain.offer_summary(data.get("summary") or {})}
         summary.update({"org_id": data.get("org_id"), "external_reference": data.get("external_reference")})

@@ -66,6 +66,7 @@ def build_loops(
             f"offer.expired.{config.provider_id}",
             "referral.allocated",
             "referral.withdrawn",
+            "referral.transferred",  # a case handed over to us: intake now lets us fetch its referral
             handover.routing_key(config.provider_id),  # a case handed over to us by another provider
         ),
         delivery_limit=settings.delivery_limit,

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pika
-
 from services.intake.domain import ResponsePolicy
 from services.intake.schemas import REGIONS
 from shared.config import ConfigError, Settings, env_float
@@ -23,16 +21,12 @@ class IntakeConfig:
         default_hours = env_float(env, "OFFER_RESPONSE_HOURS", 24.0)
         if default_hours <= 0:
             raise ConfigError(f"OFFER_RESPONSE_HOURS={default_hours} must be above 0")
-        # The platform's own broker user may speak for any provider (one shared user in dev and compose);
-        # a charity's instance connects as advocacy-<id> and speaks only for <id>.
-        own_user = pika.URLParameters(settings.amqp_url).credentials.username
-        extra = {u.strip() for u in env.get("AMQP_TRUSTED_PUBLISHERS", "").split(",") if u.strip()}
         return cls(
             response=ResponsePolicy(
                 default_hours, parse_hours_by_region(env.get("OFFER_RESPONSE_HOURS_BY_REGION", ""))
             ),
             sweep_seconds=env_float(env, "OFFER_SWEEP_SECONDS", 5.0),
-            trusted_publishers=frozenset({own_user, *extra}),
+            trusted_publishers=settings.trusted_publishers,
         )
 
 

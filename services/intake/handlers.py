@@ -90,10 +90,33 @@ def on_capacity_changed(session: Session, event: Event, *, trusted: Iterable[str
     provider.capacity_reported_at = reported_at
 
 
+def on_case_handed_over(session: Session, event: Event, *, trusted: Iterable[str]) -> None:
+    """A provider handed its case over to another provider (a `provider_handover` transition): the allocation
+    moves with it, so the receiving provider may read the referral and nobody asks the survivor again."""
+    sender = str(event.data.get("from_provider_id") or "")
+    receiver = str(event.data.get("to_provider_id") or "")
+    if not domain.may_speak_for(event.publisher, sender, trusted):
+        raise PermanentError(f"publisher {event.publisher!r} may not speak for provider {sender!r}")
+    referral = session.get(Referral, event.subject, with_for_update=True)
+    if referral is None or session.get(Provider, receiver) is None:
+        raise PermanentError("handover names an unknown referral or receiving provider")
+    if referral.status != "allocated" or referral.provider_id != sender:
+        log.info("handover of a referral not allocated to its sender ignored", extra={"referral_id": referral.id})
+        return
+    referral.provider_id, referral.case_id, referral.advocate = receiver, None, None
+    referral.updated_at = utcnow()
+    add_event(
+        session,
+        Outbox,
+        referral_event(referral, "referral.transferred", provider_id=receiver, from_provider_id=sender),
+    )
+
+
 def make_handlers(router: Router, trusted: Iterable[str]) -> dict[str, Handler]:
     trusted = frozenset(trusted)
     return {
         "offer.accepted": functools.partial(on_offer_accepted, trusted=trusted),
         "offer.declined": functools.partial(on_offer_declined, router=router, trusted=trusted),
         "provider.capacity_changed": functools.partial(on_capacity_changed, trusted=trusted),
+        "case.handed_over": functools.partial(on_case_handed_over, trusted=trusted),
     }

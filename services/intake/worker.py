@@ -24,7 +24,7 @@ from shared.outbox import utcnow
 from shared.telemetry import setup_tracing
 
 QUEUE = "intake"
-BINDINGS = ("offer.accepted", "offer.declined", "provider.capacity_changed")
+BINDINGS = ("offer.accepted", "offer.declined", "provider.capacity_changed", "case.handed_over")
 
 
 class DeadlineSweep:

@@ -20,6 +20,7 @@ EVENT_TYPES = (
     "referral.allocated",
     "referral.escalated",
     "referral.withdrawn",
+    "referral.transferred",  # a provider handed the case over to another provider
     "case.opened",
     # Continuity of care (advocacy, issue 4): deadlines and planned transitions of the referral's case.
     "clock.due_soon",

@@ -124,3 +124,39 @@ def test_an_advocate_handover_changes_the_advocate_only_when_completed_and_a_rel
                          headers=charity.headers)  # fmt: skip
     charity.post(f"/v1/cases/{case_id}/transitions/{handover['id']}/completion", status=200)
     assert charity.get(f"/v1/cases/{case_id}")["advocate"]["id"] == second
+
+
+def test_after_a_handover_the_receiving_provider_fetches_the_referral_once_intake_moves_the_allocation(make_instance):
+    sender, receiver = make_instance("charity-from"), make_instance("charity-to")
+    sending, receiving = sender.loops(), receiver.loops()
+    referral = disclosed(referred=date(2026, 1, 5))
+    watch = tap(sender, "case.handed_over")
+    with running(sending["consumer"]), running(sending["relay"]), running(receiving["consumer"]):
+        case_id = open_case_over_the_broker(sender, referral)
+        handover = sender.post(
+            f"/v1/cases/{case_id}/transitions",
+            {"kind": "provider_handover", "planned_for": "2026-03-20", "receiving_provider_id": "charity-to"},
+        )
+        sender.client.patch(f"/v1/cases/{case_id}/transitions/{handover['id']}", json={"checklist": ALL_DONE},
+                            headers=sender.headers)  # fmt: skip
+        sender.post(f"/v1/cases/{case_id}/transitions/{handover['id']}/completion", status=200)
+        received = wait_for_case(receiver, referral["id"])
+        [(_, body)] = drain(sender.amqp_url, watch, expect=1)  # intake hears of it and moves the allocation
+        told = json.loads(body)["data"]
+        assert (told["from_provider_id"], told["to_provider_id"]) == ("charity-from", "charity-to")
+
+        receiver.intake.referrals[referral["id"]] = referral  # intake now lets charity-to read it
+        moved = {
+            "referral_id": referral["id"],
+            "provider_id": "charity-to",
+            "from_provider_id": "charity-from",
+            "status": "allocated",
+        }
+        transferred = Event(type="referral.transferred", source="/intake", subject=referral["id"], data=moved)
+        publish(receiver.amqp_url, transferred)
+        deadline = time.monotonic() + 20
+        while receiver.get(f"/v1/cases/{received.id}")["referral"] is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+    case = receiver.get(f"/v1/cases/{received.id}")
+    assert case["referral"]["subject"]["given_name"] == referral["subject"]["given_name"]
+    assert "referral_disclosed" in [entry["kind"] for entry in case["timeline"]]

@@ -155,3 +155,27 @@ def _wait_until(condition, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.05)
+
+
+def test_a_provider_handover_moves_the_allocation_so_the_receiving_provider_may_read_the_referral(
+    intake, offered, auth_header
+):
+    app, sessions = intake
+    referral_id, offer_id = offered
+    handle(sessions, answer("offer.accepted", referral_id, offer_id, case_id="case-1", advocate=None))
+    moved = {"from_provider_id": "provider-a", "to_provider_id": "provider-b", "case_id": "case-1"}
+    forged = Event(type="case.handed_over", source="/advocacy/provider-b", subject=referral_id, data=moved,
+                   publisher="advocacy-provider-b")  # fmt: skip
+    with pytest.raises(PermanentError):
+        handle(sessions, forged)
+    handle(sessions, Event(type="case.handed_over", source="/advocacy/provider-a", subject=referral_id, data=moved,
+                           publisher="advocacy-provider-a"))  # fmt: skip
+    with sessions() as session:
+        referral = session.get(Referral, referral_id)
+    assert (referral.status, referral.provider_id, referral.case_id) == ("allocated", "provider-b", None)
+    assert outbox_types(sessions)[-1] == "referral.transferred"
+    client = app.test_client()
+    path = f"/v1/referrals/{referral_id}"
+    assert client.get(path, headers=auth_header("provider-a", "provider", "referrals:read")).status_code == 404
+    response = client.get(path, headers=auth_header("provider-b", "provider", "referrals:read"))
+    assert response.status_code == 200 and response.get_json()["subject"]["given_name"]

@@ -155,6 +155,7 @@ def test_known_event_types():
         "referral.allocated",
         "referral.escalated",
         "referral.withdrawn",
+        "referral.transferred",
         "case.opened",
         "clock.due_soon",
         "clock.breached",
