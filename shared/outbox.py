@@ -15,6 +15,7 @@ from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column
 
 from shared.db import UTCDateTime
 from shared.messaging.envelope import Event
+from shared.messaging.notify import announce
 
 
 def utcnow() -> datetime:
@@ -61,3 +62,4 @@ def add_event(session: Session, model: type[OutboxMixin], event: Event, routing_
             attempts=0,
         )
     )
+    announce(session, model.__tablename__)  # PostgreSQL wakes the relay when (if) this commits

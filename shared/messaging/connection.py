@@ -19,14 +19,18 @@ from pika.exceptions import AMQPChannelError, AMQPConnectionError, ConnectionClo
 log = logging.getLogger(__name__)
 
 
-def connect(url: str, *, name: str) -> BlockingConnection:
+def parameters(url: str, *, name: str) -> pika.URLParameters:
     params = pika.URLParameters(url)
     params.heartbeat = 30
     params.blocked_connection_timeout = 30
     params.connection_attempts = 1
     params.socket_timeout = 5
     params.client_properties = {"connection_name": name}
-    return BlockingConnection(params)
+    return params
+
+
+def connect(url: str, *, name: str) -> BlockingConnection:
+    return BlockingConnection(parameters(url, name=name))
 
 
 def run_with_reconnect(

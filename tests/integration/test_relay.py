@@ -1,0 +1,133 @@
+"""The outbox relay keeping confirms in flight and waking on commit, on the real RabbitMQ and PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+
+import pika
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import DeclarativeBase
+
+from shared.db import make_engine, make_session_factory
+from shared.messaging.envelope import Event
+from shared.messaging.relay import OutboxRelay
+from shared.outbox import OutboxMixin, add_event
+from support.amqp import declare_tap, drain, running
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Outbox(Base, OutboxMixin):
+    pass
+
+
+@pytest.fixture
+def sessions(fresh_database):
+    engine = make_engine(fresh_database("relay"))
+    Base.metadata.create_all(engine)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+def event(kind: str = "thing.happened", **data) -> Event:
+    return Event(type=kind, source="/test", subject="ref-1", data=data)
+
+
+def stage(sessions, *events: Event) -> None:
+    with sessions.begin() as session:
+        for e in events:
+            add_event(session, Outbox, e)
+
+
+def rows(sessions) -> dict[str, Outbox]:
+    with sessions() as session:
+        return {row.id: row for row in session.scalars(select(Outbox))}
+
+
+def wait_until(condition, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_batch_with_confirms_in_flight_marks_sent_all_but_the_unroutable_event_in_its_middle(amqp_url, sessions):
+    declare_tap(amqp_url, "kit.batch", "thing.happened")
+    before = [event(n=i) for i in range(120)]  # more than one batch of 100
+    unroutable = event("nobody.listens")
+    after = [event(n=i) for i in range(120, 250)]
+    stage(sessions, *before, unroutable, *after)
+    relay = OutboxRelay(amqp_url, sessions, Outbox, name="kit", poll_interval=0.02)
+    with running(relay.run):
+        got = drain(amqp_url, "kit.batch", expect=250, timeout=30)
+        wait_until(lambda: sum(r.sent_at is not None for r in rows(sessions).values()) == 250)
+    assert {p.message_id for p, _ in got} == {e.id for e in before + after}
+    found = rows(sessions)
+    assert found[unroutable.id].sent_at is None
+    assert found[unroutable.id].attempts == 1
+    assert "no queue is bound" in found[unroutable.id].last_error
+    assert all(found[e.id].sent_at is not None and found[e.id].attempts == 1 for e in before + after)
+
+
+def test_an_event_the_broker_nacks_stays_pending_with_its_reason(amqp_url, sessions):
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    channel = connection.channel()
+    channel.exchange_declare("referrals", "topic", durable=True)
+    # A queue that refuses every message: with `reject-publish` the broker nacks the publish.
+    channel.queue_declare("kit.full", durable=True, arguments={"x-max-length": 0, "x-overflow": "reject-publish"})
+    channel.queue_bind("kit.full", "referrals", routing_key="thing.refused")
+    connection.close()
+    refused, fine = event("thing.refused"), event("thing.refused.elsewhere")
+    declare_tap(amqp_url, "kit.fine", "thing.refused.elsewhere")
+    stage(sessions, refused, fine)
+    relay = OutboxRelay(amqp_url, sessions, Outbox, name="kit", poll_interval=0.02)
+    with running(relay.run):
+        wait_until(lambda: rows(sessions)[refused.id].attempts >= 1 and rows(sessions)[fine.id].sent_at is not None)
+    row = rows(sessions)[refused.id]
+    assert row.sent_at is None
+    assert "broker nack" in row.last_error
+    assert row.next_attempt_at > row.created_at
+
+
+def test_a_commit_wakes_the_relay_without_waiting_for_its_poll(amqp_url, sessions):
+    declare_tap(amqp_url, "kit.notify", "thing.happened")
+    relay = OutboxRelay(amqp_url, sessions, Outbox, name="kit", poll_interval=30.0)  # a poll would take 30 s
+    with running(relay.run):
+        wait_until(lambda: relay.listening, timeout=10)
+        time.sleep(0.3)  # past the relay's first look at the table
+        for i in range(3):
+            committed = time.monotonic()
+            stage(sessions, event(n=i))
+            got = drain(amqp_url, "kit.notify", expect=1, timeout=5)
+            assert got, "the commit did not wake the relay"
+            assert time.monotonic() - committed < 2.0
+
+
+def test_a_rolled_back_transaction_publishes_nothing(amqp_url, sessions):
+    declare_tap(amqp_url, "kit.rollback", "thing.happened")
+    relay = OutboxRelay(amqp_url, sessions, Outbox, name="kit", poll_interval=0.02)
+    with running(relay.run):
+        wait_until(lambda: relay.listening, timeout=10)
+        with sessions() as session, session.begin():
+            add_event(session, Outbox, event())
+            session.rollback()
+        assert drain(amqp_url, "kit.rollback", expect=1, timeout=1.0) == []
+    assert rows(sessions) == {}
+
+
+def test_on_sqlite_the_relay_polls(amqp_url, tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'relay.db'}", instrument=False)
+    Base.metadata.create_all(engine)
+    sessions = make_session_factory(engine)
+    declare_tap(amqp_url, "kit.sqlite", "thing.happened")
+    relay = OutboxRelay(amqp_url, sessions, Outbox, name="kit", poll_interval=0.02)
+    assert not relay.listening
+    with running(relay.run):
+        stage(sessions, *(event(n=i) for i in range(5)))
+        got = drain(amqp_url, "kit.sqlite", expect=5, timeout=10)
+        wait_until(lambda: all(r.sent_at is not None for r in rows(sessions).values()))
+    assert len(got) == 5
+    engine.dispose()
