@@ -5,15 +5,17 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import DateTime, Engine, TypeDecorator, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 
 from shared.config import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 SERVICES = ("intake", "advocacy", "notifications")
 SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
@@ -90,6 +92,9 @@ def is_ready(engine: Engine) -> bool:
 
 
 def alembic_config(service: str, url: str) -> Config:
+    # Imported here, not at the top: alembic costs every API and worker process ~12 MB it never uses.
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(SERVICES_DIR / service / "migrations"))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -100,6 +105,8 @@ def migrate(service: str, url: str) -> None:
     """Bring the service's database to the newest revision of its own migration history."""
     if service not in SERVICES:
         raise ConfigError(f"unknown service {service!r}: choose one of {', '.join(SERVICES)}")
+    from alembic import command
+
     command.upgrade(alembic_config(service, url), "head")
 
 
