@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pika
+import pika.channel
 from pika.spec import Basic
 
 from shared.messaging import EXCHANGE, EXCHANGES
@@ -128,7 +129,9 @@ class AsyncPublisher:
 
     def publish(self, routing_key: str, body: bytes, properties: pika.BasicProperties, item: Any) -> None:
         """Publish to the platform's exchange with `mandatory`; `item`'s outcome comes to on_settled."""
-        self._channel.basic_publish(EXCHANGE, routing_key, body, properties, mandatory=True)
+        # The class's method, not the channel's attribute: pika's OpenTelemetry instrumentation replaces
+        # the attribute with a wrapper that makes a second producer span per message; callers make their own.
+        pika.channel.Channel.basic_publish(self._channel, EXCHANGE, routing_key, body, properties, mandatory=True)
         self._tracker.published(properties.message_id, item)
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> object:

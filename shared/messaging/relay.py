@@ -27,8 +27,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from pika.exceptions import NackError, UnroutableError
-from sqlalchemy import Row, delete, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Connection, Row, bindparam, delete, select, update
+from sqlalchemy.orm import sessionmaker
 
 from shared.messaging import CONTENT_TYPE, EXCHANGE
 from shared.messaging.notify import CommitListener
@@ -47,7 +47,7 @@ _ERRORS = {Outcome.UNROUTABLE: UnroutableError.__name__, Outcome.NACKED: NackErr
 class _Batch:
     """Rows published and awaiting their confirms, in the open transaction that locks them."""
 
-    session: Session
+    connection: Connection  # in a transaction
     rows: dict[str, Row]
     spans: dict[str, trace.Span]
     outcomes: dict[str, Outcome] = field(default_factory=dict)
@@ -83,6 +83,30 @@ class OutboxRelay:
         self._last_prune = utcnow() - RETENTION
         with session_factory() as session:  # no I/O: only asks which engine it would use
             engine = session.get_bind()
+        # Core statements on a pooled connection, built once: the relay only reads a few columns and then
+        # updates the whole batch, and the ORM's per-statement work was most of its CPU (bench/README.md).
+        self._engine = engine
+        table = model.__table__  # type: ignore[attr-defined]
+        c = table.c
+        self._select_due = (
+            select(c.id, c.type, c.routing_key, c.payload, c.traceparent, c.tracestate, c.attempts)
+            .where(c.sent_at.is_(None), c.next_attempt_at <= bindparam("now"))
+            .order_by(c.created_at)
+            .limit(batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        self._mark_sent = (
+            update(table)
+            .where(c.id.in_(bindparam("ids", expanding=True)))
+            .values(sent_at=bindparam("now"), attempts=c.attempts + 1)
+        )
+        self._mark_refused = (
+            update(table)
+            .where(c.id == bindparam("row_id"))
+            .values(
+                attempts=bindparam("attempts"), next_attempt_at=bindparam("retry_at"), last_error=bindparam("error")
+            )
+        )
         channel = model.__tablename__  # type: ignore[attr-defined]
         self._listener = None
         if listen and CommitListener.supported(engine):
@@ -201,36 +225,31 @@ class OutboxRelay:
         return self._listen_poll if self.listening else self._poll
 
     def _start_batch(self, publisher: AsyncPublisher) -> int:
-        session = self._sessions()
+        # The idle poll runs several times a second: keep it out of the traces. Each publish below runs in
+        # its row's own stored context, so the event's spans are still recorded.
+        with suppress_instrumentation():
+            connection = self._engine.connect()
         try:
-            # The idle poll runs several times a second: keep it out of the traces. Each publish below
-            # runs in its row's own stored context, so the event's spans are still recorded.
             with suppress_instrumentation():
-                session.begin()
-                rows = session.execute(self._pending()).all()
+                connection.begin()
+                rows = connection.execute(self._select_due, {"now": utcnow()}).all()
             if not rows:
                 with suppress_instrumentation():
-                    session.commit()
-                session.close()
+                    connection.commit()
+                connection.close()
                 return 0
-            self._batch = _Batch(session, {row.id: row for row in rows}, {})
+            self._batch = _Batch(connection, {row.id: row for row in rows}, {})
             for row in rows:
                 span, properties = self._start_send(row)
                 self._batch.spans[row.id] = span
-                # In the span's context: pika's instrumentation (which wraps the channel's basic_publish)
-                # then makes its span a child of this one and keeps the row's trace in the headers.
-                token = otel_context.attach(trace.set_span_in_context(span))
-                try:
-                    publisher.publish(row.routing_key, row.payload.encode(), properties, row.id)
-                finally:
-                    otel_context.detach(token)
+                publisher.publish(row.routing_key, row.payload.encode(), properties, row.id)
             self._batch.timeout = publisher.call_later(CONFIRM_TIMEOUT_S, self._confirms_overdue)
             return len(rows)
         except BaseException:
             if self._batch is not None:
                 self._abandon_batch()
             else:
-                session.close()
+                connection.close()
             raise
 
     def _on_settled(self, settled: list[tuple[str, Outcome]]) -> None:
@@ -246,10 +265,10 @@ class OutboxRelay:
             self._publisher.cancel(batch.timeout)
         try:
             with suppress_instrumentation():
-                self._record(batch.session, [(row, batch.spans[i], batch.outcomes[i]) for i, row in batch.rows.items()])
-                batch.session.commit()
+                self._record(batch.connection, [(r, batch.spans[i], batch.outcomes[i]) for i, r in batch.rows.items()])
+                batch.connection.commit()
         finally:
-            batch.session.close()
+            batch.connection.close()
         more = len(batch.rows) >= self._batch_size or self._again
         self._again = False
         self._schedule(0 if more else self._idle_wait())
@@ -270,24 +289,11 @@ class OutboxRelay:
             span.set_status(trace.Status(trace.StatusCode.ERROR, "no confirm before the connection closed"))
             span.end()
         try:
-            batch.session.rollback()
+            batch.connection.rollback()
         finally:
-            batch.session.close()
+            batch.connection.close()
 
     # --- one row ---------------------------------------------------------------------------------------
-
-    def _pending(self):
-        """Due rows, oldest first, locked (SKIP LOCKED: two relays never take the same row). Plain columns,
-        not ORM objects: the relay only reads them and then updates the whole batch with one statement."""
-        table = self._model.__table__  # type: ignore[attr-defined]
-        c = table.c
-        return (
-            select(c.id, c.type, c.routing_key, c.payload, c.traceparent, c.tracestate, c.attempts)
-            .where(c.sent_at.is_(None), c.next_attempt_at <= utcnow())
-            .order_by(c.created_at)
-            .limit(self._batch_size)
-            .with_for_update(skip_locked=True)
-        )
 
     def _start_send(self, row: Row) -> tuple[trace.Span, pika.BasicProperties]:
         """The producer span, in the context stored on the row, and the message's properties."""
@@ -307,26 +313,23 @@ class OutboxRelay:
         )
         return span, properties
 
-    def _record(self, session: Session, settled: list[tuple[Row, trace.Span, Outcome]]) -> None:
+    def _record(self, connection: Connection, settled: list[tuple[Row, trace.Span, Outcome]]) -> None:
         """Mark confirmed rows sent (one UPDATE for the batch); give the others their next attempt."""
-        table = self._model.__table__  # type: ignore[attr-defined]
         now = utcnow()
         sent = [row.id for row, _, outcome in settled if outcome is Outcome.SENT]
         if sent:
-            session.execute(
-                update(table).where(table.c.id.in_(sent)).values(sent_at=now, attempts=table.c.attempts + 1)
-            )
+            connection.execute(self._mark_sent, {"ids": sent, "now": now})
         for row, span, outcome in settled:
             if outcome is not Outcome.SENT:
                 delay = min(300.0, 0.5 * 2 ** min(row.attempts + 1, 10))
-                session.execute(
-                    update(table)
-                    .where(table.c.id == row.id)
-                    .values(
-                        attempts=row.attempts + 1,
-                        next_attempt_at=now + timedelta(seconds=delay),
-                        last_error=f"{_ERRORS[outcome]}: {_REASONS[outcome]}",
-                    )
+                connection.execute(
+                    self._mark_refused,
+                    {
+                        "row_id": row.id,
+                        "attempts": row.attempts + 1,
+                        "retry_at": now + timedelta(seconds=delay),
+                        "error": f"{_ERRORS[outcome]}: {_REASONS[outcome]}",
+                    },
                 )
                 span.set_status(trace.Status(trace.StatusCode.ERROR, _REASONS[outcome]))
                 log.warning(
@@ -343,8 +346,8 @@ class OutboxRelay:
     def publish_pending(self, channel) -> int:
         """Publish one batch through a pika BlockingChannel in confirm mode, waiting for each confirm.
         For tools and tests; the relay's own loop keeps the confirms in flight instead."""
-        with suppress_instrumentation(), self._sessions.begin() as session:
-            rows = session.execute(self._pending()).all()
+        with suppress_instrumentation(), self._engine.begin() as connection:
+            rows = connection.execute(self._select_due, {"now": utcnow()}).all()
             settled = []
             for row in rows:
                 span, properties = self._start_send(row)
@@ -359,7 +362,7 @@ class OutboxRelay:
                     settled.append((row, span, Outcome.SENT))
                 finally:
                     otel_context.detach(token)
-            self._record(session, settled)
+            self._record(connection, settled)
         return len(rows)
 
     def _prune_sometimes(self) -> None:
