@@ -110,7 +110,7 @@ class OutboxRelay:
         channel = model.__tablename__  # type: ignore[attr-defined]
         self._listener = None
         if listen and CommitListener.supported(engine):
-            self._listener = CommitListener(engine, channel, self.wake)
+            self._listener = CommitListener(engine, channel, self._kick)
         # State of the current connection, touched only by its I/O loop's thread (wake() excepted).
         self._publisher: AsyncPublisher | None = None
         self._stop = threading.Event()
@@ -127,7 +127,14 @@ class OutboxRelay:
         return self._listener is not None and self._listener.live
 
     def wake(self) -> None:
-        """Called after a commit that added outbox rows (any thread): publish now, not at the next poll."""
+        """Called after a commit that added outbox rows (any thread): publish now, not at the next poll.
+
+        While the listener is live, the commit's own NOTIFY wakes the relay a moment later; a second look
+        for the same rows would only cost an empty query, so this does nothing then."""
+        if not self.listening:
+            self._kick()
+
+    def _kick(self) -> None:
         publisher = self._publisher
         if publisher is None:
             return  # not connected: the first look after connecting finds the rows anyway
