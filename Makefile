@@ -68,7 +68,7 @@ advocacy: export LOG_LEVEL := $(LOG_LEVEL)
 advocacy: export ADVOCACY_DEV_SIGNIN := $(ADVOCACY_DEV_SIGNIN)
 advocacy: export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv keys run advocacy webhook-echo test test-unit bench-latency lint fmt typecheck clean
+.PHONY: help venv keys run advocacy webhook-echo test test-unit bench bench-profile bench-latency lint fmt typecheck clean
 
 help: ## Show this list of targets
 	@echo "Usage: make <target>"
@@ -137,6 +137,21 @@ test: venv ## Run the whole suite (uses TEST_AMQP_URL / TEST_DATABASE_URL, else 
 
 test-unit: venv ## Run the unit tests only (pytest -m unit): no broker or database needed
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)
+
+# The benchmark's extra (matplotlib, for the plot), installed on first use only.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(VENV)/bin/pip install --disable-pip-version-check -c requirements.lock -e '.[dev,bench]'
+	@touch $@
+
+BENCH_ARGS ?=
+bench: venv $(BENCH_STAMP) ## Latency, sustained rate, burst, memory and this machine's ceilings; < 5 min (bench/README.md)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+RATE ?= 25
+PROFILE_SECONDS ?= 15
+bench-profile: venv ## py-spy every process while referrals arrive at RATE/s for PROFILE_SECONDS (needs root or ptrace rights)
+	$(BIN)/python -m bench.profile --rate $(RATE) --seconds $(PROFILE_SECONDS)
 
 bench-latency: venv ## POST -> webhook latency over 50 referrals sent one at a time (needs RabbitMQ + PostgreSQL)
 	$(BIN)/python -m bench.latency --count 50

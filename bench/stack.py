@@ -1,0 +1,227 @@
+"""The platform started as a deployment would start it, for the benchmark.
+
+Gunicorn sync workers from deploy/gunicorn.conf.py (WEB_CONCURRENCY each), one worker process per service,
+throw-away PostgreSQL databases, a private RabbitMQ vhost, tracing on (batch span processor exporting OTLP
+over HTTP to a sink started here), one agency with a webhook receiver, and the demo provider with AUTO_ACCEPT
+and enough advocate capacity. Everything listens on 127.0.0.1 and every process started is stopped by PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import requests
+
+from shared.db import migrate
+from support.infra import private_vhost, temporary_databases
+from support.processes import BIN, Platform, Process, free_port
+
+PROVIDER = "demo-charity"
+AGENCY = ("met-police", "police", "referrals:write referrals:read subscriptions:write")
+MAX_CASELOAD = 100  # the most advocacy accepts for one advocate
+LANGUAGES = (["en", "sq"], ["en", "ro"])
+QUEUES = ("intake", f"advocacy.{PROVIDER}", "notifications")
+
+
+class _Server:
+    """A ThreadingHTTPServer on a free loopback port (HTTP/1.1, so the dispatcher's connection is reused)."""
+
+    def __init__(self, on_post):
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                on_post(body)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class WebhookClock(_Server):
+    """The agency's endpoint: notes when each referral's `referral.allocated` webhook arrived."""
+
+    def __init__(self):
+        self.arrived: dict[str, float] = {}
+        self._changed = threading.Condition()
+        super().__init__(self._on_post)
+
+    def _on_post(self, body: bytes) -> None:
+        at = time.monotonic()
+        referral_id = json.loads(body)["data"]["referral_id"]
+        with self._changed:
+            self.arrived.setdefault(referral_id, at)
+            self._changed.notify_all()
+
+    def arrival(self, referral_id: str) -> float | None:
+        return self.arrived.get(referral_id)
+
+    def wait_for(self, referral_id: str, timeout: float) -> float | None:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while referral_id not in self.arrived:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._changed.wait(remaining)
+            return self.arrived[referral_id]
+
+    def count(self) -> int:
+        return len(self.arrived)
+
+
+class NullCollector(_Server):
+    """Stands in for the OpenTelemetry collector: accepts OTLP/HTTP exports and only counts their bytes, so
+    that parsing spans costs the benchmark nothing (an empty body is a valid empty export response)."""
+
+    def __init__(self):
+        self.exports = 0
+        self.bytes = 0
+        super().__init__(self._on_post)
+
+    def _on_post(self, body: bytes) -> None:
+        self.exports += 1
+        self.bytes += len(body)
+
+
+@dataclass
+class Deployment:
+    platform: Platform
+    amqp_url: str
+    database_urls: dict[str, str]
+    urls: dict[str, str]
+    webhooks: WebhookClock
+    collector: NullCollector
+    processes: dict[str, Process] = field(default_factory=dict)
+    advocates: int = 0
+
+
+@contextlib.contextmanager
+def deployed(
+    broker_url: str,
+    pg_admin_url: str,
+    keys: tuple[Path, Path],
+    token,
+    workdir: Path,
+    *,
+    web_concurrency: dict[str, int],
+    referrals: int,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Deployment]:
+    with (
+        private_vhost(broker_url) as amqp_url,
+        temporary_databases(pg_admin_url) as new_database,
+        WebhookClock() as webhooks,
+        NullCollector() as collector,
+    ):
+        databases = {svc: new_database(svc) for svc in ("intake", "advocacy", "notifications")}
+        for service, url in databases.items():
+            migrate(service, url)
+        env = {
+            "AMQP_URL": amqp_url,
+            "INTAKE_DATABASE_URL": databases["intake"],
+            "ADVOCACY_DATABASE_URL": databases["advocacy"],
+            "NOTIFICATIONS_DATABASE_URL": databases["notifications"],
+            "AUTH_PUBLIC_KEY_FILE": str(keys[1]),
+            "AUTH_PRIVATE_KEY_FILE": str(keys[0]),
+            "WEBHOOK_ALLOW_PRIVATE": "true",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "LOG_LEVEL": "WARNING",  # the access log and per-event INFO lines would measure the log file
+            **(extra_env or {}),
+        }
+        platform = Platform(workdir, env)
+        deployment = Deployment(platform, amqp_url, databases, {}, webhooks, collector)
+        try:
+            ports = {svc: free_port() for svc in ("intake", "advocacy", "notifications")}
+            intake_url = f"http://127.0.0.1:{ports['intake']}"
+            advocacy_env = {"PROVIDER_ID": PROVIDER, "AUTO_ACCEPT": "true", "INTAKE_URL": intake_url}
+            extra = {"intake": {}, "advocacy": advocacy_env, "notifications": {}}
+            for service, port in ports.items():
+                argv = [str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
+                        f"services.{service}.app:create_app()"]  # fmt: skip
+                run_env = {**extra[service], "WEB_CONCURRENCY": str(web_concurrency[service])}
+                deployment.processes[f"{service}-api"] = platform.start(f"{service}-api", argv, run_env)
+                deployment.urls[service] = f"http://127.0.0.1:{port}"
+            for service in ports:
+                deployment.processes[f"{service}-worker"] = platform.start_worker(service, extra[service])
+            for service in ports:
+                _wait_ready(platform, deployment.urls[service])
+            platform.wait_for_consumers(amqp_url, list(QUEUES), timeout=60)
+            _register_demo_provider(deployment, token, referrals)
+            _subscribe_agency(deployment, token)
+            yield deployment
+        finally:
+            platform.stop()
+
+
+def _wait_ready(platform: Platform, url: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        platform.check_alive()
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready after {timeout}s")
+
+
+def _headers(token, org: str, kind: str, scopes: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(org, kind, scopes)}"}
+
+
+def _register_demo_provider(deployment: Deployment, token, referrals: int) -> None:
+    """The demo charity, with enough advocates (at most MAX_CASELOAD cases each) to take every referral."""
+    provider = {
+        "name": "Demo Charity (synthetic)",
+        "regions": ["london", "north_west"],
+        "languages": ["en", "sq", "ro"],
+        "serves": ["adult", "child"],
+        "accepting": True,
+        "capacity": min(100_000, 2 * referrals),
+    }
+    admin = _headers(token, "platform", "coordinator", "providers:admin")
+    response = requests.put(
+        f"{deployment.urls['intake']}/v1/providers/{PROVIDER}", json=provider, headers=admin, timeout=10
+    )
+    response.raise_for_status()
+    charity = _headers(token, PROVIDER, "provider", "cases:write cases:read")
+    with requests.Session() as http:
+        for i in range(referrals // MAX_CASELOAD + 2):
+            body = {"name": f"Advocate {i:03d} Bench", "email": f"advocate-{i:03d}@demo-charity.example",
+                    "languages": LANGUAGES[i % len(LANGUAGES)], "max_caseload": MAX_CASELOAD}  # fmt: skip
+            url = f"{deployment.urls['advocacy']}/v1/advocates"
+            http.post(url, json=body, headers=charity, timeout=10).raise_for_status()
+    deployment.advocates = referrals // MAX_CASELOAD + 2
+
+
+def _subscribe_agency(deployment: Deployment, token) -> None:
+    hook = {"url": f"{deployment.webhooks.url}/hooks", "events": ["referral.allocated"]}
+    url = f"{deployment.urls['notifications']}/v1/subscriptions"
+    requests.post(url, json=hook, headers=_headers(token, *AGENCY), timeout=10).raise_for_status()
