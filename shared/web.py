@@ -11,6 +11,8 @@ from collections.abc import Callable
 import flask_smorest
 from flask import Flask, send_from_directory
 from flask_smorest import Api, abort
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
 from swagger_ui_bundle import swagger_ui_path
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -28,6 +30,15 @@ class _Parser(FlaskParser):
             message="The body is not valid JSON.",
             errors={"json": {"_schema": [f"Malformed JSON: {error}"]}},
         )
+
+
+def page(session: Session, statement: Select, pagination_parameters) -> list:
+    """One page of an ordered `statement`'s rows for a `@blp.paginate()` view, which reports the total
+    (counted over the same filters) in its X-Pagination header."""
+    counted = statement.order_by(None).subquery()
+    pagination_parameters.item_count = session.scalar(select(func.count()).select_from(counted))
+    paged = statement.offset(pagination_parameters.first_item).limit(pagination_parameters.page_size)
+    return list(session.scalars(paged).all())
 
 
 class Blueprint(flask_smorest.Blueprint):

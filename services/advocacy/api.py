@@ -11,7 +11,7 @@ from http import HTTPStatus
 
 from flask_smorest import abort
 from opentelemetry import trace
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload, sessionmaker
 
@@ -31,7 +31,7 @@ from services.advocacy.schemas import (
 )
 from shared.auth import current_principal, requires
 from shared.telemetry import set_ids
-from shared.web import Blueprint
+from shared.web import Blueprint, page
 
 log = logging.getLogger(__name__)
 
@@ -106,15 +106,13 @@ def make_blueprint(sessions: sessionmaker, casework: Casework) -> Blueprint:
         if query.get("status"):
             where.append(Offer.status == query["status"])
         with sessions.begin() as session:
-            pagination_parameters.item_count = session.scalar(select(func.count()).select_from(Offer).where(*where))
-            offers = session.scalars(
+            statement = (
                 select(Offer)
                 .where(*where)
                 .options(selectinload(Offer.case))
                 .order_by(Offer.offered_at.desc(), Offer.id)
-                .offset(pagination_parameters.first_item)
-                .limit(pagination_parameters.page_size)
-            ).all()
+            )
+            offers = page(session, statement, pagination_parameters)
             return [_offer_view(offer) for offer in offers]
 
     @blp.route("/offers/<offer_id>/accept", methods=["POST"])
@@ -154,15 +152,10 @@ def make_blueprint(sessions: sessionmaker, casework: Casework) -> Blueprint:
         if query.get("status"):
             where.append(Case.status == query["status"])
         with sessions.begin() as session:
-            pagination_parameters.item_count = session.scalar(select(func.count()).select_from(Case).where(*where))
-            cases = session.scalars(
-                select(Case)
-                .where(*where)
-                .options(selectinload(Case.advocate))
-                .order_by(Case.opened_at.desc(), Case.id)
-                .offset(pagination_parameters.first_item)
-                .limit(pagination_parameters.page_size)
-            ).all()
+            statement = (
+                select(Case).where(*where).options(selectinload(Case.advocate)).order_by(Case.opened_at.desc(), Case.id)
+            )
+            cases = page(session, statement, pagination_parameters)
             return [_case_view(case, full=False) for case in cases]
 
     @blp.route("/cases/<case_id>", methods=["GET"])

@@ -7,7 +7,7 @@ import re
 from flask import request, url_for
 from flask.views import MethodView
 from flask_smorest import abort
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from services.intake import referrals
@@ -28,7 +28,7 @@ from services.intake.schemas import (
 )
 from shared.auth import current_principal, requires
 from shared.outbox import utcnow
-from shared.web import Blueprint
+from shared.web import Blueprint, page
 
 _PROVIDER_ID = re.compile(PROVIDER_ID)
 
@@ -104,14 +104,8 @@ def referrals_blueprint(sessions: sessionmaker, router: Router) -> Blueprint:
             if "status" in query:
                 where.append(Referral.status == query["status"])
             with sessions() as session:
-                pagination_parameters.item_count = session.scalar(select(func.count()).where(*where))
-                rows = session.scalars(
-                    select(Referral)
-                    .where(*where)
-                    .order_by(Referral.received_at.desc(), Referral.id)
-                    .offset(pagination_parameters.first_item)
-                    .limit(pagination_parameters.page_size)
-                ).all()
+                statement = select(Referral).where(*where).order_by(Referral.received_at.desc(), Referral.id)
+                rows = page(session, statement, pagination_parameters)
             return [referral_view(r, detail=False) for r in rows]
 
     @blp.route("/<referral_id>")

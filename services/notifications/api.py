@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from flask_smorest import abort
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import sessionmaker
 
 from services.notifications.domain import UnsafeWebhookUrl, new_secret
@@ -20,7 +20,7 @@ from services.notifications.schemas import (
 )
 from shared.auth import current_principal, requires
 from shared.outbox import utcnow
-from shared.web import Blueprint
+from shared.web import Blueprint, page
 
 NOT_FOUND = "No such subscription."
 
@@ -99,11 +99,6 @@ def make_blueprint(sessions: sessionmaker, guard: UrlGuard) -> Blueprint:
         if args.get("referral_id"):
             query = query.where(Delivery.referral_id == args["referral_id"])
         with sessions() as session:
-            pagination_parameters.item_count = session.scalar(select(func.count()).select_from(query.subquery()))
-            return session.scalars(
-                query.order_by(Delivery.created_at.desc(), Delivery.id.desc())
-                .offset(pagination_parameters.first_item)
-                .limit(pagination_parameters.page_size)
-            ).all()
+            return page(session, query.order_by(Delivery.created_at.desc(), Delivery.id.desc()), pagination_parameters)
 
     return blp
