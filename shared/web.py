@@ -12,6 +12,7 @@ import flask_smorest
 from flask import Flask, send_from_directory
 from flask_smorest import Api, abort
 from sqlalchemy import Select, func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from swagger_ui_bundle import swagger_ui_path
 from webargs.flaskparser import FlaskParser
@@ -19,6 +20,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from shared.auth import TokenVerifier, init_auth
 from shared.config import Settings
+from shared.db import is_unavailable
 
 
 class _Parser(FlaskParser):
@@ -102,6 +104,16 @@ def create_api_app(
             "status": "Payload Too Large",
             "message": f"The body is larger than {settings.max_body_bytes} bytes.",
         }, 413
+
+    @app.errorhandler(DBAPIError)
+    def database_unavailable(error: DBAPIError):
+        # A dropped connection (the database restarted) or a database that cannot be reached: nothing was
+        # written, and the next attempt gets a fresh connection. Any other database error stays a 500.
+        if not is_unavailable(error):
+            raise error
+        app.logger.warning("database unavailable", extra={"error": error.__class__.__name__})
+        body = {"code": 503, "status": "Service Unavailable", "message": "The database is unavailable; retry shortly."}
+        return body, 503, {"Retry-After": "1"}
 
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
 

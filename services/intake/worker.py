@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -13,7 +14,7 @@ from services.intake.handlers import make_handlers
 from services.intake.models import Inbox, Outbox
 from services.intake.offers import Router
 from shared.config import Settings
-from shared.db import make_engine, make_session_factory
+from shared.db import is_unavailable, make_engine, make_session_factory
 from shared.inbox import EventHandlers
 from shared.logs import configure_logging
 from shared.messaging.consumer import Consumer
@@ -22,6 +23,8 @@ from shared.messaging.topology import QueueSpec
 from shared.messaging.worker import main_exit, run_loops
 from shared.outbox import utcnow
 from shared.telemetry import setup_tracing
+
+log = logging.getLogger(__name__)
 
 QUEUE = "intake"
 BINDINGS = ("offer.accepted", "offer.declined", "provider.capacity_changed", "case.handed_over")
@@ -44,8 +47,15 @@ class DeadlineSweep:
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            if self._router.expire_due(self._sessions, self._now()):
-                self._on_expired()
+            try:
+                if self._router.expire_due(self._sessions, self._now()):
+                    self._on_expired()
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                log.warning(
+                    "database unavailable; deadlines checked at the next tick", extra={"error": exc.__class__.__name__}
+                )
             stop.wait(self._interval)
 
 

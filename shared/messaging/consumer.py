@@ -66,17 +66,25 @@ class Consumer:
         # returns any prefetched, unacked messages to the queue.
 
     def _on_message(self, channel: BlockingChannel, method, properties: pika.BasicProperties, body: bytes) -> None:
-        parent = context_from(properties.headers)
-        token = otel_context.attach(parent)
+        name = f"{properties.type or method.routing_key} process"
+        received = trace.get_current_span()
+        if received.is_recording():
+            # pika's instrumentation already opened the consume span, in the context from the headers: name
+            # it for the event and use it (one span per message, not pika's and a child of our own).
+            received.update_name(name)
+            self._traced(channel, method, properties, body, received)
+            return
+        token = otel_context.attach(context_from(properties.headers))
         try:
-            with self._tracer.start_as_current_span(
-                f"{properties.type or method.routing_key} process", kind=trace.SpanKind.CONSUMER
-            ) as span:
-                set_ids(span, event=properties.type or method.routing_key)
-                span.set_attribute("messaging.destination.name", self.spec.name)
-                self._process(channel, method, properties, body, span)
+            with self._tracer.start_as_current_span(name, kind=trace.SpanKind.CONSUMER) as span:
+                self._traced(channel, method, properties, body, span)
         finally:
             otel_context.detach(token)
+
+    def _traced(self, channel, method, properties, body, span: trace.Span) -> None:
+        set_ids(span, event=properties.type or method.routing_key)
+        span.set_attribute("messaging.destination.name", self.spec.name)
+        self._process(channel, method, properties, body, span)
 
     def _process(self, channel, method, properties, body, span) -> None:
         tag = method.delivery_tag

@@ -30,6 +30,7 @@ from pika.exceptions import NackError, UnroutableError
 from sqlalchemy import Connection, Row, bindparam, delete, select, update
 from sqlalchemy.orm import sessionmaker
 
+from shared.db import is_unavailable
 from shared.messaging import CONTENT_TYPE, EXCHANGE
 from shared.messaging.notify import CommitListener
 from shared.messaging.publisher import AsyncPublisher, Outcome
@@ -165,8 +166,12 @@ class OutboxRelay:
             finally:
                 self._publisher = None
                 self._abandon_batch()
+            lost = "broker connection lost"
             if self._failure is not None:
-                raise self._failure
+                if not is_unavailable(self._failure):
+                    raise self._failure
+                # The database dropped a connection or is down: unsent rows stay pending; start again.
+                lost = f"database unavailable ({self._failure.__class__.__name__})"
             if publisher.error is not None:
                 raise publisher.error
             if stop.is_set():
@@ -174,7 +179,7 @@ class OutboxRelay:
             failures = 1 if publisher.opened else failures + 1
             delay = min(15.0, 0.25 * 2**failures) * (0.5 + random.random() / 2)
             log.warning(
-                "broker connection lost; reconnecting",
+                f"{lost}; reconnecting",
                 extra={"connection": f"{self._name}-relay", "retry_in_s": round(delay, 2)},
             )
             stop.wait(delay)

@@ -6,7 +6,8 @@ import time
 
 import pika
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase
 
 from shared.db import make_engine, make_session_factory
@@ -116,6 +117,30 @@ def test_a_rolled_back_transaction_publishes_nothing(amqp_url, sessions):
             session.rollback()
         assert drain(amqp_url, "kit.rollback", expect=1, timeout=1.0) == []
     assert rows(sessions) == {}
+
+
+def test_the_relay_outlives_the_database_dropping_its_connections(amqp_url, sessions, pg_admin_url):
+    """No pool pre-ping: the relay's next look fails on its dead connection, and it must start again, not die."""
+    declare_tap(amqp_url, "kit.dropped", "thing.happened")
+    relay = OutboxRelay(amqp_url, sessions, Outbox, name="kit", poll_interval=0.05)
+    with running(relay.run):
+        stage(sessions, event(n=1))
+        assert len(drain(amqp_url, "kit.dropped", expect=1, timeout=10)) == 1
+
+        admin = make_engine(pg_admin_url, instrument=False)
+        with admin.begin() as connection:
+            database = sessions.kw["bind"].url.database
+            connection.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :db"), {"db": database}
+            )
+        admin.dispose()
+        time.sleep(1.0)  # the relay's next looks at the table meet the dead connection first
+        try:
+            stage(sessions, event(n=2))
+        except OperationalError:  # this test's own pooled connection was dropped too: a second try gets a new one
+            stage(sessions, event(n=2))
+        assert len(drain(amqp_url, "kit.dropped", expect=1, timeout=15)) == 1
+    wait_until(lambda: all(r.sent_at is not None for r in rows(sessions).values()))
 
 
 def test_on_sqlite_the_relay_polls(amqp_url, tmp_path):
