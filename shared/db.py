@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import sqlalchemy
-from sqlalchemy import DateTime, Engine, TypeDecorator, create_engine, event, text
+from sqlalchemy import DateTime, Engine, Table, TextClause, TypeDecorator, bindparam, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
@@ -83,6 +85,28 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+@functools.cache
+def insert_or_ignore(
+    table: Table, columns: Sequence[str], conflict: Sequence[str], returning: str | None = None
+) -> TextClause:
+    """`INSERT INTO table (columns) VALUES (...) ON CONFLICT (conflict) DO NOTHING [RETURNING returning]`, for
+    PostgreSQL and SQLite alike; execute it with one parameter per column.
+
+    Text, built once per shape, because SQLAlchemy never caches its dialects' insert() constructs
+    (`inherit_cache = False`): each execution of one compiled it afresh, ~0.5 ms of CPU per consumed message
+    for the inbox row alone. The bind parameters keep their columns' types (UTCDateTime included).
+    """
+    for name in (*columns, *conflict, *([returning] if returning else [])):
+        table.c[name]  # a KeyError for anything that is not one of the table's own columns
+    # Identifiers from the table's metadata only, checked above; every value is a bind parameter.
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"  # noqa: S608
+        f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
+    )
+    statement = text(sql + (f" RETURNING {returning}" if returning else ""))
+    return statement.bindparams(*(bindparam(c, type_=table.c[c].type) for c in columns))
 
 
 def is_unavailable(error: BaseException) -> bool:

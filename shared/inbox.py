@@ -13,10 +13,9 @@ from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import String
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from shared.db import UTCDateTime
+from shared.db import UTCDateTime, insert_or_ignore
 from shared.messaging.envelope import Event
 from shared.outbox import utcnow
 
@@ -32,16 +31,15 @@ class InboxMixin:
 
 
 def first_delivery(session: Session, model: type[InboxMixin], consumer: str, message_id: str) -> bool:
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = (
-        insert(model.__table__)  # type: ignore[attr-defined]
-        .values(consumer=consumer, message_id=message_id, received_at=utcnow())
-        .on_conflict_do_nothing(index_elements=["consumer", "message_id"])
-        .returning(model.__table__.c.message_id)  # type: ignore[attr-defined]
+    statement = insert_or_ignore(
+        model.__table__,  # type: ignore[attr-defined]
+        ("consumer", "message_id", "received_at"),
+        conflict=("consumer", "message_id"),
+        returning="message_id",
     )
     # RETURNING, not rowcount: psycopg 3 reports -1 for a single INSERT ... ON CONFLICT here.
-    return session.execute(statement).first() is not None
+    values = {"consumer": consumer, "message_id": message_id, "received_at": utcnow()}
+    return session.execute(statement, values).first() is not None
 
 
 Handler = Callable[[Session, Event], None]

@@ -11,11 +11,11 @@ import logging
 import uuid
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from services.notifications.domain import EVENT_TYPES, RECEIVING_AGENCY_EVENTS, webhook_body, webhook_id
 from services.notifications.models import PENDING, Delivery, ReferralOwner, Subscription
+from shared.db import insert_or_ignore
 from shared.inbox import Handler
 from shared.messaging.consumer import PermanentError
 from shared.messaging.envelope import Event
@@ -34,18 +34,16 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _insert(session: Session):
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-
-
 def _owner_of(session: Session, referral_id: str, org_id: str | None, reference: str | None) -> ReferralOwner:
     """Remember who referred `referral_id` (first writer wins) and return that record."""
     if org_id:
-        session.execute(
-            _insert(session)(ReferralOwner)
-            .values(referral_id=referral_id, org_id=org_id, external_reference=reference, first_seen_at=utcnow())
-            .on_conflict_do_nothing(index_elements=["referral_id"])
-        )
+        values = {
+            "referral_id": referral_id,
+            "org_id": org_id,
+            "external_reference": reference,
+            "first_seen_at": utcnow(),
+        }
+        session.execute(insert_or_ignore(ReferralOwner.__table__, tuple(values), conflict=("referral_id",)), values)
     owner = session.scalars(select(ReferralOwner).where(ReferralOwner.referral_id == referral_id)).first()
     if owner is None:
         raise UnknownReferral(f"referral {referral_id} has no known org yet")
@@ -95,25 +93,24 @@ def on_referral_event(session: Session, event: Event) -> None:
     now = utcnow()
     for subscription in matching:
         payload = payloads[subscription.org_id]
+        values = {
+            "id": str(uuid.uuid4()),
+            "webhook_id": webhook_id(event.id, subscription.id),
+            "subscription_id": subscription.id,
+            "org_id": subscription.org_id,
+            "event_type": event.type,
+            "event_id": event.id,
+            "referral_id": referral_id,
+            "payload": payload,
+            "status": PENDING,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+            "traceparent": carrier.get("traceparent"),
+            "tracestate": carrier.get("tracestate"),
+        }
         session.execute(
-            _insert(session)(Delivery)
-            .values(
-                id=str(uuid.uuid4()),
-                webhook_id=webhook_id(event.id, subscription.id),
-                subscription_id=subscription.id,
-                org_id=subscription.org_id,
-                event_type=event.type,
-                event_id=event.id,
-                referral_id=referral_id,
-                payload=payload,
-                status=PENDING,
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-                traceparent=carrier.get("traceparent"),
-                tracestate=carrier.get("tracestate"),
-            )
-            .on_conflict_do_nothing(index_elements=["subscription_id", "event_id"])
+            insert_or_ignore(Delivery.__table__, tuple(values), conflict=("subscription_id", "event_id")), values
         )
     log.info(
         "webhook deliveries queued",
