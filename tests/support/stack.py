@@ -84,6 +84,7 @@ def platform_stack(
             "WEBHOOK_RETRY_SCHEDULE": "0.2,0.5,1",
             "OTEL_EXPORTER_OTLP_ENDPOINT": sink.url,
             "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_BSP_SCHEDULE_DELAY": "200",  # tests read the spans soon after the fact
             "LOG_LEVEL": "INFO",
             **(extra_env or {}),
         }
