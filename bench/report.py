@@ -21,7 +21,8 @@ def print_table(r: dict) -> None:
     c = r["ceilings"]
     idle, b = r["idle"], r["burst"]
     print("\nPlatform (tracing on, gunicorn sync workers: "
-          + ", ".join(f"{k} {v}" for k, v in r["web_concurrency"].items()) + ")\n")  # fmt: skip
+          + ", ".join(f"{k} {v}" for k, v in r["web_concurrency"].items())
+          + "".join(f"; {svc}'s worker inside its API" for svc in r.get("worker_in_api", [])) + ")\n")  # fmt: skip
     _table(
         ["measure", "result"],
         [

@@ -229,9 +229,8 @@ def burst(deployment: Deployment, poster: Poster, counter: Counter, count: int, 
 def footprint(deployment: Deployment) -> dict:
     per_process = {name: memory_of(p.popen.pid) for name, p in deployment.processes.items()}
     total = {k: round(sum(m[k] for m in per_process.values()), 1) for k in ("rss_mib", "pss_mib")}
-    advocacy = {
-        k: round(per_process["advocacy-api"][k] + per_process["advocacy-worker"][k], 1) for k in ("rss_mib", "pss_mib")
-    }
+    instance = [m for name, m in per_process.items() if name in ("advocacy-api", "advocacy-worker")]
+    advocacy = {k: round(sum(m[k] for m in instance), 1) for k in ("rss_mib", "pss_mib")}
     return {"processes": per_process, "advocacy_instance": advocacy, "total": total}
 
 
@@ -278,6 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run: few referrals, short steps")
     parser.add_argument("--label", default="", help="a note stored with the results (e.g. 'before')")
     parser.add_argument("--no-tracing", action="store_true", help="OTEL_SDK_DISABLED=true: what tracing costs")
+    parser.add_argument(
+        "--separate-workers",
+        action="store_true",
+        help="run advocacy's worker as its own process, not inside its API (WORKER_IN_API)",
+    )
     parser.add_argument("--skip-ceilings", action="store_true", help="for quick A/B runs of the platform alone")
     args = parser.parse_args(argv)
     if args.quick:
@@ -302,9 +306,11 @@ def main(argv: list[str] | None = None) -> int:
     results["ceilings"] = {} if args.skip_ceilings else run_ceilings(broker, database, work, counter, progress)
     total = args.idle + args.burst + int(sum(rates) * args.step_seconds)
     progress.say(f"starting the platform (logs in {work}) ...")
+    in_api = () if args.separate_workers else ("advocacy",)
     with deployed(broker, database, keys, token, work, web_concurrency=WEB_CONCURRENCY,
-                  referrals=total, extra_env=extra_env) as deployment:  # fmt: skip
+                  referrals=total, extra_env=extra_env, worker_in_api=in_api) as deployment:  # fmt: skip
         results["web_concurrency"] = WEB_CONCURRENCY
+        results["worker_in_api"] = list(in_api)
         results["advocates"] = deployment.advocates
         results["footprint_at_rest"] = footprint(deployment)
         poster = Poster(deployment.urls["intake"], {"Authorization": f"Bearer {token(*AGENCY)}"})

@@ -1,6 +1,7 @@
 """The platform started as a deployment would start it, for the benchmark.
 
-Gunicorn sync workers from deploy/gunicorn.conf.py (WEB_CONCURRENCY each), one worker process per service,
+Gunicorn sync workers from deploy/gunicorn.conf.py (WEB_CONCURRENCY each), one worker process per service
+except where the worker's loops run inside the API (WORKER_IN_API: the charity's instance, by default),
 throw-away PostgreSQL databases, a private RabbitMQ vhost, tracing on (batch span processor exporting OTLP
 over HTTP to a sink started here), one agency with a webhook receiver, and the demo provider with AUTO_ACCEPT
 and enough advocate capacity. Everything listens on 127.0.0.1 and every process started is stopped by PID.
@@ -133,6 +134,7 @@ def deployed(
     web_concurrency: dict[str, int],
     referrals: int,
     extra_env: dict[str, str] | None = None,
+    worker_in_api: tuple[str, ...] = ("advocacy",),
 ) -> Iterator[Deployment]:
     with (
         private_vhost(broker_url) as amqp_url,
@@ -167,10 +169,13 @@ def deployed(
                 argv = [str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
                         f"services.{service}.app:create_app()"]  # fmt: skip
                 run_env = {**extra[service], "WEB_CONCURRENCY": str(web_concurrency[service])}
+                if service in worker_in_api:
+                    run_env["WORKER_IN_API"] = "true"
                 deployment.processes[f"{service}-api"] = platform.start(f"{service}-api", argv, run_env)
                 deployment.urls[service] = f"http://127.0.0.1:{port}"
             for service in ports:
-                deployment.processes[f"{service}-worker"] = platform.start_worker(service, extra[service])
+                if service not in worker_in_api:
+                    deployment.processes[f"{service}-worker"] = platform.start_worker(service, extra[service])
             for service in ports:
                 _wait_ready(platform, deployment.urls[service])
             platform.wait_for_consumers(amqp_url, list(QUEUES), timeout=60)

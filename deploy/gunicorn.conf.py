@@ -11,6 +11,10 @@ tracer provider, its OTLP exporter and the instrumentations are created, so ever
 its own: the batch span processor's export thread does not survive a fork, and a provider
 created in the master before forking would leave the workers with a dead exporter. Do not
 turn ``preload_app`` on without moving that set-up into a ``post_fork`` hook.
+
+``WORKER_IN_API=true`` (with ``WEB_CONCURRENCY=1``) runs the service's background loops (consumer, relay,
+clocks) in a thread of the one worker, instead of in a ``python -m services.<svc>.worker`` process: one
+charity's instance in one worker process (README, "A charity's instance on a small server").
 """
 
 import os
@@ -44,3 +48,35 @@ accesslog = "-"
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+
+
+# --- the worker's loops inside the API (WORKER_IN_API=true) --------------------------------------------
+
+
+def on_starting(server):
+    """Refuse a WORKER_IN_API set-up that cannot work, with one line and the fix, before any worker starts."""
+    from shared.config import ConfigError
+    from shared.messaging.worker import check_worker_in_api, wants_worker_in_api
+
+    try:
+        if wants_worker_in_api():
+            check_worker_in_api(_service(server.app.app_uri), server.cfg.workers)
+    except ConfigError as exc:
+        raise SystemExit(f"gunicorn: {exc}") from None
+
+
+def post_worker_init(worker):
+    from shared.messaging.worker import InApiLoops, wants_worker_in_api
+
+    if wants_worker_in_api():
+        worker.in_api_loops = InApiLoops(_service(worker.app.app_uri), worker.cfg.workers).start()
+
+
+def worker_exit(server, worker):
+    loops = getattr(worker, "in_api_loops", None)
+    if loops is not None:
+        loops.stop()
+
+
+def _service(app_uri: str) -> str:
+    return app_uri.split(".")[1] if app_uri.startswith("services.") else app_uri  # services.<svc>.app:create_app()

@@ -9,6 +9,8 @@ import sys
 from opentelemetry import trace
 from pythonjsonlogger.json import JsonFormatter
 
+from shared.config import ConfigError
+
 
 class _TraceIds(logging.Filter):
     def __init__(self, service: str):
@@ -36,6 +38,9 @@ def configure_logging(service: str, level: str | None = None) -> None:
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level or os.environ.get("LOG_LEVEL", "INFO"))
+    name = (level or os.environ.get("LOG_LEVEL") or "INFO").strip().upper()  # `info` as well as `INFO`
+    if name not in logging.getLevelNamesMapping():
+        raise ConfigError(f"LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, not {name!r}")
+    root.setLevel(name)
     # pika logs connection details at INFO on every reconnect; keep its warnings only.
     logging.getLogger("pika").setLevel(logging.WARNING)

@@ -2,16 +2,22 @@
 
 Each loop makes its own broker connection in its own thread. If one loop dies, the process exits non-zero
 so that its supervisor (honcho, compose, Kubernetes) restarts it rather than limping on half-alive.
+
+`WORKER_IN_API=true` runs the same loops inside the API's one gunicorn worker instead of a process of their
+own (`InApiLoops`, started by deploy/gunicorn.conf.py): one process less, for a charity on a small server.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
+import os
 import signal
 import sys
 import threading
 from collections.abc import Callable
 
+from shared.config import ConfigError, Settings
 from shared.messaging.topology import TopologyConflict
 
 log = logging.getLogger(__name__)
@@ -55,3 +61,60 @@ def main_exit(code: int) -> None:
 
     flush()
     sys.exit(code)
+
+
+# Each service's worker: the module and the function that builds its loops from the service's settings.
+WORKER_LOOPS = {
+    "intake": ("services.intake.worker", "build"),
+    "advocacy": ("services.advocacy.worker", "build_loops"),
+    "notifications": ("services.notifications.worker", "build_loops"),
+}
+
+
+def wants_worker_in_api(env: dict[str, str] | None = None) -> bool:
+    value = (os.environ if env is None else env).get("WORKER_IN_API", "false").strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no", ""):
+        raise ConfigError(f"WORKER_IN_API must be true or false, not {value!r}")
+    return value in ("true", "1", "yes")
+
+
+def check_worker_in_api(service: str, workers: int) -> None:
+    if service not in WORKER_LOOPS:
+        raise ConfigError(f"WORKER_IN_API: no worker for {service!r}; choose one of {', '.join(WORKER_LOOPS)}")
+    if workers != 1:
+        raise ConfigError(
+            f"WORKER_IN_API=true needs exactly one gunicorn worker, not {workers}: set WEB_CONCURRENCY=1 "
+            "(or run the worker as its own process)"
+        )
+
+
+class InApiLoops:
+    """A service's worker loops on a thread of the API's gunicorn worker (WORKER_IN_API=true).
+
+    Only with a single gunicorn worker: two would be two competing consumers of one queue, which takes away
+    the order in which one publisher's events arrive. If a loop dies, the gunicorn worker is told to stop,
+    and gunicorn starts a new one, loops and all: the supervisor's part, as for the worker process.
+    """
+
+    def __init__(self, service: str, workers: int):
+        check_worker_in_api(service, workers)
+        module, builder = WORKER_LOOPS[service]
+        self._loops = getattr(importlib.import_module(module), builder)(Settings.from_env(service))
+        self._stop = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=f"{service}-worker-loops", daemon=True)
+
+    def start(self) -> InApiLoops:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        run_loops(self._loops, self._stop)  # returns once stopped: by stop(), or because a loop died
+        if not self._stopping:
+            log.error("a background loop died; stopping this API worker so that gunicorn starts a new one")
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stopping = True
+        self._stop.set()
+        self._thread.join(timeout)

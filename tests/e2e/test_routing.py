@@ -21,7 +21,10 @@ ENV = {"OFFER_RESPONSE_HOURS_BY_REGION": "north_east=0.002", "OFFER_SWEEP_SECOND
 CHARITIES = (
     Charity("charity-a", auto_accept=False, regions=("london", "north_east"), languages=("en", "sq")),
     Charity("charity-b", auto_accept=False, regions=("london", "north_east"), serves=("adult",), languages=("ro",)),
-    Charity("charity-c", auto_accept=True, regions=("wales",), advocates=(ADVOCATE,), max_caseload=1),
+    # charity-c runs as a small charity would: its worker's loops inside its API process (WORKER_IN_API).
+    Charity(
+        "charity-c", auto_accept=True, regions=("wales",), advocates=(ADVOCATE,), max_caseload=1, worker_in_api=True
+    ),
 )
 
 
@@ -128,8 +131,9 @@ def test_when_everyone_declines_a_coordinator_sees_the_escalation_and_re_offers_
 
 
 def test_a_provider_at_capacity_is_never_offered_a_referral(stack):
+    assert "charity-c-worker" not in {p.name for p in stack.platform.processes}  # its API does the worker's part
     first = refer(stack, location={"region": "wales"})
-    wait_status(stack, first, "allocated")  # charity-c's only place is taken ...
+    wait_status(stack, first, "allocated")  # charity-c's only place is taken (accepted by its auto-accept) ...
     admin = ("platform", "coordinator", "providers:admin")
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:  # ... and its own instance has told intake's directory so

@@ -33,6 +33,7 @@ class Charity:
     languages: tuple[str, ...] = ("en", "sq", "ro")
     advocates: tuple[dict, ...] = tuple(ADVOCATES)
     max_caseload: int = 40
+    worker_in_api: bool = False  # WORKER_IN_API=true: the worker's loops inside the API's one gunicorn worker
 
 
 @dataclass
@@ -103,9 +104,12 @@ def platform_stack(
                 }
                 # The first instance is also known as plain "advocacy", as the single-charity tests expect.
                 first = charity is charities[0]
+                if charity.worker_in_api:
+                    advocacy_env |= {"WORKER_IN_API": "true", "WEB_CONCURRENCY": "1"}
                 platform.start_api("advocacy", advocacy_env, name=None if first else charity.id)
                 platform.urls[charity.id] = platform.urls["advocacy" if first else charity.id]
-                platform.start_worker("advocacy", advocacy_env, name=None if first else f"{charity.id}-worker")
+                if not charity.worker_in_api:
+                    platform.start_worker("advocacy", advocacy_env, name=None if first else f"{charity.id}-worker")
             queues = ["intake", "notifications", *(f"advocacy.{c.id}" for c in charities)]
             platform.wait_for_consumers(amqp_url, queues)
             stack = Stack(platform, amqp_url, webhooks, sink, token)

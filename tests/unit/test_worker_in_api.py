@@ -1,0 +1,46 @@
+"""WORKER_IN_API: the worker's loops inside the API's one gunicorn worker, refused with the fix otherwise."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.config import ConfigError
+from shared.messaging.worker import InApiLoops, wants_worker_in_api
+
+
+@pytest.mark.parametrize(("value", "wanted"), [("true", True), ("1", True), ("false", False), ("", False)])
+def test_worker_in_api_is_read_as_a_boolean(value, wanted):
+    assert wants_worker_in_api({"WORKER_IN_API": value}) is wanted
+    assert wants_worker_in_api({}) is False
+
+
+def test_a_malformed_worker_in_api_names_the_variable():
+    with pytest.raises(ConfigError, match="WORKER_IN_API must be true or false, not 'sometimes'"):
+        wants_worker_in_api({"WORKER_IN_API": "sometimes"})
+
+
+def test_more_than_one_gunicorn_worker_is_refused_with_the_fix():
+    # Two workers would be two competing consumers of one queue: events of one publisher lose their order.
+    with pytest.raises(ConfigError, match="needs exactly one gunicorn worker, not 2: set WEB_CONCURRENCY=1"):
+        InApiLoops("advocacy", workers=2)
+
+
+def test_an_unknown_service_is_refused():
+    with pytest.raises(ConfigError, match="no worker for 'billing'"):
+        InApiLoops("billing", workers=1)
+
+
+def test_log_level_is_read_in_any_case_and_a_wrong_one_names_the_variable():
+    import logging
+
+    from shared.logs import configure_logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure_logging("test", "info")  # as gunicorn's own --log-level is usually written
+        assert root.level == logging.INFO
+        with pytest.raises(ConfigError, match="LOG_LEVEL must be one of DEBUG, INFO"):
+            configure_logging("test", "chatty")
+    finally:
+        root.handlers[:], root.level = handlers, level
