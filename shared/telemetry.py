@@ -27,9 +27,9 @@ EXPORT_DELAY_MS = 1000
 
 
 def setup_tracing(service_name: str, exporter: SpanExporter | None = None) -> None:
-    """Install the process's tracer provider once (it can be set only once per process) and the
-    instrumentations that are global (requests, pika). Flask and SQLAlchemy are instrumented per app and
-    per engine where those are made."""
+    """Install the process's tracer provider once (it can be set only once per process) and the requests
+    instrumentation. Flask and SQLAlchemy are instrumented per app and per engine where those are made, and
+    pika by the first consumer (`instrument_pika`): an API never talks to the broker, and need not load it."""
     global _configured
     with _lock:
         if _configured:
@@ -45,12 +45,20 @@ def setup_tracing(service_name: str, exporter: SpanExporter | None = None) -> No
                 delay = None if "OTEL_BSP_SCHEDULE_DELAY" in os.environ else EXPORT_DELAY_MS
                 provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=delay))
             trace.set_tracer_provider(provider)
-        from opentelemetry.instrumentation.pika import PikaInstrumentor
         from opentelemetry.instrumentation.requests import RequestsInstrumentor
 
         RequestsInstrumentor().instrument()
-        PikaInstrumentor().instrument()
         _configured = True
+
+
+def instrument_pika() -> None:
+    """Instrument pika's blocking channels, once per process (consumers; the relay makes its own spans)."""
+    from opentelemetry.instrumentation.pika import PikaInstrumentor
+
+    with _lock:
+        instrumentor = PikaInstrumentor()
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument()
 
 
 def _exporter_from_env() -> SpanExporter | None:

@@ -16,8 +16,8 @@ from services.advocacy import domain
 from services.advocacy.casework import Casework
 from services.advocacy.intake_client import ReferralSource
 from shared.inbox import Handler
-from shared.messaging.consumer import PermanentError
 from shared.messaging.envelope import Event
+from shared.messaging.errors import PermanentError
 from shared.telemetry import set_ids
 
 log = logging.getLogger(__name__)

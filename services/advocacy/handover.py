@@ -34,8 +34,8 @@ from services.advocacy.models import (
     TimelineEntry,
     Transition,
 )
-from shared.messaging.consumer import PermanentError
 from shared.messaging.envelope import Event
+from shared.messaging.errors import PermanentError
 from shared.outbox import utcnow
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from services.intake import domain
 from services.intake.models import Offer, Outbox, Provider, Referral
 from services.intake.offers import Router, referral_event
 from shared.inbox import Handler
-from shared.messaging.consumer import PermanentError
 from shared.messaging.envelope import Event
+from shared.messaging.errors import PermanentError
 from shared.outbox import add_event, utcnow
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from services.notifications.domain import EVENT_TYPES, RECEIVING_AGENCY_EVENTS, 
 from services.notifications.models import PENDING, Delivery, ReferralOwner, Subscription
 from shared.db import insert_or_ignore
 from shared.inbox import Handler
-from shared.messaging.consumer import PermanentError
 from shared.messaging.envelope import Event
+from shared.messaging.errors import PermanentError
 from shared.outbox import utcnow
 from shared.telemetry import carrier_from_current
 

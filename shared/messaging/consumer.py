@@ -24,14 +24,11 @@ from pika.adapters.blocking_connection import BlockingChannel, BlockingConnectio
 from shared.messaging import PARKING_EXCHANGE
 from shared.messaging.connection import run_with_reconnect
 from shared.messaging.envelope import Event, MalformedEvent
+from shared.messaging.errors import PermanentError
 from shared.messaging.topology import QueueSpec, attempts_so_far, declare_queue
-from shared.telemetry import context_from, set_ids, tracer
+from shared.telemetry import context_from, instrument_pika, set_ids, tracer
 
 log = logging.getLogger(__name__)
-
-
-class PermanentError(Exception):
-    """This message can never succeed (forged, contradicts the record): park it, do not retry."""
 
 
 class Consumer:
@@ -50,6 +47,7 @@ class Consumer:
         self._max_attempts = max_attempts
         self._prefetch = prefetch
         self._tracer = tracer(__name__)
+        instrument_pika()
 
     def run(self, stop: threading.Event) -> None:
         run_with_reconnect(self._url, f"{self.spec.name}-consumer", lambda c: self._session(c, stop), stop)

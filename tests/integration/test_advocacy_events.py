@@ -20,8 +20,8 @@ from services.advocacy.models import Case, Inbox, Offer, Outbox
 from shared.config import Settings
 from shared.db import migrate
 from shared.inbox import EventHandlers
-from shared.messaging.consumer import PermanentError
 from shared.messaging.envelope import Event
+from shared.messaging.errors import PermanentError
 from shared.testing import synthetic_person
 
 PROVIDER = "charity-a"

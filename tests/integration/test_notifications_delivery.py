@@ -27,8 +27,8 @@ from shared.config import Settings
 from shared.db import make_engine, make_session_factory, migrate
 from shared.inbox import EventHandlers
 from shared.messaging import CONTENT_TYPE, EXCHANGE
-from shared.messaging.consumer import PermanentError
 from shared.messaging.envelope import Event
+from shared.messaging.errors import PermanentError
 from shared.messaging.worker import run_loops
 from shared.outbox import utcnow
 from shared.telemetry import carrier_from_current
