@@ -36,7 +36,9 @@ def _text(value: object) -> str | None:
 
 def _owner_of(session: Session, referral_id: str, org_id: str | None, reference: str | None) -> ReferralOwner:
     """Remember who referred `referral_id` (first writer wins) and return that record."""
-    if org_id:
+    find = select(ReferralOwner).where(ReferralOwner.referral_id == referral_id)
+    owner = session.scalars(find).first()  # known after the referral's first event: one statement, not two
+    if owner is None and org_id:
         values = {
             "referral_id": referral_id,
             "org_id": org_id,
@@ -44,7 +46,7 @@ def _owner_of(session: Session, referral_id: str, org_id: str | None, reference:
             "first_seen_at": utcnow(),
         }
         session.execute(insert_or_ignore(ReferralOwner.__table__, tuple(values), conflict=("referral_id",)), values)
-    owner = session.scalars(select(ReferralOwner).where(ReferralOwner.referral_id == referral_id)).first()
+        owner = session.scalars(find).first()  # ours, or another consumer's that won the race
     if owner is None:
         raise UnknownReferral(f"referral {referral_id} has no known org yet")
     if org_id and owner.org_id != org_id:

@@ -6,6 +6,7 @@ import json
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
@@ -448,3 +449,58 @@ def _declared(connection, queue: str):
     except pika.exceptions.ChannelClosedByBroker:
         return None
     return channel
+
+
+# --- claims in batches --------------------------------------------------------------------------------
+
+
+def test_two_dispatchers_claiming_in_batches_send_every_webhook_exactly_once(service, receiver):
+    service.subscribe("met-police", receiver.url, ["referral.received"])
+    for _ in range(23):  # several claims of five, the last one short
+        service.handle(referral_event())
+    other = WebhookDispatcher(service.sessions, WebhookSettings(allow_private=True, retry_schedule=()))
+    with ThreadPoolExecutor(2) as pool:
+        sent = sum(pool.map(lambda d: d.dispatch_due(), [service.dispatcher, other]))
+    assert sent == 23
+    ids = [r["headers"]["webhook-id"] for r in receiver.received]
+    assert len(ids) == len(set(ids)) == 23
+    assert {d.status for d in service.deliveries()} == {"delivered"}
+
+
+def test_a_claim_holds_its_deliveries_for_the_time_their_attempts_can_take(service, receiver):
+    service.subscribe("met-police", receiver.url, ["referral.received"])
+    for _ in range(3):
+        service.handle(referral_event())
+    before = utcnow()
+    claimed = service.dispatcher._claim(5)
+    assert len(claimed) == 3
+    # Five attempts of up to 3 x 5 s (WEBHOOK_TIMEOUT_SECONDS=5) one after another, and a minute to spare.
+    leases = {(d.next_attempt_at - before).total_seconds() for d in service.deliveries()}
+    assert all(134 <= lease <= 136 for lease in leases), leases
+    assert service.dispatcher._claim(5) == []  # nobody else takes them meanwhile
+
+
+def test_on_sqlite_the_dispatcher_claims_and_sends(tmp_path, dev_keys, receiver):
+    """`make run` keeps notifications in SQLite: the claim must not use what SQLite lacks."""
+    url = f"sqlite:///{tmp_path / 'notifications.db'}"
+    migrate("notifications", url)
+    engine = make_engine(url, instrument=False)
+    sessions = make_session_factory(engine)
+    with sessions.begin() as session:
+        session.add(
+            Subscription(
+                id=str(uuid.uuid4()),
+                org_id="met-police",
+                url=receiver.url,
+                secret="whsec_" + "QUFB" * 8,
+                events=["referral.received"],
+                created_at=utcnow(),
+            )
+        )
+    handle = EventHandlers("notifications", sessions, Inbox, handlers())
+    for _ in range(7):
+        handle(referral_event())
+    dispatcher = WebhookDispatcher(sessions, WebhookSettings(allow_private=True, retry_schedule=()))
+    assert dispatcher.dispatch_due() == 7
+    assert len(receiver.received) == 7
+    engine.dispose()
