@@ -118,8 +118,18 @@ class Casework:
             raise domain.OfferNotFound(f"offer {offer_id} not found")
         return offer
 
-    def accept_offer(self, session: Session, offer_id: str, *, actor: str, advocate_id: str | None = None) -> Case:
-        offer = self._locked_offer(session, offer_id)
+    def accept_offer(
+        self,
+        session: Session,
+        offer_id: str,
+        *,
+        actor: str,
+        advocate_id: str | None = None,
+        offer: Offer | None = None,
+    ) -> Case:
+        """`offer`: the offer this same transaction just recorded (auto-accept), which it holds already."""
+        if offer is None or offer.id != offer_id:
+            offer = self._locked_offer(session, offer_id)
         domain.ensure_pending(offer.id, offer.status)
         loads = self._advocate_loads(session)
         if advocate_id is not None:
@@ -145,7 +155,8 @@ class Casework:
             updated_at=now,
         )
         session.add(case)
-        offer.status, offer.responded_at, offer.updated_at, offer.case = domain.OFFER_ACCEPTED, now, now, case
+        # Not `offer.case = case`: the backref would first load the offer's (absent) case, a query for nothing.
+        offer.status, offer.responded_at, offer.updated_at = domain.OFFER_ACCEPTED, now, now
         self._note(session, offer.id, domain.OFFER_ACCEPTED_KIND, actor, f"assigned to advocate {advocate.id}", now)
         add_event(
             session,
@@ -165,7 +176,8 @@ class Casework:
             ),
         )
         session.flush()
-        self.announce_capacity(session)
+        # The caseloads counted above, with this case: no second count of them.
+        self.announce_capacity(session, [(a, load.caseload + (a.id == advocate.id)) for a, load in loads.values()])
         return case
 
     def decline_offer(
@@ -309,13 +321,15 @@ class Casework:
         case.referral, case.updated_at = referral, now
         self._note(session, case.offer_id, domain.REFERRAL_DISCLOSED, actor, "full referral fetched from intake", now)
 
-    def announce_capacity(self, session: Session) -> None:
-        """Tell intake's directory how many places this provider has now (provider.capacity_changed)."""
-        loads = self.caseloads(session)
-        advocates = session.scalars(
-            select(Advocate).where(Advocate.provider_id == self.provider_id, Advocate.active.is_(True))
-        ).all()
-        spare = sum(max(0, a.max_caseload - loads.get(a.id, 0)) for a in advocates)
+    def announce_capacity(self, session: Session, caseloads: list[tuple[Advocate, int]] | None = None) -> None:
+        """Tell intake's directory how many places this provider has now (provider.capacity_changed).
+        `caseloads`: every advocate with their live cases, when the caller has just counted them."""
+        if caseloads is None:
+            loads = self.caseloads(session)
+            everyone = session.scalars(select(Advocate).where(Advocate.provider_id == self.provider_id)).all()
+            caseloads = [(a, loads.get(a.id, 0)) for a in everyone]
+        advocates = [(a, load) for a, load in caseloads if a.active]
+        spare = sum(max(0, a.max_caseload - load) for a, load in advocates)
         add_event(
             session,
             Outbox,

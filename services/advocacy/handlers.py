@@ -49,7 +49,7 @@ def on_referral_offered(session: Session, event: Event, *, casework: Casework, a
         return
     try:
         # The same path as a person's accept through the API, in this same transaction.
-        case = casework.accept_offer(session, offer.id, actor=AUTO_ACCEPT_ACTOR)
+        case = casework.accept_offer(session, offer.id, actor=AUTO_ACCEPT_ACTOR, offer=offer)
     except domain.NoAdvocateAvailable:
         log.warning("auto-accept found no advocate with room; offer left pending", extra={"offer_id": offer.id})
         return
