@@ -71,12 +71,31 @@ class Router:
         """Offer the referral to the best eligible provider not offered it before; escalate when none is left."""
         offered = session.scalars(select(Offer.provider_id).where(Offer.referral_id == referral.id)).all()
         provider = domain.choose_provider(directory(session), self._needs(referral), offered)
+        return self.offer_or_escalate(session, referral, provider, escalation_reason=escalation_reason)
+
+    def offer_or_escalate(
+        self,
+        session: Session,
+        referral: Referral,
+        provider: domain.ProviderEntry | None,
+        *,
+        escalation_reason: str,
+        new: bool = False,
+    ) -> Offer | None:
+        """`new`: the referral was inserted by this transaction with the status `choose_first` gave it."""
         if provider is None:
-            referral.status = "escalated"
-            referral.updated_at = utcnow()
+            if not new:
+                referral.status, referral.updated_at = "escalated", utcnow()
             self.escalate(session, referral, escalation_reason)
             return None
-        return self._offer(session, referral, provider.id, offered_by="routing")
+        return self._offer(session, referral, provider.id, offered_by="routing", new=new)
+
+    def choose_first(self, session: Session, referral: Referral) -> domain.ProviderEntry | None:
+        """Where a new referral goes: nobody has been offered it yet, and its row need not exist yet, so its
+        first status is written by its INSERT rather than by an UPDATE after it."""
+        provider = domain.choose_provider(directory(session), self._needs(referral), ())
+        referral.status = "offered" if provider is not None else "escalated"
+        return provider
 
     def offer_to(self, session: Session, referral: Referral, provider_id: str, *, offered_by: str) -> Offer:
         """A coordinator's offer by hand: any registered provider serving the age group, even one that declined
@@ -137,7 +156,9 @@ class Router:
             log.info("offers expired", extra={"count": expired})
         return expired
 
-    def _offer(self, session: Session, referral: Referral, provider_id: str, *, offered_by: str) -> Offer:
+    def _offer(
+        self, session: Session, referral: Referral, provider_id: str, *, offered_by: str, new: bool = False
+    ) -> Offer:
         now = utcnow()
         offer = Offer(
             id=str(uuid.uuid4()),
@@ -149,8 +170,8 @@ class Router:
             offered_by=offered_by,
         )
         session.add(offer)
-        referral.status = "offered"
-        referral.updated_at = now
+        if not new:  # a new referral was inserted as offered: no UPDATE of the row just written
+            referral.status, referral.updated_at = "offered", now
         summary = domain.offer_summary(referral.body, domain.Pathway(referral.pathway, referral.is_child, True))
         event = referral_event(
             referral,

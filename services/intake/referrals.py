@@ -65,6 +65,7 @@ def submit(
                 updated_at=now,
                 body=stored,
             )
+            first_choice = router.choose_first(session, referral) if pathway.routed else None
             session.add(referral)
             session.flush()  # the unique constraint speaks here, before any event is staged
             received = referral_event(
@@ -76,7 +77,9 @@ def submit(
             )
             add_event(session, Outbox, received)
             if pathway.routed:
-                router.offer_next(session, referral, escalation_reason="no_eligible_provider")
+                router.offer_or_escalate(
+                    session, referral, first_choice, escalation_reason="no_eligible_provider", new=True
+                )
             if (body.get("risk") or {}).get("immediate_danger") and referral.status != "escalated":
                 # In immediate danger: a coordinator is alerted at once, while the offer goes out too.
                 router.escalate(session, referral, "immediate_danger")
