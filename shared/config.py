@@ -72,6 +72,7 @@ class Settings:
     max_attempts: int = 5
     retry_delay_ms: int = 2000
     prefetch: int = 20
+    consumer_lanes: int = 1
     outbox_poll_interval: float = 0.05
     declare_exchanges: bool = True  # false for a charity's restricted broker user (deploy/rabbitmq/)
     max_body_bytes: int = 256 * 1024
@@ -109,6 +110,7 @@ class Settings:
             max_attempts=env_int(env, "AMQP_MAX_ATTEMPTS", 5, minimum=1),
             retry_delay_ms=env_int(env, "AMQP_RETRY_DELAY_MS", 2000, minimum=1),
             prefetch=env_int(env, "AMQP_PREFETCH", 20, minimum=1),
+            consumer_lanes=env_int(env, "AMQP_CONSUMER_LANES", 1, minimum=1),
             outbox_poll_interval=env_float(env, "OUTBOX_POLL_INTERVAL", 0.05),
             declare_exchanges=env_bool(env, "AMQP_DECLARE_EXCHANGES", True),
             max_body_bytes=env_int(env, "MAX_BODY_BYTES", 256 * 1024, minimum=1024),

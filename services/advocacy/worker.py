@@ -75,7 +75,12 @@ def build_loops(
         declare_exchanges=settings.declare_exchanges,
     )
     consumer = Consumer(
-        settings.amqp_url, spec, handlers, max_attempts=settings.max_attempts, prefetch=settings.prefetch
+        settings.amqp_url,
+        spec,
+        handlers,
+        max_attempts=settings.max_attempts,
+        prefetch=settings.prefetch,
+        lanes=settings.consumer_lanes,
     )
     log.info(
         "advocacy worker ready",

@@ -71,6 +71,7 @@ def build(settings: Settings) -> dict:
         EventHandlers(QUEUE, sessions, Inbox, handlers, after_commit=relay.wake),
         max_attempts=settings.max_attempts,
         prefetch=settings.prefetch,
+        lanes=settings.consumer_lanes,
     )
     sweep = DeadlineSweep(router, sessions, config.sweep_seconds, on_expired=relay.wake)
     return {"consumer": consumer.run, "relay": relay.run, "deadlines": sweep.run}

@@ -40,6 +40,7 @@ def build_loops(settings: Settings, *, queue: str = QUEUE) -> dict[str, Loop]:
         EventHandlers(queue, sessions, Inbox, handlers(), after_commit=dispatcher.wake),
         max_attempts=settings.max_attempts,
         prefetch=settings.prefetch,
+        lanes=settings.consumer_lanes,
     )
     return {"consumer": consumer.run, "dispatcher": dispatcher.run}
 

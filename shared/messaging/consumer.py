@@ -7,13 +7,19 @@
   confirms) and then acked. A message that is not a valid event, or that a handler rejects as permanently
   wrong (PermanentError), is parked at once.
 - The quorum queue's `x-delivery-limit` catches messages that crash the worker before it can decide.
+- `lanes` > 1 handles messages on that many threads, each message on the lane its subject (the referral) hashes
+  to: one referral's events keep their order, while a handler waiting on the network (advocacy fetching a
+  referral) no longer holds up the others. Each still commits, then acks, on its own.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import queue
 import threading
+import zlib
 from collections.abc import Callable
 
 import pika
@@ -40,12 +46,14 @@ class Consumer:
         *,
         max_attempts: int = 5,
         prefetch: int = 20,
+        lanes: int = 1,
     ):
         self._url = amqp_url
         self.spec = spec
         self._handle = handle
         self._max_attempts = max_attempts
         self._prefetch = prefetch
+        self._lanes = lanes
         self._tracer = tracer(__name__)
         instrument_pika()
 
@@ -57,11 +65,61 @@ class Consumer:
         declare_queue(channel, self.spec)
         channel.confirm_delivery()  # parking publishes wait for the broker's confirm before the ack
         channel.basic_qos(prefetch_count=self._prefetch)
+        if self._lanes > 1:
+            self._session_in_lanes(connection, channel, stop)
+            return
         channel.basic_consume(self.spec.name, self._on_message)
         while not stop.is_set():
             connection.process_data_events(time_limit=0.5)
         # Handlers run inside process_data_events, so none is mid-flight here; closing the connection
         # returns any prefetched, unacked messages to the queue.
+
+    def _session_in_lanes(self, connection: BlockingConnection, channel: BlockingChannel, stop: threading.Event):
+        """Deliveries are put on lanes by subject; each lane's thread handles its messages in order and hands
+        its acks, rejects and parking publishes back to this thread, which alone may use the channel."""
+        threadsafe = _ThreadsafeChannel(connection, channel)
+        lanes: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in range(self._lanes)]
+        threads = [
+            threading.Thread(target=self._lane, args=(lane, threadsafe), name=f"{self.spec.name}-lane-{i}", daemon=True)
+            for i, lane in enumerate(lanes)
+        ]
+        for thread in threads:
+            thread.start()
+
+        def deliver(_channel, method, properties, body) -> None:
+            lanes[_lane_of(body, len(lanes))].put((method, properties, body))
+
+        tag = channel.basic_consume(self.spec.name, deliver)
+        try:
+            while not stop.is_set():
+                connection.process_data_events(time_limit=0.5)
+            channel.basic_cancel(tag)  # no new deliveries; let the lanes finish what they hold, and ack it
+        finally:
+            for lane in lanes:
+                lane.put(None)
+            for thread in threads:
+                while thread.is_alive():
+                    if connection.is_open:
+                        connection.process_data_events(time_limit=0.05)  # runs the lanes' acks
+                    thread.join(0.05)
+            if connection.is_open:
+                connection.process_data_events(time_limit=0)
+
+    def _lane(self, lane: queue.SimpleQueue, channel: _ThreadsafeChannel) -> None:
+        while (item := lane.get()) is not None:
+            method, properties, body = item
+            if not channel.is_open:  # its delivery tag died with the channel: the broker delivers it again
+                continue
+            try:
+                token = otel_context.attach(context_from(properties.headers))
+                try:
+                    name = f"{properties.type or method.routing_key} process"
+                    with self._tracer.start_as_current_span(name, kind=trace.SpanKind.CONSUMER) as span:
+                        self._traced(channel, method, properties, body, span)
+                finally:
+                    otel_context.detach(token)
+            except Exception:  # the connection went away under us: the broker redelivers, the inbox dedupes
+                log.warning("could not settle a message; it will be redelivered", exc_info=True)
 
     def _on_message(self, channel: BlockingChannel, method, properties: pika.BasicProperties, body: bytes) -> None:
         name = f"{properties.type or method.routing_key} process"
@@ -138,3 +196,33 @@ class Consumer:
         )
         channel.basic_publish(PARKING_EXCHANGE, self.spec.name, body, parked, mandatory=True)
         channel.basic_ack(tag)
+
+
+def _lane_of(body: bytes, lanes: int) -> int:
+    """The lane of a message: by its subject, so one referral's (or one provider's) events stay in order."""
+    try:
+        subject = json.loads(body).get("subject")
+    except (ValueError, AttributeError):
+        subject = None
+    return zlib.crc32(str(subject).encode()) % lanes
+
+
+class _ThreadsafeChannel:
+    """What a lane may do with the channel: each call runs on the connection's own thread, in call order."""
+
+    def __init__(self, connection: BlockingConnection, channel: BlockingChannel):
+        self._connection, self._channel = connection, channel
+
+    @property
+    def is_open(self) -> bool:
+        return self._connection.is_open and self._channel.is_open
+
+    def basic_ack(self, delivery_tag: int) -> None:
+        self._connection.add_callback_threadsafe(lambda: self._channel.basic_ack(delivery_tag))
+
+    def basic_reject(self, delivery_tag: int, requeue: bool) -> None:
+        self._connection.add_callback_threadsafe(lambda: self._channel.basic_reject(delivery_tag, requeue=requeue))
+
+    def basic_publish(self, exchange, routing_key, body, properties, mandatory=False) -> None:
+        publish = self._channel.basic_publish
+        self._connection.add_callback_threadsafe(lambda: publish(exchange, routing_key, body, properties, mandatory))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -13,8 +14,9 @@ from sqlalchemy.orm import DeclarativeBase
 
 from shared.db import make_engine, make_session_factory
 from shared.inbox import EventHandlers, InboxMixin
-from shared.messaging.consumer import Consumer
+from shared.messaging.consumer import Consumer, _lane_of
 from shared.messaging.envelope import Event
+from shared.messaging.errors import PermanentError
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.topology import QueueSpec
 from shared.outbox import OutboxMixin, add_event
@@ -156,6 +158,56 @@ def test_events_written_while_the_broker_is_unreachable_go_out_when_it_is_back(a
         got = drain(amqp_url, "kit.outage", expect=1, timeout=30)
         proxy.close()
     assert len(got) == 1
+
+
+def test_lanes_keep_each_subjects_order_while_a_slow_subject_does_not_hold_up_the_others(amqp_url):
+    """AMQP_CONSUMER_LANES: one referral's events in order; another referral's pass a slow handler by."""
+    seen: dict[str, list[int]] = {}
+    slow_started, fast_done = threading.Event(), threading.Event()
+    lock = threading.Lock()
+
+    def handle(e: Event) -> None:
+        if e.subject == "slow" and e.data["n"] == 0:
+            slow_started.set()
+            assert fast_done.wait(10), "the other subject's messages waited behind the slow one"
+        if e.data.get("poison"):
+            raise PermanentError("parked from a lane")
+        with lock:
+            seen.setdefault(e.subject, []).append(e.data["n"])
+            if len(seen.get("fast", [])) == 20:
+                fast_done.set()
+
+    spec = QueueSpec("kit.lanes", ("thing.happened",), retry_delay_ms=100)
+    consumer = Consumer(amqp_url, spec, handle, max_attempts=3, prefetch=50, lanes=4)
+    assert _lane_of(Event("thing.happened", "/t", "slow", {}).to_json(), 4) != _lane_of(
+        Event("thing.happened", "/t", "fast", {}).to_json(), 4
+    ), "the test needs the two subjects on different lanes"
+    with running(consumer.run):
+        _wait_for_queue(amqp_url, spec.name)
+        for n in range(20):
+            publish(amqp_url, Event("thing.happened", "/t", "slow", {"n": n}))
+        for n in range(20):
+            publish(amqp_url, Event("thing.happened", "/t", "fast", {"n": n}))
+        publish(amqp_url, Event("thing.happened", "/t", "fast", {"n": 99, "poison": True}))
+        parked = drain(amqp_url, spec.parking_queue, expect=1, timeout=20)
+        deadline = time.monotonic() + 20
+        while len(seen.get("slow", [])) < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert slow_started.is_set()
+    assert seen == {"slow": list(range(20)), "fast": list(range(20))}  # each subject in its own order
+    assert "parked from a lane" in parked[0][0].headers["x-parked-reason"]
+    assert _depth(amqp_url, spec.name) == 0  # every message acked, none waiting to come back
+
+
+def _depth(url: str, queue: str) -> int:
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        ok = connection.channel().queue_declare(queue, passive=True).method
+        return ok.message_count
+    finally:
+        connection.close()
 
 
 def _wait_for_queue(url: str, queue: str) -> None:
