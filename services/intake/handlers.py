@@ -33,11 +33,12 @@ def _check_publisher(event: Event, trusted: Iterable[str]) -> str:
 
 def _offer_answered(session: Session, event: Event, trusted: Iterable[str]) -> tuple[Offer, Referral] | None:
     provider_id = _check_publisher(event, trusted)
-    offer = session.get(Offer, event.data.get("offer_id"))
+    # Locks in one order everywhere: the referral (the event's subject) first, then the offer.
+    offer_id = event.data.get("offer_id")
+    referral = session.get(Referral, event.subject, with_for_update=True) if event.subject else None
+    offer = session.get(Offer, offer_id, with_for_update=True) if referral and isinstance(offer_id, str) else None
     if offer is None or offer.referral_id != event.subject or offer.provider_id != provider_id:
         raise PermanentError("answer names an offer that was not made to that provider")
-    referral = session.get(Referral, offer.referral_id, with_for_update=True)  # the referral first, always
-    session.refresh(offer, with_for_update=True)
     if offer.status != "pending":
         # Withdrawn meanwhile, or already answered: the record stands; nothing to do.
         log.info("answer to a closed offer ignored", extra={"offer_id": offer.id, "offer_status": offer.status})
