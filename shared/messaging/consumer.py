@@ -111,17 +111,11 @@ class Consumer:
             if not channel.is_open:  # its delivery tag died with the channel: the broker delivers it again
                 continue
             try:
-                token = otel_context.attach(context_from(properties.headers))
-                try:
-                    name = f"{properties.type or method.routing_key} process"
-                    with self._tracer.start_as_current_span(name, kind=trace.SpanKind.CONSUMER) as span:
-                        self._traced(channel, method, properties, body, span)
-                finally:
-                    otel_context.detach(token)
+                self._on_message(channel, method, properties, body)  # no pika span on this thread: its own
             except Exception:  # the connection went away under us: the broker redelivers, the inbox dedupes
                 log.warning("could not settle a message; it will be redelivered", exc_info=True)
 
-    def _on_message(self, channel: BlockingChannel, method, properties: pika.BasicProperties, body: bytes) -> None:
+    def _on_message(self, channel, method, properties: pika.BasicProperties, body: bytes) -> None:
         name = f"{properties.type or method.routing_key} process"
         received = trace.get_current_span()
         if received.is_recording():
