@@ -74,7 +74,11 @@ def create_api_app(
     api = Api(
         app,
         spec_kwargs={
-            "info": {"description": description},
+            "info": {
+                "description": description + "\n\nAny request may be answered `503 Service Unavailable` with "
+                "`Retry-After: 1` while the database is unreachable or has just dropped a connection: "
+                "nothing was written, and the same request can be sent again."
+            },
             "components": {
                 "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
             },

@@ -48,3 +48,5 @@ def test_after_the_database_drops_its_connections_one_request_is_a_503_and_the_n
     retried = client.post("/v1/referrals", json=referral_body(seed=2), headers=auth_header(*POLICE))
     assert retried.status_code == 201, retried.get_json()
     assert count(sessions, Referral) == 2  # the failed attempt wrote nothing; the retry wrote one referral
+    # The OpenAPI document says so, for every API built on the kit.
+    assert "503 Service Unavailable" in client.get("/openapi.json").get_json()["info"]["description"]
