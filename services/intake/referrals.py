@@ -71,6 +71,7 @@ def submit(
             received = referral_event(
                 referral,
                 "referral.received",
+                status=pathway.initial_status,  # what it was on arrival, before routing (choose_first) moved it on
                 pathway=pathway.pathway,
                 is_child=pathway.is_child,
                 region=referral.region,

@@ -36,8 +36,10 @@ def test_a_valid_referral_is_stored_offered_and_its_events_staged(client, auth_h
     assert response.headers["Location"].endswith(f"/v1/referrals/{created['id']}")
     assert created["status"] == "offered" and created["pathway"] == "nrm" and created["allocation"] is None
     with intake[1]() as session:
-        types = sorted(r.routing_key for r in session.scalars(select(Outbox)))
-    assert types == ["referral.offered.demo-charity", "referral.received"]
+        staged = {r.routing_key: json.loads(r.payload) for r in session.scalars(select(Outbox))}
+    assert sorted(staged) == ["referral.offered.demo-charity", "referral.received"]
+    assert staged["referral.received"]["data"]["status"] == "received"  # as it arrived, before routing
+    assert staged["referral.offered.demo-charity"]["data"]["status"] == "offered"
 
 
 def bad_bodies():
