@@ -3,30 +3,13 @@ the pool has no pre-ping (a round trip per transaction), so the kit must recover
 
 from __future__ import annotations
 
-from sqlalchemy import text
-
 from services.intake.models import Referral
-from shared.db import make_engine
 from shared.testing import referral_body
-from support.db import count
+from support.db import count, drop_connections_to
 
 POLICE = ("met-police", "police", "referrals:write referrals:read")
 ADMIN = ("platform", "coordinator", "providers:admin")
 DEMO_PROVIDER = {"name": "Demo", "regions": ["london"], "serves": ["adult", "child"], "capacity": 5}
-
-
-def _drop_connections_to(database: str, admin_url: str) -> int:
-    engine = make_engine(admin_url, instrument=False)
-    try:
-        with engine.begin() as connection:
-            return len(
-                connection.execute(
-                    text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :db"),
-                    {"db": database},
-                ).all()
-            )
-    finally:
-        engine.dispose()
 
 
 def test_after_the_database_drops_its_connections_one_request_is_a_503_and_the_next_succeeds(
@@ -38,7 +21,7 @@ def test_after_the_database_drops_its_connections_one_request_is_a_503_and_the_n
     assert client.post("/v1/referrals", json=referral_body(seed=1), headers=auth_header(*POLICE)).status_code == 201
 
     database = app.extensions["sessions"].kw["bind"].url.database
-    assert _drop_connections_to(database, pg_admin_url) >= 1  # the API's pooled connection among them
+    assert drop_connections_to(database, pg_admin_url) >= 1  # the API's pooled connection among them
 
     failed = client.post("/v1/referrals", json=referral_body(seed=2), headers=auth_header(*POLICE))
     assert failed.status_code == 503

@@ -6,7 +6,7 @@ import time
 
 import pika
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase
 
@@ -15,6 +15,7 @@ from shared.messaging.envelope import Event
 from shared.messaging.relay import OutboxRelay
 from shared.outbox import OutboxMixin, add_event
 from support.amqp import declare_tap, drain, running
+from support.db import drop_connections_to
 
 
 class Base(DeclarativeBase):
@@ -127,13 +128,7 @@ def test_the_relay_outlives_the_database_dropping_its_connections(amqp_url, sess
         stage(sessions, event(n=1))
         assert len(drain(amqp_url, "kit.dropped", expect=1, timeout=10)) == 1
 
-        admin = make_engine(pg_admin_url, instrument=False)
-        with admin.begin() as connection:
-            database = sessions.kw["bind"].url.database
-            connection.execute(
-                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :db"), {"db": database}
-            )
-        admin.dispose()
+        drop_connections_to(sessions.kw["bind"].url.database, pg_admin_url)
         time.sleep(1.0)  # the relay's next looks at the table meet the dead connection first
         try:
             stage(sessions, event(n=2))
