@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +23,7 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from shared.auth.tokens import ensure_dev_keys, mint_token  # noqa: E402
+from bench.stack import local_setup  # noqa: E402
 from shared.testing import referral_body  # noqa: E402
 from support.stack import platform_stack  # noqa: E402
 
@@ -36,15 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=50, help="referrals to send, one at a time (default 50)")
     args = parser.parse_args(argv)
-    broker = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
-    database = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-    work = Path(tempfile.mkdtemp(prefix="bench-latency-"))
-    keys = ensure_dev_keys(work / "keys")[:2]
-    private = keys[0].read_text()
-
-    def token(org, kind, scopes):
-        return mint_token(private, org=org, org_kind=kind, scopes=scopes.split(), issuer="referrals-dev",
-                          audience="referrals")  # fmt: skip
+    broker, database, work, keys, token = local_setup("bench-latency-")
 
     print(f"starting the platform (logs in {work}) ...", flush=True)
     with platform_stack(broker, database, keys, token, work, advocate_capacity=args.count + 10) as stack:

@@ -18,7 +18,6 @@ import json
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,8 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from bench.load import Poster, Sent, open_loop  # noqa: E402
 from bench.run import Counter, bodies  # noqa: E402
-from bench.stack import AGENCY, deployed  # noqa: E402
-from shared.auth.tokens import ensure_dev_keys, mint_token  # noqa: E402
+from bench.stack import AGENCY, deployed, local_setup  # noqa: E402
 
 WEB_CONCURRENCY = {"intake": 2, "advocacy": 1, "notifications": 1}
 
@@ -54,17 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args(argv)
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    import os
-
-    broker = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
-    database = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-    work = Path(tempfile.mkdtemp(prefix="bench-profile-"))
-    keys = ensure_dev_keys(work / "keys")[:2]
-    private = keys[0].read_text()
-
-    def token(org, kind, scopes):
-        return mint_token(private, org=org, org_kind=kind, scopes=scopes.split(), issuer="referrals-dev",
-                          audience="referrals")  # fmt: skip
+    broker, database, work, keys, token = local_setup("bench-profile-")
 
     out = ROOT / "bench" / "results" / f"profile-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     out.mkdir(parents=True)

@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import threading
 import time
 from datetime import UTC, datetime
@@ -34,9 +33,8 @@ from bench import ceilings  # noqa: E402
 from bench.load import Poster, Sent, closed_loop, open_loop  # noqa: E402
 from bench.probe import CpuMeter, QueueDepths, cpu_used, memory_of  # noqa: E402
 from bench.report import print_table, write_plot  # noqa: E402
-from bench.stack import AGENCY, QUEUES, Deployment, deployed  # noqa: E402
+from bench.stack import AGENCY, QUEUES, Deployment, deployed, local_setup  # noqa: E402
 from bench.stats import backlog_growing, percentiles  # noqa: E402
-from shared.auth.tokens import ensure_dev_keys, mint_token  # noqa: E402
 from shared.testing import referral_body  # noqa: E402
 from support.infra import private_vhost, temporary_databases  # noqa: E402
 
@@ -287,15 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.rates, args.step_seconds, args.idle, args.burst = "25,50", 5.0, 20, min(args.burst, 300)
     rates = [int(r) for r in args.rates.split(",") if r.strip()]
-    broker = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
-    database = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-    work = Path(tempfile.mkdtemp(prefix="bench-"))
-    keys = ensure_dev_keys(work / "keys")[:2]
-    private = keys[0].read_text()
-
-    def token(org, kind, scopes):
-        return mint_token(private, org=org, org_kind=kind, scopes=scopes.split(), issuer="referrals-dev",
-                          audience="referrals")  # fmt: skip
+    broker, database, work, keys, token = local_setup("bench-")
 
     began = time.monotonic()
     progress = Progress()

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import NamedTuple
 
 import requests
 
+from shared.auth.tokens import ensure_dev_keys, mint_token
 from shared.db import migrate
 from support.infra import private_vhost, temporary_databases
 from support.processes import BIN, Platform, Process, free_port
@@ -29,6 +33,34 @@ AGENCY = ("met-police", "police", "referrals:write referrals:read subscriptions:
 MAX_CASELOAD = 100  # the most advocacy accepts for one advocate
 LANGUAGES = (["en", "sq"], ["en", "ro"])
 QUEUES = ("intake", f"advocacy.{PROVIDER}", "notifications")
+
+
+class LocalSetup(NamedTuple):
+    broker: str
+    database: str
+    work: Path
+    keys: tuple[Path, Path]
+    token: Callable[..., str]
+
+
+def local_setup(prefix: str) -> LocalSetup:
+    """What every benchmark starts from: the broker and PostgreSQL the tests use (TEST_AMQP_URL,
+    TEST_DATABASE_URL), a work directory, dev keys in it, and a minter of dev tokens signed with them."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    keys = ensure_dev_keys(work / "keys")[:2]
+    private = keys[0].read_text()
+
+    def token(org: str, kind: str, scopes: str) -> str:
+        return mint_token(private, org=org, org_kind=kind, scopes=scopes.split(), issuer="referrals-dev",
+                          audience="referrals")  # fmt: skip
+
+    return LocalSetup(
+        os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"),
+        os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
+        work,
+        keys,
+        token,
+    )
 
 
 class _Server:
