@@ -122,7 +122,7 @@ def idle_latency(deployment: Deployment, poster: Poster, counter: Counter, count
         s = poster.post(body, Sent(due=time.monotonic()))
         sent.append(s)
         if s.ok:
-            at = deployment.webhooks.wait_for(s.referral_id, timeout=10)
+            at = deployment.webhooks.wait_for_arrival(s.referral_id, timeout=10)
             if at is not None:
                 last[0] = (at - s.due) * 1000
     found = latencies_ms(sent, deployment)

@@ -13,11 +13,9 @@ import contextlib
 import json
 import os
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,6 +25,7 @@ from shared.auth.tokens import ensure_dev_keys, mint_token
 from shared.db import migrate
 from support.infra import private_vhost, temporary_databases
 from support.processes import BIN, Platform, Process, free_port
+from support.receivers import LocalServer
 
 PROVIDER = "demo-charity"
 AGENCY = ("met-police", "police", "referrals:write referrals:read subscriptions:write")
@@ -63,84 +62,54 @@ def local_setup(prefix: str) -> LocalSetup:
     )
 
 
-class _Server:
-    """A ThreadingHTTPServer on a free loopback port (HTTP/1.1, so the dispatcher's connection is reused)."""
-
-    def __init__(self, on_post):
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self):  # noqa: N802 - http.server's naming
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                on_post(body)
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-class WebhookClock(_Server):
+class WebhookClock(LocalServer):
     """The agency's endpoint: notes when each referral's `referral.allocated` webhook arrived."""
 
     def __init__(self):
         self.arrived: dict[str, float] = {}
-        self._changed = threading.Condition()
-        super().__init__(self._on_post)
+        super().__init__(self._on_post, keep_alive=True)
 
-    def _on_post(self, body: bytes) -> None:
+    @staticmethod
+    def _on_post(owner: WebhookClock, path, headers, body: bytes) -> tuple[int, bytes]:
         at = time.monotonic()
         referral_id = json.loads(body)["data"]["referral_id"]
-        with self._changed:
-            self.arrived.setdefault(referral_id, at)
-            self._changed.notify_all()
+        with owner.changed:
+            owner.arrived.setdefault(referral_id, at)
+            owner.changed.notify_all()
+        return 200, b""
 
     def arrival(self, referral_id: str) -> float | None:
         return self.arrived.get(referral_id)
 
-    def wait_for(self, referral_id: str, timeout: float) -> float | None:
+    def wait_for_arrival(self, referral_id: str, timeout: float) -> float | None:
         deadline = time.monotonic() + timeout
-        with self._changed:
+        with self.changed:
             while referral_id not in self.arrived:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
-                self._changed.wait(remaining)
+                self.changed.wait(remaining)
             return self.arrived[referral_id]
 
     def count(self) -> int:
         return len(self.arrived)
 
 
-class NullCollector(_Server):
+class NullCollector(LocalServer):
     """Stands in for the OpenTelemetry collector: accepts OTLP/HTTP exports and only counts their bytes, so
     that parsing spans costs the benchmark nothing (an empty body is a valid empty export response)."""
 
     def __init__(self):
         self.exports = 0
         self.bytes = 0
-        super().__init__(self._on_post)
+        super().__init__(self._on_post, keep_alive=True)
 
-    def _on_post(self, body: bytes) -> None:
-        self.exports += 1
-        self.bytes += len(body)
+    @staticmethod
+    def _on_post(owner: NullCollector, path, headers, body: bytes) -> tuple[int, bytes]:
+        with owner.changed:
+            owner.exports += 1
+            owner.bytes += len(body)
+        return 200, b""
 
 
 @dataclass

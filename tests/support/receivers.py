@@ -21,15 +21,18 @@ class Received:
     at: float = field(default_factory=time.monotonic)
 
 
-class _Server:
-    """A ThreadingHTTPServer on a free loopback port, run in a daemon thread."""
+class LocalServer:
+    """A ThreadingHTTPServer on a free loopback port, run in a daemon thread. `keep_alive`: HTTP/1.1, so a
+    client's connection is reused (the benchmark's agency endpoint, as a real agency's would be)."""
 
-    def __init__(self, handle_post):
+    def __init__(self, handle_post, *, keep_alive: bool = False):
         self.items: list = []
         self.changed = threading.Condition()
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
             def do_POST(self):  # noqa: N802 - http.server's naming
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 status, reply = handle_post(owner, self.path, dict(self.headers.items()), body)
@@ -42,6 +45,7 @@ class _Server:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True  # a kept-alive connection's thread must not hold up the shutdown
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
@@ -75,7 +79,7 @@ class _Server:
         self.server.server_close()
 
 
-class WebhookReceiver(_Server):
+class WebhookReceiver(LocalServer):
     """An agency's endpoint: records every webhook; answers `status` (200 unless a test changes it)."""
 
     def __init__(self):
@@ -98,7 +102,7 @@ class Span:
     attributes: dict
 
 
-class OtlpSink(_Server):
+class OtlpSink(LocalServer):
     """Receives OTLP/HTTP protobuf trace exports, as a collector would."""
 
     def __init__(self):
