@@ -28,6 +28,7 @@ RUN mkdir -p services shared \
  && pip install --no-cache-dir -c requirements.lock . \
  && rm -rf services shared build ./*.egg-info
 
+COPY contracts/ contracts/
 COPY shared/ shared/
 COPY services/ services/
 COPY deploy/ deploy/

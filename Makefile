@@ -132,7 +132,16 @@ advocacy: venv keys ## One more charity's instance: PROVIDER_ID=<id> PORT=<port>
 webhook-echo: venv ## A stand-in agency webhook endpoint on http://127.0.0.1:9000 (WEBHOOK_SECRET= verifies)
 	$(BIN)/python scripts/webhook_echo.py
 
-test: venv ## Run the whole suite (uses TEST_AMQP_URL / TEST_DATABASE_URL, else testcontainers)
+# The AsyncAPI project's JSON Schemas (tests/integration/test_asyncapi.py), exactly as package-lock.json pins them.
+# The stamp lives in node_modules/, so removing node_modules reinstalls (npm ci removes it first anyway).
+CONTRACTS := tests/contracts
+CONTRACTS_STAMP := $(CONTRACTS)/node_modules/.installed
+$(CONTRACTS_STAMP): $(CONTRACTS)/package.json $(CONTRACTS)/package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm not found; install Node.js and npm (e.g. 'apt-get install npm'), then run make test again" >&2; exit 1; }
+	npm ci --prefix $(CONTRACTS) --no-audit --no-fund
+	@touch $@
+
+test: venv $(CONTRACTS_STAMP) ## Run the whole suite (TEST_AMQP_URL / TEST_DATABASE_URL, else the local services, else testcontainers)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: venv ## Run the unit tests only (pytest -m unit): no broker or database needed

@@ -7,16 +7,17 @@ see "absent".
 
 from __future__ import annotations
 
-import fnmatch
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from shared.db import UTCDateTime, insert_or_ignore
+from shared.messaging.catalogue import Handler, Refused, Subscriptions
 from shared.messaging.envelope import Event
+from shared.messaging.errors import PermanentError
 from shared.outbox import utcnow
 
 log = logging.getLogger(__name__)
@@ -42,14 +43,13 @@ def first_delivery(session: Session, model: type[InboxMixin], consumer: str, mes
     return session.execute(statement, values).first() is not None
 
 
-Handler = Callable[[Session, Event], None]
-
-
 class EventHandlers:
-    """Runs one handler per event type inside one transaction together with its inbox row.
+    """Accepts each event against the catalogue, then runs its handler inside one transaction together with
+    its inbox row.
 
-    Handler keys may be glob patterns (`referral.offered.*`). Events with no handler are acknowledged
-    and ignored. `after_commit` runs once the transaction is durable (e.g. to wake the outbox relay).
+    An event that breaks its contract (routing key, publisher, source, schema) or that this consumer does not
+    handle is refused before any handler runs: PermanentError, so the consumer parks it with the reason.
+    `after_commit` runs once the transaction is durable (e.g. to wake the outbox relay).
     """
 
     def __init__(
@@ -57,28 +57,32 @@ class EventHandlers:
         consumer: str,
         session_factory: sessionmaker,
         inbox_model: type[InboxMixin],
-        handlers: dict[str, Handler],
+        subscriptions: Subscriptions,
+        *,
+        trusted: Iterable[str],
         after_commit: Callable[[], None] | None = None,
     ):
         self.consumer = consumer
+        self.subscriptions = subscriptions
         self._sessions = session_factory
         self._inbox = inbox_model
-        self._handlers = handlers
+        self._trusted = frozenset(trusted)
         self._after_commit = after_commit
 
-    def handler_for(self, event_type: str) -> Handler | None:
-        if event_type in self._handlers:
-            return self._handlers[event_type]
-        for pattern, handler in self._handlers.items():
-            if fnmatch.fnmatchcase(event_type, pattern):
-                return handler
-        return None
+    def accept(self, event: Event) -> tuple[Event, Handler]:
+        """The event with its payload typed, and its handler; PermanentError with the reason if refused."""
+        catalogue = self.subscriptions.catalogue
+        try:
+            accepted = catalogue.accept(event, trusted=self._trusted, address=self.subscriptions.address)
+        except Refused as exc:
+            raise PermanentError(str(exc)) from None
+        handler = self.subscriptions.handler_for(accepted.type)
+        if handler is None:
+            raise PermanentError(f"{accepted.type} is not handled by {self.consumer}")
+        return accepted, handler
 
     def __call__(self, event: Event) -> None:
-        handler = self.handler_for(event.type)
-        if handler is None:
-            log.info("no handler for event; acknowledged", extra={"event_type": event.type})
-            return
+        event, handler = self.accept(event)
         with self._sessions.begin() as session:
             if not first_delivery(session, self._inbox, self.consumer, event.id):
                 log.info("duplicate delivery ignored", extra={"event_type": event.type, "event_id": event.id})

@@ -14,6 +14,7 @@ from sqlalchemy import Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column
 
 from shared.db import UTCDateTime
+from shared.messaging.catalogue import EventData, envelope
 from shared.messaging.envelope import Event
 from shared.messaging.notify import announce
 
@@ -44,8 +45,10 @@ class OutboxMixin:
         return (Index("ix_outbox_pending", "sent_at", "next_attempt_at"),)
 
 
-def add_event(session: Session, model: type[OutboxMixin], event: Event, routing_key: str | None = None) -> None:
-    """Stage `event` for publishing when (and only if) the surrounding transaction commits."""
+def add_event(session: Session, model: type[OutboxMixin], data: EventData) -> Event:
+    """Stage the event `data` is the payload of (its type, routing key and envelope come from the catalogue)
+    for publishing when (and only if) the surrounding transaction commits."""
+    event, routing_key = envelope(data)
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     now = utcnow()
@@ -53,7 +56,7 @@ def add_event(session: Session, model: type[OutboxMixin], event: Event, routing_
         model(
             id=event.id,
             type=event.type,
-            routing_key=routing_key or event.type,
+            routing_key=routing_key,
             payload=event.to_json().decode(),
             traceparent=carrier.get("traceparent"),
             tracestate=carrier.get("tracestate"),
@@ -63,3 +66,4 @@ def add_event(session: Session, model: type[OutboxMixin], event: Event, routing_
         )
     )
     announce(session, model.__tablename__)  # PostgreSQL wakes the relay when (if) this commits
+    return event

@@ -7,6 +7,7 @@ Errors follow flask-smorest's shape (`{code, status, message, errors}`) with per
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import flask_smorest
 from flask import Flask, send_from_directory
@@ -57,7 +58,10 @@ def create_api_app(
     description: str,
     ready: Callable[[], bool],
     verifier: TokenVerifier | None = None,
+    asyncapi: dict[str, Any] | None = None,
 ) -> tuple[Flask, Api]:
+    """The service's app and its flask-smorest Api. `asyncapi`, its AsyncAPI document (built once from the event
+    catalogue, shared.messaging.asyncapi), is served at /asyncapi.json: the events beside the HTTP API."""
     app = Flask(import_name)
     app.config.update(
         API_TITLE=title,
@@ -91,6 +95,12 @@ def create_api_app(
     def swagger_assets(filename: str):
         return send_from_directory(str(swagger_ui_path), filename, max_age=3600)
 
+    if asyncapi is not None:
+
+        @app.get("/asyncapi.json")
+        def asyncapi_json():
+            return asyncapi
+
     @app.get("/healthz")
     def healthz():
         return {"status": "ok", "service": settings.service}
@@ -122,5 +132,5 @@ def create_api_app(
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
     # Per app, inside the factory: the global instrument() misses apps made earlier (contrib#546).
-    FlaskInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,docs,openapi.json")
+    FlaskInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,docs,openapi.json,asyncapi.json")
     return app, api

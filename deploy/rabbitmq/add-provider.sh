@@ -2,10 +2,12 @@
 # Give a charity's advocacy instance its own RabbitMQ user, allowed no more than its part of the platform:
 #   - configure: only its own queues advocacy.<id>, advocacy.<id>.retry, advocacy.<id>.parking;
 #   - read:      only its own queues (and binding them to the platform's exchanges),
-#                and on the `referrals` topic exchange only the routing keys addressed to it or to all
-#                providers (topic permissions: it cannot bind to another provider's offers);
-#   - write:     the `referrals` exchange, with routing keys a provider may publish (never referral.*);
+#                and on the `referrals` topic exchange only the routing keys addressed to it
+#                (`<event>.<id>`: topic permissions, so it cannot bind to another provider's events);
+#   - write:     the `referrals` exchange, with the routing keys of a provider's events (never intake's);
 #                the retry, requeue and parking exchanges only with its own queue's key; its own queues.
+# The routing keys come from the event catalogue (contracts/events.py, by `python -m
+# shared.messaging.permissions`), so a provider event added there is allowed here with no edit.
 # RabbitMQ stamps and validates `user_id`, so intake knows which provider really sent an answer.
 # https://www.rabbitmq.com/docs/access-control  https://www.rabbitmq.com/docs/access-control#topic-authorisation
 #
@@ -15,6 +17,7 @@
 #   RABBITMQCTL             how to reach rabbitmqctl (default rabbitmqctl; with compose:
 #                           RABBITMQCTL="docker compose exec -T rabbitmq rabbitmqctl")
 #   AMQP_HOST               host:port printed in the instance's AMQP_URL (default localhost:5672)
+#   PYTHON                  a Python with the project installed (default: the checkout's .venv, else python3)
 set -euo pipefail
 
 die() { printf 'add-provider: %s\n' "$*" >&2; exit 1; }
@@ -31,6 +34,14 @@ queue="advocacy\\.$id"
 
 run() { $ctl -q "$@"; }
 
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+python=${PYTHON:-$root/.venv/bin/python}
+[[ -x $python ]] || python=python3
+if ! keys=$(cd "$root" && PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" "$python" -m shared.messaging.permissions "$id"); then
+  die "could not read the event catalogue with $python: run 'make venv' first, or set PYTHON to a Python with the project installed"
+fi
+{ read -r publish_keys; read -r bind_keys; } <<<"$keys"
+
 if run list_users | awk '{print $1}' | grep -qx -- "$user"; then
   run change_password "$user" "$password" >/dev/null
   echo "updated the password of $user"
@@ -46,10 +57,7 @@ run set_permissions -p "$vhost" "$user" \
   "^($exchanges|$queue(\\.retry|\\.parking)?)\$" >/dev/null
 
 # Topic permissions: which routing keys it may publish (write) and bind (read) on each topic exchange.
-run set_topic_permissions -p "$vhost" "$user" referrals \
-  "^(offer\\.(accepted|declined)|provider\\.capacity_changed|case\\..+|clock\\..+|transition\\..+)\$" \
-  "^(referral\\.offered\\.$id|offer\\.expired\\.$id|case\\.handover\\.$id|referral\\.allocated|referral\\.withdrawn|referral\\.transferred)\$" \
-  >/dev/null
+run set_topic_permissions -p "$vhost" "$user" referrals "$publish_keys" "$bind_keys" >/dev/null
 for exchange in referrals.dlx referrals.requeue referrals.parked; do
   run set_topic_permissions -p "$vhost" "$user" "$exchange" "^$queue\$" "^$queue\$" >/dev/null
 done

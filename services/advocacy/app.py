@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from contracts.events import ADVOCACY, CATALOGUE
 from services.advocacy.api import make_blueprint
 from services.advocacy.casework import Casework
 from services.advocacy.config import AdvocacyConfig
@@ -15,6 +16,7 @@ from shared.auth import TokenVerifier
 from shared.config import Settings
 from shared.db import is_ready, make_engine, make_session_factory
 from shared.logs import configure_logging
+from shared.messaging.asyncapi import document
 from shared.telemetry import setup_tracing
 from shared.web import create_api_app
 
@@ -41,6 +43,8 @@ def create_app(
         description=DESCRIPTION,
         ready=lambda: is_ready(engine),
         verifier=verifier,
+        # One document for every charity's instance: addressed channels name the provider as a parameter.
+        asyncapi=document(CATALOGUE, ADVOCACY, title="advocacy events", version="1.0.0"),
     )
     api.register_blueprint(make_blueprint(sessions, Casework(config.provider_id)))
     api.register_blueprint(make_continuity_blueprint(sessions, continuity))

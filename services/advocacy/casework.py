@@ -13,9 +13,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import msgspec
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from contracts import events
 from services.advocacy import domain
 from services.advocacy.models import Advocate, Case, Offer, Outbox, TimelineEntry
 from shared.messaging.envelope import Event
@@ -28,7 +30,6 @@ OFFER_EXPIRED_KIND = "offer_expired"
 class Casework:
     def __init__(self, provider_id: str, *, on_open: Callable[[Session, Case, dict[str, Any]], None] | None = None):
         self.provider_id = provider_id
-        self.source = f"/advocacy/{provider_id}"
         # Continuity of care (nrm.NrmRecords.plan_for_new_case): the NRM clocks and a child's turning_18
         # transition start in the transaction that opens the case.
         self.on_open = on_open
@@ -88,19 +89,18 @@ class Casework:
 
     # --- offers -------------------------------------------------------------------------------------
 
-    def record_offer(
-        self, session: Session, event: Event, *, offered_at: datetime | None, respond_by: datetime | None
-    ) -> Offer:
-        data = event.data
+    def record_offer(self, session: Session, event: Event) -> Offer:
+        """`event`: an accepted `referral.offered` addressed to this provider."""
+        data: events.ReferralOffered = event.data
         now = utcnow()
         offer = Offer(
-            id=data["offer_id"],
+            id=data.offer_id,
             provider_id=self.provider_id,
-            referral_id=data["referral_id"],
+            referral_id=data.referral_id,
             status=domain.OFFER_PENDING,
-            summary=domain.offer_summary(data),
-            offered_at=offered_at or now,
-            respond_by=respond_by,
+            summary={"org_id": data.org_id, **msgspec.to_builtins(data.summary)},
+            offered_at=data.offered_at,
+            respond_by=data.respond_by,
             received_at=now,
             updated_at=now,
         )
@@ -158,23 +158,15 @@ class Casework:
         # Not `offer.case = case`: the backref would first load the offer's (absent) case, a query for nothing.
         offer.status, offer.responded_at, offer.updated_at = domain.OFFER_ACCEPTED, now, now
         self._note(session, offer.id, domain.OFFER_ACCEPTED_KIND, actor, f"assigned to advocate {advocate.id}", now)
-        add_event(
-            session,
-            Outbox,
-            Event(
-                type="offer.accepted",
-                source=self.source,
-                subject=offer.referral_id,
-                data={
-                    "referral_id": offer.referral_id,
-                    "offer_id": offer.id,
-                    "provider_id": self.provider_id,
-                    "case_id": case.id,
-                    "advocate": {"name": advocate.name, "email": advocate.email},
-                    "accepted_at": now.isoformat(),
-                },
-            ),
+        accepted = events.OfferAccepted(
+            referral_id=offer.referral_id,
+            offer_id=offer.id,
+            provider_id=self.provider_id,
+            case_id=case.id,
+            advocate=events.AdvocateContact(name=advocate.name, email=advocate.email),
+            accepted_at=now,
         )
+        add_event(session, Outbox, accepted)
         session.flush()
         # The caseloads counted above, with this case: no second count of them.
         self.announce_capacity(session, [(a, load.caseload + (a.id == advocate.id)) for a, load in loads.values()])
@@ -189,22 +181,14 @@ class Casework:
         offer.status, offer.responded_at, offer.updated_at = domain.OFFER_DECLINED, now, now
         offer.decline_reason, offer.decline_note = reason, note
         self._note(session, offer.id, domain.OFFER_DECLINED_KIND, actor, f"reason: {reason}", now)
-        add_event(
-            session,
-            Outbox,
-            Event(
-                type="offer.declined",
-                source=self.source,
-                subject=offer.referral_id,
-                data={
-                    "referral_id": offer.referral_id,
-                    "offer_id": offer.id,
-                    "provider_id": self.provider_id,
-                    "reason": reason,  # the free-text note stays local
-                    "declined_at": now.isoformat(),
-                },
-            ),
+        declined = events.OfferDeclined(  # the free-text note stays here
+            referral_id=offer.referral_id,
+            offer_id=offer.id,
+            provider_id=self.provider_id,
+            reason=reason,
+            declined_at=now,
         )
+        add_event(session, Outbox, declined)
         session.flush()
         return offer
 
@@ -218,38 +202,14 @@ class Casework:
             raise domain.CaseNotFound(f"case {case_id} not found")
         return found
 
-    def open_case(
-        self,
-        session: Session,
-        case: Case,
-        referral: dict[str, Any],
-        *,
-        actor: str,
-        org_id: str | None,
-        external_reference: str | None,
-    ) -> None:
+    def open_case(self, session: Session, case: Case, referral: dict[str, Any], *, actor: str) -> None:
         """Intake allocated the referral to us and disclosed it: the case is open."""
         now = utcnow()
         case.referral, case.status, case.updated_at = referral, domain.CASE_OPEN, now
         self._note(session, case.offer_id, domain.REFERRAL_DISCLOSED, actor, "full referral fetched from intake", now)
         self._note(session, case.offer_id, domain.CASE_OPENED, actor, f"case {case.id} open", now)
-        add_event(
-            session,
-            Outbox,
-            Event(
-                type="case.opened",
-                source=self.source,
-                subject=case.referral_id,
-                data={
-                    "referral_id": case.referral_id,
-                    "case_id": case.id,
-                    "provider_id": self.provider_id,
-                    "org_id": org_id or case.offer.summary.get("org_id"),
-                    "external_reference": external_reference or case.offer.summary.get("external_reference"),
-                    "status": domain.CASE_OPEN,
-                },
-            ),
-        )
+        opened = events.CaseOpened(referral_id=case.referral_id, case_id=case.id, provider_id=self.provider_id)
+        add_event(session, Outbox, opened)
         session.flush()
         if self.on_open is not None:
             self.on_open(session, case, referral)
@@ -317,9 +277,13 @@ class Casework:
         ).first()
 
     def attach_referral(self, session: Session, case: Case, referral: dict[str, Any], *, actor: str) -> None:
+        """A case handed over to us: intake moved the allocation and disclosed the referral, so it opens."""
         now = utcnow()
-        case.referral, case.updated_at = referral, now
+        case.referral, case.status, case.updated_at = referral, domain.CASE_OPEN, now
         self._note(session, case.offer_id, domain.REFERRAL_DISCLOSED, actor, "full referral fetched from intake", now)
+        self._note(session, case.offer_id, domain.CASE_OPENED, actor, f"case {case.id} open", now)
+        opened = events.CaseOpened(referral_id=case.referral_id, case_id=case.id, provider_id=self.provider_id)
+        add_event(session, Outbox, opened)
 
     def announce_capacity(self, session: Session, caseloads: list[tuple[Advocate, int]] | None = None) -> None:
         """Tell intake's directory how many places this provider has now (provider.capacity_changed).
@@ -330,16 +294,8 @@ class Casework:
             caseloads = [(a, loads.get(a.id, 0)) for a in everyone]
         advocates = [(a, load) for a, load in caseloads if a.active]
         spare = sum(max(0, a.max_caseload - load) for a, load in advocates)
-        add_event(
-            session,
-            Outbox,
-            Event(
-                type="provider.capacity_changed",
-                source=self.source,
-                subject=self.provider_id,
-                data={"provider_id": self.provider_id, "capacity": spare, "advocates": len(advocates)},
-            ),
-        )
+        report = events.ProviderCapacityChanged(provider_id=self.provider_id, capacity=spare, advocates=len(advocates))
+        add_event(session, Outbox, report)
 
     @staticmethod
     def _note(session: Session, offer_id: str, kind: str, actor: str, detail: str, at: datetime) -> None:

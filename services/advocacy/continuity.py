@@ -37,6 +37,6 @@ def make_continuity(config: AdvocacyConfig, wall_clock: WallClock | None = None)
     transitions = Transitions(config.provider_id, wall_clock)
     nrm = NrmRecords(config.provider_id, policy, transitions)
     casework = Casework(config.provider_id, on_open=nrm.plan_for_new_case)
-    handover = Handover(casework, trusted=config.trusted_publishers)
+    handover = Handover(casework)
     transitions.handover = handover
     return Continuity(casework, nrm, transitions, handover, policy, wall_clock)

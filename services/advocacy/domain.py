@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from contracts.events import DECLINE_REASONS as DECLINE_REASONS  # the codes an offer.declined carries
+
 OFFER_PENDING, OFFER_ACCEPTED, OFFER_DECLINED, OFFER_WITHDRAWN = (
     "pending",
     "accepted",
@@ -23,7 +25,6 @@ CASE_OPENING, CASE_OPEN, CASE_CLOSED = "opening", "open", "closed"
 CASE_STATUSES = (CASE_OPENING, CASE_OPEN, CASE_CLOSED)
 LIVE_CASE_STATUSES = (CASE_OPENING, CASE_OPEN)  # what counts towards an advocate's caseload
 
-DECLINE_REASONS = ("no_capacity", "out_of_area", "language", "eligibility", "risk", "other")
 
 # Timeline kinds (what happened to an offer and the case it became).
 OFFER_RECEIVED = "offer_received"
@@ -39,7 +40,6 @@ CASE_CLOSED_KIND = "case_closed"
 # the minimum). Anything else in the event is dropped, so a mistake upstream cannot land personal data here.
 SUMMARY_FIELDS = (
     "org_id",
-    "external_reference",
     "is_child",
     "pathway",
     "region",

@@ -3,24 +3,27 @@ the survivor does not retell their story.
 
 The sending instance, when a `provider_handover` transition is completed, stages `case.handover` addressed
 to the receiving provider (routing key `case.handover.<provider_id>`, bound only by that provider's queue
-`advocacy.<provider_id>`) and closes its own case. The event carries ids, codes and dates: the minimised
-summary an offer carries, the NRM record, the open clocks and transitions, and the timeline entries (which
-hold ids and codes only). It carries no names, date of birth, contact details or narrative: the receiving
-instance opens the case with those absent. The sender also tells intake (`case.handed_over`); intake moves
-the allocation and announces `referral.transferred`, and the receiving instance then fetches the full
-referral from intake like any allocated provider (a logged disclosure), so nobody asks the survivor again.
+`advocacy.<provider_id>`) and closes its own case. The event carries ids, codes and dates
+(contracts.events.CaseHandover): the minimised summary an offer carries, the NRM decisions (not the NRM
+reference), the open clocks and transitions, and the timeline's kinds and times (not who did what, nor its
+text). It carries no names, date of birth, contact details, narrative or staff identities, and nothing that
+derives from a birthday: no turning_18 clock or transition. The sender also tells intake
+(`case.handed_over`); intake moves the allocation and sends the receiver `allocation.transferred`; the
+receiver then fetches the full referral from intake like any allocated provider (a logged disclosure),
+plans what derives from the person's details, and opens the case, so nobody asks the survivor again.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from datetime import date, datetime
-from typing import Any
+from datetime import datetime
 
+import msgspec
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from contracts import events
 from services.advocacy import case_events, domain
 from services.advocacy.casework import Casework
 from services.advocacy.models import (
@@ -31,84 +34,83 @@ from services.advocacy.models import (
     NrmReconsideration,
     NrmRecord,
     Offer,
+    Outbox,
     TimelineEntry,
     Transition,
 )
 from shared.messaging.envelope import Event
-from shared.messaging.errors import PermanentError
-from shared.outbox import utcnow
+from shared.outbox import add_event, utcnow
+
+_SUMMARY_KEYS = {f.name for f in msgspec.structs.fields(events.ReferralSummary)}
 
 log = logging.getLogger(__name__)
-EVENT_TYPE = "case.handover"
-
-
-def routing_key(provider_id: str) -> str:
-    return f"{EVENT_TYPE}.{provider_id}"
+ACTOR = "handover"
 
 
 class Handover:
-    def __init__(self, casework: Casework, trusted: frozenset[str] = frozenset()):
+    def __init__(self, casework: Casework):
         self.casework = casework
         self.provider_id = casework.provider_id
-        # Broker users that may speak for any provider (the platform's own); a charity's instance publishes
-        # as advocacy-<its id>, which RabbitMQ validates (deploy/rabbitmq/add-provider.sh).
-        self.trusted = trusted
 
     # --- sending ----------------------------------------------------------------------------------------
 
-    def send(self, session: Session, case: Case, transition: Transition, *, actor: str) -> Event:
+    def send(self, session: Session, case: Case, transition: Transition, *, actor: str) -> events.CaseHandover:
         to = transition.receiving_provider_id or ""
         now = utcnow()
         case_events.note(session, case, domain.CASE_HANDED_OVER, actor, f"case handed over to provider {to}", now)
         session.flush()
-        data = {
-            "transition_id": transition.id,
-            "from_provider_id": self.provider_id,
-            "to_provider_id": to,
-            "handed_over_at": now.isoformat(),
-            "summary": domain.offer_summary(case.offer.summary or {}),
-            "nrm": _nrm(session, case),
-            "clocks": [_clock(c) for c in _open_clocks(session, case)],
-            "transitions": [_transition(t) for t in _open_transitions(session, case) if t.id != transition.id],
-            "timeline": [
-                {"at": e.at.isoformat(), "kind": e.kind, "actor": e.actor, "detail": e.detail} for e in case.timeline
-            ],
-        }
-        event = case_events.stage(session, case, EVENT_TYPE, data, routing_key=routing_key(to))
-        # Intake moves the allocation, so the receiving provider may fetch the referral it needs.
-        case_events.stage(
-            session, case, "case.handed_over", {"from_provider_id": self.provider_id, "to_provider_id": to}
+        summary = case.offer.summary or {}
+        # What derives from the person's details (a child's 18th birthday) stays here: the receiver plans it
+        # again from the referral it fetches.
+        clocks = [c for c in _open_clocks(session, case) if c.kind != domain.TURNING_18]
+        transitions = [
+            t for t in _open_transitions(session, case) if t.id != transition.id and t.kind != domain.TURNING_18
+        ]
+        handover = events.CaseHandover(
+            referral_id=case.referral_id,
+            case_id=case.id,
+            transition_id=transition.id,
+            from_provider_id=self.provider_id,
+            to_provider_id=to,
+            handed_over_at=now,
+            org_id=summary.get("org_id"),
+            summary=msgspec.convert(
+                {k: v for k, v in summary.items() if k in _SUMMARY_KEYS and v is not None}, events.ReferralSummary
+            ),
+            nrm=_nrm(session, case),
+            clocks=[_clock(c) for c in clocks],
+            transitions=[_transition(t) for t in transitions],
+            timeline=[events.HandedOverEntry(at=e.at, kind=e.kind) for e in case.timeline],
         )
+        add_event(session, Outbox, handover)  # addressed: case.handover.<receiving provider>
+        # Intake moves the allocation, so the receiving provider may fetch the referral it needs.
+        handed_over = events.CaseHandedOver(
+            referral_id=case.referral_id, case_id=case.id, from_provider_id=self.provider_id, to_provider_id=to
+        )
+        add_event(session, Outbox, handed_over)
         for clock in _open_clocks(session, case):
             clock.stopped_at, clock.stopped_reason = now, f"case handed over to provider {to}"
         case.status, case.closed_at, case.updated_at = domain.CASE_CLOSED, now, now
         case_events.note(session, case, domain.CASE_CLOSED_KIND, actor, f"case {case.id} closed: handed over", now)
-        return event
+        return handover
 
     # --- receiving --------------------------------------------------------------------------------------
 
-    def receive(self, session: Session, event: Event) -> Case | None:
-        data = event.data
-        if data.get("to_provider_id") != self.provider_id:
-            log.info("handover for another provider ignored", extra={"event_id": event.id})
-            return None
-        for name in ("referral_id", "transition_id", "from_provider_id"):
-            if not isinstance(data.get(name), str) or not data[name]:
-                raise PermanentError(f"case.handover lacks {name}")
-        if event.source != f"/advocacy/{data['from_provider_id']}":
-            raise PermanentError("case.handover's source is not the provider it names as sender")
-        if event.publisher not in self.trusted and event.publisher != f"advocacy-{data['from_provider_id']}":
-            raise PermanentError("case.handover was not published by the provider it names as sender")
+    def receive(self, session: Session, event: Event) -> Case:
+        """The case arrives `opening`: it opens (case.opened) once intake has moved the allocation to us and we
+        have fetched the referral (allocation.transferred), so nothing is said in our name about a referral
+        intake does not yet know we hold."""
+        data: events.CaseHandover = event.data
+        sender = data.from_provider_id
         now = utcnow()
-        summary = {**domain.offer_summary(data.get("summary") or {})}
-        summary.update({"org_id": data.get("org_id"), "external_reference": data.get("external_reference")})
+        summary = {"org_id": data.org_id, **msgspec.to_builtins(data.summary)}
         offer = Offer(
-            id=f"handover-{data['transition_id']}",
+            id=f"handover-{data.transition_id}",
             provider_id=self.provider_id,
-            referral_id=data["referral_id"],
+            referral_id=data.referral_id,
             status=domain.OFFER_ACCEPTED,
             summary=summary,
-            offered_at=_when(data.get("handed_over_at")) or now,
+            offered_at=data.handed_over_at,
             respond_by=None,
             responded_at=now,
             received_at=now,
@@ -116,24 +118,15 @@ class Handover:
         )
         session.add(offer)
         session.flush()
-        for entry in data.get("timeline") or []:
-            at = _when(entry.get("at")) or now
-            session.add(
-                TimelineEntry(
-                    offer_id=offer.id,
-                    at=at,
-                    kind=str(entry.get("kind"))[:40],
-                    actor=str(entry.get("actor"))[:200],
-                    detail=str(entry.get("detail"))[:500],
-                )
-            )
+        for entry in data.timeline:
+            session.add(TimelineEntry(offer_id=offer.id, at=entry.at, kind=entry.kind, actor=sender, detail=""))
         case = Case(
             id=str(uuid.uuid4()),
             provider_id=self.provider_id,
             referral_id=offer.referral_id,
             offer_id=offer.id,
             advocate=self._advocate(session, summary.get("languages") or []),
-            status=domain.CASE_OPEN,
+            status=domain.CASE_OPENING,
             referral=None,
             opened_at=now,
             updated_at=now,
@@ -141,11 +134,8 @@ class Handover:
         session.add(case)
         session.flush()
         self._restore(session, case, data, now)
-        sender = data["from_provider_id"]
         detail = f"case received from provider {sender}; assigned to advocate {case.advocate_id}"
         case_events.note(session, case, domain.CASE_RECEIVED, event.source, detail, now)
-        case_events.note(session, case, domain.CASE_OPENED, event.source, f"case {case.id} open", now)
-        case_events.stage(session, case, "case.opened", {"status": domain.CASE_OPEN})
         return case
 
     def _advocate(self, session: Session, languages: list[str]) -> Advocate:
@@ -166,82 +156,83 @@ class Handover:
             raise RuntimeError("no active advocate to receive a handed-over case yet")  # retried later
         return next(a for a in advocates if a.id == chosen.id)
 
-    def _restore(self, session: Session, case: Case, data: dict[str, Any], now: datetime) -> None:
-        nrm = data.get("nrm") or {}
+    def _restore(self, session: Session, case: Case, data: events.CaseHandover, now: datetime) -> None:
+        nrm = data.nrm
         session.add(
             NrmRecord(
                 case_id=case.id,
                 provider_id=self.provider_id,
-                nrm_reference=nrm.get("nrm_reference"),
-                referred_on=_day(nrm.get("referred_on")),
-                region=nrm.get("region"),
+                nrm_reference=None,  # the Home Office's id of the person does not travel: ask the survivor's file
+                referred_on=nrm.referred_on,
+                region=nrm.region,
                 created_at=now,
                 updated_at=now,
             )
         )
-        for d in nrm.get("decisions") or []:
+        for d in nrm.decisions:
             session.add(
                 NrmDecision(
-                    id=d["id"],
+                    id=d.id,
                     case_id=case.id,
-                    stage=d["stage"],
-                    outcome=d["outcome"],
-                    decided_on=_day(d["decided_on"]),
-                    on_reconsideration=bool(d.get("on_reconsideration")),
-                    recorded_by=d.get("recorded_by") or "handover",
+                    stage=d.stage,
+                    outcome=d.outcome,
+                    decided_on=d.decided_on,
+                    on_reconsideration=d.on_reconsideration,
+                    recorded_by=ACTOR,
                     recorded_at=now,
                 )
             )
         session.flush()
-        for r in nrm.get("reconsiderations") or []:
+        for r in nrm.reconsiderations:
             session.add(
                 NrmReconsideration(
-                    id=r["id"],
+                    id=r.id,
                     case_id=case.id,
-                    decision_id=r["decision_id"],
-                    requested_on=_day(r["requested_on"]),
-                    recorded_by="handover",
+                    decision_id=r.decision_id,
+                    requested_on=r.requested_on,
+                    recorded_by=ACTOR,
                     recorded_at=now,
                 )
             )
-        for t in data.get("transitions") or []:
+        for t in data.transitions:
+            checklist = domain.checklist_for(t.kind)
             session.add(
                 Transition(
-                    id=t["id"],
+                    id=t.id,
                     provider_id=self.provider_id,
                     case_id=case.id,
-                    kind=t["kind"],
-                    status=t["status"],
-                    planned_for=_day(t["planned_for"]),
-                    date_basis=t["date_basis"],
-                    receiving_agency=t.get("receiving_agency"),
+                    kind=t.kind,
+                    status=t.status,
+                    planned_for=t.planned_for,
+                    date_basis=t.date_basis,
+                    receiving_agency=t.receiving_agency,
                     receiving_provider_id=None,
                     to_advocate_id=None,
-                    checklist=t.get("checklist") or {},
-                    origin=t["origin"][:60],
-                    created_by="handover",
+                    checklist={item: item in t.done for item in checklist},
+                    origin=f"handed over by provider {data.from_provider_id}"[:60],
+                    created_by=ACTOR,
                     created_at=now,
                     updated_at=now,
                 )
             )
         session.flush()
-        for c in data.get("clocks") or []:
+        for c in data.clocks:
             # Fired flags travel: the referring agency was told once already, and is not told again.
             session.add(
                 Clock(
                     id=str(uuid.uuid4()),
                     provider_id=self.provider_id,
                     case_id=case.id,
-                    kind=c["kind"],
-                    starts_on=_day(c["starts_on"]),
-                    due_on=_day(c["due_on"]),
-                    notice_on=_day(c["notice_on"]),
-                    policy_version=c["policy_version"],
-                    basis=c["basis"][:200],
-                    transition_id=c.get("transition_id"),
+                    kind=c.kind,
+                    starts_on=c.starts_on,
+                    due_on=c.due_on,
+                    notice_on=c.notice_on,
+                    policy_version=c.policy_version,
+                    basis=f"continued from provider {data.from_provider_id}"[:200],
+                    transition_id=c.transition_id,
                     created_at=now,
-                    due_soon_fired_at=now if c.get("due_soon_fired") else None,
-                    breached_fired_at=now if c.get("breached_fired") else None,
+                    due_soon_fired_at=now if c.due_soon_fired else None,
+                    breached_fired_at=now if c.breached_fired else None,
                 )
             )
 
@@ -256,64 +247,50 @@ def _open_transitions(session: Session, case: Case) -> list[Transition]:
     return list(session.scalars(select(Transition).where(Transition.case_id == case.id, open_)))
 
 
-def _nrm(session: Session, case: Case) -> dict[str, Any]:
+def _nrm(session: Session, case: Case) -> events.HandedOverNrm:
     record = session.get(NrmRecord, case.id)
     decisions = session.scalars(select(NrmDecision).where(NrmDecision.case_id == case.id)).all()
     requests = session.scalars(select(NrmReconsideration).where(NrmReconsideration.case_id == case.id)).all()
-    return {
-        "nrm_reference": record.nrm_reference if record else None,
-        "referred_on": record.referred_on.isoformat() if record and record.referred_on else None,
-        "region": record.region if record else None,
-        "decisions": [
-            {
-                "id": d.id,
-                "stage": d.stage,
-                "outcome": d.outcome,
-                "decided_on": d.decided_on.isoformat(),
-                "on_reconsideration": d.on_reconsideration,
-                "recorded_by": d.recorded_by,
-            }
+    return events.HandedOverNrm(
+        referred_on=record.referred_on if record else None,
+        region=record.region if record else None,
+        decisions=[
+            events.HandedOverDecision(
+                id=d.id,
+                stage=d.stage,
+                outcome=d.outcome,
+                decided_on=d.decided_on,
+                on_reconsideration=d.on_reconsideration,
+            )
             for d in decisions
         ],
-        "reconsiderations": [
-            {"id": r.id, "decision_id": r.decision_id, "requested_on": r.requested_on.isoformat()} for r in requests
+        reconsiderations=[
+            events.HandedOverReconsideration(id=r.id, decision_id=r.decision_id, requested_on=r.requested_on)
+            for r in requests
         ],
-    }
+    )
 
 
-def _clock(clock: Clock) -> dict[str, Any]:
-    return {
-        "kind": clock.kind,
-        "starts_on": clock.starts_on.isoformat(),
-        "due_on": clock.due_on.isoformat(),
-        "notice_on": clock.notice_on.isoformat(),
-        "policy_version": clock.policy_version,
-        "basis": clock.basis,
-        "transition_id": clock.transition_id,
-        "due_soon_fired": clock.due_soon_fired_at is not None,
-        "breached_fired": clock.breached_fired_at is not None,
-    }
+def _clock(clock: Clock) -> events.HandedOverClock:
+    return events.HandedOverClock(
+        kind=clock.kind,
+        starts_on=clock.starts_on,
+        due_on=clock.due_on,
+        notice_on=clock.notice_on,
+        policy_version=clock.policy_version,
+        transition_id=clock.transition_id,
+        due_soon_fired=clock.due_soon_fired_at is not None,
+        breached_fired=clock.breached_fired_at is not None,
+    )
 
 
-def _transition(t: Transition) -> dict[str, Any]:
-    return {
-        "id": t.id,
-        "kind": t.kind,
-        "status": t.status,
-        "planned_for": t.planned_for.isoformat(),
-        "date_basis": t.date_basis,
-        "receiving_agency": t.receiving_agency,
-        "checklist": t.checklist,
-        "origin": t.origin,
-    }
-
-
-def _day(value: Any) -> date:
-    return date.fromisoformat(str(value)[:10])
-
-
-def _when(value: Any) -> datetime | None:
-    try:
-        return datetime.fromisoformat(str(value)) if value else None
-    except ValueError:
-        return None
+def _transition(t: Transition) -> events.HandedOverTransition:
+    return events.HandedOverTransition(
+        id=t.id,
+        kind=t.kind,
+        status=t.status,
+        planned_for=t.planned_for,
+        date_basis=t.date_basis,
+        receiving_agency=t.receiving_agency,
+        done=[item for item, done in (t.checklist or {}).items() if done],
+    )

@@ -15,7 +15,7 @@ TIMEOUT_SECONDS = 10
 
 
 class ReferralSource(Protocol):
-    """What the `referral.allocated` handler needs: unit tests pass a fake."""
+    """What the allocation.confirmed and allocation.transferred handlers need: tests pass a fake."""
 
     def fetch_referral(self, referral_id: str) -> dict[str, Any]: ...
 

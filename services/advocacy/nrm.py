@@ -54,6 +54,15 @@ class NrmRecords:
         if is_child:
             self._plan_turning_18(session, case, referral.get("subject") or {}, referred_on, record.region, actor)
 
+    def plan_from_referral(self, session: Session, case: Case, referral: dict[str, Any], *, actor: str = SYSTEM):
+        """A case received by provider handover: its NRM record and clocks came with it, but what derives from
+        the person's details did not travel (events carry no birthday): plan a child's turning_18 here."""
+        if not referral.get("is_child", (case.offer.summary or {}).get("is_child")):
+            return
+        record = self.record(session, case)
+        referred_on = _date(referral.get("referred_at")) or record.referred_on
+        self._plan_turning_18(session, case, referral.get("subject") or {}, referred_on, record.region, actor)
+
     def _plan_turning_18(self, session, case, subject, referred_on: date, region, actor: str) -> None:
         birthday = clocks.eighteenth_birthday(subject, referred_on)
         now = utcnow()

@@ -19,6 +19,7 @@ from datetime import date, datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from contracts import events
 from services.advocacy import case_events, domain
 from services.advocacy.models import Case, Clock, Transition
 from services.advocacy.timekeeping import SystemClock, WallClock, today
@@ -76,8 +77,8 @@ class ClockScheduler:
             )
             breached = self._claim_clocks(session, Clock.breached_fired_at, (Clock.due_on < day,), now)
             missed = self._claim_missed(session, day, now)
-            self._publish_clocks(session, due_soon, "clock.due_soon", domain.CLOCK_DUE_SOON, now)
-            self._publish_clocks(session, breached, "clock.breached", domain.CLOCK_BREACHED, now)
+            self._publish_clocks(session, due_soon, events.ClockDueSoon, domain.CLOCK_DUE_SOON, now)
+            self._publish_clocks(session, breached, events.ClockBreached, domain.CLOCK_BREACHED, now)
             self._publish_missed(session, missed, now)
         fired = Fired(len(due_soon), len(breached), len(missed))
         if fired.total and self._after_commit:
@@ -122,23 +123,27 @@ class ClockScheduler:
         )
         return [row[0] for row in claimed]
 
-    def _publish_clocks(self, session: Session, ids: list[str], event_type: str, kind: str, now: datetime) -> None:
+    def _publish_clocks(
+        self, session: Session, ids: list[str], event_type: type[events.ClockNews], kind: str, now: datetime
+    ) -> None:
         if not ids:
             return
         rows = session.scalars(select(Clock).where(Clock.id.in_(ids)).order_by(Clock.due_on, Clock.id)).all()
         cases = self._cases(session, {c.case_id for c in rows})
         for clock in rows:
             case = cases[clock.case_id]
-            state = "due_soon" if event_type == "clock.due_soon" else "breached"
-            data = {
-                "clock_id": clock.id,
-                "kind": clock.kind,
-                "status": state,
-                "due_on": domain.event_date(clock.kind, clock.due_on),
-                "notice_on": domain.event_date(clock.kind, clock.notice_on),
-                "transition_id": clock.transition_id,
-            }
-            case_events.stage(session, case, event_type, data)
+            state = "due_soon" if event_type is events.ClockDueSoon else "breached"
+            case_events.stage(
+                session,
+                case,
+                event_type,
+                clock_id=clock.id,
+                kind=clock.kind,
+                status=state,
+                due_on=domain.event_date(clock.kind, clock.due_on),
+                notice_on=domain.event_date(clock.kind, clock.notice_on),
+                transition_id=clock.transition_id,
+            )
             detail = f"{clock.kind} clock {state.replace('_', ' ')}: due {clock.due_on.isoformat()}"
             case_events.note(session, case, kind, ACTOR, detail, now)
 
@@ -149,7 +154,7 @@ class ClockScheduler:
         cases = self._cases(session, {t.case_id for t in rows})
         for transition in rows:
             case = cases[transition.case_id]
-            case_events.stage(session, case, "transition.missed", transition_event_data(transition))
+            case_events.stage(session, case, events.TransitionMissed, **transition_event_data(transition))
             detail = f"{transition.kind} transition {transition.id} missed: planned for {transition.planned_for}"
             case_events.note(session, case, domain.TRANSITION_MISSED_KIND, ACTOR, detail, now)
 

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from contracts import events
 from services.advocacy import case_events, domain
 from services.advocacy.models import Advocate, Case, Clock, Transition
 from services.advocacy.timekeeping import SystemClock, WallClock
@@ -87,7 +88,7 @@ class Transitions:
         session.flush()
         detail = f"{kind} transition {transition.id} planned for {planned_for.isoformat()} ({date_basis}); {origin}"
         case_events.note(session, case, domain.TRANSITION_PLANNED_KIND, actor, detail, now)
-        case_events.stage(session, case, "transition.planned", transition_event_data(transition))
+        case_events.stage(session, case, events.TransitionPlanned, **transition_event_data(transition))
         return transition
 
     def get(self, session: Session, case: Case, transition_id: str, *, lock: bool = False) -> Transition:
@@ -146,7 +147,7 @@ class Transitions:
         self._stop_clocks(session, case, transition, now)
         detail = f"{transition.kind} transition {transition.id} completed"
         case_events.note(session, case, domain.TRANSITION_COMPLETED_KIND, actor, detail, now)
-        case_events.stage(session, case, "transition.completed", transition_event_data(transition))
+        case_events.stage(session, case, events.TransitionCompleted, **transition_event_data(transition))
         if transition.kind == domain.PROVIDER_HANDOVER and self.handover is not None:
             self.handover.send(session, case, transition, actor=actor)
         session.flush()

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import logging
 
-from services.advocacy import handover
 from services.advocacy.config import AdvocacyConfig
 from services.advocacy.continuity import make_continuity
-from services.advocacy.handlers import make_handlers
+from services.advocacy.handlers import subscriptions
 from services.advocacy.intake_client import IntakeClient, ReferralSource
 from services.advocacy.models import Inbox, Outbox
 from services.advocacy.scheduler import ClockScheduler
@@ -47,28 +46,19 @@ def build_loops(
         poll_interval=settings.outbox_poll_interval,
         declare_exchanges=settings.declare_exchanges,
     )
+    handled = subscriptions(continuity, intake, auto_accept=config.auto_accept)
     handlers = EventHandlers(
         config.queue,
         sessions,
         Inbox,
-        {
-            **make_handlers(continuity.casework, intake, auto_accept=config.auto_accept),
-            handover.EVENT_TYPE: lambda session, event: continuity.handover.receive(session, event),
-        },
+        handled,
+        trusted=config.trusted_publishers,
         after_commit=relay.wake,  # accepted offers and opened cases leave at once, not at the next poll
     )
     spec = QueueSpec(
         config.queue,
-        # Offers and their expiry are addressed to one provider by routing key; allocations and withdrawals
-        # go to every instance, and the handlers ignore those about other providers.
-        bindings=(
-            f"referral.offered.{config.provider_id}",
-            f"offer.expired.{config.provider_id}",
-            "referral.allocated",
-            "referral.withdrawn",
-            "referral.transferred",  # a case handed over to us: intake now lets us fetch its referral
-            handover.routing_key(config.provider_id),  # a case handed over to us by another provider
-        ),
+        # Derived from the handlers: every key ends in this provider's id (events addressed to it alone).
+        bindings=handled.bindings,
         delivery_limit=settings.delivery_limit,
         retry_delay_ms=settings.retry_delay_ms,
         # A charity's own broker user may not declare the platform's exchanges (deploy/rabbitmq/).

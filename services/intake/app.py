@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from contracts.events import CATALOGUE, INTAKE_SERVICE
 from services.intake.api import escalations_blueprint, providers_blueprint, referrals_blueprint
 from services.intake.config import IntakeConfig
 from services.intake.offers import Router
@@ -11,6 +12,7 @@ from shared.auth import TokenVerifier
 from shared.config import Settings
 from shared.db import is_ready, make_engine, make_session_factory
 from shared.logs import configure_logging
+from shared.messaging.asyncapi import document
 from shared.telemetry import setup_tracing
 from shared.web import create_api_app
 
@@ -28,6 +30,7 @@ def create_app(settings: Settings | None = None, *, verifier: TokenVerifier | No
         description="Where a referral enters: validated, given its pathway, stored, offered to a provider.",
         ready=lambda: is_ready(engine),
         verifier=verifier,
+        asyncapi=document(CATALOGUE, INTAKE_SERVICE, title="intake events", version="1.0.0"),
     )
     router = Router(IntakeConfig.from_settings(settings).response)
     api.register_blueprint(referrals_blueprint(sessions, router))

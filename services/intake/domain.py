@@ -171,15 +171,6 @@ class ResponsePolicy:
         return offered_at + timedelta(hours=self.by_region.get(region, self.default_hours))
 
 
-def may_speak_for(publisher: str | None, provider_id: str, trusted: Iterable[str]) -> bool:
-    """A provider's instance connects to the broker as `advocacy-<provider id>` (deploy/rabbitmq/) and may
-    speak only for that provider. RabbitMQ validates the `user_id` it stamps, so it cannot be forged. The
-    platform's own broker users (trusted) may speak for anyone: one shared user in dev and compose."""
-    if publisher is None:
-        return False
-    return publisher in set(trusted) or publisher == f"advocacy-{provider_id}"
-
-
 def offer_summary(body: dict[str, Any], pathway: Pathway) -> dict[str, Any]:
     """What a provider needs to decide on an offer, and nothing that identifies the person."""
     subject, risk, location = body["subject"], body.get("risk") or {}, body["location"]

@@ -1,22 +1,22 @@
-"""What intake does with the events it consumes: a provider's answer to an offer, a provider's capacity.
+"""What intake does with the events it consumes: a provider's answer to an offer, a provider's capacity, a
+provider's handover of a case.
 
-Each comes from a charity's own instance. RabbitMQ validates the publisher (`user_id`), so an instance that
-speaks for a provider other than its own is refused and its message parked (domain.may_speak_for).
+Each comes from a charity's own instance. Before any of these runs, the catalogue has checked that the
+broker-validated publisher (`user_id`) is the provider the event speaks for (shared.messaging.catalogue);
+here intake checks that the provider holds what it speaks about: the offer, or the referral's allocation.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from services.intake import domain
+from contracts import events
 from services.intake.models import Offer, Outbox, Provider, Referral
-from services.intake.offers import Router, referral_event
-from shared.inbox import Handler
+from services.intake.offers import Router, referral_news
+from shared.messaging.catalogue import Subscriptions
 from shared.messaging.envelope import Event
 from shared.messaging.errors import PermanentError
 from shared.outbox import add_event, utcnow
@@ -24,20 +24,13 @@ from shared.outbox import add_event, utcnow
 log = logging.getLogger(__name__)
 
 
-def _check_publisher(event: Event, trusted: Iterable[str]) -> str:
-    provider_id = str(event.data.get("provider_id") or "")
-    if not domain.may_speak_for(event.publisher, provider_id, trusted):
-        raise PermanentError(f"publisher {event.publisher!r} may not speak for provider {provider_id!r}")
-    return provider_id
-
-
-def _offer_answered(session: Session, event: Event, trusted: Iterable[str]) -> tuple[Offer, Referral] | None:
-    provider_id = _check_publisher(event, trusted)
+def _offer_answered(
+    session: Session, answer: events.OfferAccepted | events.OfferDeclined
+) -> tuple[Offer, Referral] | None:
     # Locks in one order everywhere: the referral (the event's subject) first, then the offer.
-    offer_id = event.data.get("offer_id")
-    referral = session.get(Referral, event.subject, with_for_update=True) if event.subject else None
-    offer = session.get(Offer, offer_id, with_for_update=True) if referral and isinstance(offer_id, str) else None
-    if offer is None or offer.referral_id != event.subject or offer.provider_id != provider_id:
+    referral = session.get(Referral, answer.referral_id, with_for_update=True)
+    offer = session.get(Offer, answer.offer_id, with_for_update=True) if referral else None
+    if offer is None or offer.referral_id != answer.referral_id or offer.provider_id != answer.provider_id:
         raise PermanentError("answer names an offer that was not made to that provider")
     if offer.status != "pending":
         # Withdrawn meanwhile, or already answered: the record stands; nothing to do.
@@ -46,8 +39,9 @@ def _offer_answered(session: Session, event: Event, trusted: Iterable[str]) -> t
     return offer, referral
 
 
-def on_offer_accepted(session: Session, event: Event, *, trusted: Iterable[str]) -> None:
-    answered = _offer_answered(session, event, trusted)
+def on_offer_accepted(session: Session, event: Event) -> None:
+    accepted: events.OfferAccepted = event.data
+    answered = _offer_answered(session, accepted)
     if answered is None:
         return
     offer, referral = answered
@@ -55,69 +49,79 @@ def on_offer_accepted(session: Session, event: Event, *, trusted: Iterable[str])
     offer.status, offer.responded_at = "accepted", now
     referral.status = "allocated"
     referral.provider_id = offer.provider_id
-    referral.case_id = event.data.get("case_id")
-    referral.advocate = event.data.get("advocate")
+    referral.case_id = accepted.case_id
+    referral.advocate = {"name": accepted.advocate.name, "email": accepted.advocate.email}
     referral.accepted_at = now
     referral.updated_at = now
-    add_event(
-        session,
-        Outbox,
-        referral_event(referral, "referral.allocated", provider_id=offer.provider_id, case_id=referral.case_id),
+    # The referrer hears of it; the provider is told to open its case (addressed to it alone).
+    allocated = referral_news(
+        events.ReferralAllocated, referral, provider_id=offer.provider_id, case_id=accepted.case_id
     )
+    add_event(session, Outbox, allocated)
+    confirmed = events.AllocationConfirmed(
+        referral_id=referral.id, offer_id=offer.id, provider_id=offer.provider_id, case_id=accepted.case_id
+    )
+    add_event(session, Outbox, confirmed)
 
 
-def on_offer_declined(session: Session, event: Event, *, router: Router, trusted: Iterable[str]) -> None:
-    answered = _offer_answered(session, event, trusted)
+def on_offer_declined(session: Session, event: Event, *, router: Router) -> None:
+    declined: events.OfferDeclined = event.data
+    answered = _offer_answered(session, declined)
     if answered is None:
         return
     offer, referral = answered
     offer.status, offer.responded_at = "declined", utcnow()
-    offer.decline_reason = event.data.get("reason")
+    offer.decline_reason = declined.reason
     referral.updated_at = utcnow()
     router.offer_next(session, referral, escalation_reason="none_accepted")
 
 
-def on_capacity_changed(session: Session, event: Event, *, trusted: Iterable[str]) -> None:
+def on_capacity_changed(session: Session, event: Event) -> None:
     """The directory follows what each provider's own instance reports; an older report never wins."""
-    provider_id = _check_publisher(event, trusted)
-    provider = session.get(Provider, provider_id, with_for_update=True)
+    report: events.ProviderCapacityChanged = event.data
+    provider = session.get(Provider, report.provider_id, with_for_update=True)
     if provider is None:
-        log.info("capacity of a provider not in the directory ignored", extra={"provider_id": provider_id})
+        log.info("capacity of a provider not in the directory ignored", extra={"provider_id": report.provider_id})
         return
-    reported_at = datetime.fromisoformat(event.time)
+    try:
+        reported_at = datetime.fromisoformat(event.time)
+    except ValueError:
+        raise PermanentError("provider.capacity_changed has an unreadable time") from None
+    if reported_at.tzinfo is None:
+        raise PermanentError("provider.capacity_changed has a time without a time zone")
     if provider.capacity_reported_at and provider.capacity_reported_at >= reported_at:
         return
-    provider.capacity = max(0, int(event.data.get("capacity", 0)))
+    provider.capacity = report.capacity
     provider.capacity_reported_at = reported_at
 
 
-def on_case_handed_over(session: Session, event: Event, *, trusted: Iterable[str]) -> None:
+def on_case_handed_over(session: Session, event: Event) -> None:
     """A provider handed its case over to another provider (a `provider_handover` transition): the allocation
     moves with it, so the receiving provider may read the referral and nobody asks the survivor again."""
-    sender = str(event.data.get("from_provider_id") or "")
-    receiver = str(event.data.get("to_provider_id") or "")
-    if not domain.may_speak_for(event.publisher, sender, trusted):
-        raise PermanentError(f"publisher {event.publisher!r} may not speak for provider {sender!r}")
-    referral = session.get(Referral, event.subject, with_for_update=True)
+    handover: events.CaseHandedOver = event.data
+    sender, receiver = handover.from_provider_id, handover.to_provider_id
+    referral = session.get(Referral, handover.referral_id, with_for_update=True)
     if referral is None or session.get(Provider, receiver) is None:
         raise PermanentError("handover names an unknown referral or receiving provider")
-    if referral.status != "allocated" or referral.provider_id != sender:
-        log.info("handover of a referral not allocated to its sender ignored", extra={"referral_id": referral.id})
+    if referral.provider_id != sender:
+        raise PermanentError("handover of a referral the sender does not hold")
+    if referral.status != "allocated":
+        log.info("handover of a referral no longer allocated ignored", extra={"referral_id": referral.id})
         return
     referral.provider_id, referral.case_id, referral.advocate = receiver, None, None
     referral.updated_at = utcnow()
-    add_event(
-        session,
-        Outbox,
-        referral_event(referral, "referral.transferred", provider_id=receiver, from_provider_id=sender),
+    transferred = referral_news(events.ReferralTransferred, referral, provider_id=receiver, from_provider_id=sender)
+    add_event(session, Outbox, transferred)
+    moved = events.AllocationTransferred(referral_id=referral.id, provider_id=receiver, from_provider_id=sender)
+    add_event(session, Outbox, moved)
+
+
+def subscriptions(router: Router) -> Subscriptions:
+    return (
+        Subscriptions(events.CATALOGUE, events.INTAKE_SERVICE)
+        .on(events.OfferAccepted, on_offer_accepted)
+        .on(events.OfferDeclined, lambda session, event: on_offer_declined(session, event, router=router))
+        .on(events.ProviderCapacityChanged, on_capacity_changed)
+        .on(events.CaseHandedOver, on_case_handed_over)
+        .complete()
     )
-
-
-def make_handlers(router: Router, trusted: Iterable[str]) -> dict[str, Handler]:
-    trusted = frozenset(trusted)
-    return {
-        "offer.accepted": functools.partial(on_offer_accepted, trusted=trusted),
-        "offer.declined": functools.partial(on_offer_declined, router=router, trusted=trusted),
-        "provider.capacity_changed": functools.partial(on_capacity_changed, trusted=trusted),
-        "case.handed_over": functools.partial(on_case_handed_over, trusted=trusted),
-    }

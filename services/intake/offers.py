@@ -9,17 +9,16 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from contracts import events
 from services.intake import domain
 from services.intake.models import Escalation, Offer, Outbox, Provider, Referral
-from shared.messaging.envelope import Event
 from shared.outbox import add_event, utcnow
 
-SOURCE = "/intake"
 log = logging.getLogger(__name__)
 
 
@@ -31,14 +30,18 @@ class CannotOffer(Exception):
     """The referral is in a state where it cannot be offered (allocated, withdrawn, recorded, or offered)."""
 
 
-def referral_event(referral: Referral, type_: str, **data: Any) -> Event:
-    base = {
-        "referral_id": referral.id,
-        "org_id": referral.org_id,
-        "external_reference": referral.external_reference,
-        "status": referral.status,
-    }
-    return Event(type=type_, source=SOURCE, subject=referral.id, data={**base, **data})
+News = TypeVar("News", bound=events.ReferralNews)
+
+
+def referral_news(kind: type[News], referral: Referral, **data: Any) -> News:
+    """An event for the referring agency: which referral, whose, where it stands, and what `kind` adds."""
+    return kind(
+        referral_id=referral.id,
+        org_id=referral.org_id,
+        external_reference=referral.external_reference,
+        status=referral.status,
+        **data,
+    )
 
 
 def directory(session: Session) -> list[domain.ProviderEntry]:
@@ -120,7 +123,7 @@ class Router:
     def escalate(self, session: Session, referral: Referral, reason: str) -> None:
         """Put the referral in front of a coordinator, and tell the referrer."""
         session.add(Escalation(referral_id=referral.id, reason=reason, raised_at=utcnow()))
-        add_event(session, Outbox, referral_event(referral, "referral.escalated", reason=reason))
+        add_event(session, Outbox, referral_news(events.ReferralEscalated, referral, reason=reason))
 
     def expire_due(self, sessions: sessionmaker, now: datetime, limit: int = 200) -> int:
         """Expire every pending offer whose deadline has passed, and move each referral on. Exactly once per
@@ -143,13 +146,8 @@ class Router:
                 if offer is None or offer.status != "pending" or offer.respond_by > now:
                     continue
                 offer.status, offer.responded_at = "expired", now
-                expiry = Event(
-                    type="offer.expired",
-                    source=SOURCE,
-                    subject=referral.id,
-                    data={"referral_id": referral.id, "offer_id": offer.id, "provider_id": offer.provider_id},
-                )
-                add_event(session, Outbox, expiry, routing_key=f"offer.expired.{offer.provider_id}")
+                expiry = events.OfferExpired(referral_id=referral.id, offer_id=offer.id, provider_id=offer.provider_id)
+                add_event(session, Outbox, expiry)
                 self.offer_next(session, referral, escalation_reason="none_accepted")
                 expired += 1
         if expired:
@@ -173,16 +171,16 @@ class Router:
         if not new:  # a new referral was inserted as offered: no UPDATE of the row just written
             referral.status, referral.updated_at = "offered", now
         summary = domain.offer_summary(referral.body, domain.Pathway(referral.pathway, referral.is_child, True))
-        event = referral_event(
-            referral,
-            "referral.offered",
+        offered = events.ReferralOffered(
+            referral_id=referral.id,
             offer_id=offer.id,
             provider_id=provider_id,
-            offered_at=offer.offered_at.isoformat(),
-            respond_by=offer.respond_by.isoformat(),
-            **summary,
+            org_id=referral.org_id,
+            offered_at=offer.offered_at,
+            respond_by=offer.respond_by,
+            summary=events.ReferralSummary(**summary),
         )
-        add_event(session, Outbox, event, routing_key=f"referral.offered.{provider_id}")
+        add_event(session, Outbox, offered)  # addressed: routing key referral.offered.<provider_id>
         return offer
 
     @staticmethod

@@ -12,9 +12,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
+from contracts import events
 from services.intake import domain
 from services.intake.models import Disclosure, Offer, Outbox, Referral
-from services.intake.offers import Router, referral_event
+from services.intake.offers import Router, referral_news
 from shared.auth import Principal
 from shared.outbox import add_event, utcnow
 
@@ -68,9 +69,10 @@ def submit(
             first_choice = router.choose_first(session, referral) if pathway.routed else None
             session.add(referral)
             session.flush()  # the unique constraint speaks here, before any event is staged
-            received = referral_event(
-                referral,
-                "referral.received",
+            received = events.ReferralReceived(
+                referral_id=referral.id,
+                org_id=org_id,
+                external_reference=referral.external_reference,
                 status=pathway.initial_status,  # what it was on arrival, before routing (choose_first) moved it on
                 pathway=pathway.pathway,
                 is_child=pathway.is_child,
@@ -142,14 +144,25 @@ def withdraw(sessions: sessionmaker, principal: Principal, referral_id: str) -> 
             raise NotFound(referral_id)
         if not domain.can_withdraw(referral.status):
             raise InvalidState(f"a referral that is {referral.status} cannot be withdrawn")
-        pending = session.scalars(select(Offer).where(Offer.referral_id == referral.id, Offer.status == "pending"))
-        provider_id = referral.provider_id
-        for offer in pending:
-            offer.status, offer.responded_at = "withdrawn", utcnow()
-            provider_id = provider_id or offer.provider_id
+        offers = session.scalars(select(Offer).where(Offer.referral_id == referral.id).order_by(Offer.offered_at))
+        # Each provider holding a pending offer or the case hears of it, addressed to it alone.
+        holders: dict[str, str | None] = {}
+        for offer in offers:
+            if offer.status == "pending":
+                offer.status, offer.responded_at = "withdrawn", utcnow()
+                holders[offer.provider_id] = offer.id
+            elif offer.status == "accepted" and offer.provider_id == referral.provider_id:
+                holders[offer.provider_id] = offer.id
+        if referral.provider_id and referral.provider_id not in holders:  # a case handed over to it
+            holders[referral.provider_id] = None
+        provider_id = referral.provider_id or next(iter(holders), None)
         referral.status = "withdrawn"
         referral.updated_at = utcnow()
-        add_event(session, Outbox, referral_event(referral, "referral.withdrawn", provider_id=provider_id))
+        add_event(session, Outbox, referral_news(events.ReferralWithdrawn, referral, provider_id=provider_id))
+        for holder, offer_id in holders.items():
+            add_event(
+                session, Outbox, events.OfferWithdrawn(referral_id=referral.id, offer_id=offer_id, provider_id=holder)
+            )
         return referral
 
 

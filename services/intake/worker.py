@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy.orm import sessionmaker
 
 from services.intake.config import IntakeConfig
-from services.intake.handlers import make_handlers
+from services.intake.handlers import subscriptions
 from services.intake.models import Inbox, Outbox
 from services.intake.offers import Router
 from shared.config import Settings
@@ -27,7 +27,6 @@ from shared.telemetry import setup_tracing
 log = logging.getLogger(__name__)
 
 QUEUE = "intake"
-BINDINGS = ("offer.accepted", "offer.declined", "provider.capacity_changed", "case.handed_over")
 
 
 class DeadlineSweep:
@@ -64,11 +63,13 @@ def build(settings: Settings) -> dict:
     router = Router(config.response)
     sessions = make_session_factory(make_engine(settings.database_url))
     relay = OutboxRelay(settings.amqp_url, sessions, Outbox, name="intake", poll_interval=settings.outbox_poll_interval)
-    handlers = make_handlers(router, config.trusted_publishers)
+    handled = subscriptions(router)
     consumer = Consumer(
         settings.amqp_url,
-        QueueSpec(QUEUE, BINDINGS, delivery_limit=settings.delivery_limit, retry_delay_ms=settings.retry_delay_ms),
-        EventHandlers(QUEUE, sessions, Inbox, handlers, after_commit=relay.wake),
+        QueueSpec(
+            QUEUE, handled.bindings, delivery_limit=settings.delivery_limit, retry_delay_ms=settings.retry_delay_ms
+        ),
+        EventHandlers(QUEUE, sessions, Inbox, handled, trusted=config.trusted_publishers, after_commit=relay.wake),
         max_attempts=settings.max_attempts,
         prefetch=settings.prefetch,
         lanes=settings.consumer_lanes,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from contracts.events import CATALOGUE, NOTIFICATIONS
 from services.notifications.api import make_blueprint
 from services.notifications.config import WebhookSettings
 from services.notifications.egress import UrlGuard
@@ -11,6 +12,7 @@ from shared.auth import TokenVerifier
 from shared.config import Settings
 from shared.db import is_ready, make_engine, make_session_factory
 from shared.logs import configure_logging
+from shared.messaging.asyncapi import document
 from shared.telemetry import setup_tracing
 from shared.web import create_api_app
 
@@ -34,6 +36,7 @@ def create_app(settings: Settings | None = None, *, verifier: TokenVerifier | No
         description=DESCRIPTION,
         ready=lambda: is_ready(engine),
         verifier=verifier,
+        asyncapi=document(CATALOGUE, NOTIFICATIONS, title="notifications events", version="1.0.0"),
     )
     api.register_blueprint(make_blueprint(sessions, UrlGuard(webhooks.allow_private)))
     return app

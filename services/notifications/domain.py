@@ -15,20 +15,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-EVENT_TYPES = (
-    "referral.received",
-    "referral.allocated",
-    "referral.escalated",
-    "referral.withdrawn",
-    "referral.transferred",  # a provider handed the case over to another provider
-    "case.opened",
-    # Continuity of care (advocacy, issue 4): deadlines and planned transitions of the referral's case.
-    "clock.due_soon",
-    "clock.breached",
-    "transition.planned",
-    "transition.completed",
-    "transition.missed",
-)
+from contracts.events import CATALOGUE, NOTIFICATIONS
+
+# The webhook types: every event the catalogue sends notifications (contracts.events).
+EVENT_TYPES = tuple(entry.name for entry in CATALOGUE.consumed_by(NOTIFICATIONS))
 
 # Sent to the organisation named as a transition's receiving agency too (when it subscribes to them), not
 # only to the referring organisation: the agency taking a survivor on must hear of the plan.

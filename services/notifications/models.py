@@ -38,7 +38,8 @@ class Subscription(Base):
 
 
 class ReferralOwner(Base):
-    """Which org referred each referral: events that do not carry `org_id` are routed by this."""
+    """Which org referred each referral (from intake's events), and which provider holds it now (from intake's
+    allocation and transfer events): a provider's events are routed by the first and checked against the second."""
 
     __tablename__ = "referral_owners"
 
@@ -46,6 +47,9 @@ class ReferralOwner(Base):
     org_id: Mapped[str] = mapped_column(String(100))
     external_reference: Mapped[str | None] = mapped_column(String(64))
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    provider_id: Mapped[str | None] = mapped_column(String(63))
+    # When intake decided that provider holds it: an older allocation arriving late never wins.
+    provider_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Delivery(Base):

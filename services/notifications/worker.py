@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from services.notifications.config import WebhookSettings
 from services.notifications.dispatcher import WebhookDispatcher
-from services.notifications.handlers import handlers
+from services.notifications.handlers import subscriptions
 from services.notifications.models import Inbox
 from shared.config import Settings
 from shared.db import make_engine, make_session_factory
@@ -21,23 +21,24 @@ from shared.messaging.worker import Loop, main_exit, run_loops
 from shared.telemetry import setup_tracing
 
 QUEUE = "notifications"
-# `case.*` matches case.opened, not case.handover.<provider> (three words): that one is for a provider.
-BINDINGS = ("referral.*", "case.*", "clock.*", "transition.*")
 
 
 def build_loops(settings: Settings, *, queue: str = QUEUE) -> dict[str, Loop]:
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine)
     dispatcher = WebhookDispatcher(sessions, WebhookSettings.from_env(settings.env))
+    handled = subscriptions()  # the queue binds exactly the event types handled: the webhook types
     consumer = Consumer(
         settings.amqp_url,
         QueueSpec(
             queue,
-            bindings=BINDINGS,
+            bindings=handled.bindings,
             delivery_limit=settings.delivery_limit,
             retry_delay_ms=settings.retry_delay_ms,
         ),
-        EventHandlers(queue, sessions, Inbox, handlers(), after_commit=dispatcher.wake),
+        EventHandlers(
+            queue, sessions, Inbox, handled, trusted=settings.trusted_publishers, after_commit=dispatcher.wake
+        ),
         max_attempts=settings.max_attempts,
         prefetch=settings.prefetch,
         lanes=settings.consumer_lanes,

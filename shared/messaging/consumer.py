@@ -140,9 +140,14 @@ class Consumer:
         tag = method.delivery_tag
         previous = attempts_so_far(properties.headers, self.spec.name)
         try:
-            event = dataclasses.replace(Event.from_json(body), publisher=properties.user_id)
+            event = dataclasses.replace(
+                Event.from_json(body), publisher=properties.user_id, routing_key=method.routing_key
+            )
         except MalformedEvent as exc:
             self._park(channel, tag, properties, body, f"malformed event: {exc}")
+            return
+        if properties.type and properties.type != event.type:
+            self._park(channel, tag, properties, body, "the AMQP type property contradicts the event's type")
             return
         set_ids(span, referral=event.subject)
         if previous >= self._max_attempts:

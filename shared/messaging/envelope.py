@@ -2,7 +2,8 @@
 
 Spec: https://github.com/cloudevents/spec/blob/v1.0.2/cloudevents/formats/json-format.md
 `subject` is the referral id. `data` carries ids and what a receiver needs to decide: never names, dates
-of birth, contact details or narrative.
+of birth, contact details or narrative. Its shape per event type is in the catalogue (`contracts.events`):
+`data` is a typed payload when produced or accepted, and the raw JSON object as it arrives.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+import msgspec
 
 REQUIRED = ("specversion", "id", "source", "type")
 
@@ -25,15 +28,17 @@ class Event:
     type: str
     source: str
     subject: str
-    data: dict[str, Any]
+    data: Any  # a catalogue payload (msgspec Struct), or the decoded JSON object before it is accepted
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     time: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     # Who published it: the AMQP `user_id`, which RabbitMQ validates against the connection's user.
     # Set by the consumer on arrival; not part of the JSON.
     publisher: str | None = field(default=None, compare=False)
+    # The routing key it arrived with (set by the consumer; not part of the JSON).
+    routing_key: str | None = field(default=None, compare=False)
 
     def to_json(self) -> bytes:
-        return json.dumps(
+        return msgspec.json.encode(
             {
                 "specversion": "1.0",
                 "id": self.id,
@@ -43,9 +48,8 @@ class Event:
                 "subject": self.subject,
                 "datacontenttype": "application/json",
                 "data": self.data,
-            },
-            separators=(",", ":"),
-        ).encode()
+            }
+        )
 
     @classmethod
     def from_json(cls, body: bytes | str) -> Event:

@@ -1,11 +1,17 @@
-"""Fixtures for in-process service tests on the real PostgreSQL."""
+"""Fixtures for in-process service tests on the real PostgreSQL, and charities' restricted broker users."""
 
 from __future__ import annotations
 
+import subprocess
+import uuid
+
+import pika
 import pytest
 
 from shared.config import Settings
 from shared.db import make_engine, make_session_factory, migrate
+from shared.messaging.topology import declare_exchanges
+from support.infra import add_provider
 
 
 @pytest.fixture
@@ -20,3 +26,17 @@ def intake(fresh_database, dev_keys):
     engine = make_engine(url, instrument=False)
     yield app, make_session_factory(engine)
     engine.dispose()
+
+
+@pytest.fixture
+def providers(amqp_url):
+    """Two charities, a and b, with their own restricted broker users made by deploy/rabbitmq/add-provider.sh:
+    {"a": (provider id, AMQP URL), "b": ...}."""
+    with pika.BlockingConnection(pika.URLParameters(amqp_url)) as platform:
+        declare_exchanges(platform.channel())
+    suffix = uuid.uuid4().hex[:6]
+    made = {name: (f"iso-{name}-{suffix}",) for name in ("a", "b")}
+    made = {name: (pid, add_provider(amqp_url, pid)) for name, (pid,) in made.items()}
+    yield made
+    for provider_id, _ in made.values():
+        subprocess.run(["rabbitmqctl", "-q", "delete_user", f"advocacy-{provider_id}"], capture_output=True, timeout=60)

@@ -3,6 +3,7 @@ handler, as the worker would), accept and decline with their outbox events, case
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import uuid
@@ -15,12 +16,14 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import sessionmaker
 
 from services.advocacy.app import create_app
-from services.advocacy.casework import Casework
-from services.advocacy.handlers import on_referral_offered
-from services.advocacy.models import Advocate, Outbox
+from services.advocacy.handlers import subscriptions
+from services.advocacy.models import Advocate, Inbox, Outbox
 from shared.config import Settings
 from shared.db import migrate
+from shared.inbox import EventHandlers
 from shared.messaging.envelope import Event
+from shared.messaging.errors import PermanentError
+from support.events import arriving, payload
 
 PROVIDER = "charity-a"
 ALL_SCOPES = "offers:respond cases:read cases:write"
@@ -37,11 +40,13 @@ class Instance:
     def client(self):
         return self.app.test_client()
 
-    def offer(self, *, languages=("sq", "en"), provider_id: str = PROVIDER, **data) -> Event:
-        """Deliver a `referral.offered` to the handler, as the worker does, and return the event."""
-        event = offered_event(languages=languages, provider_id=provider_id, **data)
-        with self.sessions.begin() as session:
-            on_referral_offered(session, event, casework=Casework(PROVIDER), auto_accept=False)
+    def offer(self, *, languages=("sq", "en"), provider_id: str = PROVIDER, **extra) -> Event:
+        """Deliver a `referral.offered` as the worker does (the catalogue's checks, then the handler), and
+        return the event. `extra` fields ride along in its payload, as a forger's would."""
+        event = offered_event(languages=languages, provider_id=provider_id)
+        event = dataclasses.replace(event, data={**event.data, **extra})
+        handled = subscriptions(self.app.extensions["advocacy"]["continuity"], NoIntake(), auto_accept=False)
+        EventHandlers(f"advocacy.{PROVIDER}", self.sessions, Inbox, handled, trusted={"guest"})(event)
         return event
 
     def advocate(self, name="Advocate Synthetic-Kalo", languages=("en",), max_caseload=5) -> dict:
@@ -57,14 +62,15 @@ class Instance:
             return [json.loads(row.payload) for row in rows]
 
 
-def offered_event(*, languages=("sq", "en"), provider_id: str = PROVIDER, **data) -> Event:
-    referral_id, offer_id = str(uuid.uuid4()), str(uuid.uuid4())
-    payload = {
-        "referral_id": referral_id,
-        "offer_id": offer_id,
-        "provider_id": provider_id,
-        "org_id": "met-police",
-        "external_reference": "REF-SYNTHETIC-1",
+class NoIntake:
+    """No allocation is delivered in these tests: nothing fetches a referral."""
+
+    def fetch_referral(self, referral_id: str) -> dict:
+        raise AssertionError("not expected to fetch a referral")
+
+
+def offered_event(*, languages=("sq", "en"), provider_id: str = PROVIDER) -> Event:
+    summary = {
         "is_child": False,
         "pathway": "nrm",
         "region": "london",
@@ -76,11 +82,18 @@ def offered_event(*, languages=("sq", "en"), provider_id: str = PROVIDER, **data
         "needs": ["accommodation", "legal"],
         "immediate_danger": False,
         "re_trafficking_risk": "medium",
-        "offered_at": "2026-01-05T10:00:00+00:00",
-        "respond_by": "2026-01-06T10:00:00+00:00",
-        **data,
     }
-    return Event(type="referral.offered", source="/intake", subject=referral_id, data=payload)
+    offer = payload(
+        "referral.offered",
+        referral_id=str(uuid.uuid4()),
+        offer_id=str(uuid.uuid4()),
+        provider_id=provider_id,
+        org_id="met-police",
+        offered_at="2026-01-05T10:00:00+00:00",
+        respond_by="2026-01-06T10:00:00+00:00",
+        summary=summary,
+    )
+    return arriving(offer)
 
 
 @pytest.fixture
@@ -185,8 +198,11 @@ def test_a_token_without_the_scope_is_403(advocacy, auth_header):
 
 
 def test_an_offer_is_listed_with_its_minimised_summary_only(advocacy):
-    event = advocacy.offer(given_name="Synthetic-Name", narrative="Synthetic narrative")
-    advocacy.offer(provider_id="charity-b")  # addressed to someone else: ignored
+    event = advocacy.offer()
+    with pytest.raises(PermanentError, match="does not match its schema"):  # refused before any handler
+        advocacy.offer(given_name="Synthetic-Name", narrative="Synthetic narrative")
+    with pytest.raises(PermanentError, match="addressed to another"):
+        advocacy.offer(provider_id="charity-b")
     response = advocacy.client.get("/v1/offers", headers=advocacy.headers)
     assert response.status_code == 200
     assert json.loads(response.headers["X-Pagination"])["total"] == 1

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import test_advocacy_events as events
 from sqlalchemy import select
 from test_advocacy_events import PROVIDER, add_advocate, deliver, offered, withdrawn
 
 from services.advocacy.models import Case, Offer, Outbox
 from shared.messaging.envelope import Event
+from shared.messaging.errors import PermanentError
+from support.events import arriving, payload
 
 advocacy = events.advocacy  # the same fixture: one migrated advocacy instance on a fresh database
 
@@ -22,9 +25,9 @@ def capacity_reports(app) -> list[int]:
     return [json.loads(row.payload)["data"]["capacity"] for row in rows]
 
 
-def expired(event: Event) -> Event:
-    data = {k: event.data[k] for k in ("referral_id", "offer_id", "provider_id")}
-    return Event(type="offer.expired", source="/intake", subject=event.subject, data=data)
+def expired(event: Event, provider_id: str = PROVIDER) -> Event:
+    ids = {k: event.data[k] for k in ("referral_id", "offer_id")}
+    return arriving(payload("offer.expired", **ids, provider_id=provider_id))
 
 
 def test_capacity_is_announced_when_advocates_join_cases_open_and_cases_close(advocacy):
@@ -58,13 +61,11 @@ def test_an_acceptance_that_crossed_the_deadline_closes_its_case_and_frees_the_p
     assert capacity_reports(advocacy)[-1] == 1
 
 
-def test_an_expiry_for_another_provider_is_ignored(advocacy):
+def test_an_expiry_addressed_to_another_provider_is_parked_and_changes_nothing(advocacy):
     add_advocate(advocacy)
     offer = offered()
     deliver(advocacy, offer)
-    other = Event(type="offer.expired", source="/intake", subject=offer.subject,
-                  data={**expired(offer).data, "provider_id": "charity-b"})  # fmt: skip
-    deliver(advocacy, other)
+    with pytest.raises(PermanentError, match="addressed to another"):
+        deliver(advocacy, expired(offer, provider_id="charity-b"))
     with advocacy.sessions() as session:
         assert session.get(Offer, offer.data["offer_id"]).status == "pending"
-    assert PROVIDER == "charity-a"

@@ -26,6 +26,7 @@ from shared.db import make_engine, make_session_factory, migrate
 from shared.messaging.envelope import Event
 from shared.testing import date_of_birth_for_age, referral_body
 from support.amqp import declare_tap, drain, publish, running
+from support.events import arriving, payload
 
 SCOPES = "offers:respond cases:read cases:write"
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)  # a Monday
@@ -120,36 +121,37 @@ def events(url: str, queue: str, expect: int, timeout: float = 20) -> list[dict]
 
 
 def open_case_over_the_broker(instance: Instance, referral: dict) -> str:
-    """intake offers the referral (auto-accepted), then allocates it; the case opens. Returns its id."""
+    """intake offers the referral (auto-accepted), then confirms the allocation; the case opens. Its id."""
     referral_id = referral["id"]
     instance.intake.referrals[referral_id] = referral
     watch = tap(instance, "offer.accepted", "case.opened")
-    offer = Event(
-        type="referral.offered",
-        source="/intake",
-        subject=referral_id,
-        data={
-            "referral_id": referral_id,
-            "offer_id": str(uuid.uuid4()),
-            "provider_id": instance.provider_id,
-            "org_id": "met-police",
-            "external_reference": "REF-SYNTHETIC-C",
-            "is_child": referral["is_child"],
-            "pathway": "nrm",
-            "region": referral["location"]["region"],
-            "languages": ["sq"],
-        },
+    offer_id = str(uuid.uuid4())
+    summary = {"is_child": referral["is_child"], "pathway": "nrm", "region": referral["location"]["region"],
+               "languages": ["sq"]}  # fmt: skip
+    offer = arriving(
+        payload(
+            "referral.offered",
+            referral_id=referral_id,
+            offer_id=offer_id,
+            provider_id=instance.provider_id,
+            org_id="met-police",
+            offered_at=NOW.isoformat(),
+            respond_by=(NOW + timedelta(hours=24)).isoformat(),
+            summary=summary,
+        )
     )
     publish_when_bound(instance.amqp_url, offer, f"referral.offered.{instance.provider_id}")
     [accepted] = events(instance.amqp_url, watch, 1)
     case_id = accepted["data"]["case_id"]
-    allocation = Event(
-        type="referral.allocated",
-        source="/intake",
-        subject=referral_id,
-        data={"referral_id": referral_id, "provider_id": instance.provider_id, "case_id": case_id,
-              "org_id": "met-police", "external_reference": "REF-SYNTHETIC-C", "status": "allocated"},
-    )  # fmt: skip
+    allocation = arriving(
+        payload(
+            "allocation.confirmed",
+            referral_id=referral_id,
+            offer_id=offer_id,
+            provider_id=instance.provider_id,
+            case_id=case_id,
+        )
+    )
     publish(instance.amqp_url, allocation)
     [opened] = events(instance.amqp_url, watch, 1)
     assert opened["type"] == "case.opened" and opened["data"]["case_id"] == case_id
@@ -206,8 +208,6 @@ def test_a_positive_rg_then_a_positive_cg_produce_the_right_clocks_and_a_move_on
         "referral_id": planned["subject"],
         "case_id": case_id,
         "provider_id": charity.provider_id,
-        "org_id": "met-police",
-        "external_reference": "REF-SYNTHETIC-C",
         "transition_id": move_on["id"],
         "kind": "move_on",
         "status": "planned",

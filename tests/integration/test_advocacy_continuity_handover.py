@@ -1,17 +1,19 @@
 """Handovers: a provider handover moves the case to the receiving provider's instance over the real broker
 (routing key `case.handover.<provider>`, bound only by that provider's queue), with its timeline, NRM record,
-clocks and open transitions, and no personal data; an advocate handover changes the advocate only when done."""
+clocks and open transitions, and no personal data (no birthday: the receiver recomputes turning 18 from the
+referral intake lets it fetch); an advocate handover changes the advocate only when done."""
 
 from __future__ import annotations
 
 import json
 import time
 import uuid
-from datetime import date
+from datetime import date, timedelta
 
 from pika.exceptions import UnroutableError
 from sqlalchemy import select
 from test_advocacy_continuity import (  # the same instance fixture and helpers
+    NOW,
     disclosed,
     make_instance_fixture,  # noqa: F401 - the `make_instance` fixture
     open_case_over_the_broker,
@@ -21,7 +23,9 @@ from test_advocacy_continuity import (  # the same instance fixture and helpers
 
 from services.advocacy.models import Case
 from shared.messaging.envelope import Event
+from shared.testing import date_of_birth_for_age
 from support.amqp import drain, publish, running
+from support.events import arriving, payload
 
 ALL_DONE = {"receiving_agency_informed": True, "accommodation_confirmed": True, "handover_summary_written": True}
 
@@ -40,10 +44,14 @@ def wait_for_case(instance, referral_id: str, timeout: float = 20) -> Case:
 def test_a_provider_handover_moves_the_case_with_its_timeline_to_the_receiving_instance(make_instance):
     sender, receiver = make_instance("charity-from"), make_instance("charity-to")
     sending, receiving = sender.loops(), receiver.loops()
-    referral = disclosed(referred=date(2026, 1, 5))
+    referred = NOW.date() - timedelta(days=40)
+    dob = date_of_birth_for_age(17, 6, today=referred)  # a child: a turning_18 clock and transition
+    birthday = date.fromisoformat(dob).replace(year=date.fromisoformat(dob).year + 18).isoformat()
+    referral = disclosed(child=True, dob=dob, referred=referred)
     watch = tap(sender, "case.handover.*")
     with running(sending["consumer"]), running(sending["relay"]), running(receiving["consumer"]):
         case_id = open_case_over_the_broker(sender, referral)
+        assert birthday in {c["due_on"] for c in sender.get(f"/v1/cases/{case_id}/nrm")["clocks"]}
         sender.post(
             f"/v1/cases/{case_id}/nrm/decisions", {"stage": "rg", "outcome": "positive", "decided_on": "2026-01-20"}
         )
@@ -57,23 +65,33 @@ def test_a_provider_handover_moves_the_case_with_its_timeline_to_the_receiving_i
         assert done["status"] == "completed"
         received = wait_for_case(receiver, referral["id"])
         [(properties, body)] = drain(sender.amqp_url, watch, expect=1)
+        # The case waits, opening, until intake has moved the allocation and the referral can be fetched.
+        assert received.status == "opening"
+        receiver.intake.referrals[referral["id"]] = referral
+        publish(receiver.amqp_url, transferred(referral["id"]))
+        opened = wait_for(lambda: receiver.get(f"/v1/cases/{received.id}")["status"] == "open")
+        assert opened
 
-    # On the wire: addressed to the receiving provider, carrying ids, codes, dates and the timeline only.
+    # On the wire: addressed to the receiving provider, carrying ids, codes, dates and the timeline only:
+    # no name, no narrative, no date of birth, and no 18th birthday (nor any clock measured from it).
     message = json.loads(body)
     assert properties.type == "case.handover" and message["data"]["to_provider_id"] == "charity-to"
     subject = referral["subject"]
-    for personal in (subject["given_name"], subject["family_name"], subject["date_of_birth"], referral["narrative"]):
+    for personal in (subject["given_name"], subject["family_name"], dob, birthday, referral["narrative"]):
         assert personal not in body.decode()
+    assert "turning_18" not in body.decode()
 
-    # The receiving instance has the case, open, with the whole story so far and the running clocks.
-    assert received.status == "open" and received.id != case_id
+    # The receiving instance has the case, open, with the whole story so far and the running clocks; what
+    # derives from the person's details it planned again from the referral it fetched.
     moved = receiver.get(f"/v1/cases/{received.id}")
     kinds = [entry["kind"] for entry in moved["timeline"]]
     assert kinds[:2] == ["offer_received", "offer_accepted"]
     assert {"nrm_decision_recorded", "transition_planned", "case_handed_over", "case_received"} <= set(kinds)
     nrm = receiver.get(f"/v1/cases/{received.id}/nrm")
     assert [(d["stage"], d["outcome"], d["decided_on"]) for d in nrm["decisions"]] == [("rg", "positive", "2026-01-20")]
-    assert {c["kind"] for c in nrm["clocks"]} == {"recovery_period", "cg_not_before"}
+    clocks = {c["kind"]: c for c in nrm["clocks"]}
+    assert {"recovery_period", "cg_not_before", "turning_18"} <= set(clocks)
+    assert clocks["turning_18"]["due_on"] == birthday
 
     # The sending instance closed its case and stopped its clocks.
     closed = sender.get(f"/v1/cases/{case_id}")
@@ -81,14 +99,40 @@ def test_a_provider_handover_moves_the_case_with_its_timeline_to_the_receiving_i
     assert all(c["state"] == "stopped" for c in sender.get(f"/v1/cases/{case_id}/nrm")["clocks"])
 
 
+def transferred(referral_id: str) -> Event:
+    """intake's allocation.transferred: the handed-over case is now charity-to's."""
+    moved = payload(
+        "allocation.transferred", referral_id=referral_id, provider_id="charity-to", from_provider_id="charity-from"
+    )
+    return arriving(moved)
+
+
+def wait_for(predicate, timeout: float = 20) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def test_a_handover_is_routed_only_to_the_receiving_providers_queue(make_instance):
     receiver = make_instance("charity-to")
     loops = receiver.loops()
 
     def handover(to: str) -> Event:
-        data = {"to_provider_id": to, "referral_id": str(uuid.uuid4()), "transition_id": str(uuid.uuid4()),
-                "from_provider_id": "charity-x"}  # fmt: skip
-        return Event(type="case.handover", source="/advocacy/charity-x", subject=data["referral_id"], data=data)
+        data = payload(
+            "case.handover",
+            referral_id=str(uuid.uuid4()),
+            case_id=str(uuid.uuid4()),
+            transition_id=str(uuid.uuid4()),
+            from_provider_id="charity-x",
+            to_provider_id=to,
+            handed_over_at="2026-03-01T09:00:00+00:00",
+            summary={"is_child": False, "pathway": "nrm", "region": "london"},
+            nrm={},
+        )
+        return arriving(data)
 
     with running(loops["consumer"]):
         publish_when_bound(receiver.amqp_url, handover("charity-to"), "case.handover.charity-to")
@@ -146,14 +190,7 @@ def test_after_a_handover_the_receiving_provider_fetches_the_referral_once_intak
         assert (told["from_provider_id"], told["to_provider_id"]) == ("charity-from", "charity-to")
 
         receiver.intake.referrals[referral["id"]] = referral  # intake now lets charity-to read it
-        moved = {
-            "referral_id": referral["id"],
-            "provider_id": "charity-to",
-            "from_provider_id": "charity-from",
-            "status": "allocated",
-        }
-        transferred = Event(type="referral.transferred", source="/intake", subject=referral["id"], data=moved)
-        publish(receiver.amqp_url, transferred)
+        publish(receiver.amqp_url, transferred(referral["id"]))
         deadline = time.monotonic() + 20
         while receiver.get(f"/v1/cases/{received.id}")["referral"] is None and time.monotonic() < deadline:
             time.sleep(0.1)

@@ -3,6 +3,7 @@ referral through a fake intake), withdrawal, and at-most-once effects through th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from dataclasses import dataclass
@@ -14,8 +15,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
 from services.advocacy.app import create_app
-from services.advocacy.casework import Casework
-from services.advocacy.handlers import make_handlers
+from services.advocacy.continuity import Continuity
+from services.advocacy.handlers import subscriptions
 from services.advocacy.models import Case, Inbox, Offer, Outbox
 from shared.config import Settings
 from shared.db import migrate
@@ -23,8 +24,10 @@ from shared.inbox import EventHandlers
 from shared.messaging.envelope import Event
 from shared.messaging.errors import PermanentError
 from shared.testing import synthetic_person
+from support.events import arriving, payload
 
 PROVIDER = "charity-a"
+OPEN = {"status": "open"}
 SCOPES = "offers:respond cases:read cases:write"
 
 
@@ -54,7 +57,9 @@ def advocacy(fresh_database, dev_keys, broker_url, auth_header):
         "AMQP_URL": broker_url,  # the API never publishes: no private vhost needed
     }
     app = create_app(Settings.from_env("advocacy", env=env))
-    yield Instance(app.test_client(), app.extensions["advocacy"]["sessions"], auth_header(PROVIDER, "provider", SCOPES))
+    extension = app.extensions["advocacy"]
+    headers = auth_header(PROVIDER, "provider", SCOPES)
+    yield Instance(app.test_client(), extension["sessions"], extension["continuity"], headers)
     app.extensions["advocacy"]["engine"].dispose()
 
 
@@ -62,51 +67,47 @@ def advocacy(fresh_database, dev_keys, broker_url, auth_header):
 class Instance:
     client: FlaskClient
     sessions: sessionmaker
+    continuity: Continuity
     headers: dict[str, str]
 
 
 def deliver(app, event: Event, *, auto_accept: bool = False, intake: FakeIntake | None = None) -> None:
-    """One delivery through EventHandlers (inbox + one transaction), as the worker's consumer does."""
-    handlers = make_handlers(Casework(PROVIDER), intake or FakeIntake(), auto_accept=auto_accept)
-    EventHandlers(f"advocacy.{PROVIDER}", app.sessions, Inbox, handlers)(event)
+    """One delivery through EventHandlers (the catalogue's checks, inbox + one transaction), as the worker's
+    consumer does."""
+    handled = subscriptions(app.continuity, intake or FakeIntake(), auto_accept=auto_accept)
+    EventHandlers(f"advocacy.{PROVIDER}", app.sessions, Inbox, handled, trusted={"guest"})(event)
 
 
 def offered(referral_id: str | None = None, provider_id: str = PROVIDER, languages=("sq",)) -> Event:
-    referral_id = referral_id or str(uuid.uuid4())
-    data = {
-        "referral_id": referral_id,
-        "offer_id": str(uuid.uuid4()),
-        "provider_id": provider_id,
-        "org_id": "met-police",
-        "external_reference": "REF-SYNTHETIC-2",
-        "languages": list(languages),
-        "offered_at": "2026-01-05T10:00:00+00:00",
-        "respond_by": None,
-    }
-    return Event(type="referral.offered", source="/intake", subject=referral_id, data=data)
+    return arriving(
+        payload(
+            "referral.offered",
+            referral_id=referral_id or str(uuid.uuid4()),
+            offer_id=str(uuid.uuid4()),
+            provider_id=provider_id,
+            org_id="met-police",
+            offered_at="2026-01-05T10:00:00+00:00",
+            respond_by="2026-01-06T10:00:00+00:00",
+            summary={"is_child": False, "pathway": "nrm", "region": "london", "languages": list(languages)},
+        )
+    )
 
 
-def allocated(case: dict, provider_id: str = PROVIDER) -> Event:
-    data = {
-        "referral_id": case["referral_id"],
-        "org_id": "met-police",
-        "external_reference": "REF-SYNTHETIC-2",
-        "status": "allocated",
-        "provider_id": provider_id,
-        "case_id": case["id"],
-    }
-    return Event(type="referral.allocated", source="/intake", subject=case["referral_id"], data=data)
+def confirmed(case: dict, provider_id: str = PROVIDER) -> Event:
+    """intake's allocation.confirmed of our acceptance, addressed to `provider_id`."""
+    return arriving(
+        payload(
+            "allocation.confirmed",
+            referral_id=case["referral_id"],
+            offer_id=case["offer_id"],
+            provider_id=provider_id,
+            case_id=case["id"],
+        )
+    )
 
 
-def withdrawn(referral_id: str, provider_id: str | None = PROVIDER) -> Event:
-    data = {
-        "referral_id": referral_id,
-        "org_id": "met-police",
-        "external_reference": "REF-SYNTHETIC-2",
-        "status": "withdrawn",
-        "provider_id": provider_id,
-    }
-    return Event(type="referral.withdrawn", source="/intake", subject=referral_id, data=data)
+def withdrawn(referral_id: str, provider_id: str = PROVIDER, offer_id: str | None = None) -> Event:
+    return arriving(payload("offer.withdrawn", referral_id=referral_id, provider_id=provider_id, offer_id=offer_id))
 
 
 def add_advocate(app, max_caseload: int = 5, languages=("sq",)) -> dict:
@@ -168,55 +169,52 @@ def test_without_auto_accept_an_offer_waits_for_a_person(advocacy):
     assert staged(advocacy, "offer.accepted") == []
 
 
-def test_an_offer_to_another_provider_is_ignored(advocacy):
-    deliver(advocacy, offered(provider_id="charity-b"), auto_accept=True)
+def test_an_offer_addressed_to_another_provider_is_parked_and_changes_nothing(advocacy):
+    with pytest.raises(PermanentError, match="addressed to another"):
+        deliver(advocacy, offered(provider_id="charity-b"), auto_accept=True)
     assert advocacy.client.get("/v1/offers", headers=advocacy.headers).get_json() == []
 
 
 def test_an_offer_event_without_its_ids_is_parked_not_retried(advocacy):
     event = offered()
-    broken = Event(
-        type=event.type,
-        source=event.source,
-        subject=event.subject,
-        data={k: v for k, v in event.data.items() if k != "offer_id"},
-    )
+    broken = dataclasses.replace(event, data={k: v for k, v in event.data.items() if k != "offer_id"})
     with pytest.raises(PermanentError, match="offer_id"):
         deliver(advocacy, broken)
+    assert advocacy.client.get("/v1/offers", headers=advocacy.headers).get_json() == []
 
 
 def test_allocation_fetches_the_referral_stores_it_opens_the_case_and_stages_case_opened(advocacy):
     case = accepted_case(advocacy)
     intake = FakeIntake()
-    deliver(advocacy, allocated(case), intake=intake)
+    deliver(advocacy, confirmed(case), intake=intake)
     assert intake.fetched == [case["referral_id"]]
     opened = advocacy.client.get(f"/v1/cases/{case['id']}", headers=advocacy.headers).get_json()
     assert opened["status"] == "open"
     assert opened["referral"]["id"] == case["referral_id"] and opened["referral"]["subject"]["given_name"]
     kinds = [t["kind"] for t in opened["timeline"]]
-    assert kinds == ["offer_received", "offer_accepted", "referral_disclosed", "case_opened"]
+    # Opening plans the case's first NRM clock (the worker's casework, with its case-opening hook).
+    assert kinds == ["offer_received", "offer_accepted", "referral_disclosed", "case_opened", "clock_started"]
     [message] = staged(advocacy, "case.opened")
     assert message == {
         "referral_id": case["referral_id"],
         "case_id": case["id"],
         "provider_id": PROVIDER,
-        "org_id": "met-police",
-        "external_reference": "REF-SYNTHETIC-2",
         "status": "open",
     }
     assert "given_name" not in json.dumps(staged(advocacy, "case.opened"))
 
 
-def test_allocation_to_another_provider_is_ignored_without_fetching(advocacy):
+def test_an_allocation_addressed_to_another_provider_is_parked_without_fetching(advocacy):
     case = accepted_case(advocacy)
     intake = FakeIntake()
-    deliver(advocacy, allocated(case, provider_id="charity-b"), intake=intake)
+    with pytest.raises(PermanentError, match="addressed to another"):
+        deliver(advocacy, confirmed(case, provider_id="charity-b"), intake=intake)
     assert intake.fetched == [] and staged(advocacy, "case.opened") == []
 
 
 def test_when_intake_cannot_be_reached_the_allocation_fails_for_a_retry_and_changes_nothing(advocacy):
     case = accepted_case(advocacy)
-    event = allocated(case)
+    event = confirmed(case)
     with pytest.raises(requests.ConnectionError):
         deliver(advocacy, event, intake=FakeIntake(fail=True))
     assert staged(advocacy, "case.opened") == []
@@ -230,16 +228,16 @@ def test_when_intake_cannot_be_reached_the_allocation_fails_for_a_retry_and_chan
 def test_allocation_naming_a_case_we_never_opened_is_parked(advocacy):
     case = accepted_case(advocacy)
     with pytest.raises(PermanentError, match="never opened"):
-        deliver(advocacy, allocated({**case, "id": str(uuid.uuid4())}))
+        deliver(advocacy, confirmed({**case, "id": str(uuid.uuid4())}))
 
 
 def test_withdrawal_lapses_a_pending_offer_and_closes_a_live_case(advocacy):
     case = accepted_case(advocacy)
-    deliver(advocacy, allocated(case))
+    deliver(advocacy, confirmed(case))
     pending = offered()
     deliver(advocacy, pending, auto_accept=False)
 
-    deliver(advocacy, withdrawn(pending.data["referral_id"], provider_id=None))  # no provider named: our offer
+    deliver(advocacy, withdrawn(pending.data["referral_id"], offer_id=pending.data["offer_id"]))
     deliver(advocacy, withdrawn(case["referral_id"]))
 
     with advocacy.sessions.begin() as session:
@@ -257,12 +255,12 @@ def test_allocation_after_a_withdrawal_does_not_reopen_the_case(advocacy):
     case = accepted_case(advocacy)
     deliver(advocacy, withdrawn(case["referral_id"]))
     intake = FakeIntake()
-    deliver(advocacy, allocated(case), intake=intake)
+    deliver(advocacy, confirmed(case), intake=intake)
     assert intake.fetched == [] and staged(advocacy, "case.opened") == []
 
 
 def test_a_withdrawal_of_a_referral_we_never_saw_changes_nothing(advocacy):
-    deliver(advocacy, withdrawn(str(uuid.uuid4()), provider_id="charity-b"))
+    deliver(advocacy, withdrawn(str(uuid.uuid4())))
     assert advocacy.client.get("/v1/offers", headers=advocacy.headers).get_json() == []
 
 
@@ -273,7 +271,7 @@ def test_a_duplicate_delivery_has_no_second_effect(advocacy):
     deliver(advocacy, offer, auto_accept=True)  # the same message again (same event id)
     [case] = advocacy.client.get("/v1/cases", headers=advocacy.headers).get_json()
     intake = FakeIntake()
-    allocation = allocated(case)
+    allocation = confirmed(case)
     deliver(advocacy, allocation, intake=intake)
     deliver(advocacy, allocation, intake=intake)
     assert intake.fetched == [case["referral_id"]]
@@ -282,4 +280,4 @@ def test_a_duplicate_delivery_has_no_second_effect(advocacy):
         assert session.scalar(select(func.count()).select_from(Offer)) == 1
         assert session.scalar(select(func.count()).select_from(Case)) == 1
     timeline = advocacy.client.get(f"/v1/cases/{case['id']}", headers=advocacy.headers).get_json()["timeline"]
-    assert len(timeline) == 4
+    assert len(timeline) == 5

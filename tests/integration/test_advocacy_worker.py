@@ -1,6 +1,6 @@
 """advocacy's worker on the real RabbitMQ and PostgreSQL: an offer published on the `referrals`
 exchange is consumed, auto-accepted, and `offer.accepted` leaves through the outbox relay; then the
-allocation opens the case and `case.opened` leaves too."""
+confirmed allocation opens the case and `case.opened` leaves too."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from shared.config import Settings
 from shared.db import make_engine, make_session_factory, migrate
 from shared.messaging.envelope import Event
 from support.amqp import declare_tap, drain, publish, running
+from support.events import arriving, payload
 
 PROVIDER = "charity-w"
 
@@ -60,18 +61,17 @@ def test_the_worker_consumes_an_offer_auto_accepts_it_and_relays_the_events(fres
     loops = build_loops(settings, intake=intake)
 
     referral_id, offer_id = str(uuid.uuid4()), str(uuid.uuid4())
-    offer = Event(
-        type="referral.offered",
-        source="/intake",
-        subject=referral_id,
-        data={
-            "referral_id": referral_id,
-            "offer_id": offer_id,
-            "provider_id": PROVIDER,
-            "languages": ["sq"],
-            "org_id": "met-police",
-            "external_reference": "REF-SYNTHETIC-W",
-        },
+    offer = arriving(
+        payload(
+            "referral.offered",
+            referral_id=referral_id,
+            offer_id=offer_id,
+            provider_id=PROVIDER,
+            org_id="met-police",
+            offered_at="2026-01-05T10:00:00+00:00",
+            respond_by="2026-01-06T10:00:00+00:00",
+            summary={"is_child": False, "pathway": "nrm", "region": "london", "languages": ["sq"]},
+        )
     )
     with running(loops["consumer"]), running(loops["relay"]):
         # The consumer declares its queue on connect: publish once it is bound (mandatory refuses before).
@@ -85,18 +85,14 @@ def test_the_worker_consumes_an_offer_auto_accepts_it_and_relays_the_events(fres
         # The trace goes on through the handler and the outbox row into the event it caused.
         assert properties.headers["traceparent"].split("-")[1] == trace_id
 
-        allocation = Event(
-            type="referral.allocated",
-            source="/intake",
-            subject=referral_id,
-            data={
-                "referral_id": referral_id,
-                "provider_id": PROVIDER,
-                "case_id": accepted["data"]["case_id"],
-                "org_id": "met-police",
-                "external_reference": "REF-SYNTHETIC-W",
-                "status": "allocated",
-            },
+        allocation = arriving(
+            payload(
+                "allocation.confirmed",
+                referral_id=referral_id,
+                offer_id=offer_id,
+                provider_id=PROVIDER,
+                case_id=accepted["data"]["case_id"],
+            )
         )
         publish(amqp_url, allocation)
         [(properties, body)] = drain(amqp_url, tap, expect=1)

@@ -8,55 +8,36 @@ import json
 import os
 import shutil
 import subprocess
+import textwrap
 import uuid
-from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import pika
 import pytest
 from pika.exceptions import ChannelClosedByBroker
 from sqlalchemy import select
 
+from contracts.events import ADVOCACY, CATALOGUE
 from services.intake.domain import ResponsePolicy
-from services.intake.handlers import make_handlers
+from services.intake.handlers import subscriptions
 from services.intake.models import Inbox, Offer, Referral
 from services.intake.offers import Router
-from services.intake.worker import BINDINGS, QUEUE
+from services.intake.worker import QUEUE
 from shared.inbox import EventHandlers
 from shared.messaging import EXCHANGE, PARKING_EXCHANGE, REQUEUE_EXCHANGE, RETRY_EXCHANGE
 from shared.messaging.consumer import Consumer
-from shared.messaging.envelope import Event
 from shared.messaging.topology import QueueSpec, declare_exchanges, declare_queue
 from shared.testing import referral_body
-from support.amqp import drain, running
+from support.amqp import drain, running, wait_for_consumers
+from support.events import arriving, payload
+from support.infra import ADD_PROVIDER, add_provider
 
-SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "rabbitmq" / "add-provider.sh"
 pytestmark = pytest.mark.skipif(not shutil.which("rabbitmqctl"), reason="needs rabbitmqctl for the broker under test")
 
 
-@pytest.fixture
-def providers(amqp_url):
-    """Two charities with their own broker users on the test's vhost, made by the project's script."""
-    parts = urlsplit(amqp_url)
-    vhost = unquote(parts.path[1:]) or "/"
-    with pika.BlockingConnection(pika.URLParameters(amqp_url)) as platform:
-        declare_exchanges(platform.channel())
-    suffix = uuid.uuid4().hex[:6]
-    made = {}
-    for name in ("a", "b"):
-        provider_id, password = f"iso-{name}-{suffix}", uuid.uuid4().hex
-        env = {**os.environ, "RABBITMQ_VHOST": vhost, "PROVIDER_AMQP_PASSWORD": password}
-        result = subprocess.run([str(SCRIPT), provider_id], env=env, capture_output=True, text=True, timeout=120)
-        assert result.returncode == 0, result.stderr
-        netloc = f"advocacy-{provider_id}:{password}@{parts.hostname}:{parts.port or 5672}"
-        made[name] = (provider_id, parts._replace(netloc=netloc).geturl())
-    yield made
-    for provider_id, _ in made.values():
-        subprocess.run(["rabbitmqctl", "-q", "delete_user", f"advocacy-{provider_id}"], capture_output=True, timeout=60)
-
-
 def own_queue(url: str, provider_id: str) -> QueueSpec:
-    bindings = (f"referral.offered.{provider_id}", f"offer.expired.{provider_id}", "referral.allocated")
+    """A charity's queue as its worker declares it: bound to the events addressed to it (the catalogue's)."""
+    bindings = tuple(e.binding(provider_id) for e in CATALOGUE.consumed_by(ADVOCACY))
+    assert bindings and all(key.endswith(f".{provider_id}") for key in bindings)
     return QueueSpec(f"advocacy.{provider_id}", bindings, declare_exchanges=False)
 
 
@@ -94,8 +75,14 @@ def test_a_provider_cannot_listen_for_another_providers_offers_or_speak_as_intak
     refused(b_url, lambda ch: declare_queue(ch, own_queue(b_url, b_id)))
     assert refused(b_url, lambda ch: ch.queue_bind(b_queue, EXCHANGE, routing_key=f"referral.offered.{a_id}")) == 403
     assert refused(b_url, lambda ch: ch.queue_bind(b_queue, EXCHANGE, routing_key="#")) == 403
+    for unaddressed in ("referral.allocated", "referral.withdrawn", "referral.transferred"):  # notifications' only
+        assert refused(b_url, lambda ch, key=unaddressed: ch.queue_bind(b_queue, EXCHANGE, routing_key=key)) == 403
+    for addressed_to_a in ("offer.withdrawn", "allocation.confirmed", "allocation.transferred", "case.handover"):
+        key = f"{addressed_to_a}.{a_id}"
+        assert refused(b_url, lambda ch, key=key: ch.queue_bind(b_queue, EXCHANGE, routing_key=key)) == 403
     forged = pika.BasicProperties(user_id=f"advocacy-{b_id}")
-    assert refused(b_url, lambda ch: ch.basic_publish(EXCHANGE, "referral.allocated", b"{}", forged)) == 403
+    for intakes in ("referral.allocated", f"allocation.confirmed.{a_id}", f"referral.offered.{a_id}", "case.spoof"):
+        assert refused(b_url, lambda ch, key=intakes: ch.basic_publish(EXCHANGE, key, b"{}", forged)) == 403
     impersonating = pika.BasicProperties(user_id=f"advocacy-{a_id}")
     assert refused(b_url, lambda ch: ch.basic_publish(EXCHANGE, "offer.accepted", b"{}", impersonating)) == 406
 
@@ -111,41 +98,75 @@ def test_an_answer_forged_in_another_providers_name_is_refused_and_parked(provid
     with sessions() as session:
         offer_id = session.scalars(select(Offer.id).where(Offer.referral_id == referral_id)).one()
 
-    handlers = EventHandlers(QUEUE, sessions, Inbox, make_handlers(Router(ResponsePolicy()), trusted={"guest"}))
-    consumer = Consumer(amqp_url, QueueSpec(QUEUE, BINDINGS, retry_delay_ms=100), handlers)
-    forged = Event(
-        type="offer.accepted",
-        source=f"/advocacy/{a_id}",
-        subject=referral_id,
-        data={"referral_id": referral_id, "offer_id": offer_id, "provider_id": a_id, "case_id": "forged"},
+    handled = subscriptions(Router(ResponsePolicy()))
+    handlers = EventHandlers(QUEUE, sessions, Inbox, handled, trusted={"guest"})
+    consumer = Consumer(amqp_url, QueueSpec(QUEUE, handled.bindings, retry_delay_ms=100), handlers)
+    answer = payload(
+        "offer.accepted",
+        referral_id=referral_id,
+        offer_id=offer_id,
+        provider_id=a_id,
+        case_id="forged",
+        advocate={"name": "Advocate Synthetic-Forger", "email": "forger@b.example"},
+        accepted_at="2026-03-01T09:00:00+00:00",
     )
+    forged = arriving(answer, publisher=f"advocacy-{b_id}")
     with running(consumer.run):
-        _wait_for_consumer(amqp_url, QUEUE)
+        wait_for_consumers(amqp_url, QUEUE)
         with pika.BlockingConnection(pika.URLParameters(b_url)) as connection:
             channel = connection.channel()
             channel.confirm_delivery()
             properties = pika.BasicProperties(
                 message_id=forged.id, type=forged.type, delivery_mode=2, user_id=f"advocacy-{b_id}"
-            )
+            )  # B's own user (RabbitMQ would refuse another user_id), speaking for A
             channel.basic_publish(EXCHANGE, "offer.accepted", forged.to_json(), properties, mandatory=True)
         parked = drain(amqp_url, f"{QUEUE}.parking", expect=1, timeout=30)
     assert len(parked) == 1
-    assert "may not speak for provider" in parked[0][0].headers["x-parked-reason"]
+    assert f"may not publish offer.accepted for provider {a_id}" in parked[0][0].headers["x-parked-reason"]
     assert json.loads(parked[0][1])["id"] == forged.id
     with sessions() as session:
         assert session.get(Referral, referral_id).status == "offered"
 
 
-def _wait_for_consumer(url: str, queue: str) -> None:
-    import time
+def test_a_provider_event_added_to_the_catalogue_is_publishable_with_no_edit_to_the_script(amqp_url, tmp_path):
+    # The catalogue as a later issue extends it: one more provider event, defined where events are defined.
+    (tmp_path / "sitecustomize.py").write_text(
+        textwrap.dedent(
+            """
+            from contracts.events import CaseNews, case_news
 
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        with pika.BlockingConnection(pika.URLParameters(url)) as connection:
-            try:
-                if connection.channel().queue_declare(queue, passive=True).method.consumer_count:
-                    return
-            except ChannelClosedByBroker:
+            @case_news("case.reviewed", "A new provider event, as a later issue would add.")
+            class CaseReviewed(CaseNews, frozen=True):
                 pass
-        time.sleep(0.1)
-    raise AssertionError(f"no consumer on {queue}")
+            """
+        )
+    )
+    with pika.BlockingConnection(pika.URLParameters(amqp_url)) as platform:
+        declare_exchanges(platform.channel())
+    provider_id = f"new-{uuid.uuid4().hex[:6]}"
+    url = add_provider(amqp_url, provider_id, PYTHONPATH=str(tmp_path))
+    try:
+        as_provider = pika.BasicProperties(user_id=f"advocacy-{provider_id}")
+        assert refused(url, lambda ch: ch.basic_publish(EXCHANGE, "case.reviewed", b"{}", as_provider)) == 0
+        assert refused(url, lambda ch: ch.basic_publish(EXCHANGE, "case.unheard_of", b"{}", as_provider)) == 403
+    finally:
+        subprocess.run(["rabbitmqctl", "-q", "delete_user", f"advocacy-{provider_id}"], capture_output=True, timeout=60)
+    # Without the addition, the same user may not publish it.
+    url = add_provider(amqp_url, provider_id)
+    try:
+        assert refused(url, lambda ch: ch.basic_publish(EXCHANGE, "case.reviewed", b"{}", as_provider)) == 403
+    finally:
+        subprocess.run(["rabbitmqctl", "-q", "delete_user", f"advocacy-{provider_id}"], capture_output=True, timeout=60)
+
+
+def test_add_provider_says_what_to_do_when_it_cannot_read_the_catalogue(amqp_url):
+    result = subprocess.run(
+        [str(ADD_PROVIDER), "some-charity"],
+        env={**os.environ, "PYTHON": "/bin/false", "RABBITMQ_VHOST": "/"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "could not read the event catalogue" in result.stderr and "make venv" in result.stderr
+    assert "created broker user" not in result.stdout  # it stopped before touching the broker

@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import select
 
 from services.intake.domain import ResponsePolicy
-from services.intake.handlers import make_handlers
+from services.intake.handlers import subscriptions
 from services.intake.models import Inbox, Offer, Outbox, Referral
 from services.intake.offers import Router
-from services.intake.worker import BINDINGS, QUEUE
+from services.intake.worker import QUEUE
 from shared.inbox import EventHandlers
 from shared.messaging.consumer import Consumer, PermanentError
 from shared.messaging.envelope import Event
@@ -23,9 +23,12 @@ from shared.messaging.topology import QueueSpec
 from shared.testing import referral_body
 from support.amqp import publish, running
 from support.db import count
+from support.events import arriving, payload
 
 POLICE = ("met-police", "police", "referrals:write referrals:read")
-HANDLERS = make_handlers(Router(ResponsePolicy()), trusted={"guest"})
+HANDLERS = subscriptions(Router(ResponsePolicy()))
+ADVOCATE = {"name": "Advocate Synthetic", "email": "advocate@provider-a.example"}
+NOW = "2026-12-01T10:00:00+00:00"
 ADMIN = ("platform", "coordinator", "providers:admin")
 
 
@@ -45,15 +48,15 @@ def offered(intake, auth_header):
 
 
 def answer(kind: str, referral_id: str, offer_id: str, provider: str = "provider-a", **data) -> Event:
-    payload = {"referral_id": referral_id, "offer_id": offer_id, "provider_id": provider, **data}
+    when = {"offer.accepted": {"accepted_at": NOW, "case_id": "case-1", "advocate": ADVOCATE}}
+    defaults = when.get(kind, {"declined_at": NOW})
+    answered = payload(kind, referral_id=referral_id, offer_id=offer_id, provider_id=provider, **{**defaults, **data})
     # As it arrives from provider's own instance: RabbitMQ validated its user_id.
-    return Event(
-        type=kind, source=f"/advocacy/{provider}", subject=referral_id, data=payload, publisher=f"advocacy-{provider}"
-    )
+    return arriving(answered, publisher=f"advocacy-{provider}")
 
 
 def handle(sessions, event: Event) -> None:
-    EventHandlers(QUEUE, sessions, Inbox, HANDLERS)(event)
+    EventHandlers(QUEUE, sessions, Inbox, HANDLERS, trusted={"guest"})(event)
 
 
 def outbox_types(sessions) -> list[str]:
@@ -64,13 +67,13 @@ def outbox_types(sessions) -> list[str]:
 def test_an_accepted_offer_allocates_the_referral_and_announces_it(intake, offered):
     _, sessions = intake
     referral_id, offer_id = offered
-    advocate = {"name": "Advocate Synthetic", "email": "advocate@provider-a.example"}
-    handle(sessions, answer("offer.accepted", referral_id, offer_id, case_id="case-1", advocate=advocate))
+    handle(sessions, answer("offer.accepted", referral_id, offer_id))
     with sessions() as session:
         referral = session.get(Referral, referral_id)
     assert (referral.status, referral.provider_id, referral.case_id) == ("allocated", "provider-a", "case-1")
-    assert referral.advocate == advocate
-    assert outbox_types(sessions)[-1] == "referral.allocated"
+    assert referral.advocate == ADVOCATE
+    # The referrer hears of it, and only the provider that accepted is told to open its case.
+    assert outbox_types(sessions)[-2:] == ["referral.allocated", "allocation.confirmed.provider-a"]
 
 
 def test_a_declined_offer_moves_to_the_next_provider_then_escalates_when_none_is_left(intake, offered):
@@ -101,7 +104,7 @@ def test_a_worker_killed_after_its_commit_and_before_its_ack_causes_no_second_ef
     _, sessions = intake
     referral_id, offer_id = offered
     database_url = sessions.kw["bind"].url.render_as_string(hide_password=False)
-    accepted = answer("offer.accepted", referral_id, offer_id, case_id="case-1", advocate=None)
+    accepted = answer("offer.accepted", referral_id, offer_id)
 
     crashing = subprocess.Popen(
         [
@@ -121,13 +124,13 @@ def test_a_worker_killed_after_its_commit_and_before_its_ack_causes_no_second_ef
     assert count(sessions, Outbox, Outbox.type == "referral.allocated") == 1
 
     seen: list[str] = []
-    inner = EventHandlers(QUEUE, sessions, Inbox, HANDLERS)
+    inner = EventHandlers(QUEUE, sessions, Inbox, HANDLERS, trusted={"guest"})
 
     def recording(event: Event) -> None:
         inner(event)
         seen.append(event.id)
 
-    consumer = Consumer(amqp_url, QueueSpec(QUEUE, BINDINGS, retry_delay_ms=100), recording)
+    consumer = Consumer(amqp_url, QueueSpec(QUEUE, HANDLERS.bindings, retry_delay_ms=100), recording)
     with running(consumer.run):
         _wait_until(lambda: accepted.id in seen)  # the broker redelivered the unacked message
     assert count(sessions, Outbox, Outbox.type == "referral.allocated") == 1
@@ -162,18 +165,20 @@ def test_a_provider_handover_moves_the_allocation_so_the_receiving_provider_may_
 ):
     app, sessions = intake
     referral_id, offer_id = offered
-    handle(sessions, answer("offer.accepted", referral_id, offer_id, case_id="case-1", advocate=None))
-    moved = {"from_provider_id": "provider-a", "to_provider_id": "provider-b", "case_id": "case-1"}
-    forged = Event(type="case.handed_over", source="/advocacy/provider-b", subject=referral_id, data=moved,
-                   publisher="advocacy-provider-b")  # fmt: skip
-    with pytest.raises(PermanentError):
-        handle(sessions, forged)
-    handle(sessions, Event(type="case.handed_over", source="/advocacy/provider-a", subject=referral_id, data=moved,
-                           publisher="advocacy-provider-a"))  # fmt: skip
+    handle(sessions, answer("offer.accepted", referral_id, offer_id))
+
+    def moved(sender: str) -> Event:
+        handed = payload("case.handed_over", referral_id=referral_id, case_id="case-1", from_provider_id=sender,
+                         to_provider_id="provider-b")  # fmt: skip
+        return arriving(handed, publisher=f"advocacy-{sender}")
+
+    with pytest.raises(PermanentError, match="does not hold"):
+        handle(sessions, moved("provider-b"))  # provider-b speaking for itself about a referral it does not hold
+    handle(sessions, moved("provider-a"))
     with sessions() as session:
         referral = session.get(Referral, referral_id)
     assert (referral.status, referral.provider_id, referral.case_id) == ("allocated", "provider-b", None)
-    assert outbox_types(sessions)[-1] == "referral.transferred"
+    assert outbox_types(sessions)[-2:] == ["referral.transferred", "allocation.transferred.provider-b"]
     client = app.test_client()
     path = f"/v1/referrals/{referral_id}"
     assert client.get(path, headers=auth_header("provider-a", "provider", "referrals:read")).status_code == 404

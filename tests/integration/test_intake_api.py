@@ -39,7 +39,9 @@ def test_a_valid_referral_is_stored_offered_and_its_events_staged(client, auth_h
         staged = {r.routing_key: json.loads(r.payload) for r in session.scalars(select(Outbox))}
     assert sorted(staged) == ["referral.offered.demo-charity", "referral.received"]
     assert staged["referral.received"]["data"]["status"] == "received"  # as it arrived, before routing
-    assert staged["referral.offered.demo-charity"]["data"]["status"] == "offered"
+    offered = staged["referral.offered.demo-charity"]["data"]
+    assert offered["provider_id"] == "demo-charity" and offered["summary"]["region"]  # the minimised summary
+    assert "external_reference" not in offered  # the referrer's own reference is not a charity's business
 
 
 def bad_bodies():

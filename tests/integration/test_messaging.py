@@ -14,6 +14,7 @@ from sqlalchemy.orm import DeclarativeBase
 
 from shared.db import make_engine, make_session_factory
 from shared.inbox import EventHandlers, InboxMixin
+from shared.messaging.catalogue import Subscriptions
 from shared.messaging.consumer import Consumer, _lane_of
 from shared.messaging.envelope import Event
 from shared.messaging.errors import PermanentError
@@ -21,6 +22,8 @@ from shared.messaging.relay import OutboxRelay
 from shared.messaging.topology import QueueSpec
 from shared.outbox import OutboxMixin, add_event
 from support.amqp import declare_tap, drain, publish, running
+from support.events import arriving
+from support.kit import KIT, ThingHappened, thing
 from support.tcp_proxy import TcpProxy
 
 
@@ -94,8 +97,9 @@ def test_a_malformed_message_is_parked_at_once(amqp_url):
 
 def test_a_redelivered_event_has_no_second_effect(sessions):
     effects: list[str] = []
-    handlers = EventHandlers("kit", sessions, Inbox, {"thing.*": lambda s, e: effects.append(e.id)})
-    once = event()
+    handled = Subscriptions(KIT, "kit").on(ThingHappened, lambda s, e: effects.append(e.id))
+    handlers = EventHandlers("kit", sessions, Inbox, handled, trusted={"guest"})
+    once = arriving(thing())
     handlers(once)
     handlers(once)
     assert effects == [once.id]
@@ -107,7 +111,7 @@ def test_the_relay_publishes_inside_the_stored_trace_and_marks_rows_sent_after_t
     declare_tap(amqp_url, "kit.tap", "thing.happened")
     tracer = trace.get_tracer("test")
     with tracer.start_as_current_span("agency request") as span, sessions.begin() as session:
-        add_event(session, Outbox, event())
+        add_event(session, Outbox, thing())
         trace_id = format(span.get_span_context().trace_id, "032x")
     relay = OutboxRelay(amqp_url, sessions, Outbox, name="kit", poll_interval=0.02)
     with running(relay.run):
@@ -125,7 +129,7 @@ def test_the_relay_publishes_inside_the_stored_trace_and_marks_rows_sent_after_t
 
 def test_an_unroutable_event_stays_pending_with_its_reason(amqp_url, sessions):
     with sessions.begin() as session:
-        add_event(session, Outbox, event("nobody.listens"))
+        add_event(session, Outbox, thing("nobody.listens"))
     relay = OutboxRelay(amqp_url, sessions, Outbox, name="kit", poll_interval=0.02)
     stop = threading.Event()
     import pika
@@ -152,7 +156,7 @@ def test_events_written_while_the_broker_is_unreachable_go_out_when_it_is_back(a
     relay = OutboxRelay(via_proxy, sessions, Outbox, name="kit", poll_interval=0.02)
     with running(relay.run):
         with sessions.begin() as session:  # the broker is unreachable: the write still succeeds
-            add_event(session, Outbox, event())
+            add_event(session, Outbox, thing())
         assert drain(amqp_url, "kit.outage", expect=1, timeout=1.5) == []
         proxy.open()
         got = drain(amqp_url, "kit.outage", expect=1, timeout=30)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -21,18 +22,19 @@ from services.notifications.config import WebhookSettings
 from services.notifications.dispatcher import WebhookDispatcher
 from services.notifications.domain import UnsafeWebhookUrl
 from services.notifications.egress import UrlGuard, webhook_session
-from services.notifications.handlers import UnknownReferral, handlers, on_referral_event
+from services.notifications.handlers import UnknownReferral, on_referral_news, subscriptions
 from services.notifications.models import Delivery, Inbox, Subscription
 from services.notifications.worker import build_loops
 from shared.config import Settings
 from shared.db import make_engine, make_session_factory, migrate
 from shared.inbox import EventHandlers
-from shared.messaging import CONTENT_TYPE, EXCHANGE
 from shared.messaging.envelope import Event
 from shared.messaging.errors import PermanentError
 from shared.messaging.worker import run_loops
 from shared.outbox import utcnow
 from shared.telemetry import carrier_from_current
+from support.amqp import publish
+from support.events import arriving, payload
 
 WRITE = "subscriptions:write"
 RESPONSE_MARKER = "receiver-body-must-never-be-stored"
@@ -121,7 +123,9 @@ def service(fresh_database, dev_keys, auth_header):
         client=client,
         sessions=sessions,
         dispatcher=dispatcher,
-        handle=EventHandlers("notifications", sessions, Inbox, handlers(), after_commit=dispatcher.wake),
+        handle=EventHandlers(
+            "notifications", sessions, Inbox, subscriptions(), trusted={"guest"}, after_commit=dispatcher.wake
+        ),
         subscribe=subscribe,
         deliveries=deliveries,
         headers=lambda org="met-police": auth_header(org, "police", WRITE),
@@ -129,30 +133,29 @@ def service(fresh_database, dev_keys, auth_header):
     engine.dispose()
 
 
+# What each of intake's webhook types adds to the referral's ids and status (contracts.events).
+REFERRAL_FIELDS = {
+    "referral.received": {"status": "received", "pathway": "nrm", "is_child": False, "region": "london"},
+    "referral.allocated": {"status": "allocated", "provider_id": "charity-a", "case_id": "case-1"},
+    "referral.withdrawn": {"status": "withdrawn"},
+}
+
+
 def referral_event(
-    event_type: str = "referral.received",
-    *,
-    org: str | None = "met-police",
-    referral_id: str | None = None,
-    **data,
+    event_type: str = "referral.received", *, org: str = "met-police", referral_id: str | None = None, **data
 ) -> Event:
-    referral_id = referral_id or str(uuid.uuid4())
-    payload = {
-        "referral_id": referral_id,
-        "org_id": org,
-        "external_reference": "REF-SYN-1",
-        "status": "received",
-        "pathway": "nrm",
-        "is_child": False,
-        "region": "london",
-        **data,
-    }
-    return Event(
-        type=event_type,
-        source="/intake",
-        subject=referral_id,
-        data={k: v for k, v in payload.items() if v is not None},
+    """intake's event about a referral, as it arrives from intake's broker user."""
+    fields = {**REFERRAL_FIELDS[event_type], **data}
+    news = payload(
+        event_type, referral_id=referral_id or str(uuid.uuid4()), org_id=org, external_reference="REF-SYN-1", **fields
     )
+    return arriving(news)
+
+
+def case_opened(referral_id: str, provider_id: str = "charity-a") -> Event:
+    """A provider's case.opened, as it arrives from that provider's own broker user."""
+    opened = payload("case.opened", referral_id=referral_id, case_id="case-1", provider_id=provider_id)
+    return arriving(opened, publisher=f"advocacy-{provider_id}")
 
 
 def trace_id_of(traceparent: str) -> str:
@@ -178,7 +181,7 @@ def test_one_delivery_per_matching_subscription_of_the_referring_org_only(servic
     service.subscribe("met-police", receiver.url, ["case.opened"])  # other event type
     service.subscribe("kent-police", receiver.url, ["referral.received"])  # other org
 
-    event = referral_event(given_name="Synthetic-Kalox", date_of_birth="1990-01-01")
+    event = referral_event()
     service.handle(event)
 
     deliveries = service.deliveries(event_id=event.id)
@@ -197,8 +200,17 @@ def test_one_delivery_per_matching_subscription_of_the_referring_org_only(servic
             "is_child": False,
         },
     }
-    assert "Synthetic-Kalox" not in deliveries[0].payload and "1990-01-01" not in deliveries[0].payload
     assert {d.webhook_id for d in deliveries} == {f"msg_{event.id}_{s['id']}" for s in (received_a, received_b)}
+
+
+def test_an_event_carrying_a_name_is_parked_before_any_webhook_is_queued(service, receiver):
+    service.subscribe("met-police", receiver.url, ["referral.received"])
+    event = referral_event()
+    forged = dataclasses.replace(event, data={**event.data, "given_name": "Synthetic-Kalox", "dob": "1990-01-01"})
+    with pytest.raises(PermanentError, match="does not match its schema") as refused:
+        service.handle(forged)
+    assert "Synthetic-Kalox" not in str(refused.value) and "1990-01-01" not in str(refused.value)
+    assert service.deliveries() == []
 
 
 def test_a_redelivered_event_has_no_second_effect(service, receiver):
@@ -206,27 +218,26 @@ def test_a_redelivered_event_has_no_second_effect(service, receiver):
     event = referral_event()
     service.handle(event)
     service.handle(event)  # the broker redelivers: the inbox drops it
+    accepted, _ = service.handle.accept(event)
     with service.sessions.begin() as session:  # even past the inbox, the unique constraint holds
-        on_referral_event(session, event)
+        on_referral_news(session, accepted)
     assert len(service.deliveries(event_id=event.id)) == 1
 
 
-def test_an_event_without_org_is_routed_by_the_remembered_referral(service, receiver):
+def test_a_providers_event_is_routed_by_the_remembered_referral_and_taken_only_from_its_holder(service, receiver):
     subscription = service.subscribe("met-police", receiver.url, ["case.opened"])
     referral_id = str(uuid.uuid4())
-    case_opened = {
-        "referral_id": referral_id,
-        "case_id": "case-1",
-        "provider_id": "charity-a",
-        "status": "open",
-    }
-    early = Event(type="case.opened", source="/advocacy/charity-a", subject=referral_id, data=case_opened)
     with pytest.raises(UnknownReferral):
-        service.handle(early)  # intake's event has not arrived yet: retried later by the consumer
+        service.handle(case_opened(referral_id))  # intake's events have not arrived yet: retried later
+    service.handle(referral_event(referral_id=referral_id))
+    with pytest.raises(UnknownReferral):
+        service.handle(case_opened(referral_id))  # received, but nobody holds it yet
     assert service.deliveries() == []
 
-    service.handle(referral_event(referral_id=referral_id))
-    service.handle(Event(type="case.opened", source="/advocacy/charity-a", subject=referral_id, data=case_opened))
+    service.handle(referral_event("referral.allocated", referral_id=referral_id))
+    with pytest.raises(PermanentError, match="does not hold"):
+        service.handle(case_opened(referral_id, provider_id="charity-b"))  # its own user, another's referral
+    service.handle(case_opened(referral_id))
 
     [delivery] = service.deliveries(event_type="case.opened")
     assert delivery.subscription_id == subscription["id"]
@@ -240,12 +251,12 @@ def test_an_event_without_org_is_routed_by_the_remembered_referral(service, rece
 
 
 def test_an_event_claiming_another_org_for_a_known_referral_is_parked(service, receiver):
-    service.subscribe("kent-police", receiver.url, ["case.opened"])
+    service.subscribe("kent-police", receiver.url, ["referral.allocated"])
     referral_id = str(uuid.uuid4())
     service.handle(referral_event(referral_id=referral_id, org="met-police"))
     with pytest.raises(PermanentError):
-        service.handle(referral_event("case.opened", referral_id=referral_id, org="kent-police"))
-    assert service.deliveries(event_type="case.opened") == []
+        service.handle(referral_event("referral.allocated", referral_id=referral_id, org="kent-police"))
+    assert service.deliveries(event_type="referral.allocated") == []
 
 
 # --- the dispatcher -----------------------------------------------------------------------------------
@@ -399,24 +410,10 @@ def test_worker_turns_a_published_event_into_a_signed_webhook(service, receiver,
     worker.start()
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
     try:
-        channel = wait_until(lambda: _declared(connection, queue))
-        channel.queue_bind(queue, EXCHANGE, routing_key="referral.*")  # idempotent: bound before we publish
-        channel.confirm_delivery()
-        event = referral_event("referral.allocated", status="allocated", provider_id="charity-a", case_id="c-9")
+        wait_until(lambda: _declared(connection, queue))  # declared and bound by the worker from its handlers
+        event = referral_event("referral.allocated", case_id="c-9")
         with trace.get_tracer("test").start_as_current_span("intake outbox relay") as root:
-            channel.basic_publish(
-                EXCHANGE,
-                event.type,
-                event.to_json(),
-                pika.BasicProperties(
-                    message_id=event.id,
-                    type=event.type,
-                    content_type=CONTENT_TYPE,
-                    delivery_mode=pika.DeliveryMode.Persistent,
-                    headers=carrier_from_current(),
-                ),
-                mandatory=True,
-            )
+            publish(amqp_url, event, headers=carrier_from_current())  # as the guest user, which is trusted
         [request] = wait_until(lambda: receiver.received)
         payload = Webhook(subscription["secret"]).verify(request["body"], request["headers"])
         assert payload["data"] == {
@@ -425,8 +422,6 @@ def test_worker_turns_a_published_event_into_a_signed_webhook(service, receiver,
             "status": "allocated",
             "provider_id": "charity-a",
             "case_id": "c-9",
-            "pathway": "nrm",
-            "is_child": False,
         }
         assert trace_id_of(request["headers"]["traceparent"]) == format(root.get_span_context().trace_id, "032x")
         delivered = wait_until(lambda: [d for d in service.deliveries() if d.status == "delivered"])
@@ -497,7 +492,7 @@ def test_on_sqlite_the_dispatcher_claims_and_sends(tmp_path, dev_keys, receiver)
                 created_at=utcnow(),
             )
         )
-    handle = EventHandlers("notifications", sessions, Inbox, handlers())
+    handle = EventHandlers("notifications", sessions, Inbox, subscriptions(), trusted={"guest"})
     for _ in range(7):
         handle(referral_event())
     dispatcher = WebhookDispatcher(sessions, WebhookSettings(allow_private=True, retry_schedule=()))

@@ -16,6 +16,7 @@ from shared.messaging.relay import OutboxRelay
 from shared.outbox import OutboxMixin, add_event
 from support.amqp import declare_tap, drain, running
 from support.db import drop_connections_to
+from support.kit import Thing, thing
 
 
 class Base(DeclarativeBase):
@@ -34,14 +35,14 @@ def sessions(fresh_database):
     engine.dispose()
 
 
-def event(kind: str = "thing.happened", **data) -> Event:
-    return Event(type=kind, source="/test", subject="ref-1", data=data)
+def event(kind: str = "thing.happened", **data) -> Thing:
+    return thing(kind, **data)
 
 
-def stage(sessions, *events: Event) -> None:
+def stage(sessions, *payloads: Thing) -> list[Event]:
+    """Stage the events in one transaction; the events as they will be published."""
     with sessions.begin() as session:
-        for e in events:
-            add_event(session, Outbox, e)
+        return [add_event(session, Outbox, p) for p in payloads]
 
 
 def rows(sessions) -> dict[str, Outbox]:
@@ -58,10 +59,10 @@ def wait_until(condition, timeout: float = 15.0) -> None:
 
 def test_a_batch_with_confirms_in_flight_marks_sent_all_but_the_unroutable_event_in_its_middle(amqp_url, sessions):
     declare_tap(amqp_url, "kit.batch", "thing.happened")
-    before = [event(n=i) for i in range(120)]  # more than one batch of 100
-    unroutable = event("nobody.listens")
-    after = [event(n=i) for i in range(120, 250)]
-    stage(sessions, *before, unroutable, *after)
+    # more than one batch of 100, with one event nobody listens for
+    staged = stage(sessions, *(event(n=i) for i in range(120)), event("nobody.listens"),
+                   *(event(n=i) for i in range(120, 250)))  # fmt: skip
+    before, unroutable, after = staged[:120], staged[120], staged[121:]
     relay = OutboxRelay(amqp_url, sessions, Outbox, name="kit", poll_interval=0.02)
     with running(relay.run):
         got = drain(amqp_url, "kit.batch", expect=250, timeout=30)
@@ -82,9 +83,8 @@ def test_an_event_the_broker_nacks_stays_pending_with_its_reason(amqp_url, sessi
     channel.queue_declare("kit.full", durable=True, arguments={"x-max-length": 0, "x-overflow": "reject-publish"})
     channel.queue_bind("kit.full", "referrals", routing_key="thing.refused")
     connection.close()
-    refused, fine = event("thing.refused"), event("thing.refused.elsewhere")
     declare_tap(amqp_url, "kit.fine", "thing.refused.elsewhere")
-    stage(sessions, refused, fine)
+    refused, fine = stage(sessions, event("thing.refused"), event("thing.refused.elsewhere"))
     relay = OutboxRelay(amqp_url, sessions, Outbox, name="kit", poll_interval=0.02)
     with running(relay.run):
         wait_until(lambda: rows(sessions)[refused.id].attempts >= 1 and rows(sessions)[fine.id].sent_at is not None)

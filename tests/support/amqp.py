@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 import pika
 
 from shared.messaging import CONTENT_TYPE, EXCHANGE
+from shared.messaging.catalogue import PROVIDER_USER_PREFIX
 from shared.messaging.envelope import Event
 
 
@@ -37,18 +38,21 @@ def running(loop: Callable[[threading.Event], None]) -> Iterator[threading.Event
 
 
 def publish(url: str, event: Event, routing_key: str | None = None, headers: dict | None = None) -> None:
+    """Publish as the URL's broker user, under `routing_key`, else the key the event arrived with, else its type.
+    A charity's restricted user may not declare the exchange: it only checks it exists."""
     connection = pika.BlockingConnection(pika.URLParameters(url))
+    user = pika.URLParameters(url).credentials.username
     try:
         channel = connection.channel()
-        channel.exchange_declare(EXCHANGE, "topic", durable=True)
+        channel.exchange_declare(EXCHANGE, "topic", durable=True, passive=user.startswith(PROVIDER_USER_PREFIX))
         channel.confirm_delivery()
         channel.basic_publish(
             EXCHANGE,
-            routing_key or event.type,
+            routing_key or event.routing_key or event.type,
             event.to_json(),
             pika.BasicProperties(message_id=event.id, type=event.type, content_type=CONTENT_TYPE,
                                  delivery_mode=2, headers=headers or {},
-                                 user_id=pika.URLParameters(url).credentials.username),
+                                 user_id=user),
             mandatory=True,
         )  # fmt: skip
     finally:
@@ -85,3 +89,19 @@ def declare_tap(url: str, name: str, *keys: str) -> None:
             channel.queue_bind(name, EXCHANGE, routing_key=key)
     finally:
         connection.close()
+
+
+def wait_for_consumers(url: str, *queues: str, timeout: float = 20.0) -> None:
+    """Wait until each queue exists and has a consumer (a worker declared and bound it, and is listening)."""
+    deadline = time.monotonic() + timeout
+    waiting = list(queues)
+    while waiting and time.monotonic() < deadline:
+        with pika.BlockingConnection(pika.URLParameters(url)) as connection:
+            try:  # a passive declare of a queue not there yet closes the channel
+                if connection.channel().queue_declare(waiting[0], passive=True).method.consumer_count:
+                    waiting.pop(0)
+                    continue
+            except pika.exceptions.ChannelClosedByBroker:
+                pass
+        time.sleep(0.1)
+    assert not waiting, f"no consumer on {', '.join(waiting)}"

@@ -11,10 +11,10 @@ import threading
 import pika
 
 from services.intake.domain import ResponsePolicy
-from services.intake.handlers import make_handlers
+from services.intake.handlers import subscriptions
 from services.intake.models import Inbox
 from services.intake.offers import Router
-from services.intake.worker import BINDINGS, QUEUE
+from services.intake.worker import QUEUE
 from shared.db import make_engine, make_session_factory
 from shared.inbox import EventHandlers
 from shared.messaging.consumer import Consumer
@@ -23,7 +23,6 @@ from shared.messaging.topology import QueueSpec
 amqp_url, database_url = sys.argv[1], sys.argv[2]
 sessions = make_session_factory(make_engine(database_url, instrument=False))
 trusted = {pika.URLParameters(amqp_url).credentials.username}
-handlers = EventHandlers(
-    QUEUE, sessions, Inbox, make_handlers(Router(ResponsePolicy()), trusted), after_commit=lambda: os._exit(17)
-)
-Consumer(amqp_url, QueueSpec(QUEUE, BINDINGS, retry_delay_ms=100), handlers, prefetch=1).run(threading.Event())
+handled = subscriptions(Router(ResponsePolicy()))
+handlers = EventHandlers(QUEUE, sessions, Inbox, handled, trusted=trusted, after_commit=lambda: os._exit(17))
+Consumer(amqp_url, QueueSpec(QUEUE, handled.bindings, retry_delay_ms=100), handlers, prefetch=1).run(threading.Event())

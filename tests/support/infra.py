@@ -1,12 +1,15 @@
-"""The test broker and database: a private vhost and throw-away databases, usable at any fixture scope."""
+"""The test broker and database: a private vhost and throw-away databases, usable at any fixture scope, and a
+charity's restricted broker user made by the project's own script."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from sqlalchemy import create_engine, text
@@ -53,3 +56,18 @@ def temporary_databases(pg_admin_url: str) -> Iterator[Callable[[str], str]]:
             for name in made:
                 connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+ADD_PROVIDER = Path(__file__).resolve().parents[2] / "deploy" / "rabbitmq" / "add-provider.sh"
+
+
+def add_provider(amqp_url: str, provider_id: str, **env: str) -> str:
+    """Make `provider_id`'s broker user on the test's vhost with the project's script; its AMQP URL."""
+    parts = urlsplit(amqp_url)
+    password = uuid.uuid4().hex
+    vhost = unquote(parts.path[1:]) or "/"
+    env = {**os.environ, "RABBITMQ_VHOST": vhost, "PROVIDER_AMQP_PASSWORD": password, **env}
+    result = subprocess.run([str(ADD_PROVIDER), provider_id], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    netloc = f"advocacy-{provider_id}:{password}@{parts.hostname}:{parts.port or 5672}"
+    return parts._replace(netloc=netloc).geturl()

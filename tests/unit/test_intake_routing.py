@@ -80,11 +80,3 @@ def test_the_response_deadline_is_24_hours_unless_the_region_says_otherwise():
     policy = ResponsePolicy(24, {"wales": 48})
     assert policy.respond_by(offered, "london") == offered + timedelta(hours=24)
     assert policy.respond_by(offered, "wales") == offered + timedelta(hours=48)
-
-
-def test_only_a_providers_own_broker_user_or_the_platform_may_speak_for_it():
-    trusted = {"platform"}
-    assert domain.may_speak_for("advocacy-charity-a", "charity-a", trusted)
-    assert domain.may_speak_for("platform", "charity-a", trusted)
-    assert not domain.may_speak_for("advocacy-charity-b", "charity-a", trusted)
-    assert not domain.may_speak_for(None, "charity-a", trusted)

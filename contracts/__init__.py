@@ -1,0 +1,1 @@
+"""Contracts between the services: the event catalogue (events.py)."""

@@ -1,0 +1,428 @@
+"""The events the services exchange: the published language of the platform, each type defined once.
+
+Each entry says its name (past tense), who may publish it, how it is addressed, its payload and who
+consumes it. Producers build these payloads; consumers accept nothing that does not match one
+(shared.messaging.catalogue); each charity's broker permissions (deploy/rabbitmq/add-provider.sh) and each
+service's AsyncAPI document (`GET /asyncapi.json`) are generated from this file.
+
+Data minimisation is enforced here: every string field is an id, a code, a date or a pattern-bound
+reference, never free text, and nothing names, dates the birth of or contacts a person
+(tests/unit/test_event_catalogue.py walks every schema). An 18th birthday leaves as its month only.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Literal, get_args
+
+from msgspec import Meta
+
+from shared.messaging.catalogue import INTAKE, PROVIDER, Catalogue, EventData
+
+CATALOGUE = Catalogue()
+event = CATALOGUE.define
+
+INTAKE_SERVICE, ADVOCACY, NOTIFICATIONS = "intake", "advocacy", "notifications"
+
+# --- the vocabulary: ids, codes and dates -------------------------------------------------------------
+
+Id = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$", description="an opaque id")]
+ProviderId = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$", description="a provider's id")]
+OrgId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$", description="an organisation's id")]
+# The referring agency's own case reference (its id for the referral), as it sent it: no control characters.
+ExternalReference = Annotated[str, Meta(pattern=r"^[^\x00-\x1f\x7f]{1,64}$")]
+Instant = Annotated[datetime, Meta(tz=True)]
+# A date as events carry it: a day, or only the month where the day would be a birthday (turning 18).
+EventDate = Annotated[str, Meta(pattern=r"^\d{4}-\d{2}(-\d{2})?$")]
+LanguageCode = Annotated[str, Meta(pattern=r"^[a-z]{2}$", description="ISO 639-1")]
+LocalAuthority = Annotated[str, Meta(pattern=r"^[EWSN]\d{8}$", description="an ONS code")]
+Count = Annotated[int, Meta(ge=0)]
+
+Region = Literal[
+    "london", "south_east", "south_west", "east_of_england", "east_midlands", "west_midlands",
+    "yorkshire_and_humber", "north_east", "north_west", "wales", "scotland", "northern_ireland",
+]  # fmt: skip
+ExploitationType = Literal[
+    "labour", "sexual", "criminal", "domestic_servitude", "organ_removal", "financial", "other", "unknown"
+]
+Need = Literal[
+    "accommodation", "legal", "immigration", "health", "mental_health", "finance", "education",
+    "employment", "family", "other",
+]  # fmt: skip
+Sex = Literal["female", "male", "non_binary", "unknown"]
+RiskLevel = Literal["low", "medium", "high"]
+Pathway = Literal["nrm", "duty_to_notify"]
+ReferralStatus = Literal["received", "offered", "allocated", "escalated", "withdrawn", "recorded"]
+EscalationReason = Literal["no_eligible_provider", "none_accepted", "immediate_danger"]
+DeclineReason = Literal["no_capacity", "out_of_area", "language", "eligibility", "risk", "other"]
+ClockKind = Literal["rg_decision", "recovery_period", "cg_not_before", "move_on", "exit_period", "turning_18"]
+ClockState = Literal["due_soon", "breached"]
+TransitionKind = Literal["turning_18", "relocation", "move_on", "advocate_handover", "provider_handover"]
+TransitionStatus = Literal["planned", "in_progress", "completed", "missed"]
+# What a handover may carry: nothing measured from a birthday (a turning_18 clock or transition).
+HandedOverClockKind = Literal["rg_decision", "recovery_period", "cg_not_before", "move_on", "exit_period"]
+HandedOverTransitionKind = Literal["relocation", "move_on", "advocate_handover", "provider_handover"]
+DateBasis = Literal["exact", "approximate"]
+ChecklistItem = Literal[
+    "consent_reobtained", "receiving_agency_informed", "accommodation_confirmed", "handover_summary_written"
+]
+NrmStage = Literal["rg", "cg"]
+NrmOutcome = Literal["positive", "negative"]
+PolicyVersion = Annotated[str, Meta(pattern=r"^[a-z0-9_]+@[a-z_*]+:\d{4}-\d{2}-\d{2}(\+config)?$")]
+TimelineKind = Annotated[str, Meta(pattern=r"^[a-z0-9_]{1,40}$")]
+
+REGIONS, EXPLOITATION_TYPES, NEEDS = get_args(Region), get_args(ExploitationType), get_args(Need)
+DECLINE_REASONS = get_args(DeclineReason)
+
+
+class ReferralSummary(EventData, frozen=True):
+    """What a provider needs to decide on an offer, and nothing that identifies the person."""
+
+    is_child: bool
+    pathway: Pathway
+    region: Region
+    local_authority: LocalAuthority | None = None
+    languages: list[LanguageCode] = []
+    interpreter_needed: bool = False
+    sex: Sex | None = None
+    exploitation_types: list[ExploitationType] = []
+    needs: list[Need] = []
+    immediate_danger: bool = False
+    re_trafficking_risk: RiskLevel | None = None
+
+
+# --- intake -> notifications: the referrer's view (webhook types) --------------------------------------
+
+
+class ReferralNews(EventData, frozen=True):
+    """What every event for the referring agency says: which referral, whose, and where it stands."""
+
+    referral_id: Id
+    org_id: OrgId
+    external_reference: ExternalReference
+    status: ReferralStatus
+
+
+@event("referral.received", publisher=INTAKE, consumers=[NOTIFICATIONS], description="Intake stored a referral.")
+class ReferralReceived(ReferralNews, frozen=True):
+    pathway: Pathway
+    is_child: bool
+    region: Region
+
+
+@event(
+    "referral.allocated",
+    publisher=INTAKE,
+    consumers=[NOTIFICATIONS],
+    description="A provider's acceptance was confirmed: the referral has a provider and a case.",
+)
+class ReferralAllocated(ReferralNews, frozen=True):
+    provider_id: ProviderId
+    case_id: Id
+
+
+@event(
+    "referral.escalated",
+    publisher=INTAKE,
+    consumers=[NOTIFICATIONS],
+    description="No provider could take the referral (or the person is in danger): a coordinator acts.",
+)
+class ReferralEscalated(ReferralNews, frozen=True):
+    reason: EscalationReason
+
+
+@event("referral.withdrawn", publisher=INTAKE, consumers=[NOTIFICATIONS], description="The referrer withdrew it.")
+class ReferralWithdrawn(ReferralNews, frozen=True):
+    provider_id: ProviderId | None = None
+
+
+@event(
+    "referral.transferred",
+    publisher=INTAKE,
+    consumers=[NOTIFICATIONS],
+    description="The allocation moved to another provider with the case (a provider handover).",
+)
+class ReferralTransferred(ReferralNews, frozen=True):
+    provider_id: ProviderId
+    from_provider_id: ProviderId
+
+
+# --- intake -> one charity (addressed by routing key `<type>.<provider_id>`) ----------------------------
+
+
+@event(
+    "referral.offered",
+    publisher=INTAKE,
+    consumers=[ADVOCACY],
+    addressed_by="provider_id",
+    description="A referral is offered to one provider, with the minimised summary it needs to decide.",
+)
+class ReferralOffered(EventData, frozen=True):
+    referral_id: Id
+    offer_id: Id
+    provider_id: ProviderId
+    org_id: OrgId
+    offered_at: Instant
+    respond_by: Instant
+    summary: ReferralSummary
+
+
+class OfferNews(EventData, frozen=True):
+    referral_id: Id
+    offer_id: Id
+    provider_id: ProviderId
+
+
+@event(
+    "offer.expired",
+    publisher=INTAKE,
+    consumers=[ADVOCACY],
+    addressed_by="provider_id",
+    description="The provider's deadline to answer passed; the referral went on to the next provider.",
+)
+class OfferExpired(OfferNews, frozen=True):
+    pass
+
+
+@event(
+    "offer.withdrawn",
+    publisher=INTAKE,
+    consumers=[ADVOCACY],
+    addressed_by="provider_id",
+    description="The referral was withdrawn: a provider holding an offer or a case for it lets it go.",
+)
+class OfferWithdrawn(EventData, frozen=True):
+    referral_id: Id
+    provider_id: ProviderId
+    offer_id: Id | None = None  # none for a case that came to the provider by handover
+
+
+@event(
+    "allocation.confirmed",
+    publisher=INTAKE,
+    consumers=[ADVOCACY],
+    addressed_by="provider_id",
+    description="Intake confirmed this provider's acceptance: open the case (the referral may now be fetched).",
+)
+class AllocationConfirmed(OfferNews, frozen=True):
+    case_id: Id
+
+
+@event(
+    "allocation.transferred",
+    publisher=INTAKE,
+    consumers=[ADVOCACY],
+    addressed_by="provider_id",
+    description="A case handed over to this provider is now its allocation: fetch the referral, open the case.",
+)
+class AllocationTransferred(EventData, frozen=True):
+    referral_id: Id
+    provider_id: ProviderId
+    from_provider_id: ProviderId
+
+
+# --- a charity -> intake -------------------------------------------------------------------------------
+
+
+class AdvocateContact(EventData, frozen=True):
+    """The allocated advocate's work name and email, which the referrer is shown by design (`allocation`)."""
+
+    name: Annotated[str, Meta(pattern=r"^[^\x00-\x1f\x7f]{1,200}$")]
+    email: Annotated[str, Meta(pattern=r"^[^@\s]{1,64}@[^@\s]{1,255}$", extra_json_schema={"format": "email"})]
+
+
+@event(
+    "offer.accepted",
+    publisher=PROVIDER,
+    speaks_for="provider_id",
+    consumers=[INTAKE_SERVICE],
+    description="The provider accepted its offer and assigned an advocate.",
+)
+class OfferAccepted(OfferNews, frozen=True):
+    case_id: Id
+    advocate: AdvocateContact
+    accepted_at: Instant
+
+
+@event(
+    "offer.declined",
+    publisher=PROVIDER,
+    speaks_for="provider_id",
+    consumers=[INTAKE_SERVICE],
+    description="The provider declined its offer, with a coded reason (its note stays at the provider).",
+)
+class OfferDeclined(OfferNews, frozen=True):
+    reason: DeclineReason
+    declined_at: Instant
+
+
+@event(
+    "provider.capacity_changed",
+    publisher=PROVIDER,
+    speaks_for="provider_id",
+    subject_field="provider_id",
+    consumers=[INTAKE_SERVICE],
+    description="How many places the provider has now; intake's directory follows it.",
+)
+class ProviderCapacityChanged(EventData, frozen=True):
+    provider_id: ProviderId
+    capacity: Count
+    advocates: Count
+
+
+@event(
+    "case.handed_over",
+    publisher=PROVIDER,
+    speaks_for="from_provider_id",
+    consumers=[INTAKE_SERVICE],
+    description="The provider holding the case handed it to another provider: intake moves the allocation.",
+)
+class CaseHandedOver(EventData, frozen=True):
+    referral_id: Id
+    case_id: Id
+    from_provider_id: ProviderId
+    to_provider_id: ProviderId
+
+
+# --- a charity -> notifications (the referrer's and receiving agencies' webhooks) ----------------------
+
+
+def case_news(name: str, description: str):
+    """A provider's news about a case it holds, for the referrer's (and receiving agencies') webhooks."""
+    return event(name, publisher=PROVIDER, speaks_for="provider_id", consumers=[NOTIFICATIONS], description=description)
+
+
+class CaseNews(EventData, frozen=True):
+    referral_id: Id
+    case_id: Id
+    provider_id: ProviderId
+
+
+@case_news("case.opened", "The provider opened the case with the referral intake disclosed to it.")
+class CaseOpened(CaseNews, frozen=True):
+    status: Literal["open"] = "open"
+
+
+class ClockNews(CaseNews, frozen=True):
+    clock_id: Id
+    kind: ClockKind
+    status: ClockState
+    due_on: EventDate
+    notice_on: EventDate
+    transition_id: Id | None = None
+
+
+@case_news("clock.due_soon", "An NRM or transition clock reached its notice date.")
+class ClockDueSoon(ClockNews, frozen=True):
+    pass
+
+
+@case_news("clock.breached", "A clock's due date passed.")
+class ClockBreached(ClockNews, frozen=True):
+    pass
+
+
+class TransitionNews(CaseNews, frozen=True):
+    transition_id: Id
+    kind: TransitionKind
+    status: TransitionStatus
+    planned_for: EventDate
+    date_basis: DateBasis
+    # The agency a transition hands the survivor to: notifications tells it too.
+    receiving_agency: OrgId | None = None
+    receiving_provider_id: ProviderId | None = None
+
+
+@case_news("transition.planned", "A transition was planned.")
+class TransitionPlanned(TransitionNews, frozen=True):
+    pass
+
+
+@case_news("transition.completed", "A transition was completed with its checklist done.")
+class TransitionCompleted(TransitionNews, frozen=True):
+    pass
+
+
+@case_news("transition.missed", "A transition was still open after its planned date.")
+class TransitionMissed(TransitionNews, frozen=True):
+    pass
+
+
+# --- a charity -> another charity: a provider handover ------------------------------------------------
+
+
+class HandedOverDecision(EventData, frozen=True):
+    id: Id
+    stage: NrmStage
+    outcome: NrmOutcome
+    decided_on: date
+    on_reconsideration: bool = False
+
+
+class HandedOverReconsideration(EventData, frozen=True):
+    id: Id
+    decision_id: Id
+    requested_on: date
+
+
+class HandedOverNrm(EventData, frozen=True):
+    """The NRM record without its reference: the Home Office's id of the person stays with the sender."""
+
+    referred_on: date | None = None
+    region: Region | None = None
+    decisions: list[HandedOverDecision] = []
+    reconsiderations: list[HandedOverReconsideration] = []
+
+
+class HandedOverClock(EventData, frozen=True):
+    """An open clock measured from NRM decisions; clocks from a birthday are recomputed by the receiver."""
+
+    kind: HandedOverClockKind
+    starts_on: date
+    due_on: date
+    notice_on: date
+    policy_version: PolicyVersion
+    transition_id: Id | None = None
+    due_soon_fired: bool = False
+    breached_fired: bool = False
+
+
+class HandedOverTransition(EventData, frozen=True):
+    id: Id
+    kind: HandedOverTransitionKind
+    status: TransitionStatus
+    planned_for: date
+    date_basis: DateBasis
+    receiving_agency: OrgId | None = None
+    done: list[ChecklistItem] = []
+
+
+class HandedOverEntry(EventData, frozen=True):
+    at: Instant
+    kind: TimelineKind
+
+
+@event(
+    "case.handover",
+    publisher=PROVIDER,
+    speaks_for="from_provider_id",
+    addressed_by="to_provider_id",
+    consumers=[ADVOCACY],
+    description=(
+        "A case handed to another provider with its record in ids, codes and dates: the receiver recomputes "
+        "what derives from the person's details (an 18th birthday) from the referral it then fetches."
+    ),
+)
+class CaseHandover(EventData, frozen=True):
+    referral_id: Id
+    case_id: Id
+    transition_id: Id
+    from_provider_id: ProviderId
+    to_provider_id: ProviderId
+    handed_over_at: Instant
+    summary: ReferralSummary
+    nrm: HandedOverNrm
+    org_id: OrgId | None = None
+    clocks: list[HandedOverClock] = []
+    transitions: list[HandedOverTransition] = []
+    timeline: list[HandedOverEntry] = []

@@ -1,0 +1,129 @@
+"""One service's AsyncAPI document, generated from the event catalogue: what it sends and receives.
+
+Spec: https://www.asyncapi.com/docs/reference/specification/v3.0.0
+One channel per event type, addressed by its routing key on the `referrals` topic exchange; each message is
+the CloudEvents envelope (shared.messaging.envelope) around the payload's schema, which msgspec derives from
+the same Struct the consumers validate against, so the document cannot drift from what is accepted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from shared.messaging import CONTENT_TYPE, EXCHANGE
+from shared.messaging.catalogue import INTAKE, PROVIDER_USER_PREFIX, PUBLISHING_SERVICE, Catalogue, EventType
+from shared.messaging.envelope import REQUIRED
+
+SCHEMAS = "#/components/schemas/{name}"
+AMQP_BINDING = {
+    "is": "routingKey",
+    "exchange": {"name": EXCHANGE, "type": "topic", "durable": True, "autoDelete": False, "vhost": "/"},
+    "bindingVersion": "0.3.0",
+}
+
+
+def document(catalogue: Catalogue, service: str, *, title: str, version: str) -> dict[str, Any]:
+    """`service`'s AsyncAPI 3.0.0 document: the event types it publishes (`send`) and consumes (`receive`)."""
+    sends = [e for e in catalogue if PUBLISHING_SERVICE[e.publisher] == service]
+    receives = [e for e in catalogue if service in e.consumers]
+    events = list({e.name: e for e in sends + receives}.values())  # once each: advocacy sends and receives some
+    refs, schemas = msgspec.json.schema_components([e.data for e in events], ref_template=SCHEMAS)
+    operations = {
+        f"{action}.{e.name}": _operation(e, action)
+        for action, side in (("send", sends), ("receive", receives))
+        for e in side
+    }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": title,
+            "version": version,
+            "description": f"The events {service} sends and receives over RabbitMQ: each a CloudEvents 1.0 "
+            f"structured JSON envelope on the `{EXCHANGE}` topic exchange, routed by its type. Generated from "
+            "the event catalogue (`contracts.events`); consumers refuse what breaks a channel's rules.",
+        },
+        "defaultContentType": CONTENT_TYPE,
+        "servers": {
+            "local": {
+                "host": "localhost:5672",
+                "protocol": "amqp",
+                "protocolVersion": "0.9.1",
+                "description": "RabbitMQ as `make run` expects it.",
+            }
+        },
+        "channels": {e.name: _channel(e) for e in events},
+        "operations": operations,
+        "components": {
+            "messages": {e.name: _message(e, ref) for e, ref in zip(events, refs, strict=True)},
+            "schemas": schemas,
+        },
+    }
+
+
+def publisher_rule(entry: EventType) -> str:
+    """Who may publish `entry` and who may bind it, in words (the rules of catalogue.may_publish)."""
+    if entry.publisher == INTAKE:
+        rule = "Publisher rule: only intake publishes it, as the platform's own (trusted) broker user(s)."
+    else:
+        rule = (
+            f"Publisher rule: only the provider named by `{entry.speaks_for}` publishes it, as its broker user "
+            f"`{PROVIDER_USER_PREFIX}<{entry.speaks_for}>`, or a trusted platform user."
+        )
+    if entry.addressed_by:
+        rule += (
+            f" Addressed: the routing key ends with `{entry.addressed_by}`, and only the queue of the party it "
+            "names binds it."
+        )
+    return rule + " RabbitMQ validates the AMQP `user_id`; consumers refuse any other publisher."
+
+
+def _address(entry: EventType) -> str:
+    return entry.name if entry.addressed_by is None else f"{entry.name}.{{{entry.addressed_by}}}"
+
+
+def _channel(entry: EventType) -> dict[str, Any]:
+    channel: dict[str, Any] = {
+        "address": _address(entry),
+        "title": entry.name,
+        "description": f"{entry.description}\n\n{publisher_rule(entry)}\n\nConsumed by: {', '.join(entry.consumers)}.",
+        "messages": {entry.name: {"$ref": f"#/components/messages/{entry.name}"}},
+        "bindings": {"amqp": AMQP_BINDING},
+    }
+    if entry.addressed_by:
+        party = f"The payload's `{entry.addressed_by}`: the party this event is addressed to."
+        channel["parameters"] = {entry.addressed_by: {"description": party}}
+    return channel
+
+
+def _operation(entry: EventType, action: str) -> dict[str, Any]:
+    return {
+        "action": action,
+        "channel": {"$ref": f"#/channels/{entry.name}"},
+        "summary": entry.description,
+        "messages": [{"$ref": f"#/channels/{entry.name}/messages/{entry.name}"}],
+    }
+
+
+def _message(entry: EventType, data: dict[str, Any]) -> dict[str, Any]:
+    if entry.publisher == INTAKE:
+        source = {"type": "string", "const": "/intake"}
+    else:
+        source = {"type": "string", "pattern": "^/advocacy/", "description": f"`/advocacy/<{entry.speaks_for}>`"}
+    envelope = {
+        "type": "object",
+        # What a consumer needs: subject must equal the payload's subject field, data must match its schema.
+        "required": [*REQUIRED, "subject", "data"],
+        "properties": {
+            "specversion": {"type": "string", "const": "1.0"},
+            "id": {"type": "string", "minLength": 1},
+            "source": source,
+            "type": {"type": "string", "const": entry.name},
+            "time": {"type": "string", "format": "date-time"},
+            "subject": {"type": "string", "description": f"The payload's `{entry.subject_field}`."},
+            "datacontenttype": {"type": "string", "const": "application/json"},
+            "data": data,
+        },
+    }
+    return {"name": entry.name, "title": entry.data.__name__, "summary": entry.description, "payload": envelope}

@@ -1,0 +1,217 @@
+"""The event catalogue's machinery: each event type defined once, with who may publish it, how it is
+addressed, its payload schema and its consumers. The platform's own events are in `contracts.events`.
+
+Producers build an envelope from a typed payload (`Catalogue.envelope`); consumers hand what arrived to
+`Catalogue.accept`, which refuses it unless the routing key is the event type's (for an addressed event, with
+this consumer's own address), the broker-validated `user_id` satisfies the publisher rule, the source is the
+publisher's and the payload matches the schema. Queue bindings are derived from the handlers a worker
+registers (`Subscriptions`), so a binding without a handler, or a handler without a binding, cannot exist.
+
+Payloads are msgspec Structs: typed, validated in C, and their JSON Schema feeds the AsyncAPI document.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Final, Literal, TypeVar
+
+import msgspec
+
+from shared.messaging.envelope import Event
+
+Publisher = Literal["intake", "provider"]
+INTAKE: Final = "intake"
+PROVIDER: Final = "provider"
+# The service that speaks with each publisher's voice (a provider's events come from its advocacy instance).
+PUBLISHING_SERVICE = {INTAKE: "intake", PROVIDER: "advocacy"}
+PROVIDER_USER_PREFIX = "advocacy-"  # deploy/rabbitmq/add-provider.sh names a charity's broker user so
+
+
+class EventData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A payload: unknown fields are refused, so nothing extra (a name, a note) rides along unseen."""
+
+
+class Refused(Exception):
+    """A message that breaks its contract: parked with this reason. The reason names fields and rules,
+    never the values that broke them (they may be anything, including personal data)."""
+
+
+D = TypeVar("D", bound=EventData)
+
+
+@dataclass(frozen=True)
+class EventType:
+    name: str  # past tense, dotted: `referral.offered`
+    data: type[EventData]
+    publisher: Publisher
+    consumers: tuple[str, ...]
+    description: str
+    # An addressed event's routing key is `<name>.<value of this field>`, bound only by that party's queue.
+    addressed_by: str | None = None
+    # A provider's event may come only from the broker user of the provider this field names.
+    speaks_for: str | None = None
+    # The envelope's `subject` is this field's value (the referral, for all but a provider's own news).
+    subject_field: str = "referral_id"
+
+    def routing_key(self, data: EventData) -> str:
+        return self.name if self.addressed_by is None else f"{self.name}.{getattr(data, self.addressed_by)}"
+
+    def binding(self, address: str | None) -> str:
+        if self.addressed_by is None:
+            return self.name
+        if not address:
+            raise ValueError(f"{self.name} is addressed by {self.addressed_by}: its consumer needs its own address")
+        return f"{self.name}.{address}"
+
+    def speaker(self, data: EventData) -> str | None:
+        """The provider a provider's event speaks for; None for intake's events."""
+        return getattr(data, self.speaks_for) if self.speaks_for else None
+
+    def source(self, data: EventData) -> str:
+        return "/intake" if self.publisher == INTAKE else f"/advocacy/{self.speaker(data)}"
+
+
+def may_publish(publisher: str | None, speaks_for: str | None, trusted: Iterable[str]) -> bool:
+    """The publisher rule. Intake's events only from the platform's own broker users (`trusted`); a
+    provider's only from the user of the provider it speaks for, `advocacy-<provider id>`, or a trusted one
+    (dev and compose share one user). RabbitMQ validates `user_id`, so it cannot be forged."""
+    if publisher is None:
+        return False
+    if publisher in set(trusted):
+        return True
+    return speaks_for is not None and publisher == f"{PROVIDER_USER_PREFIX}{speaks_for}"
+
+
+def envelope(data: EventData) -> tuple[Event, str]:
+    """The CloudEvent for a payload of a defined event type, and its routing key."""
+    entry: EventType | None = getattr(type(data), "__event_type__", None)
+    if entry is None:
+        raise TypeError(f"{type(data).__name__} is not the payload of an event type in a catalogue")
+    event = Event(type=entry.name, source=entry.source(data), subject=getattr(data, entry.subject_field), data=data)
+    return event, entry.routing_key(data)
+
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|unknown field `[^`]*`")
+
+
+def _reason(exc: msgspec.ValidationError) -> str:
+    # msgspec quotes offending values ("Invalid enum value 'x'") and names an unknown field (which a sender
+    # chose, and could be anything): keep the rule and the path, which the schema names.
+    return _QUOTED.sub(lambda m: "unknown field" if m.group().startswith("unknown") else "…", str(exc))
+
+
+class Catalogue:
+    def __init__(self) -> None:
+        self._by_name: dict[str, EventType] = {}
+        self._by_data: dict[type[EventData], EventType] = {}
+
+    def define(
+        self,
+        name: str,
+        *,
+        publisher: Publisher,
+        consumers: Iterable[str],
+        description: str,
+        addressed_by: str | None = None,
+        speaks_for: str | None = None,
+        subject_field: str = "referral_id",
+    ) -> Callable[[type[D]], type[D]]:
+        """Class decorator: the payload struct below is event type `name`."""
+
+        def register(data: type[D]) -> type[D]:
+            if name in self._by_name or data in self._by_data:
+                raise ValueError(f"event type {name} is defined twice")
+            fields = {f.name for f in msgspec.structs.fields(data)}
+            for role, field in (("addressed_by", addressed_by), ("speaks_for", speaks_for), ("subject", subject_field)):
+                if field is not None and field not in fields:
+                    raise ValueError(f"{name}: {role} names {field!r}, which its payload does not have")
+            if (publisher == PROVIDER) != (speaks_for is not None):
+                raise ValueError(f"{name}: a provider's event says whom it speaks for; intake's does not")
+            entry = EventType(
+                name, data, publisher, tuple(consumers), description, addressed_by, speaks_for, subject_field
+            )
+            self._by_name[name], self._by_data[data] = entry, entry
+            data.__event_type__ = entry  # type: ignore[attr-defined]
+            return data
+
+        return register
+
+    def __iter__(self):
+        return iter(self._by_name.values())
+
+    def __getitem__(self, name: str) -> EventType:
+        return self._by_name[name]
+
+    def of(self, data: EventData | type[EventData]) -> EventType:
+        return self._by_data[data if isinstance(data, type) else type(data)]
+
+    def published_by(self, publisher: Publisher) -> list[EventType]:
+        return [e for e in self if e.publisher == publisher]
+
+    def consumed_by(self, service: str) -> list[EventType]:
+        return [e for e in self if service in e.consumers]
+
+    # --- consuming ------------------------------------------------------------------------------------
+
+    def accept(self, event: Event, *, trusted: Iterable[str], address: str | None = None) -> Event:
+        """The event with its payload typed, if it keeps its contract; else Refused with the reason."""
+        entry = self._by_name.get(event.type)
+        if entry is None:
+            raise Refused("its type is not an event type of the catalogue")
+        key = event.routing_key
+        if key is not None and key != entry.name and not (entry.addressed_by and key.startswith(entry.name + ".")):
+            raise Refused(f"routing key does not match event type {entry.name}")
+        try:
+            data = msgspec.convert(event.data, entry.data)
+        except msgspec.ValidationError as exc:
+            raise Refused(f"{entry.name} payload does not match its schema: {_reason(exc)}") from None
+        if key is not None and key != entry.routing_key(data):
+            raise Refused(f"routing key does not match {entry.name}'s {entry.addressed_by}")
+        if entry.addressed_by and getattr(data, entry.addressed_by) != address:
+            raise Refused(f"{entry.name} is addressed to another party than this consumer")
+        if event.subject != getattr(data, entry.subject_field):
+            raise Refused(f"{entry.name}'s subject is not its {entry.subject_field}")
+        speaker = entry.speaker(data)
+        if not may_publish(event.publisher, speaker, trusted):
+            whom = "intake" if entry.publisher == INTAKE else f"provider {speaker}"
+            raise Refused(f"publisher {event.publisher!r} may not publish {entry.name} for {whom}")
+        if event.source != entry.source(data):
+            raise Refused(f"{entry.name}'s source is not its publisher's")
+        return dataclasses.replace(event, data=data)
+
+
+Handler = Callable[[Any, Event], None]
+
+
+class Subscriptions:
+    """What one consumer handles: one handler per event type of the catalogue that names it as a consumer.
+    Its queue's bindings are derived from these, with `address` (a charity's provider id) for addressed
+    events, so nothing is bound that nobody handles and nothing handled goes unbound."""
+
+    def __init__(self, catalogue: Catalogue, consumer: str, *, address: str | None = None):
+        self.catalogue, self.consumer, self.address = catalogue, consumer, address
+        self._handlers: dict[str, Handler] = {}
+
+    def on(self, data: type[EventData], handler: Handler) -> Subscriptions:
+        entry = self.catalogue.of(data)
+        if self.consumer not in entry.consumers:
+            raise ValueError(f"the catalogue does not list {self.consumer} as a consumer of {entry.name}")
+        self._handlers[entry.name] = handler
+        return self
+
+    def handler_for(self, event_type: str) -> Handler | None:
+        return self._handlers.get(event_type)
+
+    def complete(self) -> Subscriptions:
+        """Raise unless every event the catalogue sends this consumer has a handler here."""
+        missing = [e.name for e in self.catalogue.consumed_by(self.consumer) if e.name not in self._handlers]
+        if missing:
+            raise ValueError(f"{self.consumer} has no handler for {', '.join(missing)}")
+        return self
+
+    @property
+    def bindings(self) -> tuple[str, ...]:
+        return tuple(self.catalogue[name].binding(self.address) for name in self._handlers)

@@ -1,0 +1,56 @@
+"""A charity's broker permissions on the `referrals` topic exchange, generated from the event catalogue, so a
+provider event added to the catalogue is allowed by construction and nothing else is.
+
+    python -m shared.messaging.permissions <provider-id>
+
+prints two regular expressions, one per line, for `rabbitmqctl set_topic_permissions` (deploy/rabbitmq/
+add-provider.sh): the routing keys the provider may publish (write), then those it may bind (read).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+
+from shared.messaging.catalogue import PROVIDER, Catalogue
+
+PROVIDER_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")  # as add-provider.sh and contracts.events.ProviderId
+ANY_PROVIDER = "[a-z0-9][a-z0-9-]{1,62}"
+
+
+def _literal(key: str) -> str:
+    return key.replace(".", r"\.")  # event names and provider ids hold only [a-z0-9_.-]
+
+
+def _alternatives(keys: list[str]) -> str:
+    return "^(" + "|".join(keys) + ")$"
+
+
+def publish_pattern(catalogue: Catalogue) -> str:
+    """Every provider event: its name, or for one addressed to a party (a handover to another provider), its
+    name and any provider id. Which provider an event speaks for is the consumers' check (the publisher rule)."""
+    keys = [
+        _literal(e.name) + (rf"\.{ANY_PROVIDER}" if e.addressed_by else "") for e in catalogue.published_by(PROVIDER)
+    ]
+    return _alternatives(sorted(keys))
+
+
+def bind_pattern(catalogue: Catalogue, provider_id: str, consumer: str = "advocacy") -> str:
+    """What a provider's queue may bind: the events addressed to it alone (and any sent to every provider)."""
+    keys = [_literal(e.binding(provider_id)) for e in catalogue.consumed_by(consumer)]
+    return _alternatives(sorted(keys))
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1 or not PROVIDER_ID.match(argv[0]):
+        print("usage: python -m shared.messaging.permissions <provider-id> (2-63 of a-z, 0-9, -)", file=sys.stderr)
+        return 2
+    from contracts.events import CATALOGUE
+
+    print(publish_pattern(CATALOGUE))
+    print(bind_pattern(CATALOGUE, argv[0]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
