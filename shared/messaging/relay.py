@@ -12,6 +12,12 @@ How it keeps up (bench/README.md has the profiles):
   the relay (shared.messaging.notify); in the worker's own process, handlers call `wake()` after commit.
   Polling remains the fallback: every `poll_interval` without notifications (SQLite, listener down), every
   `listen_poll_interval` with them (rows due for a retry, anything missed).
+
+A publish the broker refuses (403: the user's topic permissions do not allow the routing key, e.g. a
+charity's user and an event the catalogue does not let it publish) closes the channel, and with it the
+batch's confirms. The relay does not crash on it: it publishes the rows of that batch one by one until the
+refused row shows itself, holds that row back with the broker's reason (retried with a long backoff, so a
+permission fixed later lets it go), and the other rows flow on.
 """
 
 from __future__ import annotations
@@ -42,6 +48,12 @@ RETENTION = timedelta(days=7)
 CONFIRM_TIMEOUT_S = 30.0
 _REASONS = {Outcome.UNROUTABLE: "no queue is bound for it", Outcome.NACKED: "broker nack"}
 _ERRORS = {Outcome.UNROUTABLE: UnroutableError.__name__, Outcome.NACKED: NackError.__name__}
+ACCESS_REFUSED = 403
+HELD_BACK_MAX_S = 3600.0
+
+
+def _refused(error: BaseException | None) -> bool:
+    return isinstance(error, pika.exceptions.ChannelClosedByBroker) and error.reply_code == ACCESS_REFUSED
 
 
 @dataclass
@@ -101,6 +113,7 @@ class OutboxRelay:
             .where(c.id.in_(bindparam("ids", expanding=True)))
             .values(sent_at=bindparam("now"), attempts=c.attempts + 1)
         )
+        self._select_one = self._select_due.limit(1)  # while finding a row the broker refused
         self._mark_refused = (
             update(table)
             .where(c.id == bindparam("row_id"))
@@ -121,6 +134,8 @@ class OutboxRelay:
         self._failure: BaseException | None = None
         self._kick_lock = threading.Lock()
         self._kick_pending = False
+        # Rows of a batch whose channel a refused publish closed: published one at a time until each settles.
+        self._suspects: set[str] = set()
 
     @property
     def listening(self) -> bool:
@@ -165,7 +180,10 @@ class OutboxRelay:
                 publisher.run()
             finally:
                 self._publisher = None
-                self._abandon_batch()
+                abandoned = self._abandon_batch()
+            if _refused(publisher.error) and abandoned:
+                self._find_refused(abandoned, publisher.error)
+                continue  # at once: the connection itself is fine
             lost = "broker connection lost"
             if self._failure is not None:
                 if not is_unavailable(self._failure):
@@ -244,7 +262,8 @@ class OutboxRelay:
         try:
             with suppress_instrumentation():
                 connection.begin()
-                rows = connection.execute(self._select_due, {"now": utcnow()}).all()
+                select_due = self._select_one if self._suspects else self._select_due
+            rows = connection.execute(select_due, {"now": utcnow()}).all()
             if not rows:
                 with suppress_instrumentation():
                     connection.commit()
@@ -281,7 +300,8 @@ class OutboxRelay:
                 batch.connection.commit()
         finally:
             batch.connection.close()
-        more = len(batch.rows) >= self._batch_size or self._again
+        self._suspects.difference_update(batch.rows)
+        more = len(batch.rows) >= self._batch_size or self._again or bool(self._suspects)
         self._again = False
         self._schedule(0 if more else self._idle_wait())
 
@@ -290,20 +310,66 @@ class OutboxRelay:
         if self._publisher is not None:
             self._publisher.close()
 
-    def _abandon_batch(self) -> None:
-        """The connection went before every confirm came: nothing of the batch is marked sent."""
+    def _abandon_batch(self) -> dict[str, Row]:
+        """The connection went before every confirm came: only the rows the broker already confirmed are
+        marked sent; the others stay pending (sent again: consumers' inboxes drop a duplicate). Its rows."""
         batch, self._batch = self._batch, None
         self._again = False
         self._timer = None
         if batch is None:
-            return
-        for span in batch.spans.values():
-            span.set_status(trace.Status(trace.StatusCode.ERROR, "no confirm before the connection closed"))
+            return {}
+        confirmed = [row_id for row_id, outcome in batch.outcomes.items() if outcome is Outcome.SENT]
+        for row_id, span in batch.spans.items():
+            if row_id not in confirmed:
+                span.set_status(trace.Status(trace.StatusCode.ERROR, "no confirm before the connection closed"))
             span.end()
         try:
-            batch.connection.rollback()
+            with suppress_instrumentation():
+                if confirmed:
+                    batch.connection.execute(self._mark_sent, {"ids": confirmed, "now": utcnow()})
+                    batch.connection.commit()
+                else:
+                    batch.connection.rollback()
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
         finally:
             batch.connection.close()
+        return {row_id: row for row_id, row in batch.rows.items() if row_id not in confirmed}
+
+    def _find_refused(self, abandoned: dict[str, Row], error: BaseException) -> None:
+        """A publish of the abandoned batch was refused: with one row, hold it back; else find which."""
+        if len(abandoned) > 1:
+            self._suspects = set(abandoned)
+            log.warning(
+                "the broker refused a publish; publishing that batch one by one to find it",
+                extra={"connection": f"{self._name}-relay", "rows": len(abandoned)},
+            )
+            return
+        [row] = abandoned.values()
+        self._suspects.discard(row.id)
+        reason = str(getattr(error, "reply_text", "") or "access refused")[:300]
+        delay = min(HELD_BACK_MAX_S, 60.0 * 2 ** min(row.attempts, 6))
+        try:
+            with suppress_instrumentation(), self._engine.begin() as connection:
+                connection.execute(
+                    self._mark_refused,
+                    {
+                        "row_id": row.id,
+                        "attempts": row.attempts + 1,
+                        "retry_at": utcnow() + timedelta(seconds=delay),
+                        "error": f"refused by the broker: {reason}",
+                    },
+                )
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            self._suspects.add(row.id)  # still pending: it is found again once the database is back
+            return
+        log.warning(
+            "event refused by the broker (permissions); held back, the others go on",
+            extra={"event_type": row.type, "event_id": row.id, "reason": reason, "retry_in_s": delay},
+        )
 
     # --- one row ---------------------------------------------------------------------------------------
 

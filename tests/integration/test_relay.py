@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
+import uuid
+from datetime import timedelta
 
 import pika
 import pytest
@@ -10,12 +14,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase
 
+from contracts import events
 from shared.db import make_engine, make_session_factory
 from shared.messaging.envelope import Event
 from shared.messaging.relay import OutboxRelay
-from shared.outbox import OutboxMixin, add_event
+from shared.messaging.topology import declare_exchanges
+from shared.outbox import OutboxMixin, add_event, utcnow
 from support.amqp import declare_tap, drain, running
 from support.db import drop_connections_to
+from support.infra import add_provider
 from support.kit import Thing, thing
 
 
@@ -151,3 +158,42 @@ def test_on_sqlite_the_relay_polls(amqp_url, tmp_path):
         wait_until(lambda: all(r.sent_at is not None for r in rows(sessions).values()))
     assert len(got) == 5
     engine.dispose()
+
+
+def test_a_publish_the_broker_refuses_holds_back_only_its_own_row(amqp_url, sessions):
+    """A charity's restricted user (deploy/rabbitmq/add-provider.sh) may not publish intake's events: the one
+    row it may not publish is held back with the broker's reason, and the rows around it flow on."""
+    with pika.BlockingConnection(pika.URLParameters(amqp_url)) as platform:
+        declare_exchanges(platform.channel())
+    provider_id = f"relay-{uuid.uuid4().hex[:6]}"
+    charity_url = add_provider(amqp_url, provider_id)
+    declare_tap(amqp_url, "kit.refusals", "provider.capacity_changed", "referral.escalated")
+    try:
+
+        def capacity(n: int) -> events.ProviderCapacityChanged:
+            return events.ProviderCapacityChanged(provider_id=provider_id, capacity=n, advocates=1)
+
+        not_its_own = events.ReferralEscalated(
+            referral_id="r-1", org_id="met-police", external_reference="MET-1", status="escalated",
+            reason="none_accepted",
+        )  # fmt: skip
+        staged = stage(sessions, capacity(1), capacity(2), not_its_own, capacity(3), capacity(4))
+        refused = staged[2]
+        relay = OutboxRelay(charity_url, sessions, Outbox, name="kit", poll_interval=0.02, declare_exchanges=False)
+        with running(relay.run):  # a crash of the relay would surface here
+            wait_until(lambda: rows(sessions)[refused.id].last_error is not None)
+            wait_until(lambda: sum(r.sent_at is not None for r in rows(sessions).values()) == 4)
+            got = drain(amqp_url, "kit.refusals", expect=8, timeout=2)
+            [later] = stage(sessions, capacity(5))  # and the relay goes on publishing
+            got += drain(amqp_url, "kit.refusals", expect=1, timeout=15)
+            wait_until(lambda: rows(sessions)[later.id].sent_at is not None)
+    finally:
+        subprocess.run(["rabbitmqctl", "-q", "delete_user", f"advocacy-{provider_id}"], capture_output=True, timeout=60)
+    # Each of the others at least once (one published before the refusal closed the channel, and not yet
+    # confirmed, goes again: consumers' inboxes drop the duplicate); the refused one never.
+    assert {json.loads(body)["data"]["capacity"] for _, body in got} == {1, 2, 3, 4, 5}
+    row = rows(sessions)[refused.id]
+    assert row.sent_at is None and row.attempts == 1
+    assert "refused by the broker" in row.last_error and "ACCESS_REFUSED" in row.last_error
+    assert row.next_attempt_at > utcnow() + timedelta(seconds=30)  # held back, not retried in a tight loop
+    assert all(r.sent_at is not None for r in rows(sessions).values() if r.id != refused.id)
