@@ -17,7 +17,7 @@
 #   RABBITMQCTL             how to reach rabbitmqctl (default rabbitmqctl; with compose:
 #                           RABBITMQCTL="docker compose exec -T rabbitmq rabbitmqctl")
 #   AMQP_HOST               host:port printed in the instance's AMQP_URL (default localhost:5672)
-#   PYTHON                  a Python with the project installed (default: the checkout's .venv, else python3)
+#   CATALOGUE_PYTHON        a Python with the project installed (default: the checkout's .venv, else python3)
 set -euo pipefail
 
 die() { printf 'add-provider: %s\n' "$*" >&2; exit 1; }
@@ -35,10 +35,10 @@ queue="advocacy\\.$id"
 run() { $ctl -q "$@"; }
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-python=${PYTHON:-$root/.venv/bin/python}
+python=${CATALOGUE_PYTHON:-$root/.venv/bin/python}
 [[ -x $python ]] || python=python3
 if ! keys=$(cd "$root" && PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" "$python" -m shared.messaging.permissions "$id"); then
-  die "could not read the event catalogue with $python: run 'make venv' first, or set PYTHON to a Python with the project installed"
+  die "could not read the event catalogue with $python: run 'make venv' first, or set CATALOGUE_PYTHON to a Python with the project installed"
 fi
 { read -r publish_keys; read -r bind_keys; } <<<"$keys"
 

@@ -162,7 +162,7 @@ def test_a_provider_event_added_to_the_catalogue_is_publishable_with_no_edit_to_
 def test_add_provider_says_what_to_do_when_it_cannot_read_the_catalogue(amqp_url):
     result = subprocess.run(
         [str(ADD_PROVIDER), "some-charity"],
-        env={**os.environ, "PYTHON": "/bin/false", "RABBITMQ_VHOST": "/"},
+        env={**os.environ, "CATALOGUE_PYTHON": "/bin/false", "RABBITMQ_VHOST": "/"},
         capture_output=True,
         text=True,
         timeout=60,
