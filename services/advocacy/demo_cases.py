@@ -12,16 +12,23 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import delete, func, update
 from sqlalchemy.orm import Session
 
+from contracts.events import CATALOGUE, NOTIFICATIONS
 from services.advocacy import domain
 from services.advocacy.case_events import note
 from services.advocacy.continuity import Continuity
-from services.advocacy.models import Advocate, Case, Offer
+from services.advocacy.models import Advocate, Case, Clock, Offer, Outbox
 from shared.testing import date_of_birth_for_age, referral_body
 
 DEMO_ORG = "demo-police"
-COORDINATOR = {"name": "Coordinator Sazu Demo", "email": "sazu.demo@demo-charity.example", "languages": ["en"]}
+CASE_NEWS = [e.name for e in CATALOGUE.consumed_by(NOTIFICATIONS) if e.publisher == "provider"]
+COORDINATOR: dict[str, Any] = {
+    "name": "Coordinator Sazu Demo",
+    "email": "sazu.demo@demo-charity.example",
+    "languages": ["en"],
+}
 
 # (seed, advocate index, child, referred days ago, region, decisions as (stage, outcome, days ago))
 DEMO_CASES: tuple[tuple[int, int, bool, int, str, tuple[tuple[str, str, int], ...]], ...] = (
@@ -66,8 +73,23 @@ def ensure_cases(session: Session, continuity: Continuity, advocates: list[Advoc
                 decided_on=today - timedelta(days=ago),
                 actor=f"advocate:{advocates[who].id}",
             )
+        _announce_nothing(session, case)
         created += 1
     return created
+
+
+def _announce_nothing(session: Session, case: Case) -> None:
+    """A demo case has no referral at intake, so no agency hears of it: nobody could (notifications would
+    retry its events, then park them). Its clocks count as announced already, and what seeding staged goes."""
+    session.flush()
+    now = datetime.now(UTC)
+    session.execute(
+        update(Clock)
+        .where(Clock.case_id == case.id)
+        .values(due_soon_fired_at=func.coalesce(Clock.due_soon_fired_at, now),
+                breached_fired_at=func.coalesce(Clock.breached_fired_at, now))
+    )  # fmt: skip
+    session.execute(delete(Outbox).where(Outbox.type.in_(CASE_NEWS), Outbox.payload.contains(case.referral_id)))
 
 
 def _referral(seed: int, child: bool, referred_at: datetime, region: str) -> dict[str, Any]:

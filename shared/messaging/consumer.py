@@ -31,7 +31,7 @@ from shared.messaging import PARKING_EXCHANGE
 from shared.messaging.connection import run_with_reconnect
 from shared.messaging.envelope import Event, MalformedEvent
 from shared.messaging.errors import PermanentError
-from shared.messaging.topology import QueueSpec, attempts_so_far, declare_queue
+from shared.messaging.topology import QueueSpec, attempts_so_far, declare_queue, published_routing_key
 from shared.telemetry import context_from, instrument_pika, set_ids, tracer
 
 log = logging.getLogger(__name__)
@@ -140,9 +140,8 @@ class Consumer:
         tag = method.delivery_tag
         previous = attempts_so_far(properties.headers, self.spec.name)
         try:
-            event = dataclasses.replace(
-                Event.from_json(body), publisher=properties.user_id, routing_key=method.routing_key
-            )
+            key = published_routing_key(method.exchange, method.routing_key, properties.headers, self.spec.name)
+            event = dataclasses.replace(Event.from_json(body), publisher=properties.user_id, routing_key=key)
         except MalformedEvent as exc:
             self._park(channel, tag, properties, body, f"malformed event: {exc}")
             return

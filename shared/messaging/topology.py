@@ -104,3 +104,17 @@ def attempts_so_far(headers: dict | None, queue: str) -> int:
     """
     deaths = (headers or {}).get("x-death") or []
     return sum(int(d.get("count", 0)) for d in deaths if d.get("queue") == queue)
+
+
+def published_routing_key(exchange: str, routing_key: str, headers: dict | None, queue: str) -> str:
+    """The routing key a delivery was first published under. A message back from `queue`'s retry queue (through
+    the requeue exchange) carries the queue's name as its key; the broker's `x-death` entry for its first
+    rejection from `queue` keeps the key it came in with (later deaths there only raise that entry's count).
+    A consumer checks an event's key against its type on every delivery, so it needs this one."""
+    if exchange != REQUEUE_EXCHANGE:
+        return routing_key
+    for death in (headers or {}).get("x-death") or []:
+        if death.get("queue") == queue and death.get("exchange") == EXCHANGE and death.get("routing-keys"):
+            key = death["routing-keys"][0]
+            return key.decode() if isinstance(key, bytes) else str(key)
+    return routing_key

@@ -33,7 +33,7 @@ from shared.messaging.errors import PermanentError
 from shared.messaging.worker import run_loops
 from shared.outbox import utcnow
 from shared.telemetry import carrier_from_current
-from support.amqp import publish
+from support.amqp import drain, publish, running, wait_for_consumers
 from support.events import arriving, payload
 
 WRITE = "subscriptions:write"
@@ -499,3 +499,22 @@ def test_on_sqlite_the_dispatcher_claims_and_sends(tmp_path, dev_keys, receiver)
     assert dispatcher.dispatch_due() == 7
     assert len(receiver.received) == 7
     engine.dispose()
+
+
+def test_a_providers_event_that_came_before_intakes_is_retried_and_then_accepted(service, receiver, amqp_url):
+    """Retried through its retry queue, a message comes back with the queue's name as its routing key: the
+    consumer checks the key it was published under (from x-death), and the retry succeeds once intake's
+    allocation has arrived."""
+    service.subscribe("met-police", receiver.url, ["case.opened"])
+    queue = f"notifications-retry-{uuid.uuid4().hex[:8]}"
+    settings = make_settings(service.url, service.dev_keys, AMQP_URL=amqp_url, AMQP_RETRY_DELAY_MS="300")
+    referral_id = str(uuid.uuid4())
+    with running(build_loops(settings, queue=queue)["consumer"]):
+        wait_for_consumers(amqp_url, queue)
+        early = case_opened(referral_id)
+        publish(amqp_url, early)  # as guest: a trusted user, as the platform's own is
+        time.sleep(0.5)  # its first delivery fails: nobody holds the referral yet; it waits in the retry queue
+        publish(amqp_url, referral_event("referral.allocated", referral_id=referral_id))
+        [delivery] = wait_until(lambda: service.deliveries(event_type="case.opened"))
+    assert delivery.event_id == early.id
+    assert drain(amqp_url, f"{queue}.parking", expect=1, timeout=1) == []
