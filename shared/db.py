@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import functools
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy
 from sqlalchemy import DateTime, Engine, Table, TextClause, TypeDecorator, bindparam, create_engine, event, text
@@ -47,6 +48,8 @@ class UTCDateTime(TypeDecorator):
 
 
 def make_engine(url: str, *, instrument: bool = True) -> Engine:
+    """`hide_parameters`: a database error's message (logged, recorded on spans) never carries the values
+    bound to its statement: names, emails, references."""
     if instrument:
         _instrument_sqlalchemy()
     # sqlalchemy.create_engine looked up now, not at import: the instrumentation wraps it, so every
@@ -56,7 +59,7 @@ def make_engine(url: str, *, instrument: bool = True) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = make(url, connect_args={"timeout": 30})
+        engine = make(url, connect_args={"timeout": 30}, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         # No pool_pre_ping: its check costs a round trip per transaction (~1 ms of CPU here, a tenth of a
@@ -64,8 +67,47 @@ def make_engine(url: str, *, instrument: bool = True) -> Engine:
         # discards every pooled connection older than the failure, the API answers that one request 503
         # (shared.web) and a consumer retries the message. pool_recycle retires connections before idle
         # timeouts in between (firewalls, PgBouncer) can cut them.
-        engine = make(url, pool_size=5, max_overflow=5, pool_recycle=POOL_RECYCLE_SECONDS)
+        engine = make(url, pool_size=5, max_overflow=5, pool_recycle=POOL_RECYCLE_SECONDS, hide_parameters=True)
+    _scrub_errors_first(engine)
     return engine
+
+
+def _scrub_errors_first(engine: Engine) -> None:
+    """Our error listener before the tracing one, which records the error's text as its span's status:
+    `insert=True` does not put it ahead of a listener the instrumentation added, so that one is moved."""
+    traced: Callable[..., Any] | None
+    try:
+        from opentelemetry.instrumentation.sqlalchemy.engine import _handle_error as traced
+    except ImportError:  # pragma: no cover - the instrumentation is a dependency
+        traced = None
+    if traced is None or not event.contains(engine, "handle_error", traced):
+        event.listen(engine, "handle_error", _scrub_database_error)
+        return
+    event.remove(engine, "handle_error", traced)
+    event.listen(engine, "handle_error", _scrub_database_error)
+    event.listen(engine, "handle_error", traced)
+
+
+_QUOTED_VALUE = re.compile(r'"[^"]*"|\'[^\']*\'|\([^)]*\)=\([^)]*\)')
+
+
+def scrubbed(message: str) -> str:
+    """A database error's message without what a value could be in: its first line only (PostgreSQL's
+    DETAIL and CONTEXT lines quote rows, `Key (x)=(value)`), with quoted and keyed values elided."""
+    first = message.strip().splitlines()[0] if message.strip() else ""
+    return _QUOTED_VALUE.sub("…", first)[:300]
+
+
+def _scrub_database_error(context) -> None:
+    """Rewrite the driver's error and SQLAlchemy's wrapper of it before anyone logs or records them. With
+    `hide_parameters`, this leaves no bound value and no row in a log line or a span."""
+    original = context.original_exception
+    constraint = getattr(getattr(original, "diag", None), "constraint_name", None)
+    clean = scrubbed(str(original)) + (f" (constraint {constraint})" if constraint else "")
+    original.args = (clean,)
+    wrapper = context.sqlalchemy_exception
+    if wrapper is not None:
+        wrapper.args = (f"({original.__class__.__module__}.{original.__class__.__name__}) {clean}",)
 
 
 def _instrument_sqlalchemy() -> None:
@@ -158,7 +200,10 @@ def run_migrations_from_env(metadata) -> None:
     from alembic import context
 
     config = context.config
-    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    url = config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise ConfigError("alembic: sqlalchemy.url is not set (shared.db.migrate sets it)")
+    engine = create_engine(url)
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
         with context.begin_transaction():

@@ -2,16 +2,27 @@
 
 Errors follow flask-smorest's shape (`{code, status, message, errors}`) with per-field messages under
 `errors`. Malformed JSON is a 422 naming `json`, like any other invalid body.
+
+Before any view runs, `refuse_hostile_input` answers 422, naming the field, for what no schema states but
+would otherwise reach the database as a 500: a NUL character (PostgreSQL text cannot hold one) or a lone
+surrogate (not encodable as UTF-8) in a path id, a query value, a form field or any JSON string; a query
+parameter the operation does not document; JSON
+nested deeper than MAX_JSON_DEPTH; a JSON object with a key twice; and 413 for a chunked body past the size
+limit. Blueprint.paginate caps the page number.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import flask_smorest
-from flask import Flask, send_from_directory
+from flask import Flask, request, send_from_directory
 from flask_smorest import Api, abort
+from marshmallow import fields as ma_fields
+from marshmallow.validate import OneOf, Range, Regexp
 from sqlalchemy import Select, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -35,6 +46,88 @@ class _Parser(FlaskParser):
         )
 
 
+MAX_JSON_DEPTH = 32
+MAX_PAGE = 100_000  # with at most 100 a page: ten million rows, well past any list here
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+UNSTORABLE_MESSAGE = "Must not contain NUL characters or unpaired surrogates."
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _DuplicateKey(key)
+        found[key] = value
+    return found
+
+
+def _strings(document: Any) -> Iterator[tuple[str, str, int]]:
+    """(path, string, depth) of every key and string value of a JSON document, without recursion."""
+    stack: list[tuple[str, Any, int]] = [("", document, 1)]
+    while stack:
+        path, value, depth = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                child = f"{path}.{key}" if path else key
+                yield child, key, depth
+                stack.append((child, item, depth + 1))
+        elif isinstance(value, list):
+            yield path, "", depth
+            stack.extend((f"{path}.{i}" if path else str(i), item, depth + 1) for i, item in enumerate(value))
+        elif isinstance(value, str):
+            yield path, value, depth
+
+
+def hostile_input() -> tuple[str, dict[str, list[str]]] | None:
+    """(location, {field: [message]}) of the first thing in the request that no schema states but that would
+    fail in the database or the parser, else None."""
+    limit = request.max_content_length
+    streamed = request.content_length is None and request.method in ("POST", "PUT", "PATCH")
+    # A streamed (chunked) body has no length to refuse up front, and werkzeug stops reading at the limit
+    # without a word: a body that reached it is too large, not truncated JSON.
+    if streamed and limit is not None and len(request.get_data(cache=True)) >= limit:
+        raise RequestEntityTooLarge()
+    for location, values in (("path", request.view_args or {}), ("query", request.args), ("form", request.form)):
+        for name, value in values.items():
+            if isinstance(value, str) and _UNSTORABLE.search(name + value):
+                return location, {_safe(name): [UNSTORABLE_MESSAGE]}
+    if not request.is_json or not request.get_data(cache=True):
+        return None
+    try:
+        document = json.loads(request.get_data(cache=True), object_pairs_hook=_no_duplicates)
+    except _DuplicateKey as exc:
+        return "json", {_safe(str(exc)): ["This key appears more than once in its object."]}
+    except RecursionError:
+        return "json", {"_schema": [f"Nested deeper than {MAX_JSON_DEPTH} levels."]}
+    except ValueError:
+        return None  # malformed: the schema's parser says so (422 naming `json`)
+    for path, text, depth in _strings(document):
+        if depth > MAX_JSON_DEPTH:
+            return "json", {"_schema": [f"Nested deeper than {MAX_JSON_DEPTH} levels."]}
+        if _UNSTORABLE.search(text):
+            return "json", {_safe(path) or "_schema": [UNSTORABLE_MESSAGE]}
+    return None
+
+
+# The guard's NUL rule in the OpenAPI documents: on every string a schema leaves otherwise unbound.
+NO_NUL = "^[^\\u0000]*$"
+
+
+def _no_nul(self, field, **kwargs) -> dict[str, Any]:
+    """apispec attribute function: a string field without a pattern of its own says it holds no NUL."""
+    bound = any(isinstance(v, Regexp | OneOf) for v in field.validators)
+    return {"pattern": NO_NUL} if isinstance(field, ma_fields.String) and not bound else {}
+
+
+def _safe(name: str) -> str:
+    """A field's name as an error may quote it (a sender chose it): printable, and short."""
+    return _UNSTORABLE.sub("?", name)[:100]
+
+
 def page(session: Session, statement: Select, pagination_parameters) -> list:
     """One page of an ordered `statement`'s rows for a `@blp.paginate()` view, which reports the total
     (counted over the same filters) in its X-Pagination header."""
@@ -45,9 +138,30 @@ def page(session: Session, statement: Select, pagination_parameters) -> list:
 
 
 class Blueprint(flask_smorest.Blueprint):
-    """flask-smorest's Blueprint whose malformed-JSON error is a 422 like every other bad body."""
+    """flask-smorest's Blueprint whose malformed-JSON error is a 422 like every other bad body, and whose
+    X-Pagination header is documented as what it is: a JSON object serialised into a string."""
 
     ARGUMENTS_PARSER = _Parser()
+
+    def paginate(self, pager=None, **kwargs):
+        """flask-smorest's, with the page number capped at MAX_PAGE (past it, an offset no database takes): the
+        one parameters schema both parses the query and documents it, so the cap is in the OpenAPI too."""
+        paginated = super().paginate(pager, **kwargs)
+
+        def decorator(view):
+            wrapper = paginated(view)
+            schema = wrapper._apidoc["pagination"]["parameters"]["schema"]
+            schema._declared_fields["page"].validators.append(Range(max=MAX_PAGE))
+            return wrapper
+
+        return decorator
+
+    def _document_pagination_metadata(self, spec, resp_doc):
+        resp_doc.setdefault("headers", {})[self.PAGINATION_HEADER_NAME] = {
+            "description": "Pagination metadata as a JSON string: `{total, total_pages, first_page, last_page, "
+            "page, previous_page, next_page}` (the page fields only where they exist).",
+            "schema": {"type": "string"},
+        }
 
 
 def create_api_app(
@@ -74,7 +188,7 @@ def create_api_app(
         OPENAPI_SWAGGER_UI_URL="/docs/assets/",
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
     )
-    app.json.sort_keys = False  # keep fields in the order the schemas declare them
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep fields in the order the schemas declare them
     api = Api(
         app,
         spec_kwargs={
@@ -89,7 +203,42 @@ def create_api_app(
             "security": [{"bearerAuth": []}],
         },
     )
+    api.ma_plugin.converter.add_attribute_function(_no_nul)
     init_auth(app, verifier or TokenVerifier(settings))
+
+    documented_query: dict[tuple[str, str], frozenset[str]] = {}
+
+    def query_names(endpoint: str | None, method: str) -> frozenset[str] | None:
+        """The query parameters the OpenAPI document gives an operation; None for a route it does not list
+        (the page, health, docs). Read once from the finished document."""
+        if not documented_query:
+            paths = api.spec.to_dict()["paths"]
+            for rule in app.url_map.iter_rules():
+                operations = paths.get(re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule), {})
+                for verb, operation in operations.items():
+                    if isinstance(operation, dict) and "responses" in operation:
+                        names = {p["name"] for p in operation.get("parameters", []) if p.get("in") == "query"}
+                        documented_query[(rule.endpoint, verb.upper())] = frozenset(names)
+            documented_query[("", "")] = frozenset()  # read: not again
+        return documented_query.get((endpoint or "", method))
+
+    @app.before_request
+    def refuse_hostile_input():
+        known = query_names(request.endpoint, request.method)
+        unknown = sorted(set(request.args) - known) if known is not None else []
+        if unknown:  # as an unknown body field is: a misspelt filter would otherwise silently list everything
+            errors = {"query": {_safe(name): ["Unknown parameter."] for name in unknown[:20]}}
+            return {"code": 422, "status": "Unprocessable Entity", "errors": errors}, 422
+        found = hostile_input()
+        if found is not None:
+            location, errors = found
+            return {
+                "code": 422,
+                "status": "Unprocessable Entity",
+                "message": f"The request's {location} holds what cannot be accepted.",
+                "errors": {location: errors},
+            }, 422
+        return None
 
     @app.get("/docs/assets/<path:filename>")
     def swagger_assets(filename: str):

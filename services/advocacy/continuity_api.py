@@ -37,6 +37,7 @@ STATUS_OF = {
     domain.TransitionNotFound: 404,
     domain.AdvocateNotFound: 422,
     domain.TransitionInvalid: 422,
+    domain.DecisionUndatable: 422,
     domain.CaseNotOpen: 409,
     domain.TransitionClosed: 409,
     domain.ChecklistIncomplete: 409,
@@ -69,7 +70,11 @@ def make_continuity_blueprint(sessions: sessionmaker, continuity: Continuity) ->
     @blp.errorhandler(domain.CaseworkError)
     def refused(error: domain.CaseworkError):
         code = STATUS_OF.get(type(error), 409)
-        return {"code": code, "status": HTTPStatus(code).phrase, "message": str(error)}, code
+        body = {"code": code, "status": HTTPStatus(code).phrase, "message": str(error)}
+        field = getattr(error, "field", None)
+        if field:
+            body["errors"] = {"json": {field: [str(error)]}}
+        return body, code
 
     def nrm_view(session, case):
         record = nrm.record(session, case)

@@ -219,6 +219,12 @@ class CaseNotOpen(CaseworkError):
     """NRM records and transitions belong to an open case."""
 
 
+class DecisionUndatable(CaseworkError):
+    """No NRM rule in the policy table covers the decision's date (or its deadlines fall past the calendar)."""
+
+    field = "decided_on"
+
+
 def checklist_for(kind: str) -> dict[str, bool]:
     return {item: False for item in CHECKLIST_ITEMS if item != CONSENT_REOBTAINED or kind == TURNING_18}
 

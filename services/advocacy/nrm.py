@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from services.advocacy import case_events, clocks, domain
 from services.advocacy.models import Case, Clock, NrmDecision, NrmReconsideration, NrmRecord
-from services.advocacy.policy import Policy
+from services.advocacy.policy import Policy, PolicyError
 from services.advocacy.timekeeping import today
 from services.advocacy.transitions import Transitions, ensure_open
 from shared.outbox import utcnow
@@ -60,7 +60,8 @@ class NrmRecords:
         if not referral.get("is_child", (case.offer.summary or {}).get("is_child")):
             return
         record = self.record(session, case)
-        referred_on = _date(referral.get("referred_at")) or record.referred_on
+        # An age estimate is counted from the referral date: without one (never on a real referral), today.
+        referred_on = _date(referral.get("referred_at")) or record.referred_on or today(self.wall_clock)
         self._plan_turning_18(session, case, referral.get("subject") or {}, referred_on, record.region, actor)
 
     def _plan_turning_18(self, session, case, subject, referred_on: date, region, actor: str) -> None:
@@ -149,9 +150,14 @@ class NrmRecords:
         detail = label + (" (on reconsideration)" if on_reconsideration else "")
         case_events.note(session, case, domain.NRM_DECISION_RECORDED, actor, detail, now)
         self._stop(session, case, clocks.STOPPED_BY_DECISION.get(stage, ()), f"{stage.upper()} decision recorded")
-        self.start(session, case, clocks.on_decision(self.policy, stage, outcome, decided_on, record.region), actor)
-        if stage == clocks.CG:
-            self._plan_leaving_support(session, case, outcome, decided_on, record.region, actor)
+        try:
+            self.start(session, case, clocks.on_decision(self.policy, stage, outcome, decided_on, record.region), actor)
+            if stage == clocks.CG:
+                self._plan_leaving_support(session, case, outcome, decided_on, record.region, actor)
+        except (PolicyError, OverflowError):  # the caller's transaction rolls back: nothing is half-written
+            raise domain.DecisionUndatable(
+                f"no NRM rule covers a decision dated {decided_on.isoformat()}, or its deadlines fall past the calendar"
+            ) from None
         session.flush()
         return decision
 

@@ -185,10 +185,14 @@ class TransitionCreateSchema(Schema):
     to_advocate_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=64))
 
 
+# The items an update may tick, as properties: the OpenAPI document states them (a dict's keys it cannot).
+ChecklistTicksSchema = Schema.from_dict(
+    {item: fields.Boolean() for item in domain.CHECKLIST_ITEMS}, name="ChecklistTicks"
+)
+
+
 class TransitionUpdateSchema(Schema):
-    checklist = fields.Dict(
-        keys=fields.String(validate=validate.OneOf(domain.CHECKLIST_ITEMS)), values=fields.Boolean(), load_default=None
-    )
+    checklist = fields.Nested(ChecklistTicksSchema)
     planned_for = fields.Date(load_default=None)
 
 

@@ -210,7 +210,9 @@ def providers_blueprint(sessions: sessionmaker) -> Blueprint:
             with sessions() as session:
                 return session.scalars(select(Provider).order_by(Provider.id)).all()
 
-    @blp.route("/<provider_id>")
+    provider_id_doc = {"in": "path", "name": "provider_id", "schema": {"type": "string", "pattern": PROVIDER_ID}}
+
+    @blp.route("/<provider_id>", parameters=[provider_id_doc])
     class ProviderById(MethodView):
         @requires("providers:admin")
         @blp.arguments(ProviderInSchema)

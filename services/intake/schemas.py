@@ -3,7 +3,6 @@ mass-assigned."""
 
 from __future__ import annotations
 
-import functools
 from datetime import UTC, datetime
 
 import pycountry
@@ -24,24 +23,11 @@ STATUSES = ("received", "offered", "allocated", "escalated", "withdrawn", "recor
 PROVIDER_ID = r"^[a-z0-9][a-z0-9-]{1,62}$"  # it becomes part of a routing key and a queue name
 
 
-@functools.cache
-def _countries() -> frozenset[str]:
-    return frozenset(c.alpha_2 for c in pycountry.countries) | {"unknown"}
-
-
-@functools.cache
-def _languages() -> frozenset[str]:
-    return frozenset(lang.alpha_2 for lang in pycountry.languages if hasattr(lang, "alpha_2"))
-
-
-def _language(value: str) -> None:
-    if value not in _languages():
-        raise ValidationError(f"{value!r} is not an ISO 639-1 language code (e.g. en, sq, ro).")
-
-
-def _country(value: str) -> None:
-    if value not in _countries():
-        raise ValidationError(f"{value!r} is not an ISO 3166-1 alpha-2 country code (e.g. AL, VN) or 'unknown'.")
+# As enums, so the OpenAPI document states them (a validator function would be invisible to it).
+COUNTRIES = (*sorted(c.alpha_2 for c in pycountry.countries), "unknown")
+LANGUAGES = tuple(sorted(lang.alpha_2 for lang in pycountry.languages if hasattr(lang, "alpha_2")))
+_language = validate.OneOf(LANGUAGES, error="Not an ISO 639-1 language code (e.g. en, sq, ro).")
+_country = validate.OneOf(COUNTRIES, error="Not an ISO 3166-1 alpha-2 country code (e.g. AL, VN) or 'unknown'.")
 
 
 class ReferrerSchema(Schema):

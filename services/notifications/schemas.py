@@ -16,8 +16,15 @@ def _validate_secret(secret: str) -> None:
 class SubscriptionCreateSchema(Schema):
     url = fields.String(
         required=True,
-        validate=validate.Length(min=1, max=MAX_URL_LENGTH),
-        metadata={"description": "Where webhooks are POSTed: https, on a public address."},
+        validate=[
+            validate.Length(min=1, max=MAX_URL_LENGTH),
+            validate.Regexp(r"^https?://[^\s/?#]+[^\s]*$", error="Must be an absolute http(s) URL."),
+        ],
+        metadata={
+            "description": "Where webhooks are POSTed: https, on a public address (checked when subscribing and "
+            "before each delivery; a URL that resolves to a private or loopback address is refused, 422).",
+            "format": "uri",
+        },
     )
     events = fields.List(
         fields.String(validate=validate.OneOf(EVENT_TYPES)),
@@ -26,7 +33,7 @@ class SubscriptionCreateSchema(Schema):
         metadata={"description": "The event types to receive."},
     )
     secret = fields.String(
-        validate=_validate_secret,
+        validate=[_validate_secret, validate.Regexp(r"^whsec_[A-Za-z0-9+/]+={0,2}$", error="Must start with whsec_.")],
         metadata={"description": "Signing secret, `whsec_` + base64 of 24-64 bytes; generated when absent."},
     )
 

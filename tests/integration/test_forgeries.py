@@ -236,9 +236,11 @@ def test_a_second_charitys_queue_receives_nothing_about_the_firsts_referral(prov
             advocate={"name": "Advocate Synthetic-Ana", "email": "ana@a.example"},
             accepted_at="2026-03-01T09:00:00+00:00",
         )
+        wait_for_consumers(amqp_url, INTAKE_QUEUE)
         publish(a_url, arriving(answer, publisher=f"advocacy-{a_id}"))
-        [(properties, _)] = drain(amqp_url, queues[a_id], expect=1)
-        assert properties.type == "allocation.confirmed"
+        confirmed = drain(amqp_url, queues[a_id], expect=1, timeout=30)
+        parked = [p.headers.get("x-parked-reason") for p, _ in drain(amqp_url, f"{INTAKE_QUEUE}.parking", timeout=0.5)]
+        assert [p.type for p, _ in confirmed] == ["allocation.confirmed"], parked
         assert client.post(f"/v1/referrals/{referral_id}/withdrawal", headers=police).status_code == 200
         [(properties, _)] = drain(amqp_url, queues[a_id], expect=1)
         assert properties.type == "offer.withdrawn"
