@@ -141,7 +141,8 @@ $(CONTRACTS_STAMP): $(CONTRACTS)/package.json $(CONTRACTS)/package-lock.json
 	npm ci --prefix $(CONTRACTS) --no-audit --no-fund
 	@touch $@
 
-test: venv $(CONTRACTS_STAMP) ## Run the whole suite (TEST_AMQP_URL / TEST_DATABASE_URL, else the local services, else testcontainers)
+test: venv $(CONTRACTS_STAMP) ## Type-check, then run the whole suite (TEST_AMQP_URL / TEST_DATABASE_URL, else the local services, else testcontainers)
+	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: venv ## Run the unit tests only (pytest -m unit): no broker or database needed
@@ -173,7 +174,7 @@ fmt: venv ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix --exit-zero .
 	$(BIN)/ruff format .
 
-typecheck: venv ## mypy on the files listed in pyproject.toml
+typecheck: venv ## mypy over services/, shared/ and contracts/ (make test runs it first)
 	$(BIN)/mypy
 
 clean: ## Remove the dev SQLite databases under var/ (keeps var/keys)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from sqlalchemy import func, select
@@ -185,7 +185,7 @@ class Casework:
             referral_id=offer.referral_id,
             offer_id=offer.id,
             provider_id=self.provider_id,
-            reason=reason,
+            reason=cast(events.DeclineReason, reason),  # one of DECLINE_REASONS: the API's schema checked it
             declined_at=now,
         )
         add_event(session, Outbox, declined)

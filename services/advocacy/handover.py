@@ -251,46 +251,52 @@ def _nrm(session: Session, case: Case) -> events.HandedOverNrm:
     record = session.get(NrmRecord, case.id)
     decisions = session.scalars(select(NrmDecision).where(NrmDecision.case_id == case.id)).all()
     requests = session.scalars(select(NrmReconsideration).where(NrmReconsideration.case_id == case.id)).all()
-    return events.HandedOverNrm(
-        referred_on=record.referred_on if record else None,
-        region=record.region if record else None,
-        decisions=[
-            events.HandedOverDecision(
-                id=d.id,
-                stage=d.stage,
-                outcome=d.outcome,
-                decided_on=d.decided_on,
-                on_reconsideration=d.on_reconsideration,
-            )
-            for d in decisions
-        ],
-        reconsiderations=[
-            events.HandedOverReconsideration(id=r.id, decision_id=r.decision_id, requested_on=r.requested_on)
-            for r in requests
-        ],
+    # msgspec.convert, not the constructor: the rows' strings are checked against the catalogue's codes here,
+    # at the sender, as the receiver will check them.
+    return msgspec.convert(
+        {
+            "referred_on": record.referred_on if record else None,
+            "region": record.region if record else None,
+            "decisions": [
+                {
+                    "id": d.id,
+                    "stage": d.stage,
+                    "outcome": d.outcome,
+                    "decided_on": d.decided_on,
+                    "on_reconsideration": d.on_reconsideration,
+                }
+                for d in decisions
+            ],
+            "reconsiderations": [
+                {"id": r.id, "decision_id": r.decision_id, "requested_on": r.requested_on} for r in requests
+            ],
+        },
+        events.HandedOverNrm,
     )
 
 
 def _clock(clock: Clock) -> events.HandedOverClock:
-    return events.HandedOverClock(
-        kind=clock.kind,
-        starts_on=clock.starts_on,
-        due_on=clock.due_on,
-        notice_on=clock.notice_on,
-        policy_version=clock.policy_version,
-        transition_id=clock.transition_id,
-        due_soon_fired=clock.due_soon_fired_at is not None,
-        breached_fired=clock.breached_fired_at is not None,
-    )
+    fields = {
+        "kind": clock.kind,
+        "starts_on": clock.starts_on,
+        "due_on": clock.due_on,
+        "notice_on": clock.notice_on,
+        "policy_version": clock.policy_version,
+        "transition_id": clock.transition_id,
+        "due_soon_fired": clock.due_soon_fired_at is not None,
+        "breached_fired": clock.breached_fired_at is not None,
+    }
+    return msgspec.convert(fields, events.HandedOverClock)
 
 
 def _transition(t: Transition) -> events.HandedOverTransition:
-    return events.HandedOverTransition(
-        id=t.id,
-        kind=t.kind,
-        status=t.status,
-        planned_for=t.planned_for,
-        date_basis=t.date_basis,
-        receiving_agency=t.receiving_agency,
-        done=[item for item, done in (t.checklist or {}).items() if done],
-    )
+    fields = {
+        "id": t.id,
+        "kind": t.kind,
+        "status": t.status,
+        "planned_for": t.planned_for,
+        "date_basis": t.date_basis,
+        "receiving_agency": t.receiving_agency,
+        "done": [item for item, done in (t.checklist or {}).items() if done],
+    }
+    return msgspec.convert(fields, events.HandedOverTransition)

@@ -7,6 +7,7 @@ python -m services.advocacy.seed_demo
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
@@ -19,7 +20,7 @@ from shared.config import ConfigError, Settings
 from shared.db import make_engine, make_session_factory
 
 # Invented names (shared.testing's syllables), never real people.
-DEMO_ADVOCATES = (
+DEMO_ADVOCATES: tuple[dict[str, Any], ...] = (
     {"name": "Advocate Kalo Demo", "email": "kalo.demo@demo-charity.example", "languages": ["en", "sq"]},
     {
         "name": "Advocate Mizu Demo",

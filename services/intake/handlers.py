@@ -30,7 +30,12 @@ def _offer_answered(
     # Locks in one order everywhere: the referral (the event's subject) first, then the offer.
     referral = session.get(Referral, answer.referral_id, with_for_update=True)
     offer = session.get(Offer, answer.offer_id, with_for_update=True) if referral else None
-    if offer is None or offer.referral_id != answer.referral_id or offer.provider_id != answer.provider_id:
+    if (
+        referral is None
+        or offer is None
+        or offer.referral_id != answer.referral_id
+        or offer.provider_id != answer.provider_id
+    ):
         raise PermanentError("answer names an offer that was not made to that provider")
     if offer.status != "pending":
         # Withdrawn meanwhile, or already answered: the record stands; nothing to do.

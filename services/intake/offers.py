@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -39,7 +39,7 @@ def referral_news(kind: type[News], referral: Referral, **data: Any) -> News:
         referral_id=referral.id,
         org_id=referral.org_id,
         external_reference=referral.external_reference,
-        status=referral.status,
+        status=cast(events.ReferralStatus, referral.status),  # the model's column holds only these
         **data,
     )
 
@@ -47,11 +47,8 @@ def referral_news(kind: type[News], referral: Referral, **data: Any) -> News:
 def directory(session: Session) -> list[domain.ProviderEntry]:
     """The providers, each with the places it reported less the offers it has not answered yet: a place
     held open for a pending offer is not free for the next referral."""
-    waiting = dict(
-        session.execute(
-            select(Offer.provider_id, func.count()).where(Offer.status == "pending").group_by(Offer.provider_id)
-        ).all()
-    )
+    pending = select(Offer.provider_id, func.count()).where(Offer.status == "pending").group_by(Offer.provider_id)
+    waiting: dict[str, int] = {provider_id: count for provider_id, count in session.execute(pending).all()}
     return [
         domain.ProviderEntry(
             id=p.id,
@@ -158,13 +155,14 @@ class Router:
         self, session: Session, referral: Referral, provider_id: str, *, offered_by: str, new: bool = False
     ) -> Offer:
         now = utcnow()
+        respond_by = self.policy.respond_by(now, referral.region)
         offer = Offer(
             id=str(uuid.uuid4()),
             referral_id=referral.id,
             provider_id=provider_id,
             status="pending",
             offered_at=now,
-            respond_by=self.policy.respond_by(now, referral.region),
+            respond_by=respond_by,
             offered_by=offered_by,
         )
         session.add(offer)
@@ -176,8 +174,8 @@ class Router:
             offer_id=offer.id,
             provider_id=provider_id,
             org_id=referral.org_id,
-            offered_at=offer.offered_at,
-            respond_by=offer.respond_by,
+            offered_at=now,
+            respond_by=respond_by,
             summary=events.ReferralSummary(**summary),
         )
         add_event(session, Outbox, offered)  # addressed: routing key referral.offered.<provider_id>

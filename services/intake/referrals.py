@@ -6,7 +6,7 @@ import hashlib
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -73,10 +73,11 @@ def submit(
                 referral_id=referral.id,
                 org_id=org_id,
                 external_reference=referral.external_reference,
-                status=pathway.initial_status,  # what it was on arrival, before routing (choose_first) moved it on
-                pathway=pathway.pathway,
+                # What it was on arrival, before routing (choose_first) moved it on; the validated body's codes.
+                status=cast(events.ReferralStatus, pathway.initial_status),
+                pathway=cast(events.Pathway, pathway.pathway),
                 is_child=pathway.is_child,
-                region=referral.region,
+                region=cast(events.Region, referral.region),
             )
             add_event(session, Outbox, received)
             if pathway.routed:

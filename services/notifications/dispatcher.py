@@ -18,12 +18,13 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import cast
 
 import requests
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 from standardwebhooks import Webhook
@@ -143,7 +144,7 @@ class WebhookDispatcher:
             .with_for_update(of=deliveries, skip_locked=True)
         )
         claim = (
-            update(deliveries)
+            update(cast(Table, deliveries))
             .where(deliveries.c.id.in_(due.scalar_subquery()))
             .values(next_attempt_at=now + self._attempt_time * limit + LEASE_MARGIN)
             .returning(*deliveries.c)  # SQLite's RETURNING names the updated table only: no join here
@@ -257,7 +258,7 @@ class WebhookDispatcher:
         deliveries = Delivery.__table__  # Core, not the ORM's bulk update: a third of the cost here
         with self._sessions.begin() as session:
             session.execute(
-                update(deliveries)
+                update(cast(Table, deliveries))
                 .where(deliveries.c.id == claimed.delivery_id, deliveries.c.status == PENDING)
                 .values(**values)
             )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jwt
 from flask import current_app, g, request
@@ -61,7 +62,7 @@ class TokenVerifier:
 
     def verify(self, token: str) -> Principal:
         try:
-            key = self._jwks.get_signing_key_from_jwt(token).key if self._jwks else self._key
+            key: Any = self._jwks.get_signing_key_from_jwt(token).key if self._jwks else self._key
             claims = jwt.decode(
                 token,
                 key,

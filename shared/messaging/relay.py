@@ -166,6 +166,8 @@ class OutboxRelay:
         self._stop = stop
         if self._listener is not None:
             self._listener.start(stop)
+        # The I/O loop sleeps until its next poll (up to poll_interval): a stop must wake it, not wait for that.
+        threading.Thread(target=self._wake_on, args=(stop,), name=f"{self._name}-relay-stop", daemon=True).start()
         failures = 0
         while not stop.is_set():
             publisher = AsyncPublisher(
@@ -181,7 +183,7 @@ class OutboxRelay:
             finally:
                 self._publisher = None
                 abandoned = self._abandon_batch()
-            if _refused(publisher.error) and abandoned:
+            if publisher.error is not None and _refused(publisher.error) and abandoned:
                 self._find_refused(abandoned, publisher.error)
                 continue  # at once: the connection itself is fine
             lost = "broker connection lost"
@@ -201,6 +203,10 @@ class OutboxRelay:
                 extra={"connection": f"{self._name}-relay", "retry_in_s": round(delay, 2)},
             )
             stop.wait(delay)
+
+    def _wake_on(self, stop: threading.Event) -> None:
+        stop.wait()
+        self._kick()  # its tick sees `stop` and closes the connection; run() then returns
 
     # --- the I/O loop's callbacks --------------------------------------------------------------------
 

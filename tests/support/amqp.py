@@ -16,7 +16,7 @@ from shared.messaging.envelope import Event
 
 @contextlib.contextmanager
 def running(loop: Callable[[threading.Event], None]) -> Iterator[threading.Event]:
-    """Run a consumer/relay loop in a thread for the duration of the block, then stop it."""
+    """Run a consumer/relay loop in a thread for the duration of the block, then stop it: it must stop."""
     stop = threading.Event()
     errors: list[BaseException] = []
 
@@ -35,6 +35,8 @@ def running(loop: Callable[[threading.Event], None]) -> Iterator[threading.Event
         thread.join(timeout=15)
     if errors:
         raise errors[0]
+    # A loop that ignores `stop` would pass unseen and leak its thread into the tests after it.
+    assert not thread.is_alive(), f"{getattr(loop, '__qualname__', loop)} did not stop within 15 s of being asked"
 
 
 def publish(url: str, event: Event, routing_key: str | None = None, headers: dict | None = None) -> None:

@@ -213,13 +213,25 @@ def make_page_blueprint(sessions: sessionmaker, continuity: Continuity, config: 
         if kind not in domain.TRANSITION_KINDS or planned_for is None:
             flash("Choose the kind of transition and its planned date.", "error")
             return redirect(url_for("page.case_page", case_id=case_id))
-        fields = {
-            name: (request.form.get(name) or "").strip() or None
-            for name in ("receiving_agency", "receiving_provider_id", "to_advocate_id")
-        }
+
+        def given(name: str) -> str | None:
+            return (request.form.get(name) or "").strip() or None
+
+        def plan(db, case, who):
+            return transitions.plan(
+                db,
+                case,
+                kind=kind,
+                planned_for=planned_for,
+                actor=who,
+                receiving_agency=given("receiving_agency"),
+                receiving_provider_id=given("receiving_provider_id"),
+                to_advocate_id=given("to_advocate_id"),
+            )
+
         return act(
             case_id,
-            lambda db, case, who: transitions.plan(db, case, kind=kind, planned_for=planned_for, actor=who, **fields),
+            plan,
             f"{labels.transition_label(kind)} planned.",
         )
 
