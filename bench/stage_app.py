@@ -18,9 +18,10 @@ from sqlalchemy import JSON, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.intake.schemas import ReferralInSchema
+from shared.clock import utcnow
 from shared.db import UTCDateTime, make_engine, make_session_factory
 from shared.messaging.envelope import Event
-from shared.outbox import OutboxMixin, utcnow
+from shared.outbox import OutboxMixin
 
 
 class Base(DeclarativeBase):

@@ -14,7 +14,7 @@ import sqlalchemy
 from sqlalchemy import DateTime, Engine, Table, TextClause, TypeDecorator, bindparam, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.orm import DeclarativeBase, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
 from shared.config import ConfigError, Settings
 
@@ -24,12 +24,6 @@ if TYPE_CHECKING:
 SERVICES = ("intake", "advocacy", "notifications")
 SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
 POOL_RECYCLE_SECONDS = 1800
-
-
-class Base(DeclarativeBase):
-    """Nothing shared lives in this metadata: each service subclasses it for its own tables."""
-
-    __abstract__ = True
 
 
 class UTCDateTime(TypeDecorator):

@@ -14,11 +14,11 @@ from datetime import datetime
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
+from shared.clock import utcnow
 from shared.db import UTCDateTime, insert_or_ignore
 from shared.messaging.catalogue import Handler, Refused, Subscriptions
 from shared.messaging.envelope import Event
 from shared.messaging.errors import PermanentError
-from shared.outbox import utcnow
 
 log = logging.getLogger(__name__)
 

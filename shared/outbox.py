@@ -7,20 +7,17 @@ so the trace continues across the gap between commit and publish.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from opentelemetry import propagate
 from sqlalchemy import Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column
 
+from shared.clock import utcnow
 from shared.db import UTCDateTime
 from shared.messaging.catalogue import EventData, envelope
 from shared.messaging.envelope import Event
 from shared.messaging.notify import announce
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class OutboxMixin:

@@ -20,8 +20,9 @@ from sqlalchemy.orm import Session
 from contracts import events
 from services.advocacy import domain
 from services.advocacy.models import Advocate, Case, Offer, Outbox, TimelineEntry
+from shared.clock import utcnow
 from shared.messaging.envelope import Event
-from shared.outbox import add_event, utcnow
+from shared.outbox import add_event
 
 OFFER_EXPIRED = "expired"  # intake's deadline passed before our answer reached it
 OFFER_EXPIRED_KIND = "offer_expired"

@@ -38,8 +38,9 @@ from services.advocacy.models import (
     TimelineEntry,
     Transition,
 )
+from shared.clock import utcnow
 from shared.messaging.envelope import Event
-from shared.outbox import add_event, utcnow
+from shared.outbox import add_event
 
 _SUMMARY_KEYS = {f.name for f in msgspec.structs.fields(events.ReferralSummary)}
 

@@ -22,9 +22,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from shared.clock import utcnow
 from shared.db import UTCDateTime
 from shared.inbox import InboxMixin
-from shared.outbox import OutboxMixin, utcnow
+from shared.outbox import OutboxMixin
 
 
 class Base(DeclarativeBase):

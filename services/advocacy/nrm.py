@@ -19,7 +19,7 @@ from services.advocacy.models import Case, Clock, NrmDecision, NrmReconsideratio
 from services.advocacy.policy import Policy, PolicyError
 from services.advocacy.timekeeping import today
 from services.advocacy.transitions import Transitions, ensure_open
-from shared.outbox import utcnow
+from shared.clock import utcnow
 
 ORIGIN_CHILD = "child's case opened"
 ORIGIN_POSITIVE_CG = "positive CG decision"

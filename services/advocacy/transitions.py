@@ -19,7 +19,7 @@ from contracts import events
 from services.advocacy import case_events, domain
 from services.advocacy.models import Advocate, Case, Clock, Transition
 from services.advocacy.timekeeping import SystemClock, WallClock
-from shared.outbox import utcnow
+from shared.clock import utcnow
 
 ORIGIN_PERSON = "planned by a person"
 

@@ -27,7 +27,7 @@ from services.intake.schemas import (
     ReferralSummarySchema,
 )
 from shared.auth import current_principal, requires
-from shared.outbox import utcnow
+from shared.clock import utcnow
 from shared.web import Blueprint, page
 
 _PROVIDER_ID = re.compile(PROVIDER_ID)

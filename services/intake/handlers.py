@@ -16,10 +16,11 @@ from sqlalchemy.orm import Session
 from contracts import events
 from services.intake.models import Offer, Outbox, Provider, Referral
 from services.intake.offers import Router, referral_news
+from shared.clock import utcnow
 from shared.messaging.catalogue import Subscriptions
 from shared.messaging.envelope import Event
 from shared.messaging.errors import PermanentError
-from shared.outbox import add_event, utcnow
+from shared.outbox import add_event
 
 log = logging.getLogger(__name__)
 

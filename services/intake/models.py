@@ -8,9 +8,10 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from shared.clock import utcnow
 from shared.db import UTCDateTime
 from shared.inbox import InboxMixin
-from shared.outbox import OutboxMixin, utcnow
+from shared.outbox import OutboxMixin
 
 
 class Base(DeclarativeBase):

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from contracts import events
 from services.intake import domain
 from services.intake.models import Escalation, Offer, Outbox, Provider, Referral
-from shared.outbox import add_event, utcnow
+from shared.clock import utcnow
+from shared.outbox import add_event
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@ from services.intake import domain
 from services.intake.models import Disclosure, Offer, Outbox, Referral
 from services.intake.offers import Router, referral_news
 from shared.auth import Principal
-from shared.outbox import add_event, utcnow
+from shared.clock import utcnow
+from shared.outbox import add_event
 
 
 class ReferralConflict(Exception):

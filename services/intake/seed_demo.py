@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from services.intake.models import Provider
 from services.intake.schemas import REGIONS
+from shared.clock import utcnow
 from shared.config import Settings
 from shared.db import make_engine, make_session_factory
-from shared.outbox import utcnow
 
 DEMO = {
     "name": "Demo Charity (synthetic)",

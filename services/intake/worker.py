@@ -13,6 +13,7 @@ from services.intake.config import IntakeConfig
 from services.intake.handlers import subscriptions
 from services.intake.models import Inbox, Outbox
 from services.intake.offers import Router
+from shared.clock import utcnow
 from shared.config import Settings
 from shared.db import is_unavailable, make_engine, make_session_factory
 from shared.inbox import EventHandlers
@@ -21,7 +22,6 @@ from shared.messaging.consumer import Consumer
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.topology import QueueSpec
 from shared.messaging.worker import main_exit, run_loops
-from shared.outbox import utcnow
 from shared.telemetry import setup_tracing
 
 log = logging.getLogger(__name__)

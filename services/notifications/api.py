@@ -19,7 +19,7 @@ from services.notifications.schemas import (
     SubscriptionSchema,
 )
 from shared.auth import current_principal, requires
-from shared.outbox import utcnow
+from shared.clock import utcnow
 from shared.web import Blueprint, page
 
 NOT_FOUND = "No such subscription."

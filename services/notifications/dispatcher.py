@@ -33,7 +33,8 @@ from services.notifications.config import WebhookSettings
 from services.notifications.domain import UnsafeWebhookUrl, is_success, next_attempt_delay
 from services.notifications.egress import UrlGuard, webhook_session
 from services.notifications.models import DELIVERED, FAILED, PENDING, Delivery, Subscription
-from shared.outbox import utcnow
+from shared.clock import utcnow
+from shared.retry import DATABASE_OUTAGE
 from shared.telemetry import context_from, set_ids, tracer
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ class WebhookDispatcher:
                 failures = 0
             except OperationalError as exc:
                 failures += 1
-                delay = min(30.0, 0.5 * 2**failures)
+                delay = DATABASE_OUTAGE.delay(failures)
                 log.warning(
                     "database unavailable; dispatcher backing off",
                     extra={"error": exc.__class__.__name__, "retry_in_s": delay},

@@ -21,11 +21,11 @@ from sqlalchemy.orm import Session
 from contracts import events
 from services.notifications.domain import RECEIVING_AGENCY_EVENTS, webhook_body, webhook_id
 from services.notifications.models import PENDING, Delivery, ReferralOwner, Subscription
+from shared.clock import utcnow
 from shared.db import insert_or_ignore
 from shared.messaging.catalogue import INTAKE, Subscriptions
 from shared.messaging.envelope import Event
 from shared.messaging.errors import PermanentError
-from shared.outbox import utcnow
 from shared.telemetry import carrier_from_current
 
 log = logging.getLogger(__name__)

@@ -7,9 +7,9 @@ from datetime import datetime
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from shared.clock import utcnow
 from shared.db import UTCDateTime
 from shared.inbox import InboxMixin
-from shared.outbox import utcnow
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 

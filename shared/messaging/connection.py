@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import threading
 from collections.abc import Callable
 
 import pika
 from pika.adapters.blocking_connection import BlockingConnection
 from pika.exceptions import AMQPChannelError, AMQPConnectionError, ConnectionClosedByBroker
+
+from shared.retry import RECONNECT, Backoff
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def run_with_reconnect(
     session: Callable[[BlockingConnection], None],
     stop: threading.Event,
     *,
-    max_backoff: float = 15.0,
+    backoff: Backoff = RECONNECT,
 ) -> None:
     """Run `session(connection)` until `stop` is set, reconnecting after connection failures.
 
@@ -57,7 +58,7 @@ def run_with_reconnect(
             raise
         except (AMQPConnectionError, ConnectionClosedByBroker, OSError) as exc:
             failures += 1
-            delay = min(max_backoff, 0.25 * 2**failures) * (0.5 + random.random() / 2)
+            delay = backoff.delay(failures)
             log.warning(
                 "broker connection lost; reconnecting",
                 extra={"connection": name, "error": exc.__class__.__name__, "retry_in_s": round(delay, 2)},

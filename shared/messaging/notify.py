@@ -14,13 +14,14 @@ commit.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 from collections.abc import Callable
 
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
+
+from shared.retry import RECONNECT, Backoff
 
 log = logging.getLogger(__name__)
 _ANNOUNCED = "outbox_notify_announced_in"
@@ -46,11 +47,11 @@ class CommitListener:
     interval. After (re)connecting it calls `on_notify` once, for whatever committed while it was away.
     """
 
-    def __init__(self, engine: Engine, channel: str, on_notify: Callable[[], None], *, max_backoff: float = 15.0):
+    def __init__(self, engine: Engine, channel: str, on_notify: Callable[[], None], *, backoff: Backoff = RECONNECT):
         self._engine = engine
         self._channel = channel
         self._on_notify = on_notify
-        self._max_backoff = max_backoff
+        self._backoff = backoff
         self.live = False
 
     @staticmethod
@@ -80,7 +81,7 @@ class CommitListener:
                             self._on_notify()
             except (psycopg.Error, OSError) as exc:
                 failures += 1
-                delay = min(self._max_backoff, 0.25 * 2**failures) * (0.5 + random.random() / 2)
+                delay = self._backoff.delay(failures)
                 log.warning(
                     "outbox listener lost its database connection; polling meanwhile",
                     extra={"channel": self._channel, "error": exc.__class__.__name__, "retry_in_s": round(delay, 2)},

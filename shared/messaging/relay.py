@@ -23,24 +23,24 @@ permission fixed later lets it go), and the other rows flow on.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 import pika
-from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from pika.exceptions import NackError, UnroutableError
 from sqlalchemy import Connection, Row, bindparam, delete, select, update
 from sqlalchemy.orm import sessionmaker
 
+from shared.clock import utcnow
 from shared.db import is_unavailable
-from shared.messaging import CONTENT_TYPE, EXCHANGE
+from shared.messaging import CONTENT_TYPE
 from shared.messaging.notify import CommitListener
 from shared.messaging.publisher import AsyncPublisher, Outcome
-from shared.outbox import OutboxMixin, utcnow
+from shared.outbox import OutboxMixin
+from shared.retry import RECONNECT, REFUSED_ROW, UNSENT_ROW
 from shared.telemetry import context_from, set_ids, tracer
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,6 @@ CONFIRM_TIMEOUT_S = 30.0
 _REASONS = {Outcome.UNROUTABLE: "no queue is bound for it", Outcome.NACKED: "broker nack"}
 _ERRORS = {Outcome.UNROUTABLE: UnroutableError.__name__, Outcome.NACKED: NackError.__name__}
 ACCESS_REFUSED = 403
-HELD_BACK_MAX_S = 3600.0
 
 
 def _refused(error: BaseException | None) -> bool:
@@ -197,7 +196,7 @@ class OutboxRelay:
             if stop.is_set():
                 break
             failures = 1 if publisher.opened else failures + 1
-            delay = min(15.0, 0.25 * 2**failures) * (0.5 + random.random() / 2)
+            delay = RECONNECT.delay(failures)
             log.warning(
                 f"{lost}; reconnecting",
                 extra={"connection": f"{self._name}-relay", "retry_in_s": round(delay, 2)},
@@ -355,7 +354,7 @@ class OutboxRelay:
         [row] = abandoned.values()
         self._suspects.discard(row.id)
         reason = str(getattr(error, "reply_text", "") or "access refused")[:300]
-        delay = min(HELD_BACK_MAX_S, 60.0 * 2 ** min(row.attempts, 6))
+        delay = REFUSED_ROW.delay(row.attempts + 1)
         try:
             with suppress_instrumentation(), self._engine.begin() as connection:
                 connection.execute(
@@ -405,7 +404,7 @@ class OutboxRelay:
             connection.execute(self._mark_sent, {"ids": sent, "now": now})
         for row, span, outcome in settled:
             if outcome is not Outcome.SENT:
-                delay = min(300.0, 0.5 * 2 ** min(row.attempts + 1, 10))
+                delay = UNSENT_ROW.delay(row.attempts + 1)
                 connection.execute(
                     self._mark_refused,
                     {
@@ -426,28 +425,6 @@ class OutboxRelay:
                     },
                 )
             span.end()
-
-    def publish_pending(self, channel) -> int:
-        """Publish one batch through a pika BlockingChannel in confirm mode, waiting for each confirm.
-        For tools and tests; the relay's own loop keeps the confirms in flight instead."""
-        with suppress_instrumentation(), self._engine.begin() as connection:
-            rows = connection.execute(self._select_due, {"now": utcnow()}).all()
-            settled = []
-            for row in rows:
-                span, properties = self._start_send(row)
-                token = otel_context.attach(trace.set_span_in_context(span))
-                try:
-                    channel.basic_publish(EXCHANGE, row.routing_key, row.payload.encode(), properties, mandatory=True)
-                except UnroutableError:
-                    settled.append((row, span, Outcome.UNROUTABLE))
-                except NackError:
-                    settled.append((row, span, Outcome.NACKED))
-                else:
-                    settled.append((row, span, Outcome.SENT))
-                finally:
-                    otel_context.detach(token)
-            self._record(connection, settled)
-        return len(rows)
 
     def _prune_sometimes(self) -> None:
         now = utcnow()

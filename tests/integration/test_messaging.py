@@ -131,16 +131,13 @@ def test_an_unroutable_event_stays_pending_with_its_reason(amqp_url, sessions):
     with sessions.begin() as session:
         add_event(session, Outbox, thing("nobody.listens"))
     relay = OutboxRelay(amqp_url, sessions, Outbox, name="kit", poll_interval=0.02)
-    stop = threading.Event()
-    import pika
-
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    channel = connection.channel()
-    channel.exchange_declare("referrals", "topic", durable=True)
-    channel.confirm_delivery()
-    relay.publish_pending(channel)
-    connection.close()
-    stop.set()
+    with running(relay.run):
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            with sessions() as session:
+                if session.scalars(select(Outbox)).one().attempts:
+                    break
+            time.sleep(0.05)
     with sessions() as session:
         row = session.scalars(select(Outbox)).one()
         assert row.sent_at is None

@@ -25,13 +25,13 @@ from services.notifications.egress import UrlGuard, webhook_session
 from services.notifications.handlers import UnknownReferral, on_referral_news, subscriptions
 from services.notifications.models import Delivery, Inbox, Subscription
 from services.notifications.worker import build_loops
+from shared.clock import utcnow
 from shared.config import Settings
 from shared.db import make_engine, make_session_factory, migrate
 from shared.inbox import EventHandlers
 from shared.messaging.envelope import Event
 from shared.messaging.errors import PermanentError
 from shared.messaging.worker import run_loops
-from shared.outbox import utcnow
 from shared.telemetry import carrier_from_current
 from support.amqp import drain, publish, running, wait_for_consumers
 from support.events import arriving, payload

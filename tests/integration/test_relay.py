@@ -15,11 +15,12 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase
 
 from contracts import events
+from shared.clock import utcnow
 from shared.db import make_engine, make_session_factory
 from shared.messaging.envelope import Event
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.topology import declare_exchanges
-from shared.outbox import OutboxMixin, add_event, utcnow
+from shared.outbox import OutboxMixin, add_event
 from support.amqp import declare_tap, drain, running
 from support.db import drop_connections_to
 from support.infra import add_provider
