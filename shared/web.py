@@ -16,9 +16,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
+from http import HTTPStatus
 from typing import Any
 
 import flask_smorest
+from apispec import BasePlugin
 from flask import Flask, request, send_from_directory
 from flask_smorest import Api, abort
 from marshmallow import fields as ma_fields
@@ -137,6 +139,28 @@ def page(session: Session, statement: Select, pagination_parameters) -> list:
     return list(session.scalars(paged).all())
 
 
+class StandardErrors(BasePlugin):
+    """An apispec plugin: every operation lists the errors any request to it can meet, in the Error shape. A
+    token missing or wrong (401), a scope or organisation that may not (403), input refused (422), the
+    database unreachable (503); where a path names a record, none such (404); and for a write, a conflict with
+    the record's state (409: an answered offer, a closed case, a duplicate) or a body too large (413)."""
+
+    def operation_helper(self, path=None, operations=None, **kwargs):
+        for method, operation in (operations or {}).items():
+            if not isinstance(operation, dict):
+                continue
+            codes = [401, 403, 422, 503]
+            if path and "{" in path:
+                codes.append(404)
+            if method in ("post", "put", "patch", "delete"):
+                codes += [409, 413]
+            responses = operation.setdefault("responses", {})
+            listed = {str(code) for code in responses}
+            for code in codes:
+                if str(code) not in listed:
+                    responses[code] = HTTPStatus(code).name  # flask-smorest's named response, in the Error shape
+
+
 class Blueprint(flask_smorest.Blueprint):
     """flask-smorest's Blueprint whose malformed-JSON error is a 422 like every other bad body, and whose
     X-Pagination header is documented as what it is: a JSON object serialised into a string."""
@@ -204,6 +228,9 @@ def create_api_app(
         },
     )
     api.ma_plugin.converter.add_attribute_function(_no_nul)
+    errors_plugin = StandardErrors()
+    errors_plugin.init_spec(api.spec)
+    api.spec.plugins.append(errors_plugin)
     init_auth(app, verifier or TokenVerifier(settings))
 
     documented_query: dict[tuple[str, str], frozenset[str]] = {}

@@ -74,3 +74,19 @@ def test_no_generated_request_makes_a_server_error_or_breaks_the_documented_sche
         except Exception as exc:  # noqa: BLE001 - collect every operation's failure
             failures.append(f"{operation.label}: {str(exc)[:1500]}")
     assert failures == [], "\n\n".join(failures)
+
+
+@pytest.mark.parametrize("service", sorted(TOKENS))
+def test_every_operation_documents_the_errors_it_can_meet(service, fresh_database, dev_keys):
+    document = _app(service, fresh_database, dev_keys).test_client().get("/openapi.json").get_json()
+    missing = []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            expected = {"401", "403", "422", "503"} | ({"404"} if "{" in path else set())
+            expected |= {"409", "413"} if method in ("post", "put", "patch", "delete") else set()
+            if gap := expected - set(operation["responses"]):
+                missing.append(f"{method.upper()} {path}: {sorted(gap)}")
+    assert missing == []
+    assert document["components"]["responses"]["UNPROCESSABLE_ENTITY"]["content"]  # in the Error shape
