@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import functools
 import logging
-from http import HTTPStatus
 
 from flask_smorest import abort
-from opentelemetry import trace
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload, sessionmaker
 
-from services.advocacy import domain
+from services.advocacy import domain, errors
 from services.advocacy.casework import Casework
 from services.advocacy.models import Advocate, Case, Offer
 from services.advocacy.schemas import (
@@ -29,48 +27,17 @@ from services.advocacy.schemas import (
     OfferQuerySchema,
     OfferSchema,
 )
-from shared.auth import current_principal, requires
-from shared.telemetry import set_ids
+from shared.auth import current_principal
 from shared.web import Blueprint, page
 
 log = logging.getLogger(__name__)
-
-# Each casework rule that can refuse, and the one status it means over HTTP.
-STATUS_OF = {
-    domain.OfferNotFound: 404,
-    domain.AdvocateNotFound: 404,
-    domain.CaseNotFound: 404,
-    domain.OfferNotPending: 409,
-    domain.AdvocateUnavailable: 409,
-    domain.NoAdvocateAvailable: 409,
-    domain.AdvocateEmailTaken: 409,
-}
-
 
 def make_blueprint(sessions: sessionmaker, casework: Casework) -> Blueprint:
     blp = Blueprint("advocacy", __name__, url_prefix="/v1", description="Advocates, offers and cases of one provider.")
     provider_id = casework.provider_id
 
-    def own(*scopes: str, any_of: bool = False):
-        """The scopes, and a token of this instance's own provider."""
-
-        def decorate(view):
-            @functools.wraps(view)
-            def checked(*args, **kwargs):
-                principal = current_principal()
-                if principal.org != provider_id:
-                    abort(403, message=f"this instance serves provider {provider_id}")
-                set_ids(trace.get_current_span(), provider=provider_id, org=principal.org)
-                return view(*args, **kwargs)
-
-            return requires(*scopes, any_of=any_of)(checked)
-
-        return decorate
-
-    @blp.errorhandler(domain.CaseworkError)
-    def refused(error: domain.CaseworkError):
-        code = STATUS_OF.get(type(error), 409)
-        return {"code": code, "status": HTTPStatus(code).phrase, "message": str(error)}, code
+    own = functools.partial(errors.own, provider_id)
+    blp.errorhandler(domain.CaseworkError)(errors.refused)
 
     @blp.route("/advocates", methods=["POST"])
     @own("cases:write")

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import functools
 import logging
-from http import HTTPStatus
 
 from flask_smorest import abort
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from services.advocacy import domain, views
+from services.advocacy import domain, errors, views
 from services.advocacy.continuity import Continuity
 from services.advocacy.models import Transition
 from services.advocacy.schemas import (
@@ -27,23 +26,10 @@ from services.advocacy.schemas import (
     TransitionUpdateSchema,
 )
 from services.advocacy.timekeeping import today
-from shared.auth import current_principal, requires
+from shared.auth import current_principal
 from shared.web import Blueprint
 
 log = logging.getLogger(__name__)
-
-STATUS_OF = {
-    domain.CaseNotFound: 404,
-    domain.TransitionNotFound: 404,
-    domain.AdvocateNotFound: 422,
-    domain.TransitionInvalid: 422,
-    domain.DecisionUndatable: 422,
-    domain.CaseNotOpen: 409,
-    domain.TransitionClosed: 409,
-    domain.ChecklistIncomplete: 409,
-    domain.AdvocateUnavailable: 409,
-}
-
 
 def make_continuity_blueprint(sessions: sessionmaker, continuity: Continuity) -> Blueprint:
     blp = Blueprint(
@@ -55,26 +41,8 @@ def make_continuity_blueprint(sessions: sessionmaker, continuity: Continuity) ->
     provider_id = continuity.casework.provider_id
     nrm, transitions = continuity.nrm, continuity.transitions
 
-    def own(*scopes: str):
-        def decorate(view):
-            @functools.wraps(view)
-            def checked(*args, **kwargs):
-                if current_principal().org != provider_id:
-                    abort(403, message=f"this instance serves provider {provider_id}")
-                return view(*args, **kwargs)
-
-            return requires(*scopes)(checked)
-
-        return decorate
-
-    @blp.errorhandler(domain.CaseworkError)
-    def refused(error: domain.CaseworkError):
-        code = STATUS_OF.get(type(error), 409)
-        body = {"code": code, "status": HTTPStatus(code).phrase, "message": str(error)}
-        field = getattr(error, "field", None)
-        if field:
-            body["errors"] = {"json": {field: [str(error)]}}
-        return body, code
+    own = functools.partial(errors.own, provider_id)
+    blp.errorhandler(domain.CaseworkError)(functools.partial(errors.refused, overrides=errors.NAMED_IN_A_BODY))
 
     def nrm_view(session, case):
         record = nrm.record(session, case)

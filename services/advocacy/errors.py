@@ -1,0 +1,60 @@
+"""advocacy's one error table: each casework rule that can refuse, the status it means over HTTP, the body it
+answers with; and the check that a token is this instance's own provider's. Both blueprints use these."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from http import HTTPStatus
+
+from flask_smorest import abort
+from opentelemetry import trace
+
+from services.advocacy import domain
+from shared.auth import current_principal, requires
+from shared.telemetry import set_ids
+
+STATUS_OF: dict[type[domain.CaseworkError], int] = {
+    domain.OfferNotFound: 404,
+    domain.AdvocateNotFound: 404,
+    domain.CaseNotFound: 404,
+    domain.TransitionNotFound: 404,
+    domain.TransitionInvalid: 422,
+    domain.DecisionUndatable: 422,
+    domain.OfferNotPending: 409,
+    domain.AdvocateUnavailable: 409,
+    domain.NoAdvocateAvailable: 409,
+    domain.AdvocateEmailTaken: 409,
+    domain.CaseNotOpen: 409,
+    domain.TransitionClosed: 409,
+    domain.ChecklistIncomplete: 409,
+}
+# Where a body names it (a transition's advocate to hand over to), an unknown advocate is bad input.
+NAMED_IN_A_BODY: dict[type[domain.CaseworkError], int] = {domain.AdvocateNotFound: 422}
+
+
+def refused(error: domain.CaseworkError, overrides: Mapping[type[domain.CaseworkError], int] | None = None):
+    """The response for a refused casework rule: its status, and the field when the rule names one."""
+    code = {**STATUS_OF, **(overrides or {})}.get(type(error), 409)
+    body: dict = {"code": code, "status": HTTPStatus(code).phrase, "message": str(error)}
+    field = getattr(error, "field", None)
+    if field:
+        body["errors"] = {"json": {field: [str(error)]}}
+    return body, code
+
+
+def own(provider_id: str, *scopes: str, any_of: bool = False):
+    """A view's decorator: the scopes, and a token of this instance's own provider."""
+
+    def decorate(view):
+        @functools.wraps(view)
+        def checked(*args, **kwargs):
+            principal = current_principal()
+            if principal.org != provider_id:
+                abort(403, message=f"this instance serves provider {provider_id}")
+            set_ids(trace.get_current_span(), provider=provider_id, org=principal.org)
+            return view(*args, **kwargs)
+
+        return requires(*scopes, any_of=any_of)(checked)
+
+    return decorate
