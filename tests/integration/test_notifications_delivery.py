@@ -410,7 +410,7 @@ def test_worker_turns_a_published_event_into_a_signed_webhook(service, receiver,
     worker.start()
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
     try:
-        wait_until(lambda: _declared(connection, queue))  # declared and bound by the worker from its handlers
+        wait_for_consumers(amqp_url, queue)  # declared, bound from its handlers, and consuming
         event = referral_event("referral.allocated", case_id="c-9")
         with trace.get_tracer("test").start_as_current_span("intake outbox relay") as root:
             publish(amqp_url, event, headers=carrier_from_current())  # as the guest user, which is trusted
@@ -434,16 +434,6 @@ def test_worker_turns_a_published_event_into_a_signed_webhook(service, receiver,
             cleanup.queue_delete(name)
         connection.close()
     assert not worker.is_alive()
-
-
-def _declared(connection, queue: str):
-    """A channel once the worker has declared `queue` (a passive declare of a missing queue closes it)."""
-    channel = connection.channel()
-    try:
-        channel.queue_declare(queue, passive=True)
-    except pika.exceptions.ChannelClosedByBroker:
-        return None
-    return channel
 
 
 # --- claims in batches --------------------------------------------------------------------------------
