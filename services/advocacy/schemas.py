@@ -13,7 +13,13 @@ ISO_639_1 = validate.Regexp(r"^[a-z]{2}$", error="Not an ISO 639-1 code (two low
 
 
 class AdvocateCreateSchema(Schema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    # The work name travels in offer.accepted (contracts.events.AdvocateContact): no control characters.
+    name = fields.String(
+        required=True,
+        validate=validate.Regexp(
+            r"^[^\x00-\x1f\x7f]{1,200}$", error="1 to 200 characters, none of them control characters."
+        ),
+    )
     email = fields.Email(required=True, validate=validate.Length(max=254))
     languages = fields.List(fields.String(validate=ISO_639_1), required=True, validate=validate.Length(min=1, max=20))
     max_caseload = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=100))

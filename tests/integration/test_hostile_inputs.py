@@ -106,6 +106,12 @@ def test_a_hostile_advocate_or_subscription_is_a_422(apps, auth_header):
         apps["advocacy"].test_client(), "POST", "/v1/advocates", json.dumps(advocate), auth_header(*ADVOCATE)
     )
     assert status == 422 and "name" in answer["errors"]["json"]
+    # A control character would reach offer.accepted, whose schema refuses it: refused here, at the source.
+    status, answer = raw(
+        apps["advocacy"].test_client(), "POST", "/v1/advocates", json.dumps({**advocate, "name": "Jo\x01"}),
+        auth_header(*ADVOCATE),
+    )  # fmt: skip
+    assert status == 422 and "name" in answer["errors"]["json"]
     hook = {"url": "https://agency.example/\ud800", "events": ["referral.received"]}
     status, answer = raw(
         apps["notifications"].test_client(), "POST", "/v1/subscriptions", json.dumps(hook), auth_header(*REFERRER)
