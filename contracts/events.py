@@ -26,9 +26,13 @@ INTAKE_SERVICE, ADVOCACY, NOTIFICATIONS = "intake", "advocacy", "notifications"
 
 # --- the vocabulary: ids, codes and dates -------------------------------------------------------------
 
-Id = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$", description="an opaque id")]
-ProviderId = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$", description="a provider's id")]
-OrgId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$", description="an organisation's id")]
+# Producers that take these from people (an API body, a form) check them with the same patterns.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$"
+PROVIDER_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
+ORG_ID_PATTERN = ID_PATTERN
+Id = Annotated[str, Meta(pattern=ID_PATTERN, description="an opaque id")]
+ProviderId = Annotated[str, Meta(pattern=PROVIDER_ID_PATTERN, description="a provider's id")]
+OrgId = Annotated[str, Meta(pattern=ORG_ID_PATTERN, description="an organisation's id")]
 # The referring agency's own case reference (its id for the referral), as it sent it: no control characters.
 ExternalReference = Annotated[str, Meta(pattern=r"^[^\x00-\x1f\x7f]{1,64}$")]
 Instant = Annotated[datetime, Meta(tz=True)]

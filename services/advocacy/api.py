@@ -32,6 +32,7 @@ from shared.web import Blueprint, page
 
 log = logging.getLogger(__name__)
 
+
 def make_blueprint(sessions: sessionmaker, casework: Casework) -> Blueprint:
     blp = Blueprint("advocacy", __name__, url_prefix="/v1", description="Advocates, offers and cases of one provider.")
     provider_id = casework.provider_id

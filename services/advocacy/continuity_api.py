@@ -31,6 +31,7 @@ from shared.web import Blueprint
 
 log = logging.getLogger(__name__)
 
+
 def make_continuity_blueprint(sessions: sessionmaker, continuity: Continuity) -> Blueprint:
     blp = Blueprint(
         "continuity",

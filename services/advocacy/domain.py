@@ -5,12 +5,14 @@ Each rule that can fail has its own exception; `api.py` maps each to one HTTP st
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 from contracts.events import DECLINE_REASONS as DECLINE_REASONS  # the codes an offer.declined carries
+from contracts.events import ORG_ID_PATTERN, PROVIDER_ID_PATTERN
 
 OFFER_PENDING, OFFER_ACCEPTED, OFFER_DECLINED, OFFER_WITHDRAWN = (
     "pending",
@@ -230,8 +232,19 @@ def checklist_for(kind: str) -> dict[str, bool]:
 
 
 def ensure_transition_fields(
-    kind: str, *, receiving_provider_id: str | None, to_advocate_id: str | None, own_provider_id: str
+    kind: str,
+    *,
+    receiving_provider_id: str | None,
+    to_advocate_id: str | None,
+    own_provider_id: str,
+    receiving_agency: str | None = None,
 ) -> None:
+    # They travel in transition.* and case.handover: ids as the catalogue states them, from every path (the
+    # API's schema, the page's form), or the event would be parked at its consumer.
+    if receiving_agency is not None and not re.match(ORG_ID_PATTERN, receiving_agency):
+        raise TransitionInvalid("receiving_agency must be an organisation id, e.g. leeds-city-council")
+    if receiving_provider_id is not None and not re.match(PROVIDER_ID_PATTERN, receiving_provider_id):
+        raise TransitionInvalid("receiving_provider_id must be a provider id: 2-63 of a-z, 0-9 and -")
     if kind == PROVIDER_HANDOVER:
         if not receiving_provider_id:
             raise TransitionInvalid("a provider_handover needs receiving_provider_id")

@@ -179,15 +179,21 @@ class NrmRecordSchema(Schema):
 class TransitionCreateSchema(Schema):
     kind = fields.String(required=True, validate=validate.OneOf(domain.TRANSITION_KINDS))
     planned_for = fields.Date(required=True)
-    receiving_agency = fields.String(
+    receiving_agency = fields.String(  # an organisation id, as events carry it (contracts.events.OrgId)
         load_default=None,
         allow_none=True,
-        validate=validate.Length(min=1, max=100),
+        validate=validate.Regexp(
+            r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$", error="An organisation id, e.g. leeds-city-council."
+        ),
         metadata={
             "description": "The receiving agency's organisation id on the platform (gets transition.* webhooks)."
         },
     )
-    receiving_provider_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=64))
+    receiving_provider_id = fields.String(  # a provider id (contracts.events.ProviderId)
+        load_default=None,
+        allow_none=True,
+        validate=validate.Regexp(r"^[a-z0-9][a-z0-9-]{1,62}$", error="A provider id: 2-63 of a-z, 0-9 and -."),
+    )
     to_advocate_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=64))
 
 

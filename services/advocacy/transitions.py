@@ -63,6 +63,7 @@ class Transitions:
             receiving_provider_id=receiving_provider_id,
             to_advocate_id=to_advocate_id,
             own_provider_id=self.provider_id,
+            receiving_agency=receiving_agency,
         )
         if to_advocate_id is not None:
             self._advocate(session, to_advocate_id)

@@ -101,7 +101,13 @@ class ConsentSchema(Schema):
 
 
 class ReferralInSchema(Schema):
-    external_reference = fields.String(required=True, validate=validate.Length(1, 64))
+    # Travels in events to notifications (contracts.events.ExternalReference): no control characters.
+    external_reference = fields.String(
+        required=True,
+        validate=validate.Regexp(
+            r"^[^\x00-\x1f\x7f]{1,64}$", error="1 to 64 characters, none of them control characters."
+        ),
+    )
     referred_at = fields.AwareDateTime(default_timezone=UTC)
     referrer = fields.Nested(ReferrerSchema, required=True)
     subject = fields.Nested(SubjectSchema, required=True)

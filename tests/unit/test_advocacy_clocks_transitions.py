@@ -22,8 +22,8 @@ def test_a_provider_handover_needs_another_provider_and_an_advocate_handover_nam
         domain.ensure_transition_fields("provider_handover", receiving_provider_id=None, to_advocate_id=None,
                                         own_provider_id="a")  # fmt: skip
     with pytest.raises(domain.TransitionInvalid, match="another provider"):
-        domain.ensure_transition_fields("provider_handover", receiving_provider_id="a", to_advocate_id=None,
-                                        own_provider_id="a")  # fmt: skip
+        domain.ensure_transition_fields("provider_handover", receiving_provider_id="charity-a", to_advocate_id=None,
+                                        own_provider_id="charity-a")  # fmt: skip
     with pytest.raises(domain.TransitionInvalid, match="only explicitly"):
         domain.ensure_transition_fields("advocate_handover", receiving_provider_id=None, to_advocate_id=None,
                                         own_provider_id="a")  # fmt: skip

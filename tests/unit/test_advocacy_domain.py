@@ -87,3 +87,23 @@ def test_an_offer_keeps_only_the_minimised_summary_of_the_event():
     assert set(summary) == set(domain.SUMMARY_FIELDS)
     assert summary["languages"] == ["sq"] and summary["org_id"] == "met-police"
     assert "given_name" not in summary and "narrative" not in summary
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"receiving_agency": "Leeds City Council"}, "organisation id"),
+        ({"receiving_agency": "leeds\x01"}, "organisation id"),
+        ({"receiving_provider_id": "North Charity"}, "provider id"),
+    ],
+)
+def test_a_transitions_ids_must_be_ids_as_the_events_that_carry_them_state(fields, reason):
+    with pytest.raises(domain.TransitionInvalid, match=reason):
+        domain.ensure_transition_fields(
+            "relocation", own_provider_id="charity-a", to_advocate_id=None,
+            **{"receiving_provider_id": None, **fields},
+        )  # fmt: skip
+    domain.ensure_transition_fields(
+        "relocation", own_provider_id="charity-a", to_advocate_id=None, receiving_provider_id="north-charity",
+        receiving_agency="leeds-city-council",
+    )  # fmt: skip
