@@ -6,7 +6,6 @@ from flask import Flask
 
 from contracts.events import ADVOCACY, CATALOGUE
 from services.advocacy.api import make_blueprint
-from services.advocacy.casework import Casework
 from services.advocacy.config import AdvocacyConfig
 from services.advocacy.continuity import make_continuity
 from services.advocacy.continuity_api import make_continuity_blueprint
@@ -46,7 +45,7 @@ def create_app(
         # One document for every charity's instance: addressed channels name the provider as a parameter.
         asyncapi=document(CATALOGUE, ADVOCACY, title="advocacy events", version="1.0.0"),
     )
-    api.register_blueprint(make_blueprint(sessions, Casework(config.provider_id)))
+    api.register_blueprint(make_blueprint(sessions, continuity.casework))
     api.register_blueprint(make_continuity_blueprint(sessions, continuity))
     init_page(app, sessions, continuity, config, settings)  # the advocate's page: HTML, outside /v1 and OpenAPI
     # For tests and tooling that need the same database handles as the app.

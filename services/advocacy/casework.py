@@ -28,6 +28,16 @@ OFFER_EXPIRED = "expired"  # intake's deadline passed before our answer reached 
 OFFER_EXPIRED_KIND = "offer_expired"
 
 
+def caseloads(session: Session, provider_id: str) -> dict[str, int]:
+    """Each advocate's caseload: their cases that are opening or open."""
+    rows = session.execute(
+        select(Case.advocate_id, func.count())
+        .where(Case.provider_id == provider_id, Case.status.in_(domain.LIVE_CASE_STATUSES))
+        .group_by(Case.advocate_id)
+    )
+    return {advocate_id: count for advocate_id, count in rows}
+
+
 class Casework:
     def __init__(self, provider_id: str, *, on_open: Callable[[Session, Case, dict[str, Any]], None] | None = None):
         self.provider_id = provider_id
@@ -65,13 +75,7 @@ class Casework:
         ).one_or_none()
 
     def caseloads(self, session: Session) -> dict[str, int]:
-        """Caseload = the advocate's cases that are opening or open."""
-        rows = session.execute(
-            select(Case.advocate_id, func.count())
-            .where(Case.provider_id == self.provider_id, Case.status.in_(domain.LIVE_CASE_STATUSES))
-            .group_by(Case.advocate_id)
-        )
-        return {advocate_id: count for advocate_id, count in rows}
+        return caseloads(session, self.provider_id)
 
     def _advocate_loads(self, session: Session) -> dict[str, tuple[Advocate, domain.AdvocateLoad]]:
         # Lock the provider's advocates (in id order, so two accepts cannot deadlock) before counting

@@ -1,7 +1,8 @@
 """Continuity of care, assembled: the policy table, NRM records and clocks, transitions, provider handover.
 
-One object per instance, built from configuration by `make_continuity`, and shared by the API, the page,
-the worker's handlers and the demo seed, so each path follows the same rules and writes the same events.
+One object per instance, built from configuration by `make_continuity` (advocacy's composition root), and
+shared by the API, the page, the worker's handlers, the demo seed and the tests, so each path follows the
+same rules and writes the same events.
 """
 
 from __future__ import annotations
@@ -34,9 +35,11 @@ def make_continuity(config: AdvocacyConfig, wall_clock: WallClock | None = None)
     except (PolicyError, OSError) as exc:
         raise ConfigError(f"NRM_POLICY / NRM_POLICY_FILE: {exc}") from None
     wall_clock = wall_clock or SystemClock()
-    transitions = Transitions(config.provider_id, wall_clock)
+    # Each part built once, after what it needs, nothing patched in later: the handover sender first, then the
+    # transitions that complete through it, the NRM records that plan transitions, and casework, which
+    # plans a new case's NRM clocks in the transaction that opens it.
+    handover = Handover(config.provider_id)
+    transitions = Transitions(config.provider_id, wall_clock, handover=handover)
     nrm = NrmRecords(config.provider_id, policy, transitions)
     casework = Casework(config.provider_id, on_open=nrm.plan_for_new_case)
-    handover = Handover(casework)
-    transitions.handover = handover
     return Continuity(casework, nrm, transitions, handover, policy, wall_clock)

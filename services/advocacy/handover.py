@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from contracts import events
 from services.advocacy import case_events, domain
-from services.advocacy.casework import Casework
+from services.advocacy.casework import caseloads
 from services.advocacy.models import (
     Advocate,
     Case,
@@ -49,9 +49,8 @@ ACTOR = "handover"
 
 
 class Handover:
-    def __init__(self, casework: Casework):
-        self.casework = casework
-        self.provider_id = casework.provider_id
+    def __init__(self, provider_id: str):
+        self.provider_id = provider_id
 
     # --- sending ----------------------------------------------------------------------------------------
 
@@ -145,7 +144,7 @@ class Handover:
         advocates = session.scalars(
             select(Advocate).where(Advocate.provider_id == self.provider_id).order_by(Advocate.id).with_for_update()
         ).all()
-        loads = self.casework.caseloads(session)
+        loads = caseloads(session, self.provider_id)
         views = [
             domain.AdvocateLoad(a.id, tuple(a.languages), a.max_caseload, loads.get(a.id, 0), a.active)
             for a in advocates

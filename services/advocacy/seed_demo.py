@@ -12,7 +12,6 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 from services.advocacy import demo_cases
-from services.advocacy.casework import Casework
 from services.advocacy.config import AdvocacyConfig
 from services.advocacy.continuity import make_continuity
 from services.advocacy.timekeeping import today
@@ -34,7 +33,8 @@ MAX_CASELOAD = 25
 def seed(settings: Settings) -> tuple[str, int]:
     """Ensure the demo advocates exist. Returns (provider_id, how many were created now)."""
     config = AdvocacyConfig.from_settings(settings)
-    casework = Casework(config.provider_id)
+    continuity = make_continuity(config)  # the same parts as the API and the worker
+    casework = continuity.casework
     engine = make_engine(settings.database_url, instrument=False)
     created = 0
     try:
@@ -44,7 +44,6 @@ def seed(settings: Settings) -> tuple[str, int]:
                     casework.create_advocate(session, max_caseload=MAX_CASELOAD, **advocate)
                     created += 1
             # Continuity of care (issue 4): a coordinator, and demo cases with clocks for the advocate's page.
-            continuity = make_continuity(config)
             created += demo_cases.ensure_coordinator(session, continuity, MAX_CASELOAD)
             advocates = [casework.advocate_by_email(session, a["email"]) for a in DEMO_ADVOCATES]
             demo_cases.ensure_cases(session, continuity, [a for a in advocates if a], today(continuity.wall_clock))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -18,8 +18,11 @@ from sqlalchemy.orm import Session
 from contracts import events
 from services.advocacy import case_events, domain
 from services.advocacy.models import Advocate, Case, Clock, Transition
-from services.advocacy.timekeeping import SystemClock, WallClock
+from services.advocacy.timekeeping import WallClock
 from shared.clock import utcnow
+
+if TYPE_CHECKING:
+    from services.advocacy.handover import Handover
 
 ORIGIN_PERSON = "planned by a person"
 
@@ -38,10 +41,10 @@ def transition_event_data(transition: Transition) -> dict[str, Any]:
 
 
 class Transitions:
-    def __init__(self, provider_id: str, wall_clock: WallClock | None = None, *, handover=None):
+    def __init__(self, provider_id: str, wall_clock: WallClock, *, handover: Handover):
         self.provider_id = provider_id
-        self.wall_clock = wall_clock or SystemClock()
-        self.handover = handover  # services.advocacy.handover.Handover: sends a completed provider_handover
+        self.wall_clock = wall_clock
+        self.handover = handover  # sends a completed provider_handover: wired at construction, never later
 
     def plan(
         self,
@@ -149,7 +152,7 @@ class Transitions:
         detail = f"{transition.kind} transition {transition.id} completed"
         case_events.note(session, case, domain.TRANSITION_COMPLETED_KIND, actor, detail, now)
         case_events.stage(session, case, events.TransitionCompleted, **transition_event_data(transition))
-        if transition.kind == domain.PROVIDER_HANDOVER and self.handover is not None:
+        if transition.kind == domain.PROVIDER_HANDOVER:
             self.handover.send(session, case, transition, actor=actor)
         session.flush()
         return transition

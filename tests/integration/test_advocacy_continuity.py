@@ -16,7 +16,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
 from services.advocacy.app import create_app
-from services.advocacy.casework import Casework
 from services.advocacy.models import Case, Clock, Outbox, Transition
 from services.advocacy.scheduler import ClockScheduler
 from services.advocacy.timekeeping import FixedClock
@@ -95,7 +94,7 @@ def make_instance_fixture(fresh_database, dev_keys, amqp_url, auth_header):
         made.append(app)
         sessions = app.extensions["advocacy"]["sessions"]
         with sessions.begin() as session:
-            Casework(provider_id).create_advocate(
+            app.extensions["advocacy"]["continuity"].casework.create_advocate(
                 session,
                 name="Advocate Synthetic-Ve",
                 email=f"ve@{provider_id}.example",

@@ -11,7 +11,8 @@ import uuid
 from opentelemetry import trace
 from pika.exceptions import UnroutableError
 
-from services.advocacy.casework import Casework
+from services.advocacy.config import AdvocacyConfig
+from services.advocacy.continuity import make_continuity
 from services.advocacy.models import Case
 from services.advocacy.worker import build_loops
 from shared.config import Settings
@@ -48,7 +49,7 @@ def test_the_worker_consumes_an_offer_auto_accepts_it_and_relays_the_events(fres
     engine = make_engine(url, instrument=False)
     sessions = make_session_factory(engine)
     with sessions.begin() as session:
-        Casework(PROVIDER).create_advocate(
+        make_continuity(AdvocacyConfig.from_settings(settings)).casework.create_advocate(
             session,
             name="Advocate Synthetic-Wi",
             email="wi@charity-w.example",
