@@ -53,12 +53,11 @@ def on_offer_accepted(session: Session, event: Event) -> None:
     offer, referral = answered
     now = utcnow()
     offer.status, offer.responded_at = "accepted", now
-    referral.status = "allocated"
+    referral.move_to("allocated", now)
     referral.provider_id = offer.provider_id
     referral.case_id = accepted.case_id
     referral.advocate = {"name": accepted.advocate.name, "email": accepted.advocate.email}
     referral.accepted_at = now
-    referral.updated_at = now
     # The referrer hears of it; the provider is told to open its case (addressed to it alone).
     allocated = referral_news(
         events.ReferralAllocated, referral, provider_id=offer.provider_id, case_id=accepted.case_id

@@ -41,6 +41,13 @@ class Referral(Base):
     advocate: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
+    def move_to(self, status: str, at: datetime) -> None:
+        """The one place a referral's status changes, and with it `updated_at`. Where it is already (a new
+        referral inserted with the status routing chose for it) nothing changes, so no UPDATE follows the
+        INSERT of the same row."""
+        if self.status != status:
+            self.status, self.updated_at = status, at
+
 
 class Offer(Base):
     __tablename__ = "offers"

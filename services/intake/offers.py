@@ -81,21 +81,18 @@ class Router:
         provider: domain.ProviderEntry | None,
         *,
         escalation_reason: str,
-        new: bool = False,
     ) -> Offer | None:
-        """`new`: the referral was inserted by this transaction with the status `choose_first` gave it."""
         if provider is None:
-            if not new:
-                referral.status, referral.updated_at = "escalated", utcnow()
+            referral.move_to("escalated", utcnow())
             self.escalate(session, referral, escalation_reason)
             return None
-        return self._offer(session, referral, provider.id, offered_by="routing", new=new)
+        return self._offer(session, referral, provider.id, offered_by="routing")
 
     def choose_first(self, session: Session, referral: Referral) -> domain.ProviderEntry | None:
         """Where a new referral goes: nobody has been offered it yet, and its row need not exist yet, so its
         first status is written by its INSERT rather than by an UPDATE after it."""
         provider = domain.choose_provider(directory(session), self._needs(referral), ())
-        referral.status = "offered" if provider is not None else "escalated"
+        referral.move_to("offered" if provider is not None else "escalated", referral.updated_at)
         return provider
 
     def offer_to(self, session: Session, referral: Referral, provider_id: str, *, offered_by: str) -> Offer:
@@ -152,9 +149,7 @@ class Router:
             log.info("offers expired", extra={"count": expired})
         return expired
 
-    def _offer(
-        self, session: Session, referral: Referral, provider_id: str, *, offered_by: str, new: bool = False
-    ) -> Offer:
+    def _offer(self, session: Session, referral: Referral, provider_id: str, *, offered_by: str) -> Offer:
         now = utcnow()
         respond_by = self.policy.respond_by(now, referral.region)
         offer = Offer(
@@ -167,8 +162,7 @@ class Router:
             offered_by=offered_by,
         )
         session.add(offer)
-        if not new:  # a new referral was inserted as offered: no UPDATE of the row just written
-            referral.status, referral.updated_at = "offered", now
+        referral.move_to("offered", now)
         summary = domain.offer_summary(referral.body, domain.Pathway(referral.pathway, referral.is_child, True))
         offered = events.ReferralOffered(
             referral_id=referral.id,

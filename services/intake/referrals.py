@@ -82,9 +82,7 @@ def submit(
             )
             add_event(session, Outbox, received)
             if pathway.routed:
-                router.offer_or_escalate(
-                    session, referral, first_choice, escalation_reason="no_eligible_provider", new=True
-                )
+                router.offer_or_escalate(session, referral, first_choice, escalation_reason="no_eligible_provider")
             if (body.get("risk") or {}).get("immediate_danger") and referral.status != "escalated":
                 # In immediate danger: a coordinator is alerted at once, while the offer goes out too.
                 router.escalate(session, referral, "immediate_danger")
@@ -158,8 +156,7 @@ def withdraw(sessions: sessionmaker, principal: Principal, referral_id: str) -> 
         if referral.provider_id and referral.provider_id not in holders:  # a case handed over to it
             holders[referral.provider_id] = None
         provider_id = referral.provider_id or next(iter(holders), None)
-        referral.status = "withdrawn"
-        referral.updated_at = utcnow()
+        referral.move_to("withdrawn", utcnow())
         add_event(session, Outbox, referral_news(events.ReferralWithdrawn, referral, provider_id=provider_id))
         for holder, offer_id in holders.items():
             add_event(

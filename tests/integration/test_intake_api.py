@@ -6,7 +6,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 from services.intake.models import Disclosure, Offer, Outbox, Referral
 from shared.testing import referral_body
@@ -353,3 +353,30 @@ def test_a_place_held_for_a_pending_offer_is_not_offered_again(client, auth_head
     first = post(client, auth_header, referral_body()).get_json()
     second = post(client, auth_header, referral_body()).get_json()
     assert (first["status"], second["status"]) == ("offered", "escalated")
+
+
+@pytest.mark.parametrize("offered", [True, False], ids=["offered", "escalated"])
+def test_a_new_referral_is_written_by_one_insert_with_the_status_routing_gave_it(client, auth_header, intake, offered):
+    """Referral.move_to leaves a status where it already is: the row just inserted is not updated again
+    (the performance flag that once did this by hand let an escalated referral keep `offered`, cdc573c)."""
+    app, sessions = intake
+    if not offered:  # nobody serves the region: escalated at once
+        admin = auth_header("platform", "coordinator", "providers:admin")
+        client.put("/v1/providers/demo-charity", json={"name": "D", "regions": ["wales"], "serves": ["adult"],
+                                                       "capacity": 3}, headers=admin)  # fmt: skip
+    engine = app.extensions["sessions"].kw["bind"]
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        response = post(client, auth_header, referral_body())
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert response.status_code == 201
+    assert response.get_json()["status"] == ("offered" if offered else "escalated")
+    assert [s for s in statements if s.lstrip().upper().startswith("UPDATE REFERRALS")] == []
+    with sessions() as session:
+        assert session.get(Referral, response.get_json()["id"]).status == response.get_json()["status"]
