@@ -11,6 +11,7 @@ import pytest
 from shared.config import Settings
 from shared.db import make_engine, make_session_factory, migrate
 from shared.messaging.topology import declare_exchanges
+from support.advocacy import PROVIDER, SCOPES, Instance
 from support.infra import add_provider
 
 
@@ -40,3 +41,23 @@ def providers(amqp_url):
     yield made
     for provider_id, _ in made.values():
         subprocess.run(["rabbitmqctl", "-q", "delete_user", f"advocacy-{provider_id}"], capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def advocacy(fresh_database, dev_keys, broker_url, auth_header):
+    """One migrated advocacy instance (provider charity-a) on a fresh database, and its handles."""
+    from services.advocacy.app import create_app
+
+    url = fresh_database("advocacy")
+    migrate("advocacy", url)
+    env = {
+        "ADVOCACY_DATABASE_URL": url,
+        "PROVIDER_ID": PROVIDER,
+        "AUTH_PUBLIC_KEY_FILE": str(dev_keys[1]),
+        "AMQP_URL": broker_url,  # the API never publishes: no private vhost needed
+    }
+    app = create_app(Settings.from_env("advocacy", env=env))
+    extension = app.extensions["advocacy"]
+    headers = auth_header(PROVIDER, "provider", SCOPES)
+    yield Instance(app.test_client(), extension["sessions"], extension["continuity"], headers)
+    app.extensions["advocacy"]["engine"].dispose()

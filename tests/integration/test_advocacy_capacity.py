@@ -5,16 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-import test_advocacy_events as events
 from sqlalchemy import select
-from test_advocacy_events import PROVIDER, add_advocate, deliver, offered, withdrawn
 
 from services.advocacy.models import Case, Offer, Outbox
 from shared.messaging.envelope import Event
 from shared.messaging.errors import PermanentError
+from support.advocacy import PROVIDER, add_advocate, deliver, offered, withdrawn
 from support.events import arriving, payload
-
-advocacy = events.advocacy  # the same fixture: one migrated advocacy instance on a fresh database
 
 
 def capacity_reports(app) -> list[int]:

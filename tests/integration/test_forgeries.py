@@ -17,7 +17,6 @@ import uuid
 import pika
 import pytest
 from sqlalchemy import func, select
-from test_advocacy_events import FakeIntake, Instance, add_advocate, confirmed, deliver, offered
 
 from contracts.events import ADVOCACY, CATALOGUE
 from services.advocacy.app import create_app as create_advocacy
@@ -44,6 +43,7 @@ from shared.messaging.envelope import Event
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.topology import QueueSpec, declare_queue
 from shared.testing import referral_body
+from support.advocacy import FakeIntake, Instance, add_advocate, confirmed, deliver, offered
 from support.amqp import drain, publish, running, wait_for_consumers
 from support.events import arriving, payload
 

@@ -14,11 +14,11 @@ import logging
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from test_advocacy_events import FakeIntake, Instance, add_advocate, confirmed, deliver, offered
 
 from shared.config import Settings
 from shared.db import make_engine, migrate
 from shared.testing import referral_body
+from support.advocacy import FakeIntake, Instance, add_advocate, confirmed, deliver, offered
 
 PROVIDER = "charity-a"
 POLICE = ("met-police", "police", "referrals:write referrals:read")
