@@ -10,10 +10,10 @@ from flask_smorest import abort
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from services.intake import referrals
-from services.intake.domain import Pathway, ReferralRejected, offer_summary
+from services.intake import errors, referrals
+from services.intake.domain import Pathway, offer_summary
 from services.intake.models import Escalation, Offer, Provider, Referral
-from services.intake.offers import CannotOffer, Router, UnknownProvider
+from services.intake.offers import Router
 from services.intake.schemas import (
     PROVIDER_ID,
     EscalationSchema,
@@ -83,14 +83,9 @@ def referrals_blueprint(sessions: sessionmaker, router: Router) -> Blueprint:
         @blp.alt_response(409, description="The external_reference was used before with a different body")
         def post(self, body):
             """Submit a referral (idempotent by external_reference)."""
-            try:
-                referral, created = referrals.submit(
-                    sessions, router, current_principal().org, body, request.get_json(silent=True)
-                )
-            except ReferralRejected as exc:
-                abort(422, errors={"json": {exc.field: [exc.message]}})
-            except referrals.ReferralConflict:
-                abort(409, message="external_reference was already used for a different referral.")
+            referral, created = referrals.submit(
+                sessions, router, current_principal().org, body, request.get_json(silent=True)
+            )
             location = url_for("referrals.ReferralById", referral_id=referral.id)
             return referral_view(referral, detail=False), (201 if created else 200), {"Location": location}
 
@@ -115,10 +110,7 @@ def referrals_blueprint(sessions: sessionmaker, router: Router) -> Blueprint:
         def get(self, referral_id):
             """Read a referral and its offer history. Its body only for its own org, or the provider it is
             allocated to (a logged disclosure); a coordinator sees its progress."""
-            try:
-                referral, offers, show_body = referrals.read(sessions, current_principal(), referral_id)
-            except referrals.NotFound:
-                abort(404, message="No such referral.")
+            referral, offers, show_body = referrals.read(sessions, current_principal(), referral_id)
             return referral_view(referral, detail=show_body, offers=offers)
 
     @blp.route("/<referral_id>/withdrawal")
@@ -127,12 +119,7 @@ def referrals_blueprint(sessions: sessionmaker, router: Router) -> Blueprint:
         @blp.response(200, ReferralSummarySchema)
         def post(self, referral_id):
             """Withdraw a referral: a pending offer is cancelled and the provider told."""
-            try:
-                return referral_view(referrals.withdraw(sessions, current_principal(), referral_id), detail=False)
-            except referrals.NotFound:
-                abort(404, message="No such referral.")
-            except referrals.InvalidState as exc:
-                abort(409, message=str(exc))
+            return referral_view(referrals.withdraw(sessions, current_principal(), referral_id), detail=False)
 
     @blp.route("/<referral_id>/offers")
     class OfferByHand(MethodView):
@@ -142,16 +129,10 @@ def referrals_blueprint(sessions: sessionmaker, router: Router) -> Blueprint:
         def post(self, body, referral_id):
             """A coordinator offers a referral to a provider they chose (e.g. after an escalation)."""
             _coordinator_only()
-            try:
-                offer = referrals.offer_by_hand(sessions, router, current_principal(), referral_id, body["provider_id"])
-            except referrals.NotFound:
-                abort(404, message="No such referral.")
-            except UnknownProvider:
-                abort(422, errors={"json": {"provider_id": ["No such provider in the directory."]}})
-            except CannotOffer as exc:
-                abort(409, message=str(exc))
+            offer = referrals.offer_by_hand(sessions, router, current_principal(), referral_id, body["provider_id"])
             return offer_view(offer)
 
+    errors.register(blp)
     return blp
 
 
