@@ -255,7 +255,8 @@ def create_api_app(
         unknown = sorted(set(request.args) - known) if known is not None else []
         if unknown:  # as an unknown body field is: a misspelt filter would otherwise silently list everything
             errors = {"query": {_safe(name): ["Unknown parameter."] for name in unknown[:20]}}
-            return {"code": 422, "status": "Unprocessable Entity", "errors": errors}, 422
+            message = "The query has a parameter this operation does not take (see its OpenAPI entry)."
+            return {"code": 422, "status": "Unprocessable Entity", "message": message, "errors": errors}, 422
         found = hostile_input()
         if found is not None:
             location, errors = found
