@@ -9,7 +9,6 @@ here intake checks that the provider holds what it speaks about: the offer, or t
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -88,12 +87,7 @@ def on_capacity_changed(session: Session, event: Event) -> None:
     if provider is None:
         log.info("capacity of a provider not in the directory ignored", extra={"provider_id": report.provider_id})
         return
-    try:
-        reported_at = datetime.fromisoformat(event.time)
-    except ValueError:
-        raise PermanentError("provider.capacity_changed has an unreadable time") from None
-    if reported_at.tzinfo is None:
-        raise PermanentError("provider.capacity_changed has a time without a time zone")
+    reported_at = event.occurred_at()
     if provider.capacity_reported_at and provider.capacity_reported_at >= reported_at:
         return
     provider.capacity = report.capacity

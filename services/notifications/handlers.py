@@ -72,7 +72,7 @@ def on_referral_news(session: Session, event: Event) -> None:
     news: events.ReferralNews = event.data
     owner = _owner_of(session, news)
     if isinstance(news, events.ReferralAllocated | events.ReferralTransferred):
-        _hold(session, owner, news.provider_id, _time_of(event))
+        _hold(session, owner, news.provider_id, event.occurred_at())
     _queue(session, event, owner, [owner.org_id])
 
 
@@ -91,16 +91,6 @@ def on_case_news(session: Session, event: Event) -> None:
     if event.type in RECEIVING_AGENCY_EVENTS and receiving and receiving != owner.org_id:
         orgs.append(receiving)  # the agency a transition hands the survivor to hears of it too
     _queue(session, event, owner, orgs)
-
-
-def _time_of(event: Event) -> datetime:
-    try:
-        at = datetime.fromisoformat(event.time)
-    except ValueError:
-        raise PermanentError(f"{event.type} has an unreadable time") from None
-    if at.tzinfo is None:
-        raise PermanentError(f"{event.type} has a time without a time zone")
-    return at
 
 
 def _queue(session: Session, event: Event, owner: ReferralOwner, orgs: list[str]) -> None:

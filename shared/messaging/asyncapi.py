@@ -27,7 +27,7 @@ AMQP_BINDING = {
 def document(catalogue: Catalogue, service: str, *, title: str, version: str) -> dict[str, Any]:
     """`service`'s AsyncAPI 3.0.0 document: the event types it publishes (`send`) and consumes (`receive`)."""
     sends = [e for e in catalogue if PUBLISHING_SERVICE[e.publisher] == service]
-    receives = [e for e in catalogue if service in e.consumers]
+    receives = catalogue.consumed_by(service)
     events = list({e.name: e for e in sends + receives}.values())  # once each: advocacy sends and receives some
     refs, schemas = msgspec.json.schema_components([e.data for e in events], ref_template=SCHEMAS)
     operations = {

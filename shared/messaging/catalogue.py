@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar
 
@@ -74,13 +74,13 @@ class EventType:
         return "/intake" if self.publisher == INTAKE else f"/advocacy/{self.speaker(data)}"
 
 
-def may_publish(publisher: str | None, speaks_for: str | None, trusted: Iterable[str]) -> bool:
+def may_publish(publisher: str | None, speaks_for: str | None, trusted: Collection[str]) -> bool:
     """The publisher rule. Intake's events only from the platform's own broker users (`trusted`); a
     provider's only from the user of the provider it speaks for, `advocacy-<provider id>`, or a trusted one
     (dev and compose share one user). RabbitMQ validates `user_id`, so it cannot be forged."""
     if publisher is None:
         return False
-    if publisher in set(trusted):
+    if publisher in trusted:
         return True
     return speaks_for is not None and publisher == f"{PROVIDER_USER_PREFIX}{speaks_for}"
 
@@ -156,7 +156,7 @@ class Catalogue:
 
     # --- consuming ------------------------------------------------------------------------------------
 
-    def accept(self, event: Event, *, trusted: Iterable[str], address: str | None = None) -> Event:
+    def accept(self, event: Event, *, trusted: Collection[str], address: str | None = None) -> Event:
         """The event with its payload typed, if it keeps its contract; else Refused with the reason."""
         entry = self._by_name.get(event.type)
         if entry is None:

@@ -16,6 +16,8 @@ from typing import Any
 
 import msgspec
 
+from shared.messaging.errors import PermanentError
+
 REQUIRED = ("specversion", "id", "source", "type")
 
 
@@ -36,6 +38,17 @@ class Event:
     publisher: str | None = field(default=None, compare=False)
     # The routing key it arrived with (set by the consumer; not part of the JSON).
     routing_key: str | None = field(default=None, compare=False)
+
+    def occurred_at(self) -> datetime:
+        """`time` as an aware datetime, for a handler that orders what it hears by it; PermanentError (park)
+        when it is unreadable or has no zone."""
+        try:
+            at = datetime.fromisoformat(self.time)
+        except ValueError:
+            raise PermanentError(f"{self.type} has an unreadable time") from None
+        if at.tzinfo is None:
+            raise PermanentError(f"{self.type} has a time without a time zone")
+        return at
 
     def to_json(self) -> bytes:
         return msgspec.json.encode(
