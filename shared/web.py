@@ -13,6 +13,7 @@ limit. Blueprint.paginate caps the page number.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -21,7 +22,7 @@ from typing import Any
 
 import flask_smorest
 from apispec import BasePlugin
-from flask import Flask, request, send_from_directory
+from flask import Flask, g, request, send_from_directory
 from flask_smorest import Api, abort
 from marshmallow import fields as ma_fields
 from marshmallow.validate import OneOf, Range, Regexp
@@ -39,6 +40,11 @@ from shared.db import is_unavailable
 
 class _Parser(FlaskParser):
     DEFAULT_VALIDATION_STATUS = 422
+
+    def _raw_load_json(self, req):
+        # hostile_input() parsed the body already (with duplicate keys refused); malformed bodies it left for
+        # this parser to report.
+        return g.json_body if "json_body" in g else super()._raw_load_json(req)
 
     def _handle_invalid_json_error(self, error, req, *args, **kwargs):
         abort(
@@ -101,6 +107,7 @@ def hostile_input() -> tuple[str, dict[str, list[str]]] | None:
         return None
     try:
         document = json.loads(request.get_data(cache=True), object_pairs_hook=_no_duplicates)
+        g.json_body = document  # the schema's parser loads this, not the bytes again (_Parser)
     except _DuplicateKey as exc:
         return "json", {_safe(str(exc)): ["This key appears more than once in its object."]}
     except RecursionError:
@@ -233,25 +240,23 @@ def create_api_app(
     api.spec.plugins.append(errors_plugin)
     init_auth(app, verifier or TokenVerifier(settings))
 
-    documented_query: dict[tuple[str, str], frozenset[str]] = {}
-
-    def query_names(endpoint: str | None, method: str) -> frozenset[str] | None:
-        """The query parameters the OpenAPI document gives an operation; None for a route it does not list
-        (the page, health, docs). Read once from the finished document."""
-        if not documented_query:
-            paths = api.spec.to_dict()["paths"]
-            for rule in app.url_map.iter_rules():
-                operations = paths.get(re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule), {})
-                for verb, operation in operations.items():
-                    if isinstance(operation, dict) and "responses" in operation:
-                        names = {p["name"] for p in operation.get("parameters", []) if p.get("in") == "query"}
-                        documented_query[(rule.endpoint, verb.upper())] = frozenset(names)
-            documented_query[("", "")] = frozenset()  # read: not again
-        return documented_query.get((endpoint or "", method))
+    @functools.cache  # read once, at the first request: every blueprint is registered by then
+    def documented_query() -> dict[tuple[str, str], frozenset[str]]:
+        """(endpoint, method) -> the query parameters the OpenAPI document gives that operation. A route it does
+        not list (the page, health, docs) is absent."""
+        paths = api.spec.to_dict()["paths"]
+        found = {}
+        for rule in app.url_map.iter_rules():
+            operations = paths.get(re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule), {})
+            for verb, operation in operations.items():
+                if isinstance(operation, dict) and "responses" in operation:
+                    names = {p["name"] for p in operation.get("parameters", []) if p.get("in") == "query"}
+                    found[(rule.endpoint, verb.upper())] = frozenset(names)
+        return found
 
     @app.before_request
     def refuse_hostile_input():
-        known = query_names(request.endpoint, request.method)
+        known = documented_query().get((request.endpoint or "", request.method))
         unknown = sorted(set(request.args) - known) if known is not None else []
         if unknown:  # as an unknown body field is: a misspelt filter would otherwise silently list everything
             errors = {"query": {_safe(name): ["Unknown parameter."] for name in unknown[:20]}}
