@@ -8,22 +8,18 @@ import uuid
 import pika
 import pytest
 
-from shared.config import Settings
-from shared.db import make_engine, make_session_factory, migrate
+from shared.db import make_engine, make_session_factory
 from shared.messaging.topology import declare_exchanges
 from support.advocacy import PROVIDER, SCOPES, Instance
+from support.apps import service_app
 from support.infra import add_provider
 
 
 @pytest.fixture
 def intake(fresh_database, dev_keys):
     """intake's app on a fresh, migrated PostgreSQL database, and a session factory onto that database."""
-    from services.intake.app import create_app
-
     url = fresh_database("intake")
-    migrate("intake", url)
-    settings = Settings.from_env("intake", env={"INTAKE_DATABASE_URL": url, "AUTH_PUBLIC_KEY_FILE": str(dev_keys[1])})
-    app = create_app(settings)
+    app = service_app("intake", url, dev_keys)
     engine = make_engine(url, instrument=False)
     yield app, make_session_factory(engine)
     engine.dispose()
@@ -46,17 +42,8 @@ def providers(amqp_url):
 @pytest.fixture
 def advocacy(fresh_database, dev_keys, broker_url, auth_header):
     """One migrated advocacy instance (provider charity-a) on a fresh database, and its handles."""
-    from services.advocacy.app import create_app
-
-    url = fresh_database("advocacy")
-    migrate("advocacy", url)
-    env = {
-        "ADVOCACY_DATABASE_URL": url,
-        "PROVIDER_ID": PROVIDER,
-        "AUTH_PUBLIC_KEY_FILE": str(dev_keys[1]),
-        "AMQP_URL": broker_url,  # the API never publishes: no private vhost needed
-    }
-    app = create_app(Settings.from_env("advocacy", env=env))
+    # The API never publishes: no private vhost needed.
+    app = service_app("advocacy", fresh_database("advocacy"), dev_keys, PROVIDER_ID=PROVIDER, AMQP_URL=broker_url)
     extension = app.extensions["advocacy"]
     headers = auth_header(PROVIDER, "provider", SCOPES)
     yield Instance(app.test_client(), extension["sessions"], extension["continuity"], headers)

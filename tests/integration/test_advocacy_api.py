@@ -19,10 +19,10 @@ from services.advocacy.app import create_app
 from services.advocacy.handlers import subscriptions
 from services.advocacy.models import Advocate, Inbox, Outbox
 from shared.config import Settings
-from shared.db import migrate
 from shared.inbox import EventHandlers
 from shared.messaging.envelope import Event
 from shared.messaging.errors import PermanentError
+from support.apps import service_app
 from support.events import arriving, payload
 
 PROVIDER = "charity-a"
@@ -99,14 +99,9 @@ def offered_event(*, languages=("sq", "en"), provider_id: str = PROVIDER) -> Eve
 @pytest.fixture
 def advocacy(fresh_database, dev_keys, broker_url, auth_header):
     url = fresh_database("advocacy")
-    migrate("advocacy", url)
-    env = {
-        "ADVOCACY_DATABASE_URL": url,
-        "PROVIDER_ID": PROVIDER,
-        "AUTH_PUBLIC_KEY_FILE": str(dev_keys[1]),
-        "AMQP_URL": broker_url,  # the API never publishes: no private vhost needed
-    }
-    app = create_app(Settings.from_env("advocacy", env=env))
+    env = {"PROVIDER_ID": PROVIDER, "AMQP_URL": broker_url}  # the API never publishes: no private vhost needed
+    app = service_app("advocacy", url, dev_keys, **env)
+    env = {**env, "ADVOCACY_DATABASE_URL": url, "AUTH_PUBLIC_KEY_FILE": str(dev_keys[1])}
     handles = app.extensions["advocacy"]
     yield Instance(app, handles["sessions"], auth_header(PROVIDER, "provider", ALL_SCOPES), env)
     handles["engine"].dispose()

@@ -10,8 +10,7 @@ from hypothesis import strategies as st
 from schemathesis.config import SchemathesisConfig
 from schemathesis.generation.modes import GenerationMode
 
-from shared.config import Settings
-from shared.db import migrate
+from support.apps import service_app
 
 PROVIDER = "charity-f"
 TOKENS = {
@@ -42,12 +41,7 @@ def config(token: str) -> SchemathesisConfig:
 
 
 def _app(service: str, fresh_database, dev_keys):
-    from importlib import import_module
-
-    url = fresh_database(service)
-    migrate(service, url)
-    env = {f"{service.upper()}_DATABASE_URL": url, "AUTH_PUBLIC_KEY_FILE": str(dev_keys[1]), "PROVIDER_ID": PROVIDER}
-    return import_module(f"services.{service}.app").create_app(Settings.from_env(service, env=env))
+    return service_app(service, fresh_database(service), dev_keys, PROVIDER_ID=PROVIDER)
 
 
 @pytest.fixture(params=sorted(TOKENS))

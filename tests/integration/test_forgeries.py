@@ -19,7 +19,6 @@ import pytest
 from sqlalchemy import func, select
 
 from contracts.events import ADVOCACY, CATALOGUE
-from services.advocacy.app import create_app as create_advocacy
 from services.advocacy.models import Case, Offer
 from services.advocacy.models import Outbox as AdvocacyOutbox
 from services.advocacy.worker import build_loops as advocacy_loops
@@ -36,7 +35,7 @@ from services.notifications.models import Delivery
 from services.notifications.models import Inbox as NotificationsInbox
 from services.notifications.worker import build_loops as notifications_loops
 from shared.config import Settings
-from shared.db import make_engine, make_session_factory, migrate
+from shared.db import make_engine, make_session_factory
 from shared.inbox import EventHandlers
 from shared.messaging.consumer import Consumer
 from shared.messaging.envelope import Event
@@ -45,6 +44,7 @@ from shared.messaging.topology import QueueSpec, declare_queue
 from shared.testing import referral_body
 from support.advocacy import FakeIntake, Instance, add_advocate, confirmed, deliver, offered
 from support.amqp import drain, publish, running, wait_for_consumers
+from support.apps import service_app
 from support.events import arriving, payload
 
 pytestmark = pytest.mark.skipif(not shutil.which("rabbitmqctl"), reason="needs rabbitmqctl for the broker under test")
@@ -58,9 +58,7 @@ def charity_a(providers, fresh_database, dev_keys, auth_header):
     """Charity A's instance with an open case, on its own database."""
     a_id, _ = providers["a"]
     url = fresh_database("advocacy")
-    migrate("advocacy", url)
-    env = {"ADVOCACY_DATABASE_URL": url, "PROVIDER_ID": a_id, "AUTH_PUBLIC_KEY_FILE": str(dev_keys[1])}
-    app = create_advocacy(Settings.from_env("advocacy", env=env))
+    app = service_app("advocacy", url, dev_keys, PROVIDER_ID=a_id)
     extension = app.extensions["advocacy"]
     headers = auth_header(a_id, "provider", "offers:respond cases:read cases:write")
     instance = Instance(app.test_client(), extension["sessions"], extension["continuity"], headers)
@@ -79,13 +77,9 @@ def notifications(fresh_database, dev_keys, auth_header, charity_a, providers):
     a_id, _ = providers["a"]
     _, _, case = charity_a
     url = fresh_database("notifications")
-    migrate("notifications", url)
+    client = service_app("notifications", url, dev_keys, WEBHOOK_ALLOW_PRIVATE="true").test_client()
     engine = make_engine(url, instrument=False)
     sessions = make_session_factory(engine)
-    from services.notifications.app import create_app
-
-    env = {"NOTIFICATIONS_DATABASE_URL": url, "AUTH_PUBLIC_KEY_FILE": str(dev_keys[1]), "WEBHOOK_ALLOW_PRIVATE": "true"}
-    client = create_app(Settings.from_env("notifications", env=env)).test_client()
     body = {"url": "http://127.0.0.1:9/met-police", "events": list(EVENT_TYPES)}
     headers = auth_header(REFERRER, "police", "subscriptions:write")
     assert client.post("/v1/subscriptions", json=body, headers=headers).status_code == 201

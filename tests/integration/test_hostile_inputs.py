@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from shared.config import Settings
-from shared.db import make_engine, migrate
+from shared.db import SERVICES, make_engine
 from shared.testing import referral_body
 from support.advocacy import FakeIntake, Instance, add_advocate, confirmed, deliver, offered
+from support.apps import dispose, service_app
 
 PROVIDER = "charity-a"
 POLICE = ("met-police", "police", "referrals:write referrals:read")
@@ -29,21 +29,10 @@ NESTED = "[" * 1000 + "]" * 1000
 
 @pytest.fixture
 def apps(fresh_database, dev_keys):
-    from services.advocacy.app import create_app as advocacy_app
-    from services.intake.app import create_app as intake_app
-    from services.notifications.app import create_app as notifications_app
-
-    made = {}
-    for service, factory in (("intake", intake_app), ("advocacy", advocacy_app), ("notifications", notifications_app)):
-        url = fresh_database(service)
-        migrate(service, url)
-        env = {f"{service.upper()}_DATABASE_URL": url, "AUTH_PUBLIC_KEY_FILE": str(dev_keys[1])}
-        made[service] = factory(Settings.from_env(service, env={**env, "PROVIDER_ID": PROVIDER}))
+    made = {s: service_app(s, fresh_database(s), dev_keys, PROVIDER_ID=PROVIDER) for s in SERVICES}
     yield made
     for app in made.values():
-        for extension in app.extensions.values():
-            if isinstance(extension, dict) and "engine" in extension:
-                extension["engine"].dispose()
+        dispose(app)
 
 
 def raw(client, method: str, path: str, body: str, headers: dict) -> tuple[int, dict]:

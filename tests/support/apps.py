@@ -1,0 +1,25 @@
+"""A service's API app as the in-process tests make it: on a migrated database, verifying the dev keys."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from pathlib import Path
+
+from flask import Flask
+
+from shared.config import Settings
+from shared.db import migrate
+
+
+def service_app(service: str, database_url: str, keys: tuple[Path, Path], **env: str) -> Flask:
+    """`services.<service>.app:create_app()` on `database_url` (migrated first), with `env` on top."""
+    migrate(service, database_url)
+    base = {f"{service.upper()}_DATABASE_URL": database_url, "AUTH_PUBLIC_KEY_FILE": str(keys[1])}
+    return import_module(f"services.{service}.app").create_app(Settings.from_env(service, env={**base, **env}))
+
+
+def dispose(app: Flask) -> None:
+    """Close the database engines an app's extensions hold (advocacy keeps its own under its name)."""
+    for extension in app.extensions.values():
+        if isinstance(extension, dict) and "engine" in extension:
+            extension["engine"].dispose()
