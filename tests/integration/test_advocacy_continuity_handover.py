@@ -26,6 +26,7 @@ from shared.messaging.envelope import Event
 from shared.testing import date_of_birth_for_age
 from support.amqp import drain, publish, running
 from support.events import arriving, payload
+from support.waiting import wait_until
 
 ALL_DONE = {"receiving_agency_informed": True, "accommodation_confirmed": True, "handover_summary_written": True}
 
@@ -69,8 +70,7 @@ def test_a_provider_handover_moves_the_case_with_its_timeline_to_the_receiving_i
         assert received.status == "opening"
         receiver.intake.referrals[referral["id"]] = referral
         publish(receiver.amqp_url, transferred(referral["id"]))
-        opened = wait_for(lambda: receiver.get(f"/v1/cases/{received.id}")["status"] == "open")
-        assert opened
+        wait_until(lambda: receiver.get(f"/v1/cases/{received.id}")["status"] == "open")
 
     # On the wire: addressed to the receiving provider, carrying ids, codes, dates and the timeline only:
     # no name, no narrative, no date of birth, and no 18th birthday (nor any clock measured from it).
@@ -105,15 +105,6 @@ def transferred(referral_id: str) -> Event:
         "allocation.transferred", referral_id=referral_id, provider_id="charity-to", from_provider_id="charity-from"
     )
     return arriving(moved)
-
-
-def wait_for(predicate, timeout: float = 20) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_a_handover_is_routed_only_to_the_receiving_providers_queue(make_instance):

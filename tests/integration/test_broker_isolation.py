@@ -28,7 +28,7 @@ from shared.messaging.consumer import Consumer
 from shared.messaging.topology import QueueSpec, declare_exchanges, declare_queue
 from shared.testing import referral_body
 from support.amqp import drain, running, wait_for_consumers
-from support.events import arriving, payload
+from support.events import answer
 from support.infra import ADD_PROVIDER, add_provider
 
 pytestmark = pytest.mark.skipif(not shutil.which("rabbitmqctl"), reason="needs rabbitmqctl for the broker under test")
@@ -101,16 +101,8 @@ def test_an_answer_forged_in_another_providers_name_is_refused_and_parked(provid
     handled = subscriptions(Router(ResponsePolicy()))
     handlers = EventHandlers(QUEUE, sessions, Inbox, handled, trusted={"guest"})
     consumer = Consumer(amqp_url, QueueSpec(QUEUE, handled.bindings, retry_delay_ms=100), handlers)
-    answer = payload(
-        "offer.accepted",
-        referral_id=referral_id,
-        offer_id=offer_id,
-        provider_id=a_id,
-        case_id="forged",
-        advocate={"name": "Advocate Synthetic-Forger", "email": "forger@b.example"},
-        accepted_at="2026-03-01T09:00:00+00:00",
-    )
-    forged = arriving(answer, publisher=f"advocacy-{b_id}")
+    forger = {"name": "Advocate Synthetic-Forger", "email": "forger@b.example"}
+    forged = answer("offer.accepted", referral_id, offer_id, a_id, publisher=f"advocacy-{b_id}", advocate=forger)
     with running(consumer.run):
         wait_for_consumers(amqp_url, QUEUE)
         with pika.BlockingConnection(pika.URLParameters(b_url)) as connection:

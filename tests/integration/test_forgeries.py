@@ -45,7 +45,7 @@ from shared.testing import referral_body
 from support.advocacy import FakeIntake, Instance, add_advocate, confirmed, deliver, offered
 from support.amqp import drain, publish, running, wait_for_consumers
 from support.apps import service_app
-from support.events import arriving, payload
+from support.events import answer, arriving, payload
 
 pytestmark = pytest.mark.skipif(not shutil.which("rabbitmqctl"), reason="needs rabbitmqctl for the broker under test")
 
@@ -221,17 +221,8 @@ def test_a_second_charitys_queue_receives_nothing_about_the_firsts_referral(prov
         assert properties.type == "referral.offered"
         with sessions() as session:
             offer_id = session.scalars(select(IntakeOffer.id).where(IntakeOffer.referral_id == referral_id)).one()
-        answer = payload(
-            "offer.accepted",
-            referral_id=referral_id,
-            offer_id=offer_id,
-            provider_id=a_id,
-            case_id="case-a-1",
-            advocate={"name": "Advocate Synthetic-Ana", "email": "ana@a.example"},
-            accepted_at="2026-03-01T09:00:00+00:00",
-        )
         wait_for_consumers(amqp_url, INTAKE_QUEUE)
-        publish(a_url, arriving(answer, publisher=f"advocacy-{a_id}"))
+        publish(a_url, answer("offer.accepted", referral_id, offer_id, a_id))
         confirmed = drain(amqp_url, queues[a_id], expect=1, timeout=30)
         parked = [p.headers.get("x-parked-reason") for p, _ in drain(amqp_url, f"{INTAKE_QUEUE}.parking", timeout=0.5)]
         assert [p.type for p, _ in confirmed] == ["allocation.confirmed"], parked

@@ -23,12 +23,11 @@ from shared.messaging.topology import QueueSpec
 from shared.testing import referral_body
 from support.amqp import publish, running
 from support.db import count
-from support.events import arriving, payload
+from support.events import ADVOCATE, answer, arriving, payload
+from support.waiting import wait_until
 
 POLICE = ("met-police", "police", "referrals:write referrals:read")
 HANDLERS = subscriptions(Router(ResponsePolicy()))
-ADVOCATE = {"name": "Advocate Synthetic", "email": "advocate@provider-a.example"}
-NOW = "2026-12-01T10:00:00+00:00"
 ADMIN = ("platform", "coordinator", "providers:admin")
 
 
@@ -45,14 +44,6 @@ def offered(intake, auth_header):
         offer = session.scalars(select(Offer).where(Offer.referral_id == referral_id)).one()
     assert offer.provider_id == "provider-a"
     return referral_id, offer.id
-
-
-def answer(kind: str, referral_id: str, offer_id: str, provider: str = "provider-a", **data) -> Event:
-    when = {"offer.accepted": {"accepted_at": NOW, "case_id": "case-1", "advocate": ADVOCATE}}
-    defaults = when.get(kind, {"declined_at": NOW})
-    answered = payload(kind, referral_id=referral_id, offer_id=offer_id, provider_id=provider, **{**defaults, **data})
-    # As it arrives from provider's own instance: RabbitMQ validated its user_id.
-    return arriving(answered, publisher=f"advocacy-{provider}")
 
 
 def handle(sessions, event: Event) -> None:
@@ -115,7 +106,7 @@ def test_a_worker_killed_after_its_commit_and_before_its_ack_causes_no_second_ef
         ]
     )
     try:
-        _wait_until(lambda: _consumers(amqp_url, QUEUE) == 1)
+        wait_until(lambda: _consumers(amqp_url, QUEUE) == 1, timeout=30)
         publish(amqp_url, accepted)
         assert crashing.wait(timeout=30) == 17, "the worker should die right after its commit"
     finally:
@@ -132,7 +123,7 @@ def test_a_worker_killed_after_its_commit_and_before_its_ack_causes_no_second_ef
 
     consumer = Consumer(amqp_url, QueueSpec(QUEUE, HANDLERS.bindings, retry_delay_ms=100), recording)
     with running(consumer.run):
-        _wait_until(lambda: accepted.id in seen)  # the broker redelivered the unacked message
+        wait_until(lambda: accepted.id in seen, timeout=30)  # the broker redelivered the unacked message
     assert count(sessions, Outbox, Outbox.type == "referral.allocated") == 1
     assert count(sessions, Inbox) == 1
 
@@ -148,16 +139,6 @@ def _consumers(url: str, queue: str) -> int:
     finally:
         if connection.is_open:
             connection.close()
-
-
-def _wait_until(condition, timeout: float = 30.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 def test_a_provider_handover_moves_the_allocation_so_the_receiving_provider_may_read_the_referral(

@@ -21,10 +21,11 @@ from shared.messaging.errors import PermanentError
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.topology import QueueSpec
 from shared.outbox import OutboxMixin, add_event
-from support.amqp import declare_tap, drain, publish, running
+from support.amqp import declare_tap, drain, publish, running, wait_for_consumers
 from support.events import arriving
 from support.kit import KIT, ThingHappened, thing
 from support.tcp_proxy import TcpProxy
+from support.waiting import wait_until
 
 
 class Base(DeclarativeBase):
@@ -66,7 +67,7 @@ def test_a_message_that_always_fails_is_parked_after_its_attempts_and_others_sti
     good = [event(n=i) for i in range(5)]
     poison = event(poison=True)
     with running(consumer.run):
-        _wait_for_queue(amqp_url, spec.name)
+        wait_for_consumers(amqp_url, spec.name, timeout=10)
         publish(amqp_url, poison)
         for e in good:
             publish(amqp_url, e)
@@ -84,7 +85,7 @@ def test_a_malformed_message_is_parked_at_once(amqp_url):
     spec = QueueSpec("kit.malformed", ("thing.happened",), retry_delay_ms=100)
     consumer = Consumer(amqp_url, spec, lambda e: None, max_attempts=3)
     with running(consumer.run):
-        _wait_for_queue(amqp_url, spec.name)
+        wait_for_consumers(amqp_url, spec.name, timeout=10)
         import pika
 
         connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
@@ -127,17 +128,17 @@ def test_the_relay_publishes_inside_the_stored_trace_and_marks_rows_sent_after_t
         assert row.sent_at is not None
 
 
+def only_row(sessions) -> Outbox:
+    with sessions() as session:
+        return session.scalars(select(Outbox)).one()
+
+
 def test_an_unroutable_event_stays_pending_with_its_reason(amqp_url, sessions):
     with sessions.begin() as session:
         add_event(session, Outbox, thing("nobody.listens"))
     relay = OutboxRelay(amqp_url, sessions, Outbox, name="kit", poll_interval=0.02)
     with running(relay.run):
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            with sessions() as session:
-                if session.scalars(select(Outbox)).one().attempts:
-                    break
-            time.sleep(0.05)
+        wait_until(lambda: only_row(sessions).attempts, timeout=15)
     with sessions() as session:
         row = session.scalars(select(Outbox)).one()
         assert row.sent_at is None
@@ -184,7 +185,7 @@ def test_lanes_keep_each_subjects_order_while_a_slow_subject_does_not_hold_up_th
         Event("thing.happened", "/t", "fast", {}).to_json(), 4
     ), "the test needs the two subjects on different lanes"
     with running(consumer.run):
-        _wait_for_queue(amqp_url, spec.name)
+        wait_for_consumers(amqp_url, spec.name, timeout=10)
         for n in range(20):
             publish(amqp_url, Event("thing.happened", "/t", "slow", {"n": n}))
         for n in range(20):
@@ -207,27 +208,6 @@ def _depth(url: str, queue: str) -> int:
     try:
         ok = connection.channel().queue_declare(queue, passive=True).method
         return ok.message_count
-    finally:
-        connection.close()
-
-
-def _wait_for_queue(url: str, queue: str) -> None:
-    import time
-
-    import pika
-
-    deadline = time.monotonic() + 10
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        while time.monotonic() < deadline:
-            channel = connection.channel()
-            try:
-                if channel.queue_declare(queue, passive=True).method.consumer_count:
-                    return
-            except pika.exceptions.ChannelClosedByBroker:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"no consumer on {queue}")
     finally:
         connection.close()
 

@@ -35,6 +35,7 @@ from shared.messaging.worker import run_loops
 from shared.telemetry import carrier_from_current
 from support.amqp import drain, publish, running, wait_for_consumers
 from support.events import arriving, payload
+from support.waiting import wait_until
 
 WRITE = "subscriptions:write"
 RESPONSE_MARKER = "receiver-body-must-never-be-stored"
@@ -160,16 +161,6 @@ def case_opened(referral_id: str, provider_id: str = "charity-a") -> Event:
 
 def trace_id_of(traceparent: str) -> str:
     return traceparent.split("-")[1]
-
-
-def wait_until(predicate, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 # --- the handler ------------------------------------------------------------------------------------

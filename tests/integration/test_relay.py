@@ -25,6 +25,7 @@ from support.amqp import declare_tap, drain, running
 from support.db import drop_connections_to
 from support.infra import add_provider
 from support.kit import Thing, thing
+from support.waiting import wait_until
 
 
 class Base(DeclarativeBase):
@@ -58,13 +59,6 @@ def rows(sessions) -> dict[str, Outbox]:
         return {row.id: row for row in session.scalars(select(Outbox))}
 
 
-def wait_until(condition, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def test_a_batch_with_confirms_in_flight_marks_sent_all_but_the_unroutable_event_in_its_middle(amqp_url, sessions):
     declare_tap(amqp_url, "kit.batch", "thing.happened")
     # more than one batch of 100, with one event nobody listens for
@@ -74,7 +68,7 @@ def test_a_batch_with_confirms_in_flight_marks_sent_all_but_the_unroutable_event
     relay = OutboxRelay(amqp_url, sessions, Outbox, name="kit", poll_interval=0.02)
     with running(relay.run):
         got = drain(amqp_url, "kit.batch", expect=250, timeout=30)
-        wait_until(lambda: sum(r.sent_at is not None for r in rows(sessions).values()) == 250)
+        wait_until(lambda: sum(r.sent_at is not None for r in rows(sessions).values()) == 250, timeout=15)
     assert {p.message_id for p, _ in got} == {e.id for e in before + after}
     found = rows(sessions)
     assert found[unroutable.id].sent_at is None
@@ -95,7 +89,9 @@ def test_an_event_the_broker_nacks_stays_pending_with_its_reason(amqp_url, sessi
     refused, fine = stage(sessions, event("thing.refused"), event("thing.refused.elsewhere"))
     relay = OutboxRelay(amqp_url, sessions, Outbox, name="kit", poll_interval=0.02)
     with running(relay.run):
-        wait_until(lambda: rows(sessions)[refused.id].attempts >= 1 and rows(sessions)[fine.id].sent_at is not None)
+        wait_until(
+            lambda: rows(sessions)[refused.id].attempts >= 1 and rows(sessions)[fine.id].sent_at is not None, timeout=15
+        )
     row = rows(sessions)[refused.id]
     assert row.sent_at is None
     assert "broker nack" in row.last_error
@@ -143,7 +139,7 @@ def test_the_relay_outlives_the_database_dropping_its_connections(amqp_url, sess
         except OperationalError:  # this test's own pooled connection was dropped too: a second try gets a new one
             stage(sessions, event(n=2))
         assert len(drain(amqp_url, "kit.dropped", expect=1, timeout=15)) == 1
-    wait_until(lambda: all(r.sent_at is not None for r in rows(sessions).values()))
+    wait_until(lambda: all(r.sent_at is not None for r in rows(sessions).values()), timeout=15)
 
 
 def test_on_sqlite_the_relay_polls(amqp_url, tmp_path):
@@ -156,7 +152,7 @@ def test_on_sqlite_the_relay_polls(amqp_url, tmp_path):
     with running(relay.run):
         stage(sessions, *(event(n=i) for i in range(5)))
         got = drain(amqp_url, "kit.sqlite", expect=5, timeout=10)
-        wait_until(lambda: all(r.sent_at is not None for r in rows(sessions).values()))
+        wait_until(lambda: all(r.sent_at is not None for r in rows(sessions).values()), timeout=15)
     assert len(got) == 5
     engine.dispose()
 
@@ -182,12 +178,12 @@ def test_a_publish_the_broker_refuses_holds_back_only_its_own_row(amqp_url, sess
         refused = staged[2]
         relay = OutboxRelay(charity_url, sessions, Outbox, name="kit", poll_interval=0.02, declare_exchanges=False)
         with running(relay.run):  # a crash of the relay would surface here
-            wait_until(lambda: rows(sessions)[refused.id].last_error is not None)
-            wait_until(lambda: sum(r.sent_at is not None for r in rows(sessions).values()) == 4)
+            wait_until(lambda: rows(sessions)[refused.id].last_error is not None, timeout=15)
+            wait_until(lambda: sum(r.sent_at is not None for r in rows(sessions).values()) == 4, timeout=15)
             got = drain(amqp_url, "kit.refusals", expect=8, timeout=2)
             [later] = stage(sessions, capacity(5))  # and the relay goes on publishing
             got += drain(amqp_url, "kit.refusals", expect=1, timeout=15)
-            wait_until(lambda: rows(sessions)[later.id].sent_at is not None)
+            wait_until(lambda: rows(sessions)[later.id].sent_at is not None, timeout=15)
     finally:
         subprocess.run(["rabbitmqctl", "-q", "delete_user", f"advocacy-{provider_id}"], capture_output=True, timeout=60)
     # Each of the others at least once (one published before the refusal closed the channel, and not yet

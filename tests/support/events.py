@@ -23,3 +23,18 @@ def arriving(data: EventData, *, publisher: str = "guest", **overrides: Any) -> 
     event, key = envelope(data)
     wire = Event.from_json(event.to_json())
     return dataclasses.replace(wire, **{"publisher": publisher, "routing_key": key, **overrides})
+
+
+ANSWERED_AT = "2026-12-01T10:00:00+00:00"
+ADVOCATE = {"name": "Advocate Synthetic", "email": "advocate@provider-a.example"}
+
+
+def answer(
+    kind: str, referral_id: str, offer_id: str, provider: str = "provider-a", *, publisher: str | None = None, **data
+) -> Event:
+    """A provider's offer.accepted or offer.declined, as it arrives from `publisher`: by default the provider's
+    own broker user (RabbitMQ validated its user_id)."""
+    when = {"offer.accepted": {"accepted_at": ANSWERED_AT, "case_id": "case-1", "advocate": ADVOCATE}}
+    defaults = when.get(kind, {"declined_at": ANSWERED_AT})
+    answered = payload(kind, referral_id=referral_id, offer_id=offer_id, provider_id=provider, **{**defaults, **data})
+    return arriving(answered, publisher=publisher or f"advocacy-{provider}")
