@@ -154,6 +154,11 @@ class Catalogue:
     def consumed_by(self, service: str) -> list[EventType]:
         return [e for e in self if service in e.consumers]
 
+    def bindings(self, consumer: str, address: str | None = None) -> tuple[str, ...]:
+        """The routing keys `consumer`'s queue binds: every event sent to it, an addressed one with `address`.
+        (A complete Subscriptions binds exactly these.)"""
+        return tuple(e.binding(address) for e in self.consumed_by(consumer))
+
     # --- consuming ------------------------------------------------------------------------------------
 
     def accept(self, event: Event, *, trusted: Collection[str], address: str | None = None) -> Event:

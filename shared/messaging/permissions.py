@@ -37,7 +37,7 @@ def publish_pattern(catalogue: Catalogue) -> str:
 
 def bind_pattern(catalogue: Catalogue, provider_id: str, consumer: str = "advocacy") -> str:
     """What a provider's queue may bind: the events addressed to it alone (and any sent to every provider)."""
-    keys = [_literal(e.binding(provider_id)) for e in catalogue.consumed_by(consumer)]
+    keys = [_literal(key) for key in catalogue.bindings(consumer, provider_id)]
     return _alternatives(sorted(keys))
 
 

@@ -36,7 +36,7 @@ pytestmark = pytest.mark.skipif(not shutil.which("rabbitmqctl"), reason="needs r
 
 def own_queue(url: str, provider_id: str) -> QueueSpec:
     """A charity's queue as its worker declares it: bound to the events addressed to it (the catalogue's)."""
-    bindings = tuple(e.binding(provider_id) for e in CATALOGUE.consumed_by(ADVOCACY))
+    bindings = CATALOGUE.bindings(ADVOCACY, provider_id)
     assert bindings and all(key.endswith(f".{provider_id}") for key in bindings)
     return QueueSpec(f"advocacy.{provider_id}", bindings, declare_exchanges=False)
 

@@ -196,7 +196,7 @@ def test_a_second_charitys_queue_receives_nothing_about_the_firsts_referral(prov
     assert client.put(f"/v1/providers/{a_id}", json=directory, headers=admin).status_code in (200, 201)
     queues = {}
     for provider_id, url in ((a_id, a_url), (b_id, b_url)):  # each declared and bound by its own user
-        bindings = tuple(e.binding(provider_id) for e in CATALOGUE.consumed_by(ADVOCACY))
+        bindings = CATALOGUE.bindings(ADVOCACY, provider_id)
         spec = QueueSpec(f"advocacy.{provider_id}", bindings, declare_exchanges=False)
         with pika.BlockingConnection(pika.URLParameters(url)) as connection:
             declare_queue(connection.channel(), spec)

@@ -198,6 +198,7 @@ def test_bindings_are_derived_from_handlers_and_a_charitys_end_in_its_own_id():
         subs.on(entry.data, lambda session, event: None)
     assert subs.complete() is subs
     assert subs.bindings and all(key.endswith(".charity-a") for key in subs.bindings)
+    assert sorted(subs.bindings) == sorted(CATALOGUE.bindings(ADVOCACY, "charity-a"))  # what permissions allow
 
 
 def test_a_consumer_without_a_handler_for_an_event_sent_to_it_or_with_one_it_is_not_sent_does_not_start():
