@@ -8,17 +8,21 @@ see "absent".
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import String
-from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shared.clock import utcnow
 from shared.db import UTCDateTime, insert_or_ignore
 from shared.messaging.catalogue import Handler, Refused, Subscriptions
 from shared.messaging.envelope import Event
 from shared.messaging.errors import PermanentError
+
+if TYPE_CHECKING:
+    from shared.uow import UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
 
@@ -44,30 +48,21 @@ def first_delivery(session: Session, model: type[InboxMixin], consumer: str, mes
 
 
 class EventHandlers:
-    """Accepts each event against the catalogue, then runs its handler inside one transaction together with
-    its inbox row.
+    """Accepts each event against the catalogue, then runs its handler inside one unit of work together
+    with its inbox row.
 
     An event that breaks its contract (routing key, publisher, source, schema) or that this consumer does not
     handle is refused before any handler runs: PermanentError, so the consumer parks it with the reason.
-    `after_commit` runs once the transaction is durable (e.g. to wake the outbox relay).
+    Each handler is called as `handler(uow, event)`; the unit commits when it returns.
     """
 
     def __init__(
-        self,
-        consumer: str,
-        session_factory: sessionmaker,
-        inbox_model: type[InboxMixin],
-        subscriptions: Subscriptions,
-        *,
-        trusted: Iterable[str],
-        after_commit: Callable[[], None] | None = None,
+        self, consumer: str, units: UnitOfWorkFactory, subscriptions: Subscriptions, *, trusted: Iterable[str]
     ):
         self.consumer = consumer
         self.subscriptions = subscriptions
-        self._sessions = session_factory
-        self._inbox = inbox_model
+        self._units = units
         self._trusted = frozenset(trusted)
-        self._after_commit = after_commit
 
     def accept(self, event: Event) -> tuple[Event, Handler]:
         """The event with its payload typed, and its handler; PermanentError with the reason if refused."""
@@ -83,10 +78,8 @@ class EventHandlers:
 
     def __call__(self, event: Event) -> None:
         event, handler = self.accept(event)
-        with self._sessions.begin() as session:
-            if not first_delivery(session, self._inbox, self.consumer, event.id):
+        with self._units() as uow:
+            if not uow.first_delivery(self.consumer, event.id):
                 log.info("duplicate delivery ignored", extra={"event_type": event.type, "event_id": event.id})
                 return
-            handler(session, event)
-        if self._after_commit:
-            self._after_commit()
+            handler(uow, event)

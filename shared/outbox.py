@@ -9,15 +9,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from opentelemetry import propagate
 from sqlalchemy import Index, Integer, String, Text
-from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from shared.clock import utcnow
 from shared.db import UTCDateTime
-from shared.messaging.catalogue import EventData, envelope
-from shared.messaging.envelope import Event
-from shared.messaging.notify import announce
 
 
 class OutboxMixin:
@@ -40,27 +36,3 @@ class OutboxMixin:
     @declared_attr.directive
     def __table_args__(cls):
         return (Index("ix_outbox_pending", "sent_at", "next_attempt_at"),)
-
-
-def add_event(session: Session, model: type[OutboxMixin], data: EventData) -> Event:
-    """Stage the event `data` is the payload of (its type, routing key and envelope come from the catalogue)
-    for publishing when (and only if) the surrounding transaction commits."""
-    event, routing_key = envelope(data)
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    now = utcnow()
-    session.add(
-        model(  # type: ignore[call-arg]  # the mixin's concrete table class takes its columns
-            id=event.id,
-            type=event.type,
-            routing_key=routing_key,
-            payload=event.to_json().decode(),
-            traceparent=carrier.get("traceparent"),
-            tracestate=carrier.get("tracestate"),
-            created_at=now,
-            next_attempt_at=now,
-            attempts=0,
-        )
-    )
-    announce(session, model.__tablename__)  # PostgreSQL wakes the relay when (if) this commits
-    return event
