@@ -5,12 +5,12 @@ from __future__ import annotations
 from flask import Flask
 
 from contracts.events import ADVOCACY, CATALOGUE
-from services.advocacy.api import make_blueprint
+from services.advocacy.bootstrap import make_continuity
 from services.advocacy.config import AdvocacyConfig
-from services.advocacy.continuity import make_continuity
-from services.advocacy.continuity_api import make_continuity_blueprint
-from services.advocacy.timekeeping import WallClock
-from services.advocacy.web import init_page
+from services.advocacy.continuity.wall_clock import WallClock
+from services.advocacy.web.casework_api import make_blueprint
+from services.advocacy.web.continuity_api import make_continuity_blueprint
+from services.advocacy.web.page import init_page
 from shared.auth import TokenVerifier
 from shared.config import Settings
 from shared.db import is_ready, make_engine, make_session_factory

@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from contracts.events import CATALOGUE, NOTIFICATIONS
 from services.advocacy import domain
-from services.advocacy.case_events import note
-from services.advocacy.continuity import Continuity
+from services.advocacy.bootstrap import Continuity
+from services.advocacy.casework.timeline import note
 from services.advocacy.models import Advocate, Case, Clock, Offer, Outbox
 from shared.testing import date_of_birth_for_age, referral_body
 

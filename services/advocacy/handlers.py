@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from contracts import events
 from services.advocacy import domain
-from services.advocacy.casework import Casework
-from services.advocacy.intake_client import ReferralSource
+from services.advocacy.casework.cases import Casework
+from services.advocacy.casework.intake_client import ReferralSource
 from shared.messaging.catalogue import Subscriptions
 from shared.messaging.envelope import Event
 from shared.messaging.errors import PermanentError

@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 from services.advocacy import demo_cases
+from services.advocacy.bootstrap import make_continuity
 from services.advocacy.config import AdvocacyConfig
-from services.advocacy.continuity import make_continuity
-from services.advocacy.timekeeping import today
+from services.advocacy.continuity.wall_clock import today
 from shared.config import ConfigError, Settings
 from shared.db import make_engine, make_session_factory
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import logging
 
+from services.advocacy.bootstrap import make_continuity
+from services.advocacy.casework.intake_client import IntakeClient, ReferralSource
 from services.advocacy.config import AdvocacyConfig
-from services.advocacy.continuity import make_continuity
+from services.advocacy.continuity.scheduler import ClockScheduler
+from services.advocacy.continuity.wall_clock import WallClock
 from services.advocacy.handlers import subscriptions
-from services.advocacy.intake_client import IntakeClient, ReferralSource
 from services.advocacy.models import Inbox, Outbox
-from services.advocacy.scheduler import ClockScheduler
-from services.advocacy.timekeeping import WallClock
 from shared.auth.tokens import ServiceTokens
 from shared.config import Settings
 from shared.db import make_engine, make_session_factory

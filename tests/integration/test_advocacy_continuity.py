@@ -16,9 +16,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
 from services.advocacy.app import create_app
+from services.advocacy.continuity.scheduler import ClockScheduler
+from services.advocacy.continuity.wall_clock import FixedClock
 from services.advocacy.models import Case, Clock, Outbox, Transition
-from services.advocacy.scheduler import ClockScheduler
-from services.advocacy.timekeeping import FixedClock
 from services.advocacy.worker import build_loops
 from shared.config import Settings
 from shared.db import make_engine, make_session_factory, migrate

@@ -14,9 +14,9 @@ import jwt
 import pytest
 
 from services.advocacy.app import create_app
+from services.advocacy.continuity.wall_clock import today
 from services.advocacy.demo_cases import ensure_cases
 from services.advocacy.models import Advocate
-from services.advocacy.timekeeping import today
 from shared.config import Settings
 from shared.db import migrate
 

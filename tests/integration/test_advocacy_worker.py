@@ -11,8 +11,8 @@ import uuid
 from opentelemetry import trace
 from pika.exceptions import UnroutableError
 
+from services.advocacy.bootstrap import make_continuity
 from services.advocacy.config import AdvocacyConfig
-from services.advocacy.continuity import make_continuity
 from services.advocacy.models import Case
 from services.advocacy.worker import build_loops
 from shared.config import Settings

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from services.advocacy.continuity import Continuity
+from services.advocacy.bootstrap import Continuity
 from services.advocacy.handlers import subscriptions
 from services.advocacy.models import Inbox, Outbox
 from shared.inbox import EventHandlers

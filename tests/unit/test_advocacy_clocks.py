@@ -6,8 +6,8 @@ from datetime import date, timedelta
 
 import pytest
 
-from services.advocacy import clocks, policy
-from services.advocacy.policy import PolicyError, load_policy
+from services.advocacy.bootstrap import deadlines, policy
+from services.advocacy.continuity.policy import PolicyError, load_policy
 
 POLICY = load_policy()
 
@@ -22,21 +22,21 @@ def spec(kind: str, specs):
 
 def test_a_positive_rg_the_day_before_the_change_gets_a_45_day_recovery_period():
     rg = date(2022, 12, 12)
-    recovery = spec("recovery_period", clocks.on_decision(POLICY, "rg", "positive", rg, "london"))
+    recovery = spec("recovery_period", deadlines.on_decision(POLICY, "rg", "positive", rg, "london"))
     assert recovery.due_on == rg + timedelta(days=45) == date(2023, 1, 26)
     assert recovery.policy_version == "recovery_period@*:2009-04-01"
 
 
 def test_a_positive_rg_on_the_day_of_the_change_gets_a_30_day_recovery_period():
     rg = date(2022, 12, 13)
-    recovery = spec("recovery_period", clocks.on_decision(POLICY, "rg", "positive", rg, "london"))
+    recovery = spec("recovery_period", deadlines.on_decision(POLICY, "rg", "positive", rg, "london"))
     assert recovery.due_on == date(2023, 1, 12)
     assert recovery.policy_version == "recovery_period@*:2022-12-13"
 
 
 @pytest.mark.parametrize("rg", [date(2022, 12, 12), date(2022, 12, 13), date(2026, 3, 1)])
 def test_in_scotland_the_recovery_period_is_90_days_before_and_after_the_change(rg):
-    recovery = spec("recovery_period", clocks.on_decision(POLICY, "rg", "positive", rg, "scotland"))
+    recovery = spec("recovery_period", deadlines.on_decision(POLICY, "rg", "positive", rg, "scotland"))
     assert recovery.due_on == rg + timedelta(days=90)
     assert recovery.policy_version == "recovery_period@scotland:2018-04-01"
 
@@ -44,7 +44,7 @@ def test_in_scotland_the_recovery_period_is_90_days_before_and_after_the_change(
 def test_wales_and_regions_not_in_the_table_follow_the_default_rows():
     rg = date(2026, 3, 1)
     for region in ("wales", "north_east", None):
-        assert spec("recovery_period", clocks.on_decision(POLICY, "rg", "positive", rg, region)).due_on == date(
+        assert spec("recovery_period", deadlines.on_decision(POLICY, "rg", "positive", rg, region)).due_on == date(
             2026, 3, 31
         )
 
@@ -54,27 +54,27 @@ def test_wales_and_regions_not_in_the_table_follow_the_default_rows():
 
 def test_a_positive_rg_also_starts_the_earliest_cg_date_30_days_on():
     rg = date(2026, 1, 10)
-    earliest = spec("cg_not_before", clocks.on_decision(POLICY, "rg", "positive", rg, "scotland"))
+    earliest = spec("cg_not_before", deadlines.on_decision(POLICY, "rg", "positive", rg, "scotland"))
     assert earliest.due_on == date(2026, 2, 9)
 
 
 def test_a_positive_cg_starts_45_days_of_move_on_support():
-    [move_on] = clocks.on_decision(POLICY, "cg", "positive", date(2026, 2, 20), "london")
+    [move_on] = deadlines.on_decision(POLICY, "cg", "positive", date(2026, 2, 20), "london")
     assert (move_on.kind, move_on.due_on) == ("move_on", date(2026, 4, 6))
     assert move_on.basis == "positive CG on 2026-02-20"
 
 
 def test_a_negative_cg_starts_the_14_day_exit_period():
-    [exit_period] = clocks.on_decision(POLICY, "cg", "negative", date(2026, 2, 20), "london")
+    [exit_period] = deadlines.on_decision(POLICY, "cg", "negative", date(2026, 2, 20), "london")
     assert (exit_period.kind, exit_period.due_on) == ("exit_period", date(2026, 3, 6))
 
 
 def test_a_negative_rg_starts_no_clock():
-    assert clocks.on_decision(POLICY, "rg", "negative", date(2026, 2, 20), "london") == []
+    assert deadlines.on_decision(POLICY, "rg", "negative", date(2026, 2, 20), "london") == []
 
 
 def test_recording_a_decision_stops_the_clocks_that_waited_for_it():
-    assert clocks.STOPPED_BY_DECISION == {"rg": ("rg_decision",), "cg": ("recovery_period", "cg_not_before")}
+    assert deadlines.STOPPED_BY_DECISION == {"rg": ("rg_decision",), "cg": ("recovery_period", "cg_not_before")}
 
 
 @pytest.mark.parametrize(
@@ -86,12 +86,12 @@ def test_recording_a_decision_stops_the_clocks_that_waited_for_it():
     ],
 )
 def test_an_rg_decision_is_expected_5_working_days_after_the_nrm_referral(referred, due):
-    [rg] = clocks.on_nrm_referral(POLICY, referred, "london")
+    [rg] = deadlines.on_nrm_referral(POLICY, referred, "london")
     assert (rg.kind, rg.starts_on, rg.due_on) == ("rg_decision", referred, due)
 
 
 def test_every_clock_but_turning_18_gives_7_days_notice():
-    for found in clocks.on_decision(POLICY, "rg", "positive", date(2026, 1, 10), "london"):
+    for found in deadlines.on_decision(POLICY, "rg", "positive", date(2026, 1, 10), "london"):
         assert found.notice_on == found.due_on - timedelta(days=7)
 
 
@@ -99,28 +99,28 @@ def test_every_clock_but_turning_18_gives_7_days_notice():
 
 
 def test_the_18th_birthday_comes_from_the_date_of_birth_exactly():
-    birthday = clocks.eighteenth_birthday({"date_of_birth": "2008-09-30"}, date(2026, 7, 30))
-    assert birthday == clocks.Birthday(date(2026, 9, 30), "exact")
+    birthday = deadlines.eighteenth_birthday({"date_of_birth": "2008-09-30"}, date(2026, 7, 30))
+    assert birthday == deadlines.Birthday(date(2026, 9, 30), "exact")
 
 
 def test_a_29_february_birthday_is_1_march_in_a_common_year():
-    assert clocks.eighteenth_birthday({"date_of_birth": "2008-02-29"}, date(2025, 1, 1)).on == date(2026, 3, 1)
+    assert deadlines.eighteenth_birthday({"date_of_birth": "2008-02-29"}, date(2025, 1, 1)).on == date(2026, 3, 1)
 
 
 def test_an_age_estimate_gives_an_approximate_birthday_in_the_middle_of_that_year_of_age():
-    birthday = clocks.eighteenth_birthday({"age_estimate": 16}, date(2026, 1, 1))
+    birthday = deadlines.eighteenth_birthday({"age_estimate": 16}, date(2026, 1, 1))
     assert birthday.basis == "approximate"
     assert birthday.on == date(2026, 1, 1) + timedelta(days=round(1.5 * 365.25))
 
 
 def test_no_birthday_without_a_date_of_birth_or_an_estimate_or_for_an_adult_estimate():
-    assert clocks.eighteenth_birthday({"age_disputed": True}, date(2026, 1, 1)) is None
-    assert clocks.eighteenth_birthday({}, date(2026, 1, 1)) is None  # a Duty to Notify carries none
-    assert clocks.eighteenth_birthday({"age_estimate": 30}, date(2026, 1, 1)) is None
+    assert deadlines.eighteenth_birthday({"age_disputed": True}, date(2026, 1, 1)) is None
+    assert deadlines.eighteenth_birthday({}, date(2026, 1, 1)) is None  # a Duty to Notify carries none
+    assert deadlines.eighteenth_birthday({"age_estimate": 30}, date(2026, 1, 1)) is None
 
 
 def test_turning_18_is_due_on_the_birthday_with_90_days_notice():
-    birthday = clocks.Birthday(date(2027, 1, 17), "exact")
+    birthday = deadlines.Birthday(date(2027, 1, 17), "exact")
     found = clocks.on_turning_18(POLICY, birthday, region="london", today=date(2026, 11, 27))
     assert (found.kind, found.due_on, found.notice_on) == ("turning_18", date(2027, 1, 17), date(2026, 10, 19))
     assert found.basis == "18th birthday (exact) on 2027-01-17"
@@ -128,10 +128,10 @@ def test_turning_18_is_due_on_the_birthday_with_90_days_notice():
 
 def test_a_clock_is_due_soon_from_its_notice_date_and_breached_the_day_after_its_due_date():
     notice, due = date(2026, 3, 1), date(2026, 3, 8)
-    assert not clocks.is_due_soon(notice, due, date(2026, 2, 28))
-    assert clocks.is_due_soon(notice, due, notice) and clocks.is_due_soon(notice, due, due)
-    assert not clocks.is_breached(due, due)
-    assert clocks.is_breached(due, due + timedelta(days=1))
+    assert not deadlines.is_due_soon(notice, due, date(2026, 2, 28))
+    assert deadlines.is_due_soon(notice, due, notice) and deadlines.is_due_soon(notice, due, due)
+    assert not deadlines.is_breached(due, due)
+    assert deadlines.is_breached(due, due + timedelta(days=1))
 
 
 # --- configuration overrides the shipped table ----------------------------------------------------------
@@ -139,24 +139,24 @@ def test_a_clock_is_due_soon_from_its_notice_date_and_breached_the_day_after_its
 
 def test_configuration_overrides_a_duration_everywhere():
     configured = load_policy(overrides="exit_period=21")
-    [exit_period] = clocks.on_decision(configured, "cg", "negative", date(2026, 2, 20), "london")
+    [exit_period] = deadlines.on_decision(configured, "cg", "negative", date(2026, 2, 20), "london")
     assert exit_period.due_on == date(2026, 3, 13)
     assert exit_period.policy_version == "exit_period@*:1900-01-01+config"
 
 
 def test_a_dated_regional_override_applies_only_there_and_from_its_date():
     configured = load_policy(overrides="recovery_period@wales:2027-04-01=40; turning_18_notice=120")
-    wales = lambda rg: spec("recovery_period", clocks.on_decision(configured, "rg", "positive", rg, "wales"))  # noqa: E731
+    wales = lambda rg: spec("recovery_period", deadlines.on_decision(configured, "rg", "positive", rg, "wales"))  # noqa: E731
     assert wales(date(2027, 3, 31)).due_on == date(2027, 3, 31) + timedelta(days=30)
     assert wales(date(2027, 4, 1)).due_on == date(2027, 4, 1) + timedelta(days=40)
-    london = spec("recovery_period", clocks.on_decision(configured, "rg", "positive", date(2027, 4, 1), "london"))
+    london = spec("recovery_period", deadlines.on_decision(configured, "rg", "positive", date(2027, 4, 1), "london"))
     assert london.due_on == date(2027, 5, 1)
     assert configured.days("turning_18_notice", on=date(2026, 1, 1), region="london") == 120
 
 
 def test_an_override_can_change_the_unit():
     configured = load_policy(overrides="rg_decision=10working_days")
-    [rg] = clocks.on_nrm_referral(configured, date(2026, 3, 2), "london")
+    [rg] = deadlines.on_nrm_referral(configured, date(2026, 3, 2), "london")
     assert rg.due_on == date(2026, 3, 16)
 
 

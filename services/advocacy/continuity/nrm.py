@@ -14,11 +14,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.advocacy import case_events, clocks, domain
+from services.advocacy import domain
+from services.advocacy.bootstrap import deadlines
+from services.advocacy.casework.cases import timeline
+from services.advocacy.continuity.policy import Policy, PolicyError
+from services.advocacy.continuity.transitions import Transitions, ensure_open
+from services.advocacy.continuity.wall_clock import today
 from services.advocacy.models import Case, Clock, NrmDecision, NrmReconsideration, NrmRecord
-from services.advocacy.policy import Policy, PolicyError
-from services.advocacy.timekeeping import today
-from services.advocacy.transitions import Transitions, ensure_open
 from shared.clock import utcnow
 
 ORIGIN_CHILD = "child's case opened"
@@ -49,7 +51,7 @@ class NrmRecords:
         pathway = referral.get("pathway") or summary.get("pathway")
         record = self.record(session, case, create=True, referred_on=referred_on, region=region)
         if pathway == "nrm":
-            self.start(session, case, clocks.on_nrm_referral(self.policy, referred_on, record.region), actor)
+            self.start(session, case, deadlines.on_nrm_referral(self.policy, referred_on, record.region), actor)
         is_child = referral.get("is_child", summary.get("is_child"))
         if is_child:
             self._plan_turning_18(session, case, referral.get("subject") or {}, referred_on, record.region, actor)
@@ -65,11 +67,11 @@ class NrmRecords:
         self._plan_turning_18(session, case, referral.get("subject") or {}, referred_on, record.region, actor)
 
     def _plan_turning_18(self, session, case, subject, referred_on: date, region, actor: str) -> None:
-        birthday = clocks.eighteenth_birthday(subject, referred_on)
+        birthday = deadlines.eighteenth_birthday(subject, referred_on)
         now = utcnow()
         if birthday is None:
             detail = "turning_18 not planned: no date of birth or age estimate (age disputed); plan it once assessed"
-            case_events.note(session, case, domain.TRANSITION_NOT_PLANNED, actor, detail, now)
+            timeline.note(session, case, domain.TRANSITION_NOT_PLANNED, actor, detail, now)
             return
         transition = self.transitions.plan(
             session,
@@ -116,9 +118,7 @@ class NrmRecords:
         record = self.record(session, case)
         record.nrm_reference, record.updated_at = reference, utcnow()
         # The reference is an id of the Home Office's, not personal data; the timeline says it changed.
-        case_events.note(
-            session, case, domain.NRM_REFERENCE_RECORDED, actor, "NRM reference recorded", record.updated_at
-        )
+        timeline.note(session, case, domain.NRM_REFERENCE_RECORDED, actor, "NRM reference recorded", record.updated_at)
         return record
 
     def record_decision(
@@ -148,10 +148,12 @@ class NrmRecords:
         session.add(decision)
         label = f"{outcome} {stage.upper()} decision dated {decided_on.isoformat()}"
         detail = label + (" (on reconsideration)" if on_reconsideration else "")
-        case_events.note(session, case, domain.NRM_DECISION_RECORDED, actor, detail, now)
-        self._stop(session, case, clocks.STOPPED_BY_DECISION.get(stage, ()), f"{stage.upper()} decision recorded")
+        timeline.note(session, case, domain.NRM_DECISION_RECORDED, actor, detail, now)
+        self._stop(session, case, deadlines.STOPPED_BY_DECISION.get(stage, ()), f"{stage.upper()} decision recorded")
         try:
-            self.start(session, case, clocks.on_decision(self.policy, stage, outcome, decided_on, record.region), actor)
+            self.start(
+                session, case, deadlines.on_decision(self.policy, stage, outcome, decided_on, record.region), actor
+            )
             if stage == clocks.CG:
                 self._plan_leaving_support(session, case, outcome, decided_on, record.region, actor)
         except (PolicyError, OverflowError):  # the caller's transaction rolls back: nothing is half-written
@@ -165,7 +167,7 @@ class NrmRecords:
         """A positive CG plans `move_on` at the end of move-on support; a negative CG plans it at the end of
         the exit period: leaving NRM support is a transition too (DESIGN 2)."""
         key, origin = (
-            ("move_on", ORIGIN_POSITIVE_CG) if outcome == clocks.POSITIVE else ("exit_period", ORIGIN_NEGATIVE_CG)
+            ("move_on", ORIGIN_POSITIVE_CG) if outcome == deadlines.POSITIVE else ("exit_period", ORIGIN_NEGATIVE_CG)
         )
         days = self.policy.days(key, on=decided_on, region=region)
         existing = [
@@ -200,13 +202,13 @@ class NrmRecords:
         detail = (
             f"reconsideration of the {decision.outcome} {decision.stage.upper()} requested {requested_on.isoformat()}"
         )
-        case_events.note(session, case, domain.RECONSIDERATION_REQUESTED, actor, detail, now)
+        timeline.note(session, case, domain.RECONSIDERATION_REQUESTED, actor, detail, now)
         session.flush()
         return request
 
     # --- clocks ---------------------------------------------------------------------------------------
 
-    def start(self, session, case: Case, specs: list[clocks.ClockSpec], actor: str, *, transition_id=None) -> None:
+    def start(self, session, case: Case, specs: list[deadlines.ClockSpec], actor: str, *, transition_id=None) -> None:
         now = utcnow()
         for spec in specs:
             clock = Clock(
@@ -224,7 +226,7 @@ class NrmRecords:
             )
             session.add(clock)
             detail = f"{spec.kind} clock due {spec.due_on.isoformat()} ({spec.basis}; policy {spec.policy_version})"
-            case_events.note(session, case, domain.CLOCK_STARTED, actor, detail, now)
+            timeline.note(session, case, domain.CLOCK_STARTED, actor, detail, now)
 
     def _stop(self, session: Session, case: Case, kinds, reason: str) -> None:
         if not kinds:
@@ -234,7 +236,7 @@ class NrmRecords:
             select(Clock).where(Clock.case_id == case.id, Clock.kind.in_(kinds), Clock.stopped_at.is_(None))
         ):
             clock.stopped_at, clock.stopped_reason = now, reason
-            case_events.note(session, case, domain.CLOCK_STOPPED, SYSTEM, f"{clock.kind} clock stopped: {reason}", now)
+            timeline.note(session, case, domain.CLOCK_STOPPED, SYSTEM, f"{clock.kind} clock stopped: {reason}", now)
 
     def clocks_of(self, session: Session, case_id: str) -> list[Clock]:
         return list(

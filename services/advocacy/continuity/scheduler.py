@@ -20,10 +20,11 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from contracts import events
-from services.advocacy import case_events, domain
+from services.advocacy import domain
+from services.advocacy.casework.cases import timeline
+from services.advocacy.continuity.transitions import transition_event_data
+from services.advocacy.continuity.wall_clock import SystemClock, WallClock, today
 from services.advocacy.models import Case, Clock, Transition
-from services.advocacy.timekeeping import SystemClock, WallClock, today
-from services.advocacy.transitions import transition_event_data
 
 log = logging.getLogger(__name__)
 ACTOR = "scheduler"
@@ -133,7 +134,7 @@ class ClockScheduler:
         for clock in rows:
             case = cases[clock.case_id]
             state = "due_soon" if event_type is events.ClockDueSoon else "breached"
-            case_events.stage(
+            timeline.stage(
                 session,
                 case,
                 event_type,
@@ -145,7 +146,7 @@ class ClockScheduler:
                 transition_id=clock.transition_id,
             )
             detail = f"{clock.kind} clock {state.replace('_', ' ')}: due {clock.due_on.isoformat()}"
-            case_events.note(session, case, kind, ACTOR, detail, now)
+            timeline.note(session, case, kind, ACTOR, detail, now)
 
     def _publish_missed(self, session: Session, ids: list[str], now: datetime) -> None:
         if not ids:
@@ -154,9 +155,9 @@ class ClockScheduler:
         cases = self._cases(session, {t.case_id for t in rows})
         for transition in rows:
             case = cases[transition.case_id]
-            case_events.stage(session, case, events.TransitionMissed, **transition_event_data(transition))
+            timeline.stage(session, case, events.TransitionMissed, **transition_event_data(transition))
             detail = f"{transition.kind} transition {transition.id} missed: planned for {transition.planned_for}"
-            case_events.note(session, case, domain.TRANSITION_MISSED_KIND, ACTOR, detail, now)
+            timeline.note(session, case, domain.TRANSITION_MISSED_KIND, ACTOR, detail, now)
 
     @staticmethod
     def _cases(session: Session, ids: set[str]) -> dict[str, Case]:

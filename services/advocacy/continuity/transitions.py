@@ -16,13 +16,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contracts import events
-from services.advocacy import case_events, domain
+from services.advocacy import domain
+from services.advocacy.casework.cases import timeline
+from services.advocacy.continuity.wall_clock import WallClock
 from services.advocacy.models import Advocate, Case, Clock, Transition
-from services.advocacy.timekeeping import WallClock
 from shared.clock import utcnow
 
 if TYPE_CHECKING:
-    from services.advocacy.handover import Handover
+    from services.advocacy.continuity.handover import Handover
 
 ORIGIN_PERSON = "planned by a person"
 
@@ -91,8 +92,8 @@ class Transitions:
         session.add(transition)
         session.flush()
         detail = f"{kind} transition {transition.id} planned for {planned_for.isoformat()} ({date_basis}); {origin}"
-        case_events.note(session, case, domain.TRANSITION_PLANNED_KIND, actor, detail, now)
-        case_events.stage(session, case, events.TransitionPlanned, **transition_event_data(transition))
+        timeline.note(session, case, domain.TRANSITION_PLANNED_KIND, actor, detail, now)
+        timeline.stage(session, case, events.TransitionPlanned, **transition_event_data(transition))
         return transition
 
     def get(self, session: Session, case: Case, transition_id: str, *, lock: bool = False) -> Transition:
@@ -136,7 +137,7 @@ class Transitions:
         if changes:
             transition.updated_at = utcnow()
             detail = f"{transition.kind} transition {transition.id}: " + "; ".join(changes)
-            case_events.note(session, case, domain.TRANSITION_UPDATED_KIND, actor, detail, transition.updated_at)
+            timeline.note(session, case, domain.TRANSITION_UPDATED_KIND, actor, detail, transition.updated_at)
         session.flush()
         return transition
 
@@ -150,8 +151,8 @@ class Transitions:
         transition.status, transition.completed_at, transition.updated_at = domain.TRANSITION_COMPLETED, now, now
         self._stop_clocks(session, case, transition, now)
         detail = f"{transition.kind} transition {transition.id} completed"
-        case_events.note(session, case, domain.TRANSITION_COMPLETED_KIND, actor, detail, now)
-        case_events.stage(session, case, events.TransitionCompleted, **transition_event_data(transition))
+        timeline.note(session, case, domain.TRANSITION_COMPLETED_KIND, actor, detail, now)
+        timeline.stage(session, case, events.TransitionCompleted, **transition_event_data(transition))
         if transition.kind == domain.PROVIDER_HANDOVER:
             self.handover.send(session, case, transition, actor=actor)
         session.flush()
@@ -180,7 +181,7 @@ class Transitions:
         previous = case.advocate_id
         case.advocate, case.updated_at = advocate, utcnow()
         detail = f"case handed from advocate {previous} to advocate {advocate.id}"
-        case_events.note(session, case, domain.TRANSITION_UPDATED_KIND, actor, detail, case.updated_at)
+        timeline.note(session, case, domain.TRANSITION_UPDATED_KIND, actor, detail, case.updated_at)
 
 
 def ensure_open(case: Case) -> None:

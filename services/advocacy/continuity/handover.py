@@ -24,8 +24,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contracts import events
-from services.advocacy import case_events, domain
-from services.advocacy.casework import caseloads
+from services.advocacy import domain
+from services.advocacy.casework.cases import caseloads, timeline
 from services.advocacy.models import (
     Advocate,
     Case,
@@ -57,7 +57,7 @@ class Handover:
     def send(self, session: Session, case: Case, transition: Transition, *, actor: str) -> events.CaseHandover:
         to = transition.receiving_provider_id or ""
         now = utcnow()
-        case_events.note(session, case, domain.CASE_HANDED_OVER, actor, f"case handed over to provider {to}", now)
+        timeline.note(session, case, domain.CASE_HANDED_OVER, actor, f"case handed over to provider {to}", now)
         session.flush()
         summary = case.offer.summary or {}
         # What derives from the person's details (a child's 18th birthday) stays here: the receiver plans it
@@ -91,7 +91,7 @@ class Handover:
         for clock in _open_clocks(session, case):
             clock.stopped_at, clock.stopped_reason = now, f"case handed over to provider {to}"
         case.status, case.closed_at, case.updated_at = domain.CASE_CLOSED, now, now
-        case_events.note(session, case, domain.CASE_CLOSED_KIND, actor, f"case {case.id} closed: handed over", now)
+        timeline.note(session, case, domain.CASE_CLOSED_KIND, actor, f"case {case.id} closed: handed over", now)
         return handover
 
     # --- receiving --------------------------------------------------------------------------------------
@@ -135,7 +135,7 @@ class Handover:
         session.flush()
         self._restore(session, case, data, now)
         detail = f"case received from provider {sender}; assigned to advocate {case.advocate_id}"
-        case_events.note(session, case, domain.CASE_RECEIVED, event.source, detail, now)
+        timeline.note(session, case, domain.CASE_RECEIVED, event.source, detail, now)
         return case
 
     def _advocate(self, session: Session, languages: list[str]) -> Advocate:

@@ -5,16 +5,16 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from services.advocacy import clocks
+from services.advocacy.bootstrap import deadlines
 from services.advocacy.models import Clock, NrmDecision, NrmReconsideration, NrmRecord, Transition
 
 
 def clock_state(clock: Clock, today: date) -> str:
     if clock.stopped_at is not None:
         return "stopped"
-    if clocks.is_breached(clock.due_on, today):
+    if deadlines.is_breached(clock.due_on, today):
         return "breached"
-    if clocks.is_due_soon(clock.notice_on, clock.due_on, today):
+    if deadlines.is_due_soon(clock.notice_on, clock.due_on, today):
         return "due_soon"
     return "running"
 

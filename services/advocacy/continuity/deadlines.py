@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from services.advocacy.policy import Policy
+from services.advocacy.continuity.policy import Policy
 
 ADULT_AGE = 18
 DAYS_PER_YEAR = 365.25

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.advocacy.casework import Casework
+from services.advocacy.casework.cases import Casework
 from services.advocacy.config import AdvocacyConfig
-from services.advocacy.handover import Handover
-from services.advocacy.nrm import NrmRecords
-from services.advocacy.policy import Policy, PolicyError, load_policy
-from services.advocacy.timekeeping import SystemClock, WallClock
-from services.advocacy.transitions import Transitions
+from services.advocacy.continuity.handover import Handover
+from services.advocacy.continuity.nrm import NrmRecords
+from services.advocacy.continuity.policy import Policy, PolicyError, load_policy
+from services.advocacy.continuity.transitions import Transitions
+from services.advocacy.continuity.wall_clock import SystemClock, WallClock
 from shared.config import ConfigError
 
 

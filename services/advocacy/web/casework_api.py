@@ -14,9 +14,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload, sessionmaker
 
 from services.advocacy import domain, errors
-from services.advocacy.casework import Casework
+from services.advocacy.casework.cases import Casework
 from services.advocacy.models import Advocate, Case, Offer
-from services.advocacy.schemas import (
+from services.advocacy.web.schemas import (
     AcceptOfferSchema,
     AdvocateCreateSchema,
     AdvocateSchema,

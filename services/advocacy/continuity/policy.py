@@ -1,6 +1,6 @@
 """NRM durations as versioned policy data: (key, value, unit, region, effective-from) rows.
 
-The table ships as `nrm_policy.csv` beside this module; a deployment overrides or adds rows by
+The table ships as `services/advocacy/nrm_policy.csv`; a deployment overrides or adds rows by
 configuration (`NRM_POLICY` and `NRM_POLICY_FILE`, see `AdvocacyConfig`). Policy changes over time
 (the recovery period went from 45 to 30 days on 2022-12-13) and by nation (Scotland: 90 days), so every
 lookup names the date the rule is applied on and the region: a decision made before a change keeps the
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-SHIPPED_TABLE = Path(__file__).with_name("nrm_policy.csv")
+SHIPPED_TABLE = Path(__file__).resolve().parent.parent / "nrm_policy.csv"
 ANY_REGION = "*"
 UNITS = ("days", "working_days")
 EARLIEST = date(1900, 1, 1)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from services.advocacy import clocks, domain
+from services.advocacy import domain
+from services.advocacy.bootstrap import deadlines
 
 ISO_639_1 = validate.Regexp(r"^[a-z]{2}$", error="Not an ISO 639-1 code (two lower-case letters).")
 
@@ -121,8 +122,8 @@ class NrmUpdateSchema(Schema):
 
 
 class DecisionCreateSchema(Schema):
-    stage = fields.String(required=True, validate=validate.OneOf(clocks.STAGES))
-    outcome = fields.String(required=True, validate=validate.OneOf(clocks.OUTCOMES))
+    stage = fields.String(required=True, validate=validate.OneOf(deadlines.STAGES))
+    outcome = fields.String(required=True, validate=validate.OneOf(deadlines.OUTCOMES))
     decided_on = fields.Date(required=True)
     on_reconsideration = fields.Boolean(load_default=False)
 
@@ -152,7 +153,7 @@ class ReconsiderationSchema(Schema):
 
 class ClockSchema(Schema):
     id = fields.String()
-    kind = fields.String(metadata={"enum": list(clocks.CLOCK_KINDS)})
+    kind = fields.String(metadata={"enum": list(deadlines.CLOCK_KINDS)})
     state = fields.String(metadata={"enum": ["running", "due_soon", "breached", "stopped"]})
     starts_on = fields.Date()
     due_on = fields.Date()

@@ -10,10 +10,12 @@ from flask_smorest import abort
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from services.advocacy import domain, errors, views
-from services.advocacy.continuity import Continuity
+from services.advocacy import domain, errors
+from services.advocacy.bootstrap import Continuity
+from services.advocacy.continuity.wall_clock import today
 from services.advocacy.models import Transition
-from services.advocacy.schemas import (
+from services.advocacy.web.page import records
+from services.advocacy.web.schemas import (
     DecisionCreateSchema,
     DecisionSchema,
     NrmRecordSchema,
@@ -25,7 +27,6 @@ from services.advocacy.schemas import (
     TransitionSchema,
     TransitionUpdateSchema,
 )
-from services.advocacy.timekeeping import today
 from shared.auth import current_principal
 from shared.web import Blueprint
 
@@ -47,7 +48,7 @@ def make_continuity_blueprint(sessions: sessionmaker, continuity: Continuity) ->
 
     def nrm_view(session, case):
         record = nrm.record(session, case)
-        return views.nrm_view(
+        return records.nrm_view(
             record,
             nrm.decisions_of(session, case.id),
             nrm.reconsiderations_of(session, case.id),
@@ -84,7 +85,7 @@ def make_continuity_blueprint(sessions: sessionmaker, continuity: Continuity) ->
         with sessions.begin() as session:
             case = continuity.casework.case(session, case_id)
             decision = nrm.record_decision(session, case, actor=current_principal().sub, **body)
-            view = views.decision_view(decision)
+            view = records.decision_view(decision)
         log.info("nrm decision recorded", extra={"case_id": case_id, "stage": body["stage"]})
         return view
 
@@ -102,7 +103,7 @@ def make_continuity_blueprint(sessions: sessionmaker, continuity: Continuity) ->
                 if type(exc) is domain.CaseworkError:
                     abort(422, message=str(exc), errors={"json": {"decision_id": [str(exc)]}})
                 raise
-            return views.reconsideration_view(request)
+            return records.reconsideration_view(request)
 
     @blp.route("/cases/<case_id>/transitions", methods=["GET"])
     @own("cases:read")
@@ -110,7 +111,7 @@ def make_continuity_blueprint(sessions: sessionmaker, continuity: Continuity) ->
     def list_case_transitions(case_id: str):
         with sessions.begin() as session:
             case = continuity.casework.case(session, case_id)
-            return [views.transition_view(t) for t in transitions.of_case(session, case.id)]
+            return [records.transition_view(t) for t in transitions.of_case(session, case.id)]
 
     @blp.route("/cases/<case_id>/transitions", methods=["POST"])
     @own("cases:write")
@@ -121,7 +122,7 @@ def make_continuity_blueprint(sessions: sessionmaker, continuity: Continuity) ->
         with sessions.begin() as session:
             case = continuity.casework.case(session, case_id)
             transition = transitions.plan(session, case, actor=current_principal().sub, **body)
-            return views.transition_view(transition)
+            return records.transition_view(transition)
 
     @blp.route("/cases/<case_id>/transitions/<transition_id>", methods=["PATCH"])
     @own("cases:write")
@@ -139,7 +140,7 @@ def make_continuity_blueprint(sessions: sessionmaker, continuity: Continuity) ->
                 ticks=body.get("checklist"),
                 planned_for=body.get("planned_for"),
             )
-            return views.transition_view(transition)
+            return records.transition_view(transition)
 
     @blp.route("/cases/<case_id>/transitions/<transition_id>/completion", methods=["POST"])
     @own("cases:write")
@@ -150,7 +151,7 @@ def make_continuity_blueprint(sessions: sessionmaker, continuity: Continuity) ->
         with sessions.begin() as session:
             case = continuity.casework.case(session, case_id)
             transition = transitions.complete(session, case, transition_id, actor=current_principal().sub)
-            return views.transition_view(transition)
+            return records.transition_view(transition)
 
     @blp.route("/transitions", methods=["GET"])
     @own("cases:read")
@@ -168,6 +169,6 @@ def make_continuity_blueprint(sessions: sessionmaker, continuity: Continuity) ->
             ).all()
             pagination_parameters.item_count = len(rows)
             first = pagination_parameters.first_item
-            return [views.transition_view(t) for t in rows[first : first + pagination_parameters.page_size]]
+            return [records.transition_view(t) for t in rows[first : first + pagination_parameters.page_size]]
 
     return blp
