@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from services.advocacy.bootstrap import deadlines, policy
+from services.advocacy.continuity import deadlines, policy
 from services.advocacy.continuity.policy import PolicyError, load_policy
 
 POLICY = load_policy()
@@ -121,7 +121,7 @@ def test_no_birthday_without_a_date_of_birth_or_an_estimate_or_for_an_adult_esti
 
 def test_turning_18_is_due_on_the_birthday_with_90_days_notice():
     birthday = deadlines.Birthday(date(2027, 1, 17), "exact")
-    found = clocks.on_turning_18(POLICY, birthday, region="london", today=date(2026, 11, 27))
+    found = deadlines.on_turning_18(POLICY, birthday, region="london", today=date(2026, 11, 27))
     assert (found.kind, found.due_on, found.notice_on) == ("turning_18", date(2027, 1, 17), date(2026, 10, 19))
     assert found.basis == "18th birthday (exact) on 2027-01-17"
 

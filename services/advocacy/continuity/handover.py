@@ -25,7 +25,8 @@ from sqlalchemy.orm import Session
 
 from contracts import events
 from services.advocacy import domain
-from services.advocacy.casework.cases import caseloads, timeline
+from services.advocacy.casework import timeline
+from services.advocacy.casework.cases import caseloads
 from services.advocacy.models import (
     Advocate,
     Case,

@@ -1,7 +1,7 @@
 """A case's NRM record and the clocks it starts: the referral, reasonable-grounds and conclusive-grounds
 decisions, reconsideration requests; and, when a case opens, its `turning_18` transition for a child.
 
-The durations come from the versioned policy table (`policy.py`), the rules from `clocks.py`. Every clock
+The durations come from the versioned policy table (`policy.py`), the rules from `deadlines.py`. Every clock
 row records the policy version it was computed with, so a later policy change never moves an old deadline.
 """
 
@@ -15,8 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.advocacy import domain
-from services.advocacy.bootstrap import deadlines
-from services.advocacy.casework.cases import timeline
+from services.advocacy.continuity import deadlines
+from services.advocacy.casework import timeline
 from services.advocacy.continuity.policy import Policy, PolicyError
 from services.advocacy.continuity.transitions import Transitions, ensure_open
 from services.advocacy.continuity.wall_clock import today
@@ -83,7 +83,7 @@ class NrmRecords:
             origin=ORIGIN_CHILD
             + ("; date approximate, from an age estimate" if birthday.basis == "approximate" else ""),
         )
-        spec = clocks.on_turning_18(self.policy, birthday, region=region, today=today(self.wall_clock))
+        spec = deadlines.on_turning_18(self.policy, birthday, region=region, today=today(self.wall_clock))
         self.start(session, case, [spec], actor, transition_id=transition.id)
 
     # --- the record -----------------------------------------------------------------------------------
@@ -154,7 +154,7 @@ class NrmRecords:
             self.start(
                 session, case, deadlines.on_decision(self.policy, stage, outcome, decided_on, record.region), actor
             )
-            if stage == clocks.CG:
+            if stage == deadlines.CG:
                 self._plan_leaving_support(session, case, outcome, decided_on, record.region, actor)
         except (PolicyError, OverflowError):  # the caller's transaction rolls back: nothing is half-written
             raise domain.DecisionUndatable(

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from contracts import events
 from services.advocacy import domain
-from services.advocacy.casework.cases import timeline
+from services.advocacy.casework import timeline
 from services.advocacy.continuity.transitions import transition_event_data
 from services.advocacy.continuity.wall_clock import SystemClock, WallClock, today
 from services.advocacy.models import Case, Clock, Transition

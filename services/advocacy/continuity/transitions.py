@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from contracts import events
 from services.advocacy import domain
-from services.advocacy.casework.cases import timeline
+from services.advocacy.casework import timeline
 from services.advocacy.continuity.wall_clock import WallClock
 from services.advocacy.models import Advocate, Case, Clock, Transition
 from shared.clock import utcnow

@@ -14,7 +14,7 @@ from services.advocacy import domain, errors
 from services.advocacy.bootstrap import Continuity
 from services.advocacy.continuity.wall_clock import today
 from services.advocacy.models import Transition
-from services.advocacy.web.page import records
+from services.advocacy.web import records
 from services.advocacy.web.schemas import (
     DecisionCreateSchema,
     DecisionSchema,

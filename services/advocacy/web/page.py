@@ -14,12 +14,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from services.advocacy import domain
-from services.advocacy.bootstrap import Continuity, deadlines
+from services.advocacy.bootstrap import Continuity
+from services.advocacy.continuity import deadlines
 from services.advocacy.config import AdvocacyConfig
 from services.advocacy.continuity.wall_clock import today
 from services.advocacy.models import Advocate, Case
 from services.advocacy.web.caseload import caseload, person_label, upcoming_transitions
-from services.advocacy.web.page import auth, labels, records
+from services.advocacy.web import auth, labels, records
 from shared.config import Settings
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from services.advocacy.bootstrap import deadlines
+from services.advocacy.continuity import deadlines
 from services.advocacy.models import Clock, NrmDecision, NrmReconsideration, NrmRecord, Transition
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from services.advocacy import domain
-from services.advocacy.bootstrap import deadlines
+from services.advocacy.continuity import deadlines
 
 ISO_639_1 = validate.Regexp(r"^[a-z]{2}$", error="Not an ISO 639-1 code (two lower-case letters).")
 
