@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import re
 
-from flask import request, url_for
+from flask import g, url_for
 from flask.views import MethodView
 from flask_smorest import abort
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from services.intake import errors, referrals
+from services.intake import directory, errors, referrals
+from services.intake.bootstrap import Intake
 from services.intake.domain import Pathway, offer_summary
 from services.intake.models import Escalation, Offer, Provider, Referral
-from services.intake.offers import Router
 from services.intake.schemas import (
     PROVIDER_ID,
     EscalationSchema,
@@ -27,7 +27,6 @@ from services.intake.schemas import (
     ReferralSummarySchema,
 )
 from shared.auth import current_principal, requires
-from shared.clock import utcnow
 from shared.web import Blueprint, page
 
 _PROVIDER_ID = re.compile(PROVIDER_ID)
@@ -71,7 +70,8 @@ def referral_view(referral: Referral, *, detail: bool, offers: list[Offer] | Non
     return view
 
 
-def referrals_blueprint(sessions: sessionmaker, router: Router) -> Blueprint:
+def referrals_blueprint(intake: Intake) -> Blueprint:
+    units, offering, sessions = intake.use_cases.units, intake.use_cases.offering, intake.sessions
     blp = Blueprint("referrals", __name__, url_prefix="/v1/referrals", description="Referrals from agencies")
 
     @blp.route("")
@@ -83,9 +83,10 @@ def referrals_blueprint(sessions: sessionmaker, router: Router) -> Blueprint:
         @blp.alt_response(409, description="The external_reference was used before with a different body")
         def post(self, body):
             """Submit a referral (idempotent by external_reference)."""
-            referral, created = referrals.submit(
-                sessions, router, current_principal().org, body, request.get_json(silent=True)
-            )
+            # The hash of the JSON as sent, which the web guard parsed once (shared.web): tells a replay from a
+            # different referral under the same reference.
+            submission = referrals.Submission(current_principal().org, body, referrals.request_hash(g.json_body))
+            referral, created = referrals.submit(units, offering, submission)
             location = url_for("referrals.ReferralById", referral_id=referral.id)
             return referral_view(referral, detail=False), (201 if created else 200), {"Location": location}
 
@@ -110,7 +111,7 @@ def referrals_blueprint(sessions: sessionmaker, router: Router) -> Blueprint:
         def get(self, referral_id):
             """Read a referral and its offer history. Its body only for its own org, or the provider it is
             allocated to (a logged disclosure); a coordinator sees its progress."""
-            referral, offers, show_body = referrals.read(sessions, current_principal(), referral_id)
+            referral, offers, show_body = referrals.read(units, current_principal(), referral_id)
             return referral_view(referral, detail=show_body, offers=offers)
 
     @blp.route("/<referral_id>/withdrawal")
@@ -119,7 +120,7 @@ def referrals_blueprint(sessions: sessionmaker, router: Router) -> Blueprint:
         @blp.response(200, ReferralSummarySchema)
         def post(self, referral_id):
             """Withdraw a referral: a pending offer is cancelled and the provider told."""
-            return referral_view(referrals.withdraw(sessions, current_principal(), referral_id), detail=False)
+            return referral_view(referrals.withdraw(units, current_principal(), referral_id), detail=False)
 
     @blp.route("/<referral_id>/offers")
     class OfferByHand(MethodView):
@@ -129,7 +130,8 @@ def referrals_blueprint(sessions: sessionmaker, router: Router) -> Blueprint:
         def post(self, body, referral_id):
             """A coordinator offers a referral to a provider they chose (e.g. after an escalation)."""
             _coordinator_only()
-            offer = referrals.offer_by_hand(sessions, router, current_principal(), referral_id, body["provider_id"])
+            principal = current_principal()
+            offer = referrals.offer_by_hand(units, offering, principal, referral_id, body["provider_id"])
             return offer_view(offer)
 
     errors.register(blp)
@@ -179,7 +181,8 @@ def _coordinator_only() -> None:
         abort(403, message="Only a coordinator (org_kind coordinator) may do this.")
 
 
-def providers_blueprint(sessions: sessionmaker) -> Blueprint:
+def providers_blueprint(intake: Intake) -> Blueprint:
+    units, sessions = intake.use_cases.units, intake.sessions
     blp = Blueprint("providers", __name__, url_prefix="/v1/providers", description="The provider directory")
 
     @blp.route("")
@@ -206,15 +209,7 @@ def providers_blueprint(sessions: sessionmaker) -> Blueprint:
                     422,
                     errors={"path": {"provider_id": ["Use 2-63 lower-case letters, digits and hyphens."]}},
                 )
-            with sessions.begin() as session:
-                provider = session.get(Provider, provider_id)
-                created = provider is None
-                if created:
-                    provider = Provider(id=provider_id)
-                    session.add(provider)
-                for key, value in body.items():
-                    setattr(provider, key, value)
-                provider.updated_at = utcnow()
+            provider, created = directory.register(units, provider_id, body)
             return provider, 201 if created else 200
 
     return blp

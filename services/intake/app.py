@@ -1,4 +1,4 @@
-"""intake's composition root."""
+"""intake's API: the app over the use cases bootstrap() wires."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ from flask import Flask
 
 from contracts.events import CATALOGUE, INTAKE_SERVICE
 from services.intake.api import escalations_blueprint, providers_blueprint, referrals_blueprint
-from services.intake.config import IntakeConfig
-from services.intake.offers import Router
+from services.intake.bootstrap import bootstrap
 from shared.auth import TokenVerifier
 from shared.config import Settings
-from shared.db import is_ready, make_engine, make_session_factory
+from shared.db import is_ready
 from shared.logs import configure_logging
 from shared.messaging.asyncapi import document
 from shared.telemetry import setup_tracing
@@ -21,20 +20,19 @@ def create_app(settings: Settings | None = None, *, verifier: TokenVerifier | No
     settings = settings or Settings.from_env("intake")
     configure_logging("intake")
     setup_tracing("intake")
-    engine = make_engine(settings.database_url)
-    sessions = make_session_factory(engine)
+    intake = bootstrap(settings)
     app, api = create_api_app(
         __name__,
         settings,
         title="Referrals intake",
         description="Where a referral enters: validated, given its pathway, stored, offered to a provider.",
-        ready=lambda: is_ready(engine),
+        ready=lambda: is_ready(intake.engine),
         verifier=verifier,
         asyncapi=document(CATALOGUE, INTAKE_SERVICE, title="intake events", version="1.0.0"),
     )
-    router = Router(IntakeConfig.from_settings(settings).response)
-    api.register_blueprint(referrals_blueprint(sessions, router))
-    api.register_blueprint(escalations_blueprint(sessions))
-    api.register_blueprint(providers_blueprint(sessions))
-    app.extensions["sessions"] = sessions
+    api.register_blueprint(referrals_blueprint(intake))
+    api.register_blueprint(escalations_blueprint(intake.sessions))
+    api.register_blueprint(providers_blueprint(intake))
+    app.extensions["intake"] = intake
+    app.extensions["sessions"] = intake.sessions
     return app

@@ -9,14 +9,14 @@ from http import HTTPStatus
 from flask_smorest import Blueprint
 
 from services.intake import referrals
-from services.intake.domain import ReferralRejected
-from services.intake.offers import CannotOffer, UnknownProvider
+from services.intake.domain import CannotOffer, InvalidState, ReferralRejected
+from services.intake.offering import UnknownProvider
 
 # exception -> (status, the message, or None for the exception's own text; the field the error is about)
 REFUSALS: dict[type[Exception], tuple[int, str | None, str | None]] = {
     referrals.NotFound: (404, "No such referral.", None),
     referrals.ReferralConflict: (409, "external_reference was already used for a different referral.", None),
-    referrals.InvalidState: (409, None, None),
+    InvalidState: (409, None, None),
     CannotOffer: (409, None, None),
     UnknownProvider: (422, "No such provider in the directory.", "provider_id"),
 }

@@ -1,17 +1,28 @@
-"""Intake's own tables: referrals, offers, the provider directory, disclosures, outbox and inbox."""
+"""Intake's own records: referrals, offers, the provider directory, escalations, disclosures, outbox and inbox.
+
+A `Referral` is also where what happens to one is decided (cosmicpython's `Product.allocate`): each of its
+methods sets its status, through `move_to` alone, and records the event that reports it in `events`.
+"""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, UniqueConstraint
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, reconstructor
 
+from contracts import events
+from services.intake.domain import OFFERABLE, CannotOffer, InvalidState, Pathway, can_withdraw, offer_summary
 from shared.clock import utcnow
 from shared.db import UTCDateTime
 from shared.inbox import InboxMixin
+from shared.messaging.catalogue import EventData
 from shared.outbox import OutboxMixin
+
+News = TypeVar("News", bound=events.ReferralNews)
 
 
 class Base(DeclarativeBase):
@@ -41,12 +52,177 @@ class Referral(Base):
     advocate: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
+    def __init__(self, **columns: Any):
+        super().__init__(**columns)
+        self.events: list[EventData] = []
+
+    @reconstructor
+    def _loaded(self) -> None:
+        self.events = []
+
+    # --- what happens to a referral: each sets its status (move_to) and records the event that reports it.
+    # The unit of work stages what its referrals recorded when it commits (IntakeUnitOfWork.stage_recorded).
+
+    @classmethod
+    def receive(
+        cls,
+        *,
+        org_id: str,
+        external_reference: str,
+        request_hash: str,
+        pathway: Pathway,
+        region: str,
+        referred_at: datetime,
+        body: dict[str, Any],
+        at: datetime,
+    ) -> Referral:
+        referral = cls(
+            id=str(uuid.uuid4()),
+            org_id=org_id,
+            external_reference=external_reference,
+            request_hash=request_hash,
+            status=pathway.initial_status,
+            pathway=pathway.pathway,
+            is_child=pathway.is_child,
+            region=region,
+            referred_at=referred_at,
+            received_at=at,
+            updated_at=at,
+            body=body,
+        )
+        received = events.ReferralReceived(
+            referral_id=referral.id,
+            org_id=org_id,
+            external_reference=external_reference,
+            status=cast(events.ReferralStatus, pathway.initial_status),  # as it arrived, before routing
+            pathway=cast(events.Pathway, pathway.pathway),
+            is_child=pathway.is_child,
+            region=cast(events.Region, region),  # the validated body's codes
+        )
+        referral.events.append(received)
+        return referral
+
+    def ensure_offerable(self) -> None:
+        if self.status not in OFFERABLE:
+            raise CannotOffer(f"a referral that is {self.status} cannot be offered")
+
+    def offer(self, provider_id: str, *, at: datetime, respond_by: datetime, offered_by: str) -> Offer:
+        """Offered to one provider, who has until `respond_by` to answer; the provider alone hears of it."""
+        self.ensure_offerable()
+        offer = Offer(
+            id=str(uuid.uuid4()),
+            referral_id=self.id,
+            provider_id=provider_id,
+            status="pending",
+            offered_at=at,
+            respond_by=respond_by,
+            offered_by=offered_by,
+        )
+        self.move_to("offered", at)
+        summary = offer_summary(self.body, Pathway(self.pathway, self.is_child, True))
+        self.events.append(
+            events.ReferralOffered(  # addressed: routing key referral.offered.<provider_id>
+                referral_id=self.id,
+                offer_id=offer.id,
+                provider_id=provider_id,
+                org_id=self.org_id,
+                offered_at=at,
+                respond_by=respond_by,
+                summary=events.ReferralSummary(**summary),
+            )
+        )
+        return offer
+
+    def escalate(self, reason: str, at: datetime) -> Escalation:
+        """Nobody can take it: it waits in the coordinators' queue, and the referrer hears why."""
+        self.move_to("escalated", at)
+        return self._escalation(reason, at)
+
+    def alert(self, at: datetime) -> Escalation | None:
+        """In immediate danger: a coordinator is alerted at once, while the offer (if any) goes out too. One
+        already escalated is in front of a coordinator: None."""
+        if self.status == "escalated":
+            return None
+        return self._escalation("immediate_danger", at)
+
+    @property
+    def in_immediate_danger(self) -> bool:
+        return bool((self.body.get("risk") or {}).get("immediate_danger"))
+
+    def accept(self, offer: Offer, *, case_id: str, advocate: dict[str, str], at: datetime) -> None:
+        """The provider took it: allocated, with its case and advocate. The referrer hears of it; the provider
+        is told to open its case (addressed to it alone)."""
+        offer.close("accepted", at)
+        self.move_to("allocated", at)
+        self.provider_id, self.case_id, self.advocate, self.accepted_at = offer.provider_id, case_id, advocate, at
+        self.events.append(self._news(events.ReferralAllocated, provider_id=offer.provider_id, case_id=case_id))
+        self.events.append(
+            events.AllocationConfirmed(
+                referral_id=self.id, offer_id=offer.id, provider_id=offer.provider_id, case_id=case_id
+            )
+        )
+
+    def decline(self, offer: Offer, reason: str, at: datetime) -> None:
+        """The provider cannot take it (a coded reason); offering.py moves it on."""
+        offer.close("declined", at)
+        offer.decline_reason = reason
+        self.updated_at = at
+
+    def expire(self, offer: Offer, at: datetime) -> None:
+        """The provider did not answer in time; offering.py moves it on."""
+        offer.close("expired", at)
+        self.events.append(events.OfferExpired(referral_id=self.id, offer_id=offer.id, provider_id=offer.provider_id))
+
+    def withdraw(self, offers: Iterable[Offer], at: datetime) -> None:
+        """The referrer withdrew it: a pending offer is cancelled, and each provider holding a pending offer or
+        the case hears of it, addressed to it alone."""
+        if not can_withdraw(self.status):
+            raise InvalidState(f"a referral that is {self.status} cannot be withdrawn")
+        holders: dict[str, str | None] = {}
+        for offer in offers:
+            if offer.status == "pending":
+                offer.close("withdrawn", at)
+                holders[offer.provider_id] = offer.id
+            elif offer.status == "accepted" and offer.provider_id == self.provider_id:
+                holders[offer.provider_id] = offer.id
+        if self.provider_id and self.provider_id not in holders:  # a case handed over to it
+            holders[self.provider_id] = None
+        provider_id = self.provider_id or next(iter(holders), None)
+        self.move_to("withdrawn", at)
+        self.events.append(self._news(events.ReferralWithdrawn, provider_id=provider_id))
+        for holder, offer_id in holders.items():
+            self.events.append(events.OfferWithdrawn(referral_id=self.id, offer_id=offer_id, provider_id=holder))
+
+    def transfer(self, receiver: str, at: datetime) -> None:
+        """Its case was handed over to another provider: the allocation moves with it, so the receiver may read
+        the referral and nobody asks the survivor again. The receiver opens its own case and advocate."""
+        sender = cast(str, self.provider_id)
+        self.provider_id, self.case_id, self.advocate, self.updated_at = receiver, None, None, at
+        self.events.append(self._news(events.ReferralTransferred, provider_id=receiver, from_provider_id=sender))
+        self.events.append(
+            events.AllocationTransferred(referral_id=self.id, provider_id=receiver, from_provider_id=sender)
+        )
+
     def move_to(self, status: str, at: datetime) -> None:
         """The one place a referral's status changes, and with it `updated_at`. Where it is already (a new
         referral inserted with the status routing chose for it) nothing changes, so no UPDATE follows the
         INSERT of the same row."""
         if self.status != status:
             self.status, self.updated_at = status, at
+
+    def _escalation(self, reason: str, at: datetime) -> Escalation:
+        self.events.append(self._news(events.ReferralEscalated, reason=reason))
+        return Escalation(referral_id=self.id, reason=reason, raised_at=at)
+
+    def _news(self, kind: type[News], **data: Any) -> News:
+        """An event for the referring agency: which referral, whose, where it stands, and what `kind` adds."""
+        return kind(
+            referral_id=self.id,
+            org_id=self.org_id,
+            external_reference=self.external_reference,
+            status=cast(events.ReferralStatus, self.status),  # the column holds only these
+            **data,
+        )
 
 
 class Offer(Base):
@@ -62,6 +238,13 @@ class Offer(Base):
     responded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     decline_reason: Mapped[str | None] = mapped_column(String(20))
     offered_by: Mapped[str] = mapped_column(String(200), default="routing")
+
+    def close(self, status: str, at: datetime) -> None:
+        self.status, self.responded_at = status, at
+
+    def is_due(self, now: datetime) -> bool:
+        """Still waiting for an answer, and past its deadline."""
+        return self.status == "pending" and self.respond_by is not None and self.respond_by <= now
 
 
 class Provider(Base):
@@ -91,6 +274,9 @@ class Escalation(Base):
     raised_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     resolved_by: Mapped[str | None] = mapped_column(String(200))
+
+    def resolve(self, at: datetime, by: str) -> None:
+        self.resolved_at, self.resolved_by = at, by
 
 
 class Disclosure(Base):

@@ -1,24 +1,21 @@
-"""Use cases of the referral API: submit, read, withdraw. Plain functions with explicit collaborators."""
+"""Use cases of the referral API: submit, read, withdraw, offer by hand. Plain functions with explicit
+collaborators; each opens its own unit of work from `units`."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import sessionmaker
-
-from contracts import events
-from services.intake import domain
-from services.intake.models import Disclosure, Offer, Outbox, Referral
-from services.intake.offers import Router, referral_news
+from services.intake import domain, routing
+from services.intake.models import Disclosure, Offer, Referral
+from services.intake.offering import Offering
+from services.intake.repositories import Conflict
+from services.intake.uow import IntakeUnits
 from shared.auth import Principal
 from shared.clock import utcnow
-from shared.outbox import add_event
 
 
 class ReferralConflict(Exception):
@@ -29,21 +26,26 @@ class NotFound(Exception):
     pass
 
 
-class InvalidState(Exception):
-    pass
+def request_hash(document: Any) -> str:
+    """sha256 of a request's JSON document, keys sorted: the same body hashes the same however it was laid out."""
+    return hashlib.sha256(json.dumps(document, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def request_hash(raw: Any) -> str:
-    return hashlib.sha256(json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+@dataclass(frozen=True)
+class Submission:
+    """A referral as an agency sent it: who sent it, the validated body, and the hash of the JSON as sent (tells
+    a replay from a different referral under the same reference)."""
+
+    org_id: str
+    body: dict[str, Any]
+    request_hash: str
 
 
-def submit(
-    sessions: sessionmaker, router: Router, org_id: str, body: dict[str, Any], raw: Any
-) -> tuple[Referral, bool]:
+def submit(units: IntakeUnits, offering: Offering, submission: Submission) -> tuple[Referral, bool]:
     """Store and route a referral. Returns (referral, created). Replaying the same body returns the first
     referral; the same reference with another body raises ReferralConflict. Two identical requests racing
     are settled by the unique (org, reference) constraint, not by a check before the insert."""
-    digest = request_hash(raw)
+    body = submission.body
     referred_at = body.get("referred_at") or datetime.now(UTC)
     child = domain.is_child(body["subject"], referred_at)
     pathway = domain.decide_pathway(child, body.get("consent"))
@@ -51,117 +53,83 @@ def submit(
     if pathway.pathway == "duty_to_notify":
         stored = domain.without_identifiers(stored)
     try:
-        with sessions.begin() as session:
+        with units() as uow:
             now = utcnow()
-            referral = Referral(
-                id=str(uuid.uuid4()),
-                org_id=org_id,
+            referral = Referral.receive(
+                org_id=submission.org_id,
                 external_reference=body["external_reference"],
-                request_hash=digest,
-                status=pathway.initial_status,
-                pathway=pathway.pathway,
-                is_child=pathway.is_child,
+                request_hash=submission.request_hash,
+                pathway=pathway,
                 region=body["location"]["region"],
                 referred_at=referred_at,
-                received_at=now,
-                updated_at=now,
                 body=stored,
+                at=now,
             )
-            first_choice = router.choose_first(session, referral) if pathway.routed else None
-            session.add(referral)
-            session.flush()  # the unique constraint speaks here, before any event is staged
-            received = events.ReferralReceived(
-                referral_id=referral.id,
-                org_id=org_id,
-                external_reference=referral.external_reference,
-                # What it was on arrival, before routing (choose_first) moved it on; the validated body's codes.
-                status=cast(events.ReferralStatus, pathway.initial_status),
-                pathway=cast(events.Pathway, pathway.pathway),
-                is_child=pathway.is_child,
-                region=cast(events.Region, referral.region),
-            )
-            add_event(session, Outbox, received)
+            # Chosen before the referral joins the unit: nothing is written before it reaches the status
+            # routing gives it, so one INSERT writes the row and no UPDATE follows.
+            first = None
             if pathway.routed:
-                router.offer_or_escalate(session, referral, first_choice, escalation_reason="no_eligible_provider")
-            if (body.get("risk") or {}).get("immediate_danger") and referral.status != "escalated":
-                # In immediate danger: a coordinator is alerted at once, while the offer goes out too.
-                router.escalate(session, referral, "immediate_danger")
+                needs = routing.routing_needs(stored, pathway.is_child)
+                first = routing.choose_provider(uow.providers.directory(), needs)
+            uow.referrals.add(referral)
+            if pathway.routed:
+                offering.offer_or_escalate(uow, referral, first, escalation_reason="no_eligible_provider")
+            if referral.in_immediate_danger and (alert := referral.alert(now)) is not None:
+                uow.escalations.add(alert)
         return referral, True
-    except IntegrityError:
-        with sessions() as session:
-            existing = session.scalars(
-                select(Referral).where(
-                    Referral.org_id == org_id, Referral.external_reference == body["external_reference"]
-                )
-            ).one_or_none()
+    except Conflict:
+        with units() as uow:
+            existing = uow.referrals.by_reference(submission.org_id, body["external_reference"])
         if existing is None:
             raise
-        if existing.request_hash != digest:
+        if existing.request_hash != submission.request_hash:
             raise ReferralConflict(body["external_reference"]) from None
         return existing, False
 
 
-def read(sessions: sessionmaker, principal: Principal, referral_id: str) -> tuple[Referral, list[Offer], bool]:
+def read(units: IntakeUnits, principal: Principal, referral_id: str) -> tuple[Referral, list[Offer], bool]:
     """Returns (referral, its offers, whether its body may be shown). Its own org reads all of it; the provider
     it is allocated to too, and that disclosure is logged; a coordinator sees its progress but not its body."""
-    with sessions.begin() as session:
-        referral = session.get(Referral, referral_id)
+    with units() as uow:
+        referral = uow.referrals.get(referral_id)
         if referral is None:
             raise NotFound(referral_id)
-        offers = list(session.scalars(select(Offer).where(Offer.referral_id == referral.id).order_by(Offer.offered_at)))
+        offers = uow.offers.of(referral.id)
         if referral.org_id == principal.org:
             return referral, offers, True
         if principal.org_kind == "coordinator":
             return referral, offers, False
         allocated_here = referral.status == "allocated" and referral.provider_id == principal.org
         if allocated_here and principal.org_kind in ("provider", "service"):
-            session.add(
-                Disclosure(
-                    referral_id=referral.id,
-                    recipient_org=principal.org,
-                    recipient_sub=principal.sub,
-                    purpose="case_opening",
-                    disclosed_at=utcnow(),
-                )
+            disclosure = Disclosure(
+                referral_id=referral.id,
+                recipient_org=principal.org,
+                recipient_sub=principal.sub,
+                purpose="case_opening",
+                disclosed_at=utcnow(),
             )
+            uow.disclosures.add(disclosure)
             return referral, offers, True
         raise NotFound(referral_id)  # never a 403 that confirms it exists
 
 
-def offer_by_hand(sessions: sessionmaker, router: Router, principal: Principal, referral_id: str, provider_id: str):
+def offer_by_hand(
+    units: IntakeUnits, offering: Offering, principal: Principal, referral_id: str, provider_id: str
+) -> Offer:
     """A coordinator offers an escalated referral to a provider they chose."""
-    with sessions.begin() as session:
-        referral = session.get(Referral, referral_id, with_for_update=True)
+    with units() as uow:
+        referral = uow.referrals.get(referral_id, lock=True)
         if referral is None or not referral.body:
             raise NotFound(referral_id)
-        return router.offer_to(session, referral, provider_id, offered_by=principal.sub)
+        return offering.offer_to(uow, referral, provider_id, offered_by=principal.sub)
 
 
-def withdraw(sessions: sessionmaker, principal: Principal, referral_id: str) -> Referral:
-    with sessions.begin() as session:
-        referral = session.get(Referral, referral_id, with_for_update=True)
+def withdraw(units: IntakeUnits, principal: Principal, referral_id: str) -> Referral:
+    with units() as uow:
+        referral = uow.referrals.get(referral_id, lock=True)
         if referral is None or referral.org_id != principal.org:
             raise NotFound(referral_id)
-        if not domain.can_withdraw(referral.status):
-            raise InvalidState(f"a referral that is {referral.status} cannot be withdrawn")
-        offers = session.scalars(select(Offer).where(Offer.referral_id == referral.id).order_by(Offer.offered_at))
-        # Each provider holding a pending offer or the case hears of it, addressed to it alone.
-        holders: dict[str, str | None] = {}
-        for offer in offers:
-            if offer.status == "pending":
-                offer.status, offer.responded_at = "withdrawn", utcnow()
-                holders[offer.provider_id] = offer.id
-            elif offer.status == "accepted" and offer.provider_id == referral.provider_id:
-                holders[offer.provider_id] = offer.id
-        if referral.provider_id and referral.provider_id not in holders:  # a case handed over to it
-            holders[referral.provider_id] = None
-        provider_id = referral.provider_id or next(iter(holders), None)
-        referral.move_to("withdrawn", utcnow())
-        add_event(session, Outbox, referral_news(events.ReferralWithdrawn, referral, provider_id=provider_id))
-        for holder, offer_id in holders.items():
-            add_event(
-                session, Outbox, events.OfferWithdrawn(referral_id=referral.id, offer_id=offer_id, provider_id=holder)
-            )
+        referral.withdraw(uow.offers.of(referral.id), utcnow())
         return referral
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from services.intake.models import Provider
+from services.intake import directory
+from services.intake.bootstrap import bootstrap
 from services.intake.schemas import REGIONS
-from shared.clock import utcnow
 from shared.config import Settings
-from shared.db import make_engine, make_session_factory
 
 DEMO = {
     "name": "Demo Charity (synthetic)",
@@ -19,14 +18,11 @@ DEMO = {
 
 
 def main() -> None:
-    settings = Settings.from_env("intake")
-    sessions = make_session_factory(make_engine(settings.database_url, instrument=False))
-    with sessions.begin() as session:
-        provider = session.get(Provider, "demo-charity") or Provider(id="demo-charity")
-        for key, value in DEMO.items():
-            setattr(provider, key, value)
-        provider.updated_at = utcnow()
-        session.add(provider)
+    intake = bootstrap(Settings.from_env("intake"), instrument=False)
+    try:
+        directory.register(intake.use_cases.units, "demo-charity", DEMO)
+    finally:
+        intake.engine.dispose()
     print("intake: demo provider 'demo-charity' registered (every region, adults and children)")
 
 

@@ -2,8 +2,9 @@
 
 from datetime import UTC, datetime, timedelta
 
-from services.intake import domain
-from services.intake.domain import ProviderEntry, ResponsePolicy, RoutingNeeds
+from services.intake import routing
+from services.intake.domain import ResponsePolicy
+from services.intake.routing import ProviderEntry, RoutingNeeds
 
 LONDON_ADULT = RoutingNeeds(region="london", child=False, languages=("sq",), sex="female")
 
@@ -14,7 +15,7 @@ def provider(pid: str, **overrides) -> ProviderEntry:
 
 
 def ranked(providers, needs=LONDON_ADULT, offered=()) -> list[str]:
-    return [p.id for p in domain.rank_providers(providers, needs, offered)]
+    return [p.id for p in routing.rank_providers(providers, needs, offered)]
 
 
 def test_more_spare_capacity_ranks_higher_and_ties_break_by_provider_id():
@@ -57,13 +58,13 @@ def test_not_accepting_full_out_of_region_or_wrong_age_group_are_never_eligible(
 
 def test_an_adult_only_provider_never_receives_a_child():
     adults = provider("adults", serves=["adult"], capacity=100, languages=["sq"])
-    assert domain.choose_provider([adults], RoutingNeeds(region="london", child=True, languages=("sq",))) is None
+    assert routing.choose_provider([adults], RoutingNeeds(region="london", child=True, languages=("sq",))) is None
 
 
 def test_a_provider_is_never_offered_the_same_referral_twice():
     providers = [provider("a", capacity=9), provider("b", capacity=1)]
     assert ranked(providers, offered=["a"]) == ["b"]
-    assert domain.choose_provider(providers, LONDON_ADULT, ["a", "b"]) is None
+    assert routing.choose_provider(providers, LONDON_ADULT, ["a", "b"]) is None
 
 
 def test_routing_needs_come_from_the_body_without_identifiers():
@@ -72,7 +73,7 @@ def test_routing_needs_come_from_the_body_without_identifiers():
         "location": {"region": "wales"},
         "risk": {"re_trafficking_risk": "high"},
     }
-    assert domain.routing_needs(body, child=False) == RoutingNeeds("wales", False, ("ro",), "male", True)
+    assert routing.routing_needs(body, child=False) == RoutingNeeds("wales", False, ("ro",), "male", True)
 
 
 def test_the_response_deadline_is_24_hours_unless_the_region_says_otherwise():

@@ -1,0 +1,211 @@
+"""Where intake's use cases find and keep their records: one repository per kind, each a few named questions.
+
+The abstract classes say what a use case may ask; the `Sql*` ones answer over one SQLAlchemy session (the
+unit of work's), and tests/support/fake_intake.py answers from dicts. Lock order is the same everywhere, so
+the API, the consumer and the deadline sweep never deadlock: the referral row first, then its offers.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from services.intake.models import Disclosure, Escalation, Offer, Provider, Referral
+from services.intake.routing import ProviderEntry
+
+
+class Conflict(Exception):
+    """A record the unit added broke a uniqueness rule when it committed (the database's word, never a check
+    beforehand: two requests racing would both pass the check)."""
+
+
+class Referrals(abc.ABC):
+    def __init__(self) -> None:
+        self.seen: list[Referral] = []  # whose recorded events the unit stages when it commits
+
+    def add(self, referral: Referral) -> None:
+        self._add(referral)
+        self.seen.append(referral)
+
+    def get(self, referral_id: str, *, lock: bool = False) -> Referral | None:
+        """The referral, locked until the unit ends when `lock` (always before any of its offers)."""
+        return self._seen(self._get(referral_id, lock=lock))
+
+    def claim(self, referral_id: str) -> Referral | None:
+        """The referral, locked; None when another transaction holds it (it is already being dealt with)."""
+        return self._seen(self._claim(referral_id))
+
+    def by_reference(self, org_id: str, external_reference: str) -> Referral | None:
+        return self._seen(self._by_reference(org_id, external_reference))
+
+    def _seen(self, referral: Referral | None) -> Referral | None:
+        if referral is not None and referral not in self.seen:
+            self.seen.append(referral)
+        return referral
+
+    @abc.abstractmethod
+    def _add(self, referral: Referral) -> None: ...
+
+    @abc.abstractmethod
+    def _get(self, referral_id: str, *, lock: bool) -> Referral | None: ...
+
+    @abc.abstractmethod
+    def _claim(self, referral_id: str) -> Referral | None: ...
+
+    @abc.abstractmethod
+    def _by_reference(self, org_id: str, external_reference: str) -> Referral | None: ...
+
+
+class Offers(abc.ABC):
+    @abc.abstractmethod
+    def add(self, offer: Offer) -> None: ...
+
+    @abc.abstractmethod
+    def get(self, offer_id: str, *, lock: bool = False) -> Offer | None:
+        """The offer as it stands now, never an older copy: take its referral's lock first."""
+
+    @abc.abstractmethod
+    def of(self, referral_id: str) -> list[Offer]:
+        """Every offer of the referral, oldest first."""
+
+    @abc.abstractmethod
+    def pending_for(self, referral_id: str) -> list[Offer]: ...
+
+    @abc.abstractmethod
+    def providers_offered(self, referral_id: str) -> Sequence[str]:
+        """Who was offered the referral before (nobody is offered it twice by routing)."""
+
+    @abc.abstractmethod
+    def due(self, now: datetime, limit: int) -> list[tuple[str, str]]:
+        """(offer id, referral id) of pending offers past their deadline, the longest overdue first; unlocked."""
+
+
+class Providers(abc.ABC):
+    @abc.abstractmethod
+    def add(self, provider: Provider) -> None: ...
+
+    @abc.abstractmethod
+    def get(self, provider_id: str, *, lock: bool = False) -> Provider | None: ...
+
+    @abc.abstractmethod
+    def directory(self) -> list[ProviderEntry]:
+        """Every provider as routing sees it: the places it reported less the offers it has not answered yet
+        (a place held open for a pending offer is not free for the next referral)."""
+
+
+class Escalations(abc.ABC):
+    @abc.abstractmethod
+    def add(self, escalation: Escalation) -> None: ...
+
+    @abc.abstractmethod
+    def open_for(self, referral_id: str) -> list[Escalation]: ...
+
+
+class Disclosures(abc.ABC):
+    @abc.abstractmethod
+    def add(self, disclosure: Disclosure) -> None: ...
+
+
+# --- over PostgreSQL (or SQLite), in the unit of work's session ----------------------------------------
+
+
+class SqlReferrals(Referrals):
+    def __init__(self, session: Session):
+        super().__init__()
+        self._session = session
+
+    def _add(self, referral: Referral) -> None:
+        self._session.add(referral)
+
+    def _get(self, referral_id: str, *, lock: bool) -> Referral | None:
+        return self._session.get(Referral, referral_id, with_for_update=lock or None)
+
+    def _claim(self, referral_id: str) -> Referral | None:
+        statement = select(Referral).where(Referral.id == referral_id).with_for_update(skip_locked=True)
+        return self._session.scalars(statement).first()
+
+    def _by_reference(self, org_id: str, external_reference: str) -> Referral | None:
+        statement = select(Referral).where(Referral.org_id == org_id, Referral.external_reference == external_reference)
+        return self._session.scalars(statement).one_or_none()
+
+
+class SqlOffers(Offers):
+    def __init__(self, session: Session):
+        self._session = session
+
+    def add(self, offer: Offer) -> None:
+        self._session.add(offer)
+
+    def get(self, offer_id: str, *, lock: bool = False) -> Offer | None:
+        return self._session.get(Offer, offer_id, with_for_update=lock or None, populate_existing=not lock)
+
+    def of(self, referral_id: str) -> list[Offer]:
+        statement = select(Offer).where(Offer.referral_id == referral_id).order_by(Offer.offered_at)
+        return list(self._session.scalars(statement))
+
+    def pending_for(self, referral_id: str) -> list[Offer]:
+        statement = select(Offer).where(Offer.referral_id == referral_id, Offer.status == "pending")
+        return list(self._session.scalars(statement))
+
+    def providers_offered(self, referral_id: str) -> Sequence[str]:
+        return self._session.scalars(select(Offer.provider_id).where(Offer.referral_id == referral_id)).all()
+
+    def due(self, now: datetime, limit: int) -> list[tuple[str, str]]:
+        statement = (
+            select(Offer.id, Offer.referral_id)
+            .where(Offer.status == "pending", Offer.respond_by <= now)
+            .order_by(Offer.respond_by)
+            .limit(limit)
+        )
+        return [(offer_id, referral_id) for offer_id, referral_id in self._session.execute(statement).all()]
+
+
+class SqlProviders(Providers):
+    def __init__(self, session: Session):
+        self._session = session
+
+    def add(self, provider: Provider) -> None:
+        self._session.add(provider)
+
+    def get(self, provider_id: str, *, lock: bool = False) -> Provider | None:
+        return self._session.get(Provider, provider_id, with_for_update=lock or None)
+
+    def directory(self) -> list[ProviderEntry]:
+        pending = select(Offer.provider_id, func.count()).where(Offer.status == "pending").group_by(Offer.provider_id)
+        waiting: dict[str, int] = {provider_id: count for provider_id, count in self._session.execute(pending).all()}
+        return [
+            ProviderEntry(
+                id=p.id,
+                regions=p.regions,
+                serves=p.serves,
+                accepting=p.accepting,
+                capacity=p.capacity - waiting.get(p.id, 0),
+                languages=p.languages,
+                sexes=p.sexes,
+            )
+            for p in self._session.scalars(select(Provider)).all()
+        ]
+
+
+class SqlEscalations(Escalations):
+    def __init__(self, session: Session):
+        self._session = session
+
+    def add(self, escalation: Escalation) -> None:
+        self._session.add(escalation)
+
+    def open_for(self, referral_id: str) -> list[Escalation]:
+        statement = select(Escalation).where(Escalation.referral_id == referral_id, Escalation.resolved_at.is_(None))
+        return list(self._session.scalars(statement))
+
+
+class SqlDisclosures(Disclosures):
+    def __init__(self, session: Session):
+        self._session = session
+
+    def add(self, disclosure: Disclosure) -> None:
+        self._session.add(disclosure)
