@@ -51,6 +51,14 @@ class ReferralOwner(Base):
     # When intake decided that provider holds it: an older allocation arriving late never wins.
     provider_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
+    def hold(self, provider_id: str, since: datetime) -> bool:
+        """intake allocated or transferred the referral to `provider_id` at `since`. Queues keep no order across
+        a redelivery or a retry, so a decision older than the one recorded changes nothing (False)."""
+        if self.provider_since is not None and self.provider_since >= since:
+            return False
+        self.provider_id, self.provider_since = provider_id, since
+        return True
+
 
 class Delivery(Base):
     """One event to one subscription: the signed body to send, and how sending it went so far."""

@@ -1,0 +1,144 @@
+"""notifications' records, as the unit of work hands them to handlers and use cases: who owns each referral, the
+orgs' subscriptions, and the deliveries queued for them. Abstract here, with the SQLAlchemy ones beside them;
+the unit tests' in-memory ones are in tests/support/fake_notifications.py.
+
+Each method is one named question or change, so the SQL that answers it (one statement, insert-or-ignore
+where two consumers may race) lives here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Collection, Sequence
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from services.notifications.models import FAILED, PENDING, Delivery, ReferralOwner, Subscription
+from shared.clock import utcnow
+from shared.db import insert_or_ignore
+
+
+class ReferralOwners(abc.ABC):
+    """Which org referred each referral, and which provider holds it (see models.ReferralOwner)."""
+
+    @abc.abstractmethod
+    def get(self, referral_id: str) -> ReferralOwner | None: ...
+
+    @abc.abstractmethod
+    def remember(self, referral_id: str, org_id: str, external_reference: str | None) -> ReferralOwner:
+        """The referral's owner as first recorded: by this call when it is the first, else as recorded
+        before (first writer wins, even against a consumer racing this one). The caller compares the org."""
+
+
+class WebhookSubscriptions(abc.ABC):
+    """The orgs' webhook endpoints. A deleted one stays (its deliveries stay visible) but matches nothing."""
+
+    @abc.abstractmethod
+    def add(self, subscription: Subscription) -> None: ...
+
+    @abc.abstractmethod
+    def get(self, subscription_id: str) -> Subscription | None:
+        """The subscription, deleted or not, of whichever org: the caller checks whose it is."""
+
+    @abc.abstractmethod
+    def matching(self, orgs: Collection[str], event_type: str) -> list[Subscription]:
+        """The live subscriptions of `orgs` to `event_type`, oldest first."""
+
+
+class Deliveries(abc.ABC):
+    """One event to one subscription: queued pending here, sent (and its outcome recorded) by the dispatcher."""
+
+    @abc.abstractmethod
+    def add_pending(self, deliveries: Sequence[Delivery]) -> None:
+        """Queue each delivery unless its subscription already has one for that event (a redelivered event)."""
+
+    @abc.abstractmethod
+    def fail_pending(self, subscription_id: str, reason: str) -> None:
+        """Mark the subscription's pending deliveries failed with `reason`: they are never sent."""
+
+
+# --- SQLAlchemy ---------------------------------------------------------------------------------------------
+
+_OWNER_COLUMNS = ("referral_id", "org_id", "external_reference", "first_seen_at")
+_DELIVERY_COLUMNS = (
+    "id",
+    "webhook_id",
+    "subscription_id",
+    "org_id",
+    "event_type",
+    "event_id",
+    "referral_id",
+    "payload",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "created_at",
+    "traceparent",
+    "tracestate",
+)
+
+
+class SqlReferralOwners(ReferralOwners):
+    def __init__(self, session: Session):
+        self._session = session
+
+    def get(self, referral_id: str) -> ReferralOwner | None:
+        return self._session.get(ReferralOwner, referral_id)
+
+    def remember(self, referral_id: str, org_id: str, external_reference: str | None) -> ReferralOwner:
+        owner = self.get(referral_id)  # known after the referral's first event: one statement, not two
+        if owner is None:
+            values = {
+                "referral_id": referral_id,
+                "org_id": org_id,
+                "external_reference": external_reference,
+                "first_seen_at": utcnow(),
+            }
+            table = ReferralOwner.__table__
+            insert = insert_or_ignore(table, _OWNER_COLUMNS, conflict=("referral_id",))  # type: ignore[arg-type]
+            self._session.execute(insert, values)
+            owner = self._session.get_one(ReferralOwner, referral_id)  # ours, or that of a consumer that won the race
+        return owner
+
+
+class SqlWebhookSubscriptions(WebhookSubscriptions):
+    def __init__(self, session: Session):
+        self._session = session
+
+    def add(self, subscription: Subscription) -> None:
+        self._session.add(subscription)
+
+    def get(self, subscription_id: str) -> Subscription | None:
+        return self._session.get(Subscription, subscription_id)
+
+    def matching(self, orgs: Collection[str], event_type: str) -> list[Subscription]:
+        live = self._session.scalars(
+            select(Subscription)
+            .where(Subscription.org_id.in_(orgs), Subscription.deleted_at.is_(None))
+            .order_by(Subscription.created_at)
+        ).all()
+        # The event types are a JSON list: matched here, not with one dialect's JSON operators (SQLite in dev).
+        return [subscription for subscription in live if event_type in subscription.events]
+
+
+class SqlDeliveries(Deliveries):
+    def __init__(self, session: Session):
+        self._session = session
+
+    def add_pending(self, deliveries: Sequence[Delivery]) -> None:
+        if not deliveries:
+            return
+        statement = insert_or_ignore(
+            Delivery.__table__,  # type: ignore[arg-type]
+            _DELIVERY_COLUMNS,
+            conflict=("subscription_id", "event_id"),  # a redelivered event can never queue a second webhook
+        )
+        self._session.execute(statement, [{c: getattr(d, c) for c in _DELIVERY_COLUMNS} for d in deliveries])
+
+    def fail_pending(self, subscription_id: str, reason: str) -> None:
+        self._session.execute(
+            update(Delivery)
+            .where(Delivery.subscription_id == subscription_id, Delivery.status == PENDING)
+            .values(status=FAILED, next_attempt_at=None, last_error=reason)
+        )
