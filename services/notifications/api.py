@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
+from http import HTTPStatus
 
-from flask_smorest import abort
-from sqlalchemy import select, update
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy import select
 
-from services.notifications.domain import UnsafeWebhookUrl, new_secret
-from services.notifications.egress import UrlGuard
-from services.notifications.models import FAILED, PENDING, Delivery, Subscription
+from services.notifications.bootstrap import Notifications
+from services.notifications.domain import UnsafeWebhookUrl
+from services.notifications.models import Delivery, Subscription
 from services.notifications.schemas import (
     DeliveryQuerySchema,
     DeliverySchema,
@@ -18,27 +16,35 @@ from services.notifications.schemas import (
     SubscriptionCreateSchema,
     SubscriptionSchema,
 )
+from services.notifications.subscriptions import NoSuchSubscription, subscribe, unsubscribe
 from shared.auth import current_principal, requires
-from shared.clock import utcnow
 from shared.web import Blueprint, page
 
-NOT_FOUND = "No such subscription."
+
+def _refused(code: int, message: str, field: str | None = None, detail: str | None = None) -> tuple[dict, int]:
+    body: dict = {"code": code, "status": HTTPStatus(code).phrase, "message": message}
+    if field:
+        body["errors"] = {"json": {field: [detail or message]}}
+    return body, code
 
 
-def make_blueprint(sessions: sessionmaker, guard: UrlGuard) -> Blueprint:
+# The one error table: each refusal of the use cases, and what it means over HTTP.
+REFUSALS = {
+    NoSuchSubscription: lambda error: _refused(404, "No such subscription."),
+    UnsafeWebhookUrl: lambda error: _refused(422, "The webhook URL is not allowed.", "url", f"The URL {error}."),
+}
+
+
+def make_blueprint(notifications: Notifications) -> Blueprint:
     blp = Blueprint(
         "notifications",
         __name__,
         url_prefix="/v1",
         description="Signed webhooks (Standard Webhooks) about your organisation's referrals.",
     )
-
-    def own_subscription(session, subscription_id: str) -> Subscription:
-        # Another org's subscription is a 404, never a 403 that would confirm it exists.
-        subscription = session.get(Subscription, subscription_id)
-        if subscription is None or subscription.org_id != current_principal().org or subscription.deleted_at:
-            abort(404, message=NOT_FOUND)
-        return subscription
+    for exception, answer in REFUSALS.items():
+        blp.errorhandler(exception)(answer)
+    sessions, units = notifications.sessions, notifications.units
 
     @blp.route("/subscriptions", methods=["POST"])
     @requires("subscriptions:write")
@@ -46,21 +52,7 @@ def make_blueprint(sessions: sessionmaker, guard: UrlGuard) -> Blueprint:
     @blp.response(201, SubscriptionCreatedSchema)
     def create_subscription(body: dict):
         """Subscribe a webhook URL to event types. The signing secret is returned only here."""
-        try:
-            guard.check(body["url"])
-        except UnsafeWebhookUrl as exc:
-            abort(422, message="The webhook URL is not allowed.", errors={"json": {"url": [f"The URL {exc}."]}})
-        subscription = Subscription(
-            id=str(uuid.uuid4()),
-            org_id=current_principal().org,
-            url=body["url"],
-            events=list(dict.fromkeys(body["events"])),
-            secret=body.get("secret") or new_secret(),
-            created_at=utcnow(),
-        )
-        with sessions.begin() as session:
-            session.add(subscription)
-        return subscription
+        return subscribe(units(), notifications.guard, org_id=current_principal().org, **body)
 
     @blp.route("/subscriptions", methods=["GET"])
     @requires("subscriptions:write")
@@ -79,14 +71,7 @@ def make_blueprint(sessions: sessionmaker, guard: UrlGuard) -> Blueprint:
     @blp.response(204)
     def delete_subscription(subscription_id: str):
         """Stop a subscription. Its deliveries stay visible; pending ones are marked failed."""
-        with sessions.begin() as session:
-            subscription = own_subscription(session, subscription_id)
-            subscription.deleted_at = utcnow()
-            session.execute(
-                update(Delivery)
-                .where(Delivery.subscription_id == subscription.id, Delivery.status == PENDING)
-                .values(status=FAILED, next_attempt_at=None, last_error="subscription deleted")
-            )
+        unsubscribe(units(), org_id=current_principal().org, subscription_id=subscription_id)
 
     @blp.route("/deliveries", methods=["GET"])
     @requires("subscriptions:write", "referrals:read", any_of=True)

@@ -6,11 +6,10 @@ from flask import Flask
 
 from contracts.events import CATALOGUE, NOTIFICATIONS
 from services.notifications.api import make_blueprint
-from services.notifications.config import WebhookSettings
-from services.notifications.egress import UrlGuard
+from services.notifications.bootstrap import Notifications, bootstrap
 from shared.auth import TokenVerifier
 from shared.config import Settings
-from shared.db import is_ready, make_engine, make_session_factory
+from shared.db import is_ready
 from shared.logs import configure_logging
 from shared.messaging.asyncapi import document
 from shared.telemetry import setup_tracing
@@ -22,13 +21,19 @@ signed webhooks ([Standard Webhooks](https://www.standardwebhooks.com/): `webhoo
 `failed`; every delivery is listed under `/v1/deliveries`."""
 
 
-def create_app(settings: Settings | None = None, *, verifier: TokenVerifier | None = None) -> Flask:
-    settings = settings or Settings.from_env("notifications")
-    webhooks = WebhookSettings.from_env(settings.env)
+def create_app(
+    settings: Settings | None = None,
+    *,
+    verifier: TokenVerifier | None = None,
+    notifications: Notifications | None = None,
+) -> Flask:
+    """`notifications`, when given, is the composition root to serve (a test's, shared with its handlers);
+    otherwise one is made from `settings`."""
+    settings = settings or (notifications.settings if notifications else Settings.from_env("notifications"))
     configure_logging("notifications")
     setup_tracing("notifications-api")
-    engine = make_engine(settings.database_url)
-    sessions = make_session_factory(engine)
+    notifications = notifications or bootstrap(settings)
+    engine = notifications.engine
     app, api = create_api_app(
         __name__,
         settings,
@@ -38,5 +43,6 @@ def create_app(settings: Settings | None = None, *, verifier: TokenVerifier | No
         verifier=verifier,
         asyncapi=document(CATALOGUE, NOTIFICATIONS, title="notifications events", version="1.0.0"),
     )
-    api.register_blueprint(make_blueprint(sessions, UrlGuard(webhooks.allow_private)))
+    app.extensions["notifications"] = {"engine": engine, "root": notifications}  # dispose() in tests closes the engine
+    api.register_blueprint(make_blueprint(notifications))
     return app

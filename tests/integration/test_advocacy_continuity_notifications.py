@@ -10,11 +10,10 @@ import pytest
 from sqlalchemy import select
 
 from services.notifications.app import create_app
-from services.notifications.handlers import subscriptions
-from services.notifications.models import Delivery, Inbox
+from services.notifications.bootstrap import bootstrap
+from services.notifications.models import Delivery
 from shared.config import Settings
-from shared.db import make_engine, make_session_factory, migrate
-from shared.inbox import EventHandlers
+from shared.db import migrate
 from shared.messaging.envelope import Event
 from support.events import arriving, payload
 
@@ -26,18 +25,16 @@ def notifications(fresh_database, dev_keys, auth_header):
     url = fresh_database("notifications")
     migrate("notifications", url)
     env = {"NOTIFICATIONS_DATABASE_URL": url, "AUTH_PUBLIC_KEY_FILE": str(dev_keys[1]), "WEBHOOK_ALLOW_PRIVATE": "true"}
-    app = create_app(Settings.from_env("notifications", env=env))
-    client = app.test_client()
+    root = bootstrap(Settings.from_env("notifications", env=env), instrument=False)
+    client = create_app(notifications=root).test_client()
     for org in (REFERRER, RECEIVER, BYSTANDER):
         body = {"url": f"http://127.0.0.1:9/{org}", "events": ["transition.planned", "clock.due_soon"]}
         response = client.post(
             "/v1/subscriptions", json=body, headers=auth_header(org, "local_authority", "subscriptions:write")
         )
         assert response.status_code == 201, response.get_json()
-    engine = make_engine(url, instrument=False)
-    handle = EventHandlers("notifications", make_session_factory(engine), Inbox, subscriptions(), trusted={"guest"})
-    yield handle, make_session_factory(engine)
-    engine.dispose()
+    yield root.handlers, root.sessions
+    root.engine.dispose()
 
 
 def advocacy_event(handle, event_type: str, **data) -> Event:

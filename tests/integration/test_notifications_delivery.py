@@ -18,17 +18,18 @@ from sqlalchemy import select
 from standardwebhooks import Webhook
 
 from services.notifications.app import create_app
+from services.notifications.bootstrap import bootstrap
 from services.notifications.config import WebhookSettings
 from services.notifications.dispatcher import WebhookDispatcher
 from services.notifications.domain import UnsafeWebhookUrl
 from services.notifications.egress import UrlGuard, webhook_session
-from services.notifications.handlers import UnknownReferral, on_referral_news, subscriptions
-from services.notifications.models import Delivery, Inbox, Subscription
+from services.notifications.handlers import UnknownReferral, on_referral_news
+from services.notifications.models import Delivery, Subscription
+from services.notifications.subscriptions import subscribe
 from services.notifications.worker import build_loops
 from shared.clock import utcnow
 from shared.config import Settings
-from shared.db import make_engine, make_session_factory, migrate
-from shared.inbox import EventHandlers
+from shared.db import migrate
 from shared.messaging.envelope import Event
 from shared.messaging.errors import PermanentError
 from shared.messaging.worker import run_loops
@@ -99,10 +100,9 @@ def service(fresh_database, dev_keys, auth_header):
     url = fresh_database("notifications")
     migrate("notifications", url)
     settings = make_settings(url, dev_keys)
-    client = create_app(settings).test_client()
-    engine = make_engine(url)
-    sessions = make_session_factory(engine)
-    dispatcher = WebhookDispatcher(sessions, WebhookSettings.from_env(settings.env))
+    notifications = bootstrap(settings)  # one composition root for the API and the handlers, as in production
+    client = create_app(notifications=notifications).test_client()
+    sessions = notifications.sessions
 
     def subscribe(org: str, url: str, events: list[str]) -> dict:
         response = client.post(
@@ -123,15 +123,14 @@ def service(fresh_database, dev_keys, auth_header):
         dev_keys=dev_keys,
         client=client,
         sessions=sessions,
-        dispatcher=dispatcher,
-        handle=EventHandlers(
-            "notifications", sessions, Inbox, subscriptions(), trusted={"guest"}, after_commit=dispatcher.wake
-        ),
+        units=notifications.units,
+        dispatcher=notifications.dispatcher,
+        handle=notifications.handlers,
         subscribe=subscribe,
         deliveries=deliveries,
         headers=lambda org="met-police": auth_header(org, "police", WRITE),
     )
-    engine.dispose()
+    notifications.engine.dispose()
 
 
 # What each of intake's webhook types adds to the referral's ids and status (contracts.events).
@@ -210,8 +209,8 @@ def test_a_redelivered_event_has_no_second_effect(service, receiver):
     service.handle(event)
     service.handle(event)  # the broker redelivers: the inbox drops it
     accepted, _ = service.handle.accept(event)
-    with service.sessions.begin() as session:  # even past the inbox, the unique constraint holds
-        on_referral_news(session, accepted)
+    with service.units() as uow:  # even past the inbox, one delivery per (subscription, event) holds
+        on_referral_news(uow, accepted)
     assert len(service.deliveries(event_id=event.id)) == 1
 
 
@@ -460,26 +459,16 @@ def test_on_sqlite_the_dispatcher_claims_and_sends(tmp_path, dev_keys, receiver)
     """`make run` keeps notifications in SQLite: the claim must not use what SQLite lacks."""
     url = f"sqlite:///{tmp_path / 'notifications.db'}"
     migrate("notifications", url)
-    engine = make_engine(url, instrument=False)
-    sessions = make_session_factory(engine)
-    with sessions.begin() as session:
-        session.add(
-            Subscription(
-                id=str(uuid.uuid4()),
-                org_id="met-police",
-                url=receiver.url,
-                secret="whsec_" + "QUFB" * 8,
-                events=["referral.received"],
-                created_at=utcnow(),
-            )
-        )
-    handle = EventHandlers("notifications", sessions, Inbox, subscriptions(), trusted={"guest"})
+    notifications = bootstrap(make_settings(url, dev_keys), instrument=False)
+    subscribe(
+        notifications.units(), notifications.guard, org_id="met-police", url=receiver.url, events=["referral.received"]
+    )
     for _ in range(7):
-        handle(referral_event())
-    dispatcher = WebhookDispatcher(sessions, WebhookSettings(allow_private=True, retry_schedule=()))
+        notifications.handlers(referral_event())
+    dispatcher = WebhookDispatcher(notifications.sessions, WebhookSettings(allow_private=True, retry_schedule=()))
     assert dispatcher.dispatch_due() == 7
     assert len(receiver.received) == 7
-    engine.dispose()
+    notifications.engine.dispose()
 
 
 def test_a_providers_event_that_came_before_intakes_is_retried_and_then_accepted(service, receiver, amqp_url):

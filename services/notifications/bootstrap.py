@@ -1,0 +1,53 @@
+"""notifications' one composition root: everything the API, the worker and the tests run on, made once from
+configuration and wired at construction (nothing is patched in afterwards).
+
+    notifications = bootstrap(Settings.from_env("notifications"))
+    with notifications.units() as uow: ...
+
+Nothing here does I/O: the engine connects on first use, and the caller sets up logging and tracing.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import sessionmaker
+
+from services.notifications.config import WebhookSettings
+from services.notifications.dispatcher import WebhookDispatcher
+from services.notifications.egress import UrlGuard
+from services.notifications.handlers import subscriptions
+from services.notifications.uow import SqlNotificationsUnitOfWork
+from shared.config import Settings
+from shared.db import make_engine, make_session_factory
+from shared.inbox import EventHandlers
+
+QUEUE = "notifications"
+
+
+@dataclass(frozen=True)
+class Notifications:
+    settings: Settings
+    webhooks: WebhookSettings
+    engine: Engine
+    sessions: sessionmaker  # for the API's read-only lists; every write goes through a unit of work
+    units: Callable[[], SqlNotificationsUnitOfWork]  # a fresh unit per transaction
+    guard: UrlGuard
+    dispatcher: WebhookDispatcher
+    handlers: EventHandlers  # the consumer's: each event in a unit of work with its inbox row
+
+
+def bootstrap(settings: Settings, *, queue: str = QUEUE, instrument: bool = True) -> Notifications:
+    """`queue` names the consumer's queue and its inbox rows; `instrument=False` leaves the engine untraced."""
+    webhooks = WebhookSettings.from_env(settings.env)
+    engine = make_engine(settings.database_url, instrument=instrument)
+    sessions = make_session_factory(engine)
+    guard = UrlGuard(webhooks.allow_private)
+    dispatcher = WebhookDispatcher(sessions, webhooks, guard=guard)
+    # A committed delivery wakes the dispatcher at once rather than at its next poll.
+    units = functools.partial(SqlNotificationsUnitOfWork, sessions, after_commit=dispatcher.wake)
+    handlers = EventHandlers(queue, units, subscriptions(), trusted=settings.trusted_publishers)
+    return Notifications(settings, webhooks, engine, sessions, units, guard, dispatcher, handlers)
