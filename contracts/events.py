@@ -13,16 +13,29 @@ reference, never free text, and nothing names, dates the birth of or contacts a 
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Final, Literal, get_args
 
 from msgspec import Meta
 
-from shared.messaging.catalogue import INTAKE, PROVIDER, Catalogue, EventData
-
-CATALOGUE = Catalogue()
-event = CATALOGUE.define
+from shared.messaging.catalogue import Catalogue, EventData, Voice
 
 INTAKE_SERVICE, ADVOCACY, NOTIFICATIONS = "intake", "advocacy", "notifications"
+
+# The platform's two voices. Intake speaks as the platform's own (trusted) broker users; each provider speaks
+# for itself from its advocacy instance, as broker user `advocacy-<provider id>` (deploy/rabbitmq/
+# add-provider.sh names it so), with source `/advocacy/<provider id>`.
+INTAKE: Final = "intake"
+PROVIDER: Final = "provider"
+PROVIDER_USER_PREFIX = "advocacy-"
+VOICES = (
+    Voice(INTAKE, service=INTAKE_SERVICE, source="/intake"),
+    Voice(PROVIDER, service=ADVOCACY, source="/advocacy", user_prefix=PROVIDER_USER_PREFIX),
+)
+# The service that speaks with each voice (a provider's events come from its advocacy instance).
+PUBLISHING_SERVICE = {voice.name: voice.service for voice in VOICES}
+
+CATALOGUE = Catalogue(VOICES)
+event = CATALOGUE.define
 
 # --- the vocabulary: ids, codes and dates -------------------------------------------------------------
 

@@ -8,12 +8,13 @@ the same Struct the consumers validate against, so the document cannot drift fro
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
 
 from shared.messaging import CONTENT_TYPE, EXCHANGE
-from shared.messaging.catalogue import INTAKE, PROVIDER_USER_PREFIX, PUBLISHING_SERVICE, Catalogue, EventType
+from shared.messaging.catalogue import Catalogue, EventType
 from shared.messaging.envelope import REQUIRED
 
 SCHEMAS = "#/components/schemas/{name}"
@@ -26,9 +27,9 @@ AMQP_BINDING = {
 
 def document(catalogue: Catalogue, service: str, *, title: str, version: str) -> dict[str, Any]:
     """`service`'s AsyncAPI 3.0.0 document: the event types it publishes (`send`) and consumes (`receive`)."""
-    sends = [e for e in catalogue if PUBLISHING_SERVICE[e.publisher] == service]
+    sends = [e for e in catalogue if e.voice.service == service]
     receives = catalogue.consumed_by(service)
-    events = list({e.name: e for e in sends + receives}.values())  # once each: advocacy sends and receives some
+    events = list({e.name: e for e in sends + receives}.values())  # once each: a service may send and receive one
     refs, schemas = msgspec.json.schema_components([e.data for e in events], ref_template=SCHEMAS)
     operations = {
         f"{action}.{e.name}": _operation(e, action)
@@ -64,12 +65,13 @@ def document(catalogue: Catalogue, service: str, *, title: str, version: str) ->
 
 def publisher_rule(entry: EventType) -> str:
     """Who may publish `entry` and who may bind it, in words (the rules of catalogue.may_publish)."""
-    if entry.publisher == INTAKE:
-        rule = "Publisher rule: only intake publishes it, as the platform's own (trusted) broker user(s)."
+    voice = entry.voice
+    if not voice.is_party:
+        rule = f"Publisher rule: only {voice.name} publishes it, as the platform's own (trusted) broker user(s)."
     else:
         rule = (
-            f"Publisher rule: only the provider named by `{entry.speaks_for}` publishes it, as its broker user "
-            f"`{PROVIDER_USER_PREFIX}<{entry.speaks_for}>`, or a trusted platform user."
+            f"Publisher rule: only the {voice.name} named by `{entry.speaks_for}` publishes it, as its broker user "
+            f"`{voice.user_prefix}<{entry.speaks_for}>`, or a trusted platform user."
         )
     if entry.addressed_by:
         rule += (
@@ -107,10 +109,12 @@ def _operation(entry: EventType, action: str) -> dict[str, Any]:
 
 
 def _message(entry: EventType, data: dict[str, Any]) -> dict[str, Any]:
-    if entry.publisher == INTAKE:
-        source = {"type": "string", "const": "/intake"}
+    voice = entry.voice
+    if not voice.is_party:
+        source = {"type": "string", "const": voice.source}
     else:
-        source = {"type": "string", "pattern": "^/advocacy/", "description": f"`/advocacy/<{entry.speaks_for}>`"}
+        party = f"`{voice.source}/<{entry.speaks_for}>`"
+        source = {"type": "string", "pattern": f"^{re.escape(voice.source)}/", "description": party}
     envelope = {
         "type": "object",
         # What a consumer needs: subject must equal the payload's subject field, data must match its schema.

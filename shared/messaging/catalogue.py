@@ -16,18 +16,38 @@ import dataclasses
 import re
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
 from shared.messaging.envelope import Event
 
-Publisher = Literal["intake", "provider"]
-INTAKE: Final = "intake"
-PROVIDER: Final = "provider"
-# The service that speaks with each publisher's voice (a provider's events come from its advocacy instance).
-PUBLISHING_SERVICE = {INTAKE: "intake", PROVIDER: "advocacy"}
-PROVIDER_USER_PREFIX = "advocacy-"  # deploy/rabbitmq/add-provider.sh names a charity's broker user so
+
+@dataclass(frozen=True)
+class Voice:
+    """One kind of publisher in a catalogue, and how a consumer tells its events from forgeries.
+
+    The platform's own voice (no `user_prefix`) is spoken by the platform's trusted broker users, with one
+    fixed `source`. A party's voice (`user_prefix`) speaks for one party at a time, the one a field of the
+    payload names (`speaks_for`): its broker user is `<user_prefix><party id>` and its source
+    `<source>/<party id>`. The platform's own voices are in `contracts.events`.
+    """
+
+    name: str  # what an event type's `publisher` says
+    service: str  # the service whose instances publish in this voice (its AsyncAPI document sends them)
+    source: str
+    user_prefix: str | None = None
+
+    @property
+    def is_party(self) -> bool:
+        return self.user_prefix is not None
+
+    def source_for(self, party: str | None) -> str:
+        return f"{self.source}/{party}" if self.is_party else self.source
+
+    def whom(self, party: str | None) -> str:
+        """Whom an event in this voice speaks for, in words: the voice, or the voice and its party."""
+        return f"{self.name} {party}" if self.is_party else self.name
 
 
 class EventData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -46,14 +66,14 @@ D = TypeVar("D", bound=EventData)
 class EventType:
     name: str  # past tense, dotted: `referral.offered`
     data: type[EventData]
-    publisher: Publisher
+    voice: Voice
     consumers: tuple[str, ...]
     description: str
     # An addressed event's routing key is `<name>.<value of this field>`, bound only by that party's queue.
     addressed_by: str | None = None
-    # A provider's event may come only from the broker user of the provider this field names.
+    # An event in a party's voice may come only from the broker user of the party this field names.
     speaks_for: str | None = None
-    # The envelope's `subject` is this field's value (the referral, for all but a provider's own news).
+    # The envelope's `subject` is this field's value (e.g. the referral an event is about).
     subject_field: str = "referral_id"
 
     def routing_key(self, data: EventData) -> str:
@@ -66,23 +86,30 @@ class EventType:
             raise ValueError(f"{self.name} is addressed by {self.addressed_by}: its consumer needs its own address")
         return f"{self.name}.{address}"
 
+    @property
+    def publisher(self) -> str:
+        """The name of the voice it is published in."""
+        return self.voice.name
+
     def speaker(self, data: EventData) -> str | None:
-        """The provider a provider's event speaks for; None for intake's events."""
+        """The party an event in a party's voice speaks for; None for the platform's own events."""
         return getattr(data, self.speaks_for) if self.speaks_for else None
 
     def source(self, data: EventData) -> str:
-        return "/intake" if self.publisher == INTAKE else f"/advocacy/{self.speaker(data)}"
+        return self.voice.source_for(self.speaker(data))
 
 
-def may_publish(publisher: str | None, speaks_for: str | None, trusted: Collection[str]) -> bool:
-    """The publisher rule. Intake's events only from the platform's own broker users (`trusted`); a
-    provider's only from the user of the provider it speaks for, `advocacy-<provider id>`, or a trusted one
-    (dev and compose share one user). RabbitMQ validates `user_id`, so it cannot be forged."""
+def may_publish(
+    publisher: str | None, speaks_for: str | None, trusted: Collection[str], user_prefix: str | None = None
+) -> bool:
+    """The publisher rule. The platform's own events only from its own broker users (`trusted`); a party's
+    only from the user of the party it speaks for, `<user_prefix><party id>`, or a trusted one (dev and
+    compose share one user). RabbitMQ validates `user_id`, so it cannot be forged."""
     if publisher is None:
         return False
     if publisher in trusted:
         return True
-    return speaks_for is not None and publisher == f"{PROVIDER_USER_PREFIX}{speaks_for}"
+    return speaks_for is not None and user_prefix is not None and publisher == f"{user_prefix}{speaks_for}"
 
 
 def envelope(data: EventData) -> tuple[Event, str]:
@@ -104,7 +131,8 @@ def _reason(exc: msgspec.ValidationError) -> str:
 
 
 class Catalogue:
-    def __init__(self) -> None:
+    def __init__(self, voices: Iterable[Voice]) -> None:
+        self.voices = {voice.name: voice for voice in voices}
         self._by_name: dict[str, EventType] = {}
         self._by_data: dict[type[EventData], EventType] = {}
 
@@ -112,7 +140,7 @@ class Catalogue:
         self,
         name: str,
         *,
-        publisher: Publisher,
+        publisher: str,
         consumers: Iterable[str],
         description: str,
         addressed_by: str | None = None,
@@ -128,11 +156,12 @@ class Catalogue:
             for role, field in (("addressed_by", addressed_by), ("speaks_for", speaks_for), ("subject", subject_field)):
                 if field is not None and field not in fields:
                     raise ValueError(f"{name}: {role} names {field!r}, which its payload does not have")
-            if (publisher == PROVIDER) != (speaks_for is not None):
-                raise ValueError(f"{name}: a provider's event says whom it speaks for; intake's does not")
-            entry = EventType(
-                name, data, publisher, tuple(consumers), description, addressed_by, speaks_for, subject_field
-            )
+            voice = self.voices.get(publisher)
+            if voice is None:
+                raise ValueError(f"{name}: publisher {publisher!r} is none of the catalogue's voices")
+            if voice.is_party != (speaks_for is not None):
+                raise ValueError(f"{name}: an event in a party's voice says whom it speaks for; no other does")
+            entry = EventType(name, data, voice, tuple(consumers), description, addressed_by, speaks_for, subject_field)
             self._by_name[name], self._by_data[data] = entry, entry
             data.__event_type__ = entry  # type: ignore[attr-defined]
             return data
@@ -148,7 +177,7 @@ class Catalogue:
     def of(self, data: EventData | type[EventData]) -> EventType:
         return self._by_data[data if isinstance(data, type) else type(data)]
 
-    def published_by(self, publisher: Publisher) -> list[EventType]:
+    def published_by(self, publisher: str) -> list[EventType]:
         return [e for e in self if e.publisher == publisher]
 
     def consumed_by(self, service: str) -> list[EventType]:
@@ -180,9 +209,8 @@ class Catalogue:
         if event.subject != getattr(data, entry.subject_field):
             raise Refused(f"{entry.name}'s subject is not its {entry.subject_field}")
         speaker = entry.speaker(data)
-        if not may_publish(event.publisher, speaker, trusted):
-            whom = "intake" if entry.publisher == INTAKE else f"provider {speaker}"
-            raise Refused(f"publisher {event.publisher!r} may not publish {entry.name} for {whom}")
+        if not may_publish(event.publisher, speaker, trusted, entry.voice.user_prefix):
+            raise Refused(f"publisher {event.publisher!r} may not publish {entry.name} for {entry.voice.whom(speaker)}")
         if event.source != entry.source(data):
             raise Refused(f"{entry.name}'s source is not its publisher's")
         return dataclasses.replace(event, data=data)
@@ -193,7 +221,7 @@ Handler = Callable[[Any, Event], None]
 
 class Subscriptions:
     """What one consumer handles: one handler per event type of the catalogue that names it as a consumer.
-    Its queue's bindings are derived from these, with `address` (a charity's provider id) for addressed
+    Its queue's bindings are derived from these, with `address` (the consumer's party id) for addressed
     events, so nothing is bound that nobody handles and nothing handled goes unbound."""
 
     def __init__(self, catalogue: Catalogue, consumer: str, *, address: str | None = None):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import sys
 
-from shared.messaging.catalogue import PROVIDER, Catalogue
+from shared.messaging.catalogue import Catalogue
 
 PROVIDER_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")  # as add-provider.sh and contracts.events.ProviderId
 ANY_PROVIDER = "[a-z0-9][a-z0-9-]{1,62}"
@@ -26,17 +26,16 @@ def _alternatives(keys: list[str]) -> str:
     return "^(" + "|".join(keys) + ")$"
 
 
-def publish_pattern(catalogue: Catalogue) -> str:
-    """Every provider event: its name, or for one addressed to a party (a handover to another provider), its
-    name and any provider id. Which provider an event speaks for is the consumers' check (the publisher rule)."""
-    keys = [
-        _literal(e.name) + (rf"\.{ANY_PROVIDER}" if e.addressed_by else "") for e in catalogue.published_by(PROVIDER)
-    ]
+def publish_pattern(catalogue: Catalogue, voice: str) -> str:
+    """Every event in the party's `voice`: its name, or for one addressed to a party (e.g. a handover to
+    another provider), its name and any party id. Which party an event speaks for is the consumers' check
+    (the publisher rule)."""
+    keys = [_literal(e.name) + (rf"\.{ANY_PROVIDER}" if e.addressed_by else "") for e in catalogue.published_by(voice)]
     return _alternatives(sorted(keys))
 
 
-def bind_pattern(catalogue: Catalogue, provider_id: str, consumer: str = "advocacy") -> str:
-    """What a provider's queue may bind: the events addressed to it alone (and any sent to every provider)."""
+def bind_pattern(catalogue: Catalogue, provider_id: str, consumer: str) -> str:
+    """What a party's queue may bind: the events addressed to it alone (and any sent to every such party)."""
     keys = [_literal(key) for key in catalogue.bindings(consumer, provider_id)]
     return _alternatives(sorted(keys))
 
@@ -45,10 +44,10 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1 or not PROVIDER_ID.match(argv[0]):
         print("usage: python -m shared.messaging.permissions <provider-id> (2-63 of a-z, 0-9, -)", file=sys.stderr)
         return 2
-    from contracts.events import CATALOGUE
+    from contracts.events import ADVOCACY, CATALOGUE, PROVIDER
 
-    print(publish_pattern(CATALOGUE))
-    print(bind_pattern(CATALOGUE, argv[0]))
+    print(publish_pattern(CATALOGUE, PROVIDER))
+    print(bind_pattern(CATALOGUE, argv[0], ADVOCACY))
     return 0
 
 

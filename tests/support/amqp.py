@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator
 
 import pika
 
+from contracts.events import PROVIDER_USER_PREFIX
 from shared.messaging import CONTENT_TYPE, EXCHANGE
-from shared.messaging.catalogue import PROVIDER_USER_PREFIX
 from shared.messaging.envelope import Event
 
 

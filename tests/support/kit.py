@@ -3,9 +3,15 @@ platform's: the kit is exercised without any service's meaning."""
 
 from __future__ import annotations
 
-from shared.messaging.catalogue import INTAKE, Catalogue, EventData
+from sqlalchemy.orm import DeclarativeBase
 
-KIT = Catalogue()
+from shared.inbox import InboxMixin
+from shared.messaging.catalogue import Catalogue, EventData, Voice
+from shared.outbox import OutboxMixin
+from shared.uow import SqlUnitOfWork
+
+PLATFORM = "platform"
+KIT = Catalogue([Voice(PLATFORM, service="kit", source="/kit")])
 
 
 class Thing(EventData, frozen=True):
@@ -15,7 +21,7 @@ class Thing(EventData, frozen=True):
 
 
 def _kit_event(name: str):
-    return KIT.define(name, publisher=INTAKE, consumers=["kit"], description=f"the kit's test event {name}")
+    return KIT.define(name, publisher=PLATFORM, consumers=["kit"], description=f"the kit's test event {name}")
 
 
 @_kit_event("thing.happened")
@@ -42,5 +48,24 @@ TYPES = {entry.name: entry.data for entry in KIT}
 
 
 def thing(kind: str = "thing.happened", **data) -> Thing:
-    """The payload of kit event `kind`: stage it with shared.outbox.add_event."""
+    """The payload of kit event `kind`: stage it with `uow.stage`."""
     return TYPES[kind](**data)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Outbox(Base, OutboxMixin):
+    pass
+
+
+class Inbox(Base, InboxMixin):
+    pass
+
+
+class KitUnitOfWork(SqlUnitOfWork):
+    """The kit's own unit of work: an outbox and an inbox, no repositories."""
+
+    outbox_table = Outbox
+    inbox_table = Inbox

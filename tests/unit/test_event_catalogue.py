@@ -6,7 +6,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from contracts.events import ADVOCACY, CATALOGUE, INTAKE_SERVICE, NOTIFICATIONS
+from contracts.events import ADVOCACY, CATALOGUE, INTAKE_SERVICE, NOTIFICATIONS, PROVIDER_USER_PREFIX, VOICES
 from shared.messaging.catalogue import Catalogue, EventData, Refused, Subscriptions, may_publish
 from support.events import arriving, payload
 
@@ -69,7 +69,7 @@ def test_no_event_has_a_field_that_could_hold_personal_data_or_a_staff_identity(
 
 def test_the_walk_would_catch_a_name_and_free_text():
     # The two tests above are only as good as the walk: a made-up event with a name and a note fails both.
-    catalogue = Catalogue()
+    catalogue = Catalogue(VOICES)
 
     @catalogue.define("person.described", publisher="intake", consumers=["notifications"], description="bad")
     class Described(EventData, frozen=True):
@@ -104,14 +104,29 @@ def test_every_provider_event_says_which_provider_it_speaks_for_and_each_address
 
 
 def test_only_a_providers_own_broker_user_or_a_trusted_one_may_speak_for_it():
-    trusted = {"platform"}
-    assert may_publish("advocacy-charity-a", "charity-a", trusted)
-    assert may_publish("platform", "charity-a", trusted)
-    assert not may_publish("advocacy-charity-b", "charity-a", trusted)
-    assert not may_publish(None, "charity-a", trusted)
+    trusted, prefix = {"platform"}, PROVIDER_USER_PREFIX
+    assert may_publish("advocacy-charity-a", "charity-a", trusted, prefix)
+    assert may_publish("platform", "charity-a", trusted, prefix)
+    assert not may_publish("advocacy-charity-b", "charity-a", trusted, prefix)
+    assert not may_publish(None, "charity-a", trusted, prefix)
     # intake's events (speaking for no provider) only from a trusted user
     assert may_publish("platform", None, trusted)
     assert not may_publish("advocacy-charity-a", None, trusted)
+
+
+def test_an_event_type_names_one_of_its_catalogues_voices_and_a_partys_says_whom_it_speaks_for():
+    catalogue = Catalogue(VOICES)
+    with pytest.raises(ValueError, match="none of the catalogue's voices"):
+
+        @catalogue.define("thing.said", publisher="billing", consumers=[NOTIFICATIONS], description="bad")
+        class Said(EventData, frozen=True):
+            referral_id: str
+
+    with pytest.raises(ValueError, match="says whom it speaks for"):
+
+        @catalogue.define("thing.told", publisher="provider", consumers=[NOTIFICATIONS], description="bad")
+        class Told(EventData, frozen=True):
+            referral_id: str
 
 
 # --- accept: each way to break the contract -------------------------------------------------------------
