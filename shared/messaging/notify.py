@@ -2,9 +2,10 @@
 
 PostgreSQL's NOTIFY is transactional: a notification sent inside a transaction is delivered when that
 transaction commits, and never if it rolls back (https://www.postgresql.org/docs/15/sql-notify.html). So
-`announce()` (called by `shared.outbox.add_event`) adds `pg_notify(<table>)` to the transaction that
-stages the event, and `CommitListener` LISTENs on a connection of its own and wakes the relay. A request
-in one process (the API) thereby wakes the relay in another (the worker) within a millisecond or so.
+`announce()` (called by the unit of work as it stages an event, shared.uow) adds `pg_notify(<table>)` to
+the transaction that stages the event, and `CommitListener` LISTENs on a connection of its own and wakes
+the relay. A request in one process (the API) thereby wakes the relay in another (the worker) within a
+millisecond or so.
 
 Polling stays as the fallback: SQLite has no NOTIFY, a notification is lost while the listener reconnects
 (so it wakes the relay once it is back), and rows waiting to be retried are due by the clock, not by a

@@ -10,34 +10,20 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from opentelemetry import trace
 from sqlalchemy import func, select
-from sqlalchemy.orm import DeclarativeBase
 
 from shared.db import make_engine, make_session_factory
-from shared.inbox import EventHandlers, InboxMixin
+from shared.inbox import EventHandlers
 from shared.messaging.catalogue import Subscriptions
 from shared.messaging.consumer import Consumer, _lane_of
 from shared.messaging.envelope import Event
 from shared.messaging.errors import PermanentError
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.topology import QueueSpec
-from shared.outbox import OutboxMixin, add_event
 from support.amqp import declare_tap, drain, publish, running, wait_for_consumers
 from support.events import arriving
-from support.kit import KIT, ThingHappened, thing
+from support.kit import KIT, Base, Inbox, KitUnitOfWork, Outbox, ThingHappened, thing
 from support.tcp_proxy import TcpProxy
 from support.waiting import wait_until
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Outbox(Base, OutboxMixin):
-    pass
-
-
-class Inbox(Base, InboxMixin):
-    pass
 
 
 @pytest.fixture
@@ -98,8 +84,8 @@ def test_a_malformed_message_is_parked_at_once(amqp_url):
 
 def test_a_redelivered_event_has_no_second_effect(sessions):
     effects: list[str] = []
-    handled = Subscriptions(KIT, "kit").on(ThingHappened, lambda s, e: effects.append(e.id))
-    handlers = EventHandlers("kit", sessions, Inbox, handled, trusted={"guest"})
+    handled = Subscriptions(KIT, "kit").on(ThingHappened, lambda uow, e: effects.append(e.id))
+    handlers = EventHandlers("kit", lambda: KitUnitOfWork(sessions), handled, trusted={"guest"})
     once = arriving(thing())
     handlers(once)
     handlers(once)
@@ -111,8 +97,8 @@ def test_a_redelivered_event_has_no_second_effect(sessions):
 def test_the_relay_publishes_inside_the_stored_trace_and_marks_rows_sent_after_the_confirm(amqp_url, sessions):
     declare_tap(amqp_url, "kit.tap", "thing.happened")
     tracer = trace.get_tracer("test")
-    with tracer.start_as_current_span("agency request") as span, sessions.begin() as session:
-        add_event(session, Outbox, thing())
+    with tracer.start_as_current_span("agency request") as span, KitUnitOfWork(sessions) as uow:
+        uow.stage(thing())
         trace_id = format(span.get_span_context().trace_id, "032x")
     relay = OutboxRelay(amqp_url, sessions, Outbox, name="kit", poll_interval=0.02)
     with running(relay.run):
@@ -134,8 +120,8 @@ def only_row(sessions) -> Outbox:
 
 
 def test_an_unroutable_event_stays_pending_with_its_reason(amqp_url, sessions):
-    with sessions.begin() as session:
-        add_event(session, Outbox, thing("nobody.listens"))
+    with KitUnitOfWork(sessions) as uow:
+        uow.stage(thing("nobody.listens"))
     relay = OutboxRelay(amqp_url, sessions, Outbox, name="kit", poll_interval=0.02)
     with running(relay.run):
         wait_until(lambda: only_row(sessions).attempts, timeout=15)
@@ -153,8 +139,8 @@ def test_events_written_while_the_broker_is_unreachable_go_out_when_it_is_back(a
     via_proxy = urlunsplit(parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}"))
     relay = OutboxRelay(via_proxy, sessions, Outbox, name="kit", poll_interval=0.02)
     with running(relay.run):
-        with sessions.begin() as session:  # the broker is unreachable: the write still succeeds
-            add_event(session, Outbox, thing())
+        with KitUnitOfWork(sessions) as uow:  # the broker is unreachable: the write still succeeds
+            uow.stage(thing())
         assert drain(amqp_url, "kit.outage", expect=1, timeout=1.5) == []
         proxy.open()
         got = drain(amqp_url, "kit.outage", expect=1, timeout=30)

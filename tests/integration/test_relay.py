@@ -12,28 +12,19 @@ import pika
 import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import DeclarativeBase
 
 from contracts import events
 from shared.clock import utcnow
 from shared.db import make_engine, make_session_factory
+from shared.messaging.catalogue import EventData
 from shared.messaging.envelope import Event
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.topology import declare_exchanges
-from shared.outbox import OutboxMixin, add_event
 from support.amqp import declare_tap, drain, running
 from support.db import drop_connections_to
 from support.infra import add_provider
-from support.kit import Thing, thing
+from support.kit import Base, KitUnitOfWork, Outbox, Thing, thing
 from support.waiting import wait_until
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Outbox(Base, OutboxMixin):
-    pass
 
 
 @pytest.fixture
@@ -48,10 +39,10 @@ def event(kind: str = "thing.happened", **data) -> Thing:
     return thing(kind, **data)
 
 
-def stage(sessions, *payloads: Thing) -> list[Event]:
-    """Stage the events in one transaction; the events as they will be published."""
-    with sessions.begin() as session:
-        return [add_event(session, Outbox, p) for p in payloads]
+def stage(sessions, *payloads: EventData) -> list[Event]:
+    """Stage the events in one unit of work; the events as they will be published."""
+    with KitUnitOfWork(sessions) as uow:
+        return [uow.stage(p) for p in payloads]
 
 
 def rows(sessions) -> dict[str, Outbox]:
@@ -117,9 +108,9 @@ def test_a_rolled_back_transaction_publishes_nothing(amqp_url, sessions):
     relay = OutboxRelay(amqp_url, sessions, Outbox, name="kit", poll_interval=0.02)
     with running(relay.run):
         wait_until(lambda: relay.listening, timeout=10)
-        with sessions() as session, session.begin():
-            add_event(session, Outbox, event())
-            session.rollback()
+        with pytest.raises(RuntimeError), KitUnitOfWork(sessions) as uow:
+            uow.stage(event())
+            raise RuntimeError("the use case failed after staging its event")
         assert drain(amqp_url, "kit.rollback", expect=1, timeout=1.0) == []
     assert rows(sessions) == {}
 
@@ -185,7 +176,8 @@ def test_a_publish_the_broker_refuses_holds_back_only_its_own_row(amqp_url, sess
             got += drain(amqp_url, "kit.refusals", expect=1, timeout=15)
             wait_until(lambda: rows(sessions)[later.id].sent_at is not None, timeout=15)
     finally:
-        subprocess.run(["rabbitmqctl", "-q", "delete_user", f"advocacy-{provider_id}"], capture_output=True, timeout=60)
+        user = f"{events.PROVIDER_USER_PREFIX}{provider_id}"
+        subprocess.run(["rabbitmqctl", "-q", "delete_user", user], capture_output=True, timeout=60)
     # Each of the others at least once (one published before the refusal closed the channel, and not yet
     # confirmed, goes again: consumers' inboxes drop the duplicate); the refused one never.
     assert {json.loads(body)["data"]["capacity"] for _, body in got} == {1, 2, 3, 4, 5}
