@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, UniqueConstraint
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, reconstructor
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, reconstructor, relationship
 
 from contracts import events
 from services.intake.domain import OFFERABLE, CannotOffer, InvalidState, Pathway, can_withdraw, offer_summary
@@ -238,6 +238,8 @@ class Offer(Base):
     responded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     decline_reason: Mapped[str | None] = mapped_column(String(20))
     offered_by: Mapped[str] = mapped_column(String(200), default="routing")
+    # Never loaded (lazy="raise"): declared so that one flush inserts a new referral before its first offer.
+    referral: Mapped[Referral] = relationship(lazy="raise")
 
     def close(self, status: str, at: datetime) -> None:
         self.status, self.responded_at = status, at
@@ -274,6 +276,7 @@ class Escalation(Base):
     raised_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     resolved_by: Mapped[str | None] = mapped_column(String(200))
+    referral: Mapped[Referral] = relationship(lazy="raise")  # as Offer.referral: the referral is inserted first
 
     def resolve(self, at: datetime, by: str) -> None:
         self.resolved_at, self.resolved_by = at, by

@@ -17,10 +17,7 @@ from pika.exceptions import ChannelClosedByBroker
 from sqlalchemy import select
 
 from contracts.events import ADVOCACY, CATALOGUE
-from services.intake.domain import ResponsePolicy
-from services.intake.handlers import subscriptions
-from services.intake.models import Inbox, Offer, Referral
-from services.intake.offers import Router
+from services.intake.models import Offer, Referral
 from services.intake.worker import QUEUE
 from shared.inbox import EventHandlers
 from shared.messaging import EXCHANGE, PARKING_EXCHANGE, REQUEUE_EXCHANGE, RETRY_EXCHANGE
@@ -98,9 +95,9 @@ def test_an_answer_forged_in_another_providers_name_is_refused_and_parked(provid
     with sessions() as session:
         offer_id = session.scalars(select(Offer.id).where(Offer.referral_id == referral_id)).one()
 
-    handled = subscriptions(Router(ResponsePolicy()))
-    handlers = EventHandlers(QUEUE, sessions, Inbox, handled, trusted={"guest"})
-    consumer = Consumer(amqp_url, QueueSpec(QUEUE, handled.bindings, retry_delay_ms=100), handlers)
+    use = app.extensions["intake"].use_cases
+    handlers = EventHandlers(QUEUE, use.units, use.handlers, trusted={"guest"})
+    consumer = Consumer(amqp_url, QueueSpec(QUEUE, use.handlers.bindings, retry_delay_ms=100), handlers)
     forger = {"name": "Advocate Synthetic-Forger", "email": "forger@b.example"}
     forged = answer("offer.accepted", referral_id, offer_id, a_id, publisher=f"advocacy-{b_id}", advocate=forger)
     with running(consumer.run):

@@ -11,10 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from services.intake.domain import ResponsePolicy
-from services.intake.handlers import subscriptions
+from services.intake.bootstrap import UseCases
 from services.intake.models import Inbox, Offer, Outbox, Referral
-from services.intake.offers import Router
 from services.intake.worker import QUEUE
 from shared.inbox import EventHandlers
 from shared.messaging.consumer import Consumer, PermanentError
@@ -27,7 +25,6 @@ from support.events import ADVOCATE, answer, arriving, payload
 from support.waiting import wait_until
 
 POLICE = ("met-police", "police", "referrals:write referrals:read")
-HANDLERS = subscriptions(Router(ResponsePolicy()))
 ADMIN = ("platform", "coordinator", "providers:admin")
 
 
@@ -46,8 +43,15 @@ def offered(intake, auth_header):
     return referral_id, offer.id
 
 
-def handle(sessions, event: Event) -> None:
-    EventHandlers(QUEUE, sessions, Inbox, HANDLERS, trusted={"guest"})(event)
+def use_cases(intake) -> UseCases:
+    """What the app was bootstrapped with: the handlers the worker runs, over the same units of work."""
+    app, _ = intake
+    return app.extensions["intake"].use_cases
+
+
+def handle(intake, event: Event) -> None:
+    use = use_cases(intake)
+    EventHandlers(QUEUE, use.units, use.handlers, trusted={"guest"})(event)
 
 
 def outbox_types(sessions) -> list[str]:
@@ -58,7 +62,7 @@ def outbox_types(sessions) -> list[str]:
 def test_an_accepted_offer_allocates_the_referral_and_announces_it(intake, offered):
     _, sessions = intake
     referral_id, offer_id = offered
-    handle(sessions, answer("offer.accepted", referral_id, offer_id))
+    handle(intake, answer("offer.accepted", referral_id, offer_id))
     with sessions() as session:
         referral = session.get(Referral, referral_id)
     assert (referral.status, referral.provider_id, referral.case_id) == ("allocated", "provider-a", "case-1")
@@ -70,12 +74,12 @@ def test_an_accepted_offer_allocates_the_referral_and_announces_it(intake, offer
 def test_a_declined_offer_moves_to_the_next_provider_then_escalates_when_none_is_left(intake, offered):
     _, sessions = intake
     referral_id, offer_id = offered
-    handle(sessions, answer("offer.declined", referral_id, offer_id, reason="no_capacity"))
+    handle(intake, answer("offer.declined", referral_id, offer_id, reason="no_capacity"))
     with sessions() as session:
         second = session.scalars(select(Offer).where(Offer.status == "pending")).one()
     assert second.provider_id == "provider-b"
     assert outbox_types(sessions)[-1] == "referral.offered.provider-b"
-    handle(sessions, answer("offer.declined", referral_id, second.id, provider="provider-b", reason="language"))
+    handle(intake, answer("offer.declined", referral_id, second.id, provider="provider-b", reason="language"))
     with sessions() as session:
         assert session.get(Referral, referral_id).status == "escalated"
         last = session.scalars(select(Outbox).order_by(Outbox.created_at.desc())).first()
@@ -86,7 +90,7 @@ def test_an_answer_naming_another_providers_offer_is_rejected_as_permanent(intak
     _, sessions = intake
     referral_id, offer_id = offered
     with pytest.raises(PermanentError):
-        handle(sessions, answer("offer.accepted", referral_id, offer_id, provider="provider-b"))
+        handle(intake, answer("offer.accepted", referral_id, offer_id, provider="provider-b"))
     with sessions() as session:
         assert session.get(Referral, referral_id).status == "offered"
 
@@ -115,13 +119,14 @@ def test_a_worker_killed_after_its_commit_and_before_its_ack_causes_no_second_ef
     assert count(sessions, Outbox, Outbox.type == "referral.allocated") == 1
 
     seen: list[str] = []
-    inner = EventHandlers(QUEUE, sessions, Inbox, HANDLERS, trusted={"guest"})
+    use = use_cases(intake)
+    inner = EventHandlers(QUEUE, use.units, use.handlers, trusted={"guest"})
 
     def recording(event: Event) -> None:
         inner(event)
         seen.append(event.id)
 
-    consumer = Consumer(amqp_url, QueueSpec(QUEUE, HANDLERS.bindings, retry_delay_ms=100), recording)
+    consumer = Consumer(amqp_url, QueueSpec(QUEUE, use.handlers.bindings, retry_delay_ms=100), recording)
     with running(consumer.run):
         wait_until(lambda: accepted.id in seen, timeout=30)  # the broker redelivered the unacked message
     assert count(sessions, Outbox, Outbox.type == "referral.allocated") == 1
@@ -146,7 +151,7 @@ def test_a_provider_handover_moves_the_allocation_so_the_receiving_provider_may_
 ):
     app, sessions = intake
     referral_id, offer_id = offered
-    handle(sessions, answer("offer.accepted", referral_id, offer_id))
+    handle(intake, answer("offer.accepted", referral_id, offer_id))
 
     def moved(sender: str) -> Event:
         handed = payload("case.handed_over", referral_id=referral_id, case_id="case-1", from_provider_id=sender,
@@ -154,8 +159,8 @@ def test_a_provider_handover_moves_the_allocation_so_the_receiving_provider_may_
         return arriving(handed, publisher=f"advocacy-{sender}")
 
     with pytest.raises(PermanentError, match="does not hold"):
-        handle(sessions, moved("provider-b"))  # provider-b speaking for itself about a referral it does not hold
-    handle(sessions, moved("provider-a"))
+        handle(intake, moved("provider-b"))  # provider-b speaking for itself about a referral it does not hold
+    handle(intake, moved("provider-a"))
     with sessions() as session:
         referral = session.get(Referral, referral_id)
     assert (referral.status, referral.provider_id, referral.case_id) == ("allocated", "provider-b", None)

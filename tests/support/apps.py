@@ -6,6 +6,7 @@ from importlib import import_module
 from pathlib import Path
 
 from flask import Flask
+from sqlalchemy import Engine
 
 from shared.config import Settings
 from shared.db import migrate
@@ -19,7 +20,10 @@ def service_app(service: str, database_url: str, keys: tuple[Path, Path], **env:
 
 
 def dispose(app: Flask) -> None:
-    """Close the database engines an app's extensions hold (advocacy keeps its own under its name)."""
+    """Close the database engines an app's extensions hold (advocacy keeps its own under its name; intake's
+    bootstrapped `Intake` has one too)."""
     for extension in app.extensions.values():
         if isinstance(extension, dict) and "engine" in extension:
             extension["engine"].dispose()
+        elif isinstance(getattr(extension, "engine", None), Engine):
+            extension.engine.dispose()

@@ -1,0 +1,146 @@
+"""intake's fake unit of work: its repositories over dicts, and the events staged as the real one stages them
+(what the unit's referrals recorded, at commit, through the real catalogue). No database.
+
+It is its own factory (`UseCases.over(fake, policy)`), so every unit a use case opens is this one: records
+stay put between units, as committed rows would. A rollback drops staged events, not record changes; the
+use cases' own tests do not rely on undoing those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from services.intake.models import Disclosure, Escalation, Offer, Provider, Referral
+from services.intake.repositories import Conflict, Disclosures, Escalations, Offers, Providers, Referrals
+from services.intake.routing import ProviderEntry
+from services.intake.uow import IntakeUnitOfWork
+from support.uow import FakeUnitOfWork
+
+
+class FakeReferrals(Referrals):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[str, Referral] = {}
+        self.busy: set[str] = set()  # held by another transaction: claim() skips them
+        self.locked: list[str] = []  # ids in the order they were locked
+
+    def _add(self, referral: Referral) -> None:
+        for row in self.rows.values():  # the unique (org, reference) constraint
+            if (row.org_id, row.external_reference) == (referral.org_id, referral.external_reference):
+                raise Conflict()
+        self.rows[referral.id] = referral
+
+    def _get(self, referral_id: str, *, lock: bool) -> Referral | None:
+        if lock:
+            self.locked.append(referral_id)
+        return self.rows.get(referral_id)
+
+    def _claim(self, referral_id: str) -> Referral | None:
+        if referral_id in self.busy:
+            return None
+        return self._get(referral_id, lock=True)
+
+    def _by_reference(self, org_id: str, external_reference: str) -> Referral | None:
+        found = [r for r in self.rows.values() if (r.org_id, r.external_reference) == (org_id, external_reference)]
+        return found[0] if found else None
+
+
+class FakeOffers(Offers):
+    def __init__(self) -> None:
+        self.rows: dict[str, Offer] = {}
+
+    def add(self, offer: Offer) -> None:
+        self.rows[offer.id] = offer
+
+    def get(self, offer_id: str, *, lock: bool = False) -> Offer | None:
+        return self.rows.get(offer_id)
+
+    def of(self, referral_id: str) -> list[Offer]:
+        return sorted((o for o in self.rows.values() if o.referral_id == referral_id), key=lambda o: o.offered_at)
+
+    def pending_for(self, referral_id: str) -> list[Offer]:
+        return [o for o in self.of(referral_id) if o.status == "pending"]
+
+    def providers_offered(self, referral_id: str) -> Sequence[str]:
+        return [o.provider_id for o in self.of(referral_id)]
+
+    def due(self, now: datetime, limit: int) -> list[tuple[str, str]]:
+        due = sorted((o for o in self.rows.values() if o.is_due(now)), key=lambda o: o.respond_by or now)
+        return [(o.id, o.referral_id) for o in due[:limit]]
+
+
+class FakeProviders(Providers):
+    def __init__(self, offers: FakeOffers) -> None:
+        self.rows: dict[str, Provider] = {}
+        self._offers = offers
+
+    def add(self, provider: Provider) -> None:
+        self.rows[provider.id] = provider
+
+    def get(self, provider_id: str, *, lock: bool = False) -> Provider | None:
+        return self.rows.get(provider_id)
+
+    def directory(self) -> list[ProviderEntry]:
+        waiting: dict[str, int] = {}
+        for offer in self._offers.rows.values():
+            if offer.status == "pending":
+                waiting[offer.provider_id] = waiting.get(offer.provider_id, 0) + 1
+        return [
+            ProviderEntry(
+                id=p.id,
+                regions=p.regions,
+                serves=p.serves,
+                accepting=p.accepting,
+                capacity=p.capacity - waiting.get(p.id, 0),
+                languages=p.languages,
+                sexes=p.sexes,
+            )
+            for p in self.rows.values()
+        ]
+
+
+class FakeEscalations(Escalations):
+    def __init__(self) -> None:
+        self.rows: list[Escalation] = []
+
+    def add(self, escalation: Escalation) -> None:
+        self.rows.append(escalation)
+
+    def open_for(self, referral_id: str) -> list[Escalation]:
+        return [e for e in self.rows if e.referral_id == referral_id and e.resolved_at is None]
+
+
+class FakeDisclosures(Disclosures):
+    def __init__(self) -> None:
+        self.rows: list[Disclosure] = []
+
+    def add(self, disclosure: Disclosure) -> None:
+        self.rows.append(disclosure)
+
+
+class FakeIntakeUnitOfWork(FakeUnitOfWork, IntakeUnitOfWork):
+    def __init__(self) -> None:
+        super().__init__()
+        self.referrals: FakeReferrals = FakeReferrals()
+        self.offers: FakeOffers = FakeOffers()
+        self.providers: FakeProviders = FakeProviders(self.offers)
+        self.escalations: FakeEscalations = FakeEscalations()
+        self.disclosures: FakeDisclosures = FakeDisclosures()
+
+    def commit(self) -> None:
+        self.stage_recorded()
+        super().commit()
+
+    def rollback(self) -> None:
+        for referral in self.referrals.seen:
+            referral.events = []
+        super().rollback()
+
+    def provider(self, provider_id: str, **entry) -> Provider:
+        """Register a provider: London adults, five places, unless `entry` says otherwise."""
+        fields = {"name": provider_id, "regions": ["london"], "languages": [], "serves": ["adult"]}
+        fields |= {"accepting": True, "capacity": 5, "sexes": None, **entry}
+        provider = Provider(id=provider_id, **fields)
+        self.providers.add(provider)
+        return provider
