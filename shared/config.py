@@ -80,20 +80,25 @@ class Settings:
 
     @property
     def trusted_publishers(self) -> frozenset[str]:
-        """Broker users that may speak for any provider: this platform's own user (one shared user in dev and
-        compose) and any named in AMQP_TRUSTED_PUBLISHERS. A charity's instance publishes as
-        advocacy-<provider id> and speaks only for that provider (deploy/rabbitmq/add-provider.sh)."""
+        """Broker users that may speak for any party: this platform's own user (one shared user in dev and
+        compose) and any named in AMQP_TRUSTED_PUBLISHERS. A party's instance publishes as its own broker user
+        and speaks only for that party (shared.messaging.catalogue.Voice; deploy/rabbitmq/add-provider.sh)."""
         own = unquote(urlsplit(self.amqp_url).username or "guest")
         extra = {u.strip() for u in self.env.get("AMQP_TRUSTED_PUBLISHERS", "").split(",") if u.strip()}
         return frozenset({own, *extra})
 
     @classmethod
-    def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> Settings:
+    def from_env(
+        cls, service: str, env: Mapping[str, str] | None = None, *, database_file: str | None = None
+    ) -> Settings:
+        """`<SERVICE>_DATABASE_URL`, else a SQLite file under VAR_DIR: `database_file` if given (a service
+        that runs one instance per party names it after the instance), else `<service>.db`."""
         env = dict(os.environ if env is None else env)
         db_var = f"{service.upper()}_DATABASE_URL"
-        default_db = f"sqlite:///{VAR_DIR / (service + '.db')}"
-        if service == "advocacy":
-            default_db = f"sqlite:///{VAR_DIR / ('advocacy-' + env.get('PROVIDER_ID', 'default') + '.db')}"
+        if database_file is None and service == "advocacy":
+            # Moved to services.advocacy.config.settings_from_env: this goes once its callers use that.
+            database_file = f"advocacy-{env.get('PROVIDER_ID', 'default')}.db"
+        default_db = f"sqlite:///{VAR_DIR / (database_file or service + '.db')}"
         return cls(
             service=service,
             database_url=env.get(db_var) or default_db,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import re
-import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,13 +15,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
-from shared.config import ConfigError, Settings
+from shared.config import ConfigError
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
-SERVICES = ("intake", "advocacy", "notifications")
-SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
 POOL_RECYCLE_SECONDS = 1800
 
 
@@ -170,23 +167,22 @@ def is_ready(engine: Engine) -> bool:
         return False
 
 
-def alembic_config(service: str, url: str) -> Config:
+def migrations_config(migrations: Path, url: str) -> Config:
+    """alembic's configuration for the migration history in directory `migrations`, against `url`."""
     # Imported here, not at the top: alembic costs every API and worker process ~12 MB it never uses.
     from alembic.config import Config
 
     config = Config()
-    config.set_main_option("script_location", str(SERVICES_DIR / service / "migrations"))
+    config.set_main_option("script_location", str(migrations))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 
 
-def migrate(service: str, url: str) -> None:
-    """Bring the service's database to the newest revision of its own migration history."""
-    if service not in SERVICES:
-        raise ConfigError(f"unknown service {service!r}: choose one of {', '.join(SERVICES)}")
+def upgrade(migrations: Path, url: str) -> None:
+    """Bring the database at `url` to the newest revision of the migration history in `migrations`."""
     from alembic import command
 
-    command.upgrade(alembic_config(service, url), "head")
+    command.upgrade(migrations_config(migrations, url), "head")
 
 
 def run_migrations_from_env(metadata) -> None:
@@ -196,7 +192,7 @@ def run_migrations_from_env(metadata) -> None:
     config = context.config
     url = config.get_main_option("sqlalchemy.url")
     if not url:
-        raise ConfigError("alembic: sqlalchemy.url is not set (shared.db.migrate sets it)")
+        raise ConfigError("alembic: sqlalchemy.url is not set (shared.db.upgrade sets it)")
     engine = create_engine(url)
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
@@ -205,19 +201,16 @@ def run_migrations_from_env(metadata) -> None:
     engine.dispose()
 
 
-def migrate_cli(argv: list[str] | None = None) -> int:
-    """`referrals-migrate intake|advocacy|notifications`: apply that service's migrations."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or args[0] not in SERVICES:
-        print(f"usage: referrals-migrate {{{'|'.join(SERVICES)}}}", file=sys.stderr)
-        return 2
-    settings = Settings.from_env(args[0])
-    try:
-        migrate(args[0], settings.database_url)
-    except Exception as exc:  # a one-line reason and the fix, not a traceback
-        var = f"{args[0].upper()}_DATABASE_URL"
-        print(f"referrals-migrate: cannot migrate {args[0]}: {exc.__class__.__name__}: {exc}", file=sys.stderr)
-        print(f"  check that the database in {var} exists and is reachable", file=sys.stderr)
-        return 1
-    print(f"{args[0]}: database is at the newest migration")
-    return 0
+# The platform's migrations (its services, `referrals-migrate`) live in services.migrate now. These names
+# lead there until every caller imports them from it.
+_MOVED = {"SERVICES": "SERVICES", "SERVICES_DIR": "SERVICES_DIR", "alembic_config": "alembic_config",
+          "migrate": "migrate", "migrate_cli": "main"}  # fmt: skip
+
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str):
+        if name not in _MOVED:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        import importlib
+
+        return getattr(importlib.import_module("services.migrate"), _MOVED[name])

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from shared.config import ConfigError, Settings, env_bool, env_float, env_int
 
 DEFAULT_INTAKE_URL = "http://127.0.0.1:8001"
 DEFAULT_PORT = 8002
+
+
+def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
+    """advocacy's shared settings. One instance per provider, so its default SQLite file is named after the
+    provider (`advocacy-<PROVIDER_ID>.db`) and two charities on one machine never share one."""
+    env = dict(os.environ if env is None else env)
+    return Settings.from_env("advocacy", env, database_file=f"advocacy-{env.get('PROVIDER_ID', 'default')}.db")
 
 
 @dataclass(frozen=True)
