@@ -8,8 +8,8 @@
   wrong (PermanentError), is parked at once.
 - The quorum queue's `x-delivery-limit` catches messages that crash the worker before it can decide.
 - `lanes` > 1 handles messages on that many threads, each message on the lane its subject (the referral) hashes
-  to: one referral's events keep their order, while a handler waiting on the network (advocacy fetching a
-  referral) no longer holds up the others. Each still commits, then acks, on its own.
+  to: one referral's events keep their order, while a handler waiting on the network (e.g. one fetching a
+  record from another service) no longer holds up the others. Each still commits, then acks, on its own.
 """
 
 from __future__ import annotations
