@@ -13,13 +13,13 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, update
-from sqlalchemy.orm import Session
 
 from contracts.events import CATALOGUE, NOTIFICATIONS
 from services.advocacy import domain
 from services.advocacy.bootstrap import Continuity
 from services.advocacy.casework.timeline import note
 from services.advocacy.models import Advocate, Case, Clock, Offer, Outbox
+from services.advocacy.uow import SqlAdvocacyUnitOfWork
 from shared.testing import date_of_birth_for_age, referral_body
 
 DEMO_ORG = "demo-police"
@@ -43,44 +43,45 @@ def demo_id(provider_id: str, seed: int, what: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"referrals-demo/{provider_id}/{what}/{seed}"))
 
 
-def ensure_coordinator(session: Session, continuity: Continuity, max_caseload: int) -> int:
-    casework = continuity.casework
-    if casework.advocate_by_email(session, COORDINATOR["email"]) is not None:
+def ensure_coordinator(uow: SqlAdvocacyUnitOfWork, continuity: Continuity, max_caseload: int) -> int:
+    if uow.advocates.by_email(COORDINATOR["email"]) is not None:
         return 0
-    coordinator = casework.create_advocate(session, max_caseload=max_caseload, **COORDINATOR)
+    coordinator = continuity.casework.create_advocate(uow, max_caseload=max_caseload, **COORDINATOR)
     coordinator.role = domain.ROLE_COORDINATOR
     return 1
 
 
-def ensure_cases(session: Session, continuity: Continuity, advocates: list[Advocate], today: date) -> int:
+def ensure_cases(uow: SqlAdvocacyUnitOfWork, continuity: Continuity, advocates: list[Advocate], today: date) -> int:
     """Create the demo cases that are missing. Returns how many were created now."""
     created = 0
     provider_id = continuity.casework.provider_id
     for seed, who, child, referred_ago, region, decisions in DEMO_CASES:
         case_id = demo_id(provider_id, seed, "case")
-        if session.get(Case, case_id) is not None:
+        if uow.cases.get(case_id) is not None:
             continue
         referred_at = datetime.combine(today - timedelta(days=referred_ago), datetime.min.time(), tzinfo=UTC)
         referral = _referral(seed, child, referred_at, region)
-        case = _open_case(session, provider_id, case_id, seed, advocates[who], referral, referred_at)
-        continuity.nrm.plan_for_new_case(session, case, referral, actor="demo-seed")
+        case = _open_case(uow, provider_id, case_id, seed, advocates[who], referral, referred_at)
+        continuity.nrm.plan_for_new_case(uow, case, referral, actor="demo-seed")
         for stage, outcome, ago in decisions:
             continuity.nrm.record_decision(
-                session,
+                uow,
                 case,
                 stage=stage,
                 outcome=outcome,
                 decided_on=today - timedelta(days=ago),
                 actor=f"advocate:{advocates[who].id}",
             )
-        _announce_nothing(session, case)
+        _announce_nothing(uow, case)
         created += 1
     return created
 
 
-def _announce_nothing(session: Session, case: Case) -> None:
+def _announce_nothing(uow: SqlAdvocacyUnitOfWork, case: Case) -> None:
     """A demo case has no referral at intake, so no agency hears of it: nobody could (notifications would
-    retry its events, then park them). Its clocks count as announced already, and what seeding staged goes."""
+    retry its events, then park them). Its clocks count as announced already, and what seeding staged goes
+    (demo tooling, on the database itself: the rules staged those events as they would for a real case)."""
+    session = uow.session
     session.flush()
     now = datetime.now(UTC)
     session.execute(
@@ -102,7 +103,7 @@ def _referral(seed: int, child: bool, referred_at: datetime, region: str) -> dic
             "is_child": child, "received_at": referred_at.isoformat()}  # fmt: skip
 
 
-def _open_case(session, provider_id: str, case_id: str, seed: int, advocate: Advocate, referral, at: datetime):
+def _open_case(uow: SqlAdvocacyUnitOfWork, provider_id: str, case_id: str, seed: int, advocate: Advocate, referral, at):
     subject = referral["subject"]
     summary = domain.offer_summary(
         {"org_id": DEMO_ORG, "external_reference": f"DEMO-{seed}", "is_child": referral["is_child"],
@@ -122,8 +123,7 @@ def _open_case(session, provider_id: str, case_id: str, seed: int, advocate: Adv
         received_at=at,
         updated_at=at,
     )
-    session.add(offer)
-    session.flush()
+    uow.offers.add(offer)
     case = Case(
         id=case_id,
         provider_id=provider_id,
@@ -135,8 +135,7 @@ def _open_case(session, provider_id: str, case_id: str, seed: int, advocate: Adv
         opened_at=at,
         updated_at=at,
     )
-    session.add(case)
-    session.flush()
+    uow.cases.add(case)
     for kind, detail in ((domain.OFFER_RECEIVED, "demo offer"), (domain.CASE_OPENED, f"case {case.id} open")):
-        note(session, case, kind, "demo-seed", detail, at)
+        note(uow, offer.id, kind, "demo-seed", detail, at)
     return case

@@ -26,6 +26,7 @@ OFFER_STATUSES = (OFFER_PENDING, OFFER_ACCEPTED, OFFER_DECLINED, OFFER_WITHDRAWN
 CASE_OPENING, CASE_OPEN, CASE_CLOSED = "opening", "open", "closed"
 CASE_STATUSES = (CASE_OPENING, CASE_OPEN, CASE_CLOSED)
 LIVE_CASE_STATUSES = (CASE_OPENING, CASE_OPEN)  # what counts towards an advocate's caseload
+HANDOVER_OFFER_PREFIX = "handover-"  # a case handed over to us stands on an offer row of this id prefix
 
 
 # Timeline kinds (what happened to an offer and the case it became).
@@ -97,6 +98,11 @@ class AdvocateLoad:
     max_caseload: int
     caseload: int
     active: bool = True
+
+    @classmethod
+    def of(cls, advocate: Any, caseload: int) -> AdvocateLoad:
+        """From an advocate's record (anything with their id, languages, max_caseload and active)."""
+        return cls(advocate.id, tuple(advocate.languages), advocate.max_caseload, caseload, advocate.active)
 
     @property
     def has_room(self) -> bool:
@@ -225,6 +231,12 @@ class DecisionUndatable(CaseworkError):
     """No NRM rule in the policy table covers the decision's date (or its deadlines fall past the calendar)."""
 
     field = "decided_on"
+
+
+class DecisionNotOfCase(CaseworkError):
+    """A reconsideration names a decision that is not one of the case's."""
+
+    field = "decision_id"
 
 
 def checklist_for(kind: str) -> dict[str, bool]:

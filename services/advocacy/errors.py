@@ -1,18 +1,12 @@
-"""advocacy's one error table: each casework rule that can refuse, the status it means over HTTP, the body it
-answers with; and the check that a token is this instance's own provider's. Both blueprints use these."""
+"""advocacy's one error table: each casework rule that can refuse, the status it means over HTTP, and the body it
+answers with. Both API blueprints answer a refused rule with `refused`."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from http import HTTPStatus
 
-from flask_smorest import abort
-from opentelemetry import trace
-
 from services.advocacy import domain
-from shared.auth import current_principal, requires
-from shared.telemetry import set_ids
 
 STATUS_OF: dict[type[domain.CaseworkError], int] = {
     domain.OfferNotFound: 404,
@@ -21,6 +15,7 @@ STATUS_OF: dict[type[domain.CaseworkError], int] = {
     domain.TransitionNotFound: 404,
     domain.TransitionInvalid: 422,
     domain.DecisionUndatable: 422,
+    domain.DecisionNotOfCase: 422,
     domain.OfferNotPending: 409,
     domain.AdvocateUnavailable: 409,
     domain.NoAdvocateAvailable: 409,
@@ -41,20 +36,3 @@ def refused(error: domain.CaseworkError, overrides: Mapping[type[domain.Casework
     if field:
         body["errors"] = {"json": {field: [str(error)]}}
     return body, code
-
-
-def own(provider_id: str, *scopes: str, any_of: bool = False):
-    """A view's decorator: the scopes, and a token of this instance's own provider."""
-
-    def decorate(view):
-        @functools.wraps(view)
-        def checked(*args, **kwargs):
-            principal = current_principal()
-            if principal.org != provider_id:
-                abort(403, message=f"this instance serves provider {provider_id}")
-            set_ids(trace.get_current_span(), provider=provider_id, org=principal.org)
-            return view(*args, **kwargs)
-
-        return requires(*scopes, any_of=any_of)(checked)
-
-    return decorate

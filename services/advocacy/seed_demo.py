@@ -12,11 +12,9 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 from services.advocacy import demo_cases
-from services.advocacy.bootstrap import make_continuity
-from services.advocacy.config import AdvocacyConfig
+from services.advocacy.bootstrap import bootstrap
 from services.advocacy.continuity.wall_clock import today
 from shared.config import ConfigError, Settings
-from shared.db import make_engine, make_session_factory
 
 # Invented names (shared.testing's syllables), never real people.
 DEMO_ADVOCATES: tuple[dict[str, Any], ...] = (
@@ -32,24 +30,22 @@ MAX_CASELOAD = 25
 
 def seed(settings: Settings) -> tuple[str, int]:
     """Ensure the demo advocates exist. Returns (provider_id, how many were created now)."""
-    config = AdvocacyConfig.from_settings(settings)
-    continuity = make_continuity(config)  # the same parts as the API and the worker
-    casework = continuity.casework
-    engine = make_engine(settings.database_url, instrument=False)
+    advocacy = bootstrap(settings, instrument=False)  # the same parts as the API and the worker
+    continuity = advocacy.continuity
     created = 0
     try:
-        with make_session_factory(engine).begin() as session:
+        with advocacy.unit_of_work() as uow:
             for advocate in DEMO_ADVOCATES:
-                if casework.advocate_by_email(session, advocate["email"]) is None:
-                    casework.create_advocate(session, max_caseload=MAX_CASELOAD, **advocate)
+                if uow.advocates.by_email(advocate["email"]) is None:
+                    continuity.casework.create_advocate(uow, max_caseload=MAX_CASELOAD, **advocate)
                     created += 1
-            # Continuity of care (issue 4): a coordinator, and demo cases with clocks for the advocate's page.
-            created += demo_cases.ensure_coordinator(session, continuity, MAX_CASELOAD)
-            advocates = [casework.advocate_by_email(session, a["email"]) for a in DEMO_ADVOCATES]
-            demo_cases.ensure_cases(session, continuity, [a for a in advocates if a], today(continuity.wall_clock))
+            # Continuity of care: a coordinator, and demo cases with clocks for the advocate's page.
+            created += demo_cases.ensure_coordinator(uow, continuity, MAX_CASELOAD)
+            advocates = [uow.advocates.by_email(a["email"]) for a in DEMO_ADVOCATES]
+            demo_cases.ensure_cases(uow, continuity, [a for a in advocates if a], today(continuity.wall_clock))
     finally:
-        engine.dispose()
-    return config.provider_id, created
+        advocacy.engine.dispose()
+    return advocacy.provider_id, created
 
 
 def main() -> int:

@@ -7,20 +7,16 @@ from __future__ import annotations
 
 import logging
 
-from services.advocacy.bootstrap import make_continuity
+from services.advocacy.bootstrap import bootstrap
 from services.advocacy.casework.intake_client import IntakeClient, ReferralSource
-from services.advocacy.config import AdvocacyConfig
 from services.advocacy.continuity.scheduler import ClockScheduler
 from services.advocacy.continuity.wall_clock import WallClock
 from services.advocacy.handlers import subscriptions
-from services.advocacy.models import Inbox, Outbox
 from shared.auth.tokens import ServiceTokens
 from shared.config import Settings
-from shared.db import make_engine, make_session_factory
 from shared.inbox import EventHandlers
 from shared.logs import configure_logging
 from shared.messaging.consumer import Consumer
-from shared.messaging.relay import OutboxRelay
 from shared.messaging.topology import QueueSpec
 from shared.messaging.worker import Loop, main_exit, run_loops
 from shared.telemetry import setup_tracing
@@ -32,29 +28,14 @@ def build_loops(
     settings: Settings, intake: ReferralSource | None = None, *, wall_clock: WallClock | None = None
 ) -> dict[str, Loop]:
     """The consumer, the relay and the clock scheduler of one provider's instance, on its own database."""
-    config = AdvocacyConfig.from_settings(settings)
-    continuity = make_continuity(config, wall_clock)
-    sessions = make_session_factory(make_engine(settings.database_url))
+    advocacy = bootstrap(settings, wall_clock=wall_clock, relay=True)
+    config, continuity = advocacy.config, advocacy.continuity
+    assert advocacy.relay is not None  # asked for above
     if intake is None:
         tokens = ServiceTokens(settings, org=config.provider_id, org_kind="provider", scopes=["referrals:read"])
         intake = IntakeClient(config.intake_url, tokens)
-    relay = OutboxRelay(
-        settings.amqp_url,
-        sessions,
-        Outbox,
-        name=f"advocacy-{config.provider_id}",
-        poll_interval=settings.outbox_poll_interval,
-        declare_exchanges=settings.declare_exchanges,
-    )
     handled = subscriptions(continuity, intake, auto_accept=config.auto_accept)
-    handlers = EventHandlers(
-        config.queue,
-        sessions,
-        Inbox,
-        handled,
-        trusted=config.trusted_publishers,
-        after_commit=relay.wake,  # accepted offers and opened cases leave at once, not at the next poll
-    )
+    handlers = EventHandlers(config.queue, advocacy.unit_of_work, handled, trusted=config.trusted_publishers)
     spec = QueueSpec(
         config.queue,
         # Derived from the handlers: every key ends in this provider's id (events addressed to it alone).
@@ -78,13 +59,9 @@ def build_loops(
     )
     # One scheduler per worker process; on PostgreSQL several workers may run it (each clock fires once).
     scheduler = ClockScheduler(
-        sessions,
-        config.provider_id,
-        continuity.wall_clock,
-        interval=config.clock_tick_seconds,
-        after_commit=relay.wake,
+        advocacy.unit_of_work, config.provider_id, continuity.wall_clock, interval=config.clock_tick_seconds
     )
-    return {"consumer": consumer.run, "relay": relay.run, "clocks": scheduler.run}
+    return {"consumer": consumer.run, "relay": advocacy.relay.run, "clocks": scheduler.run}
 
 
 def main() -> int:

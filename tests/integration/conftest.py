@@ -44,7 +44,6 @@ def advocacy(fresh_database, dev_keys, broker_url, auth_header):
     """One migrated advocacy instance (provider charity-a) on a fresh database, and its handles."""
     # The API never publishes: no private vhost needed.
     app = service_app("advocacy", fresh_database("advocacy"), dev_keys, PROVIDER_ID=PROVIDER, AMQP_URL=broker_url)
-    extension = app.extensions["advocacy"]
     headers = auth_header(PROVIDER, "provider", SCOPES)
-    yield Instance(app.test_client(), extension["sessions"], extension["continuity"], headers)
-    app.extensions["advocacy"]["engine"].dispose()
+    yield Instance(app.test_client(), app.extensions["advocacy"], headers)
+    app.extensions["advocacy"].engine.dispose()

@@ -8,65 +8,31 @@ import json
 import threading
 import uuid
 import warnings
-from dataclasses import dataclass
 
 import pytest
-from flask import Flask
-from sqlalchemy import select, update
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy import update
 
 from services.advocacy.app import create_app
-from services.advocacy.handlers import subscriptions
-from services.advocacy.models import Advocate, Inbox, Outbox
-from shared.config import Settings
-from shared.inbox import EventHandlers
+from services.advocacy.models import Advocate
 from shared.messaging.envelope import Event
 from shared.messaging.errors import PermanentError
-from support.apps import service_app
+from support.advocacy import SCOPES, Instance, add_advocate, deliver, outbox
 from support.events import arriving, payload
 
-PROVIDER = "charity-a"
-ALL_SCOPES = "offers:respond cases:read cases:write"
+PROVIDER = "charity-a"  # the conftest `advocacy` fixture's provider
 
 
-@dataclass
-class Instance:
-    app: Flask
-    sessions: sessionmaker
-    headers: dict[str, str]
-    env: dict[str, str]
-
-    @property
-    def client(self):
-        return self.app.test_client()
-
-    def offer(self, *, languages=("sq", "en"), provider_id: str = PROVIDER, **extra) -> Event:
-        """Deliver a `referral.offered` as the worker does (the catalogue's checks, then the handler), and
-        return the event. `extra` fields ride along in its payload, as a forger's would."""
-        event = offered_event(languages=languages, provider_id=provider_id)
-        event = dataclasses.replace(event, data={**event.data, **extra})
-        handled = subscriptions(self.app.extensions["advocacy"]["continuity"], NoIntake(), auto_accept=False)
-        EventHandlers(f"advocacy.{PROVIDER}", self.sessions, Inbox, handled, trusted={"guest"})(event)
-        return event
-
-    def advocate(self, name="Advocate Synthetic-Kalo", languages=("en",), max_caseload=5) -> dict:
-        email = f"{uuid.uuid4().hex[:8]}@charity-a.example"
-        body = {"name": name, "email": email, "languages": list(languages), "max_caseload": max_caseload}
-        response = self.client.post("/v1/advocates", json=body, headers=self.headers)
-        assert response.status_code == 201, response.get_json()
-        return response.get_json()
-
-    def outbox(self, event_type: str) -> list[dict]:
-        with self.sessions.begin() as session:
-            rows = session.scalars(select(Outbox).where(Outbox.type == event_type).order_by(Outbox.created_at))
-            return [json.loads(row.payload) for row in rows]
+def deliver_offer(advocacy: Instance, *, languages=("sq", "en"), provider_id: str = PROVIDER, **extra) -> Event:
+    """Deliver a `referral.offered` as the worker does (the catalogue's checks, then the handler), and return
+    the event. `extra` fields ride along in its payload, as a forger's would."""
+    event = offered_event(languages=languages, provider_id=provider_id)
+    event = dataclasses.replace(event, data={**event.data, **extra})
+    deliver(advocacy, event)
+    return event
 
 
-class NoIntake:
-    """No allocation is delivered in these tests: nothing fetches a referral."""
-
-    def fetch_referral(self, referral_id: str) -> dict:
-        raise AssertionError("not expected to fetch a referral")
+def advocate(advocacy: Instance, name="Advocate Synthetic-Kalo", languages=("en",), max_caseload=5) -> dict:
+    return add_advocate(advocacy, max_caseload, languages, name=name)
 
 
 def offered_event(*, languages=("sq", "en"), provider_id: str = PROVIDER) -> Event:
@@ -94,17 +60,6 @@ def offered_event(*, languages=("sq", "en"), provider_id: str = PROVIDER) -> Eve
         summary=summary,
     )
     return arriving(offer)
-
-
-@pytest.fixture
-def advocacy(fresh_database, dev_keys, broker_url, auth_header):
-    url = fresh_database("advocacy")
-    env = {"PROVIDER_ID": PROVIDER, "AMQP_URL": broker_url}  # the API never publishes: no private vhost needed
-    app = service_app("advocacy", url, dev_keys, **env)
-    env = {**env, "ADVOCACY_DATABASE_URL": url, "AUTH_PUBLIC_KEY_FILE": str(dev_keys[1])}
-    handles = app.extensions["advocacy"]
-    yield Instance(app, handles["sessions"], auth_header(PROVIDER, "provider", ALL_SCOPES), env)
-    handles["engine"].dispose()
 
 
 # --- advocates ------------------------------------------------------------------------------------
@@ -175,7 +130,7 @@ def test_no_token_is_401(advocacy):
 
 
 def test_a_token_of_another_organisation_is_403_naming_the_provider_this_instance_serves(advocacy, auth_header):
-    other = auth_header("charity-b", "provider", ALL_SCOPES)
+    other = auth_header("charity-b", "provider", SCOPES)
     for method, path in [("get", "/v1/offers"), ("get", "/v1/cases"), ("post", "/v1/advocates")]:
         response = getattr(advocacy.client, method)(path, headers=other, json={} if method == "post" else None)
         assert response.status_code == 403
@@ -184,7 +139,7 @@ def test_a_token_of_another_organisation_is_403_naming_the_provider_this_instanc
 
 def test_a_token_without_the_scope_is_403(advocacy, auth_header):
     reader = auth_header(PROVIDER, "provider", "cases:read")
-    event = advocacy.offer()
+    event = deliver_offer(advocacy)
     response = advocacy.client.post(f"/v1/offers/{event.data['offer_id']}/accept", json={}, headers=reader)
     assert response.status_code == 403 and "offers:respond" in response.get_json()["message"]
 
@@ -193,11 +148,11 @@ def test_a_token_without_the_scope_is_403(advocacy, auth_header):
 
 
 def test_an_offer_is_listed_with_its_minimised_summary_only(advocacy):
-    event = advocacy.offer()
+    event = deliver_offer(advocacy)
     with pytest.raises(PermanentError, match="does not match its schema"):  # refused before any handler
-        advocacy.offer(given_name="Synthetic-Name", narrative="Synthetic narrative")
+        deliver_offer(advocacy, given_name="Synthetic-Name", narrative="Synthetic narrative")
     with pytest.raises(PermanentError, match="addressed to another"):
-        advocacy.offer(provider_id="charity-b")
+        deliver_offer(advocacy, provider_id="charity-b")
     response = advocacy.client.get("/v1/offers", headers=advocacy.headers)
     assert response.status_code == 200
     assert json.loads(response.headers["X-Pagination"])["total"] == 1
@@ -212,8 +167,8 @@ def test_an_offer_is_listed_with_its_minimised_summary_only(advocacy):
 
 
 def test_offers_filter_by_status_and_paginate(advocacy):
-    advocacy.advocate(max_caseload=10)
-    events = [advocacy.offer() for _ in range(3)]
+    advocate(advocacy, max_caseload=10)
+    events = [deliver_offer(advocacy) for _ in range(3)]
     accepted = events[0].data["offer_id"]
     assert advocacy.client.post(f"/v1/offers/{accepted}/accept", json={}, headers=advocacy.headers).status_code == 200
     pending = advocacy.client.get("/v1/offers?status=pending", headers=advocacy.headers).get_json()
@@ -225,9 +180,9 @@ def test_offers_filter_by_status_and_paginate(advocacy):
 
 
 def test_accepting_an_offer_opens_a_case_and_stages_offer_accepted_in_the_same_transaction(advocacy):
-    english = advocacy.advocate("Advocate Synthetic-Zu", ["en"])
-    albanian = advocacy.advocate("Advocate Synthetic-Qe", ["sq"])
-    event = advocacy.offer(languages=["sq"])
+    english = advocate(advocacy, "Advocate Synthetic-Zu", ["en"])
+    albanian = advocate(advocacy, "Advocate Synthetic-Qe", ["sq"])
+    event = deliver_offer(advocacy, languages=["sq"])
     offer_id, referral_id = event.data["offer_id"], event.data["referral_id"]
 
     response = advocacy.client.post(f"/v1/offers/{offer_id}/accept", json={}, headers=advocacy.headers)
@@ -238,7 +193,7 @@ def test_accepting_an_offer_opens_a_case_and_stages_offer_accepted_in_the_same_t
     assert case["advocate"] == {"id": albanian["id"], "name": albanian["name"], "email": albanian["email"]}
     assert [entry["kind"] for entry in case["timeline"]] == ["offer_received", "offer_accepted"]
 
-    [staged] = advocacy.outbox("offer.accepted")
+    [staged] = outbox(advocacy, "offer.accepted")
     assert staged["subject"] == referral_id and staged["source"] == f"/advocacy/{PROVIDER}"
     data = staged["data"]
     assert data["case_id"] == case["id"] and data["offer_id"] == offer_id and data["provider_id"] == PROVIDER
@@ -253,34 +208,34 @@ def test_accepting_an_offer_opens_a_case_and_stages_offer_accepted_in_the_same_t
 
 
 def test_accept_with_a_named_advocate_assigns_them(advocacy):
-    advocacy.advocate(languages=["sq"])
-    chosen = advocacy.advocate(languages=["de"])
-    offer_id = advocacy.offer(languages=["sq"]).data["offer_id"]
+    advocate(advocacy, languages=["sq"])
+    chosen = advocate(advocacy, languages=["de"])
+    offer_id = deliver_offer(advocacy, languages=["sq"]).data["offer_id"]
     body = {"advocate_id": chosen["id"]}
     case = advocacy.client.post(f"/v1/offers/{offer_id}/accept", json=body, headers=advocacy.headers).get_json()
     assert case["advocate"]["id"] == chosen["id"]
 
 
 def test_an_offer_can_be_answered_only_once(advocacy):
-    advocacy.advocate()
-    offer_id = advocacy.offer().data["offer_id"]
+    advocate(advocacy)
+    offer_id = deliver_offer(advocacy).data["offer_id"]
     assert advocacy.client.post(f"/v1/offers/{offer_id}/accept", json={}, headers=advocacy.headers).status_code == 200
     again = advocacy.client.post(f"/v1/offers/{offer_id}/accept", json={}, headers=advocacy.headers)
     assert again.status_code == 409 and "is accepted, not pending" in again.get_json()["message"]
     decline = advocacy.client.post(f"/v1/offers/{offer_id}/decline", json={"reason": "risk"}, headers=advocacy.headers)
     assert decline.status_code == 409
-    assert len(advocacy.outbox("offer.accepted")) == 1 and advocacy.outbox("offer.declined") == []
+    assert len(outbox(advocacy, "offer.accepted")) == 1 and outbox(advocacy, "offer.declined") == []
 
 
 def test_a_named_advocate_at_their_maximum_or_inactive_cannot_take_the_case(advocacy):
-    full = advocacy.advocate(max_caseload=1)
-    first, second = advocacy.offer().data["offer_id"], advocacy.offer().data["offer_id"]
+    full = advocate(advocacy, max_caseload=1)
+    first, second = deliver_offer(advocacy).data["offer_id"], deliver_offer(advocacy).data["offer_id"]
     body = {"advocate_id": full["id"]}
     assert advocacy.client.post(f"/v1/offers/{first}/accept", json=body, headers=advocacy.headers).status_code == 200
     response = advocacy.client.post(f"/v1/offers/{second}/accept", json=body, headers=advocacy.headers)
     assert response.status_code == 409 and "maximum caseload (1/1)" in response.get_json()["message"]
 
-    idle = advocacy.advocate()
+    idle = advocate(advocacy)
     with advocacy.sessions.begin() as session:
         session.execute(update(Advocate).where(Advocate.id == idle["id"]).values(active=False))
     response = advocacy.client.post(
@@ -291,22 +246,22 @@ def test_a_named_advocate_at_their_maximum_or_inactive_cannot_take_the_case(advo
 
 
 def test_accept_without_a_named_advocate_when_nobody_has_room_is_409_and_the_offer_stays_pending(advocacy):
-    advocacy.advocate(max_caseload=1)
-    first, second = advocacy.offer().data["offer_id"], advocacy.offer().data["offer_id"]
+    advocate(advocacy, max_caseload=1)
+    first, second = deliver_offer(advocacy).data["offer_id"], deliver_offer(advocacy).data["offer_id"]
     assert advocacy.client.post(f"/v1/offers/{first}/accept", json={}, headers=advocacy.headers).status_code == 200
     response = advocacy.client.post(f"/v1/offers/{second}/accept", json={}, headers=advocacy.headers)
     assert response.status_code == 409 and "no active advocate has room" in response.get_json()["message"]
-    assert len(advocacy.outbox("offer.accepted")) == 1
+    assert len(outbox(advocacy, "offer.accepted")) == 1
 
 
 def test_two_accepts_at_the_same_moment_cannot_give_an_advocate_more_than_their_maximum(advocacy):
-    advocacy.advocate(max_caseload=1)
-    offers = [advocacy.offer().data["offer_id"] for _ in range(2)]
+    advocate(advocacy, max_caseload=1)
+    offers = [deliver_offer(advocacy).data["offer_id"] for _ in range(2)]
     start = threading.Barrier(len(offers))
     statuses: list[int] = []
 
     def accept(offer_id: str) -> None:
-        client = advocacy.app.test_client()
+        client = advocacy.client.application.test_client()
         start.wait()
         statuses.append(client.post(f"/v1/offers/{offer_id}/accept", json={}, headers=advocacy.headers).status_code)
 
@@ -316,11 +271,11 @@ def test_two_accepts_at_the_same_moment_cannot_give_an_advocate_more_than_their_
     for thread in threads:
         thread.join(timeout=30)
     assert sorted(statuses) == [200, 409]
-    assert len(advocacy.outbox("offer.accepted")) == 1
+    assert len(outbox(advocacy, "offer.accepted")) == 1
 
 
 def test_declining_stages_offer_declined_with_the_reason_and_keeps_the_note_local(advocacy):
-    event = advocacy.offer()
+    event = deliver_offer(advocacy)
     offer_id = event.data["offer_id"]
     body = {"reason": "out_of_area", "note": "Synthetic note: we cover the north only."}
     response = advocacy.client.post(f"/v1/offers/{offer_id}/decline", json=body, headers=advocacy.headers)
@@ -328,15 +283,15 @@ def test_declining_stages_offer_declined_with_the_reason_and_keeps_the_note_loca
     offer = response.get_json()
     assert offer["status"] == "declined" and offer["decline_reason"] == "out_of_area"
     assert offer["decline_note"] == body["note"] and offer["responded_at"]
-    [staged] = advocacy.outbox("offer.declined")
+    [staged] = outbox(advocacy, "offer.declined")
     assert staged["data"]["reason"] == "out_of_area" and staged["data"]["offer_id"] == offer_id
     assert staged["data"]["referral_id"] == event.data["referral_id"] and staged["data"]["declined_at"]
     assert "note" not in json.dumps(staged)
-    assert advocacy.outbox("offer.accepted") == []
+    assert outbox(advocacy, "offer.accepted") == []
 
 
 def test_a_decline_with_a_bad_reason_or_an_unknown_field_is_422_naming_it(advocacy):
-    offer_id = advocacy.offer().data["offer_id"]
+    offer_id = deliver_offer(advocacy).data["offer_id"]
     bad = advocacy.client.post(f"/v1/offers/{offer_id}/decline", json={"reason": "busy"}, headers=advocacy.headers)
     assert bad.status_code == 422 and "reason" in bad.get_json()["errors"]["json"]
     extra = advocacy.client.post(
@@ -355,7 +310,7 @@ def test_a_decline_with_a_bad_reason_or_an_unknown_field_is_422_naming_it(advoca
         f"/v1/offers/{offer_id}/decline", data="{", content_type="application/json", headers=advocacy.headers
     )
     assert malformed.status_code == 422
-    assert advocacy.outbox("offer.declined") == []
+    assert outbox(advocacy, "offer.declined") == []
 
 
 def test_unknown_offers_cases_and_advocates_are_404(advocacy):
@@ -367,7 +322,7 @@ def test_unknown_offers_cases_and_advocates_are_404(advocacy):
         response = advocacy.client.post(path, json=body, headers=advocacy.headers)
         assert response.status_code == 404 and unknown in response.get_json()["message"]
     assert advocacy.client.get(f"/v1/cases/{unknown}", headers=advocacy.headers).status_code == 404
-    offer_id = advocacy.offer().data["offer_id"]
+    offer_id = deliver_offer(advocacy).data["offer_id"]
     response = advocacy.client.post(
         f"/v1/offers/{offer_id}/accept", json={"advocate_id": unknown}, headers=advocacy.headers
     )
@@ -378,9 +333,9 @@ def test_unknown_offers_cases_and_advocates_are_404(advocacy):
 
 
 def test_cases_are_listed_without_the_referral_filtered_by_status_and_paginated(advocacy):
-    advocacy.advocate(max_caseload=10)
+    advocate(advocacy, max_caseload=10)
     for _ in range(2):
-        offer_id = advocacy.offer().data["offer_id"]
+        offer_id = deliver_offer(advocacy).data["offer_id"]
         assert (
             advocacy.client.post(f"/v1/offers/{offer_id}/accept", json={}, headers=advocacy.headers).status_code == 200
         )
@@ -395,9 +350,9 @@ def test_the_openapi_document_builds_without_warnings(advocacy):
     # apispec warns (e.g. about duplicate schema names) while blueprints register and the spec is served.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        app = create_app(Settings.from_env("advocacy", env=advocacy.env))
+        app = create_app(advocacy.advocacy.settings)
         response = app.test_client().get("/openapi.json")
-    app.extensions["advocacy"]["engine"].dispose()
+    app.extensions["advocacy"].engine.dispose()
     assert response.status_code == 200
     assert [str(w.message) for w in caught if "apispec" in (w.filename + str(w.message)).lower()] == []
     paths = response.get_json()["paths"]

@@ -16,12 +16,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
 from services.advocacy.app import create_app
+from services.advocacy.bootstrap import bootstrap
 from services.advocacy.continuity.scheduler import ClockScheduler
 from services.advocacy.continuity.wall_clock import FixedClock
 from services.advocacy.models import Case, Clock, Outbox, Transition
 from services.advocacy.worker import build_loops
 from shared.config import Settings
-from shared.db import make_engine, make_session_factory, migrate
+from shared.db import migrate
 from shared.messaging.envelope import Event
 from shared.testing import date_of_birth_for_age, referral_body
 from support.amqp import declare_tap, drain, publish, running
@@ -58,9 +59,8 @@ class Instance:
 
     def scheduler(self) -> ClockScheduler:
         """A scheduler of its own, on its own engine: as a second worker process would have."""
-        return ClockScheduler(
-            make_session_factory(make_engine(self.url, instrument=False)), self.provider_id, self.clock
-        )
+        second = bootstrap(self.settings, wall_clock=self.clock, instrument=False)
+        return ClockScheduler(second.unit_of_work, self.provider_id, self.clock)
 
     def get(self, path: str):
         response = self.client.get(path, headers=self.headers)
@@ -92,10 +92,11 @@ def make_instance_fixture(fresh_database, dev_keys, amqp_url, auth_header):
         clock = FixedClock(NOW)
         app = create_app(settings, wall_clock=clock)
         made.append(app)
-        sessions = app.extensions["advocacy"]["sessions"]
-        with sessions.begin() as session:
-            app.extensions["advocacy"]["continuity"].casework.create_advocate(
-                session,
+        advocacy = app.extensions["advocacy"]
+        sessions = advocacy.sessions
+        with advocacy.unit_of_work() as uow:
+            advocacy.continuity.casework.create_advocate(
+                uow,
                 name="Advocate Synthetic-Ve",
                 email=f"ve@{provider_id}.example",
                 languages=["sq"],
@@ -106,7 +107,7 @@ def make_instance_fixture(fresh_database, dev_keys, amqp_url, auth_header):
 
     yield make
     for app in made:
-        app.extensions["advocacy"]["engine"].dispose()
+        app.extensions["advocacy"].engine.dispose()
 
 
 def tap(instance: Instance, *keys: str) -> str:

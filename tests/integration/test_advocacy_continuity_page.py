@@ -67,20 +67,21 @@ def page(fresh_database, dev_keys):
         "ADVOCACY_PUBLIC_URL": "https://advocacy.charity-p.example",
     }
     app = create_app(Settings.from_env("advocacy", env=env))
-    sessions, continuity = app.extensions["advocacy"]["sessions"], app.extensions["advocacy"]["continuity"]
-    with sessions.begin() as session:
+    advocacy = app.extensions["advocacy"]
+    continuity = advocacy.continuity
+    with advocacy.unit_of_work() as uow:
         casework = continuity.casework
-        kalo = casework.create_advocate(session, name="Advocate Kalo", email="kalo@p.example", languages=["sq"],
+        kalo = casework.create_advocate(uow, name="Advocate Kalo", email="kalo@p.example", languages=["sq"],
                                         max_caseload=9)  # fmt: skip
-        mizu = casework.create_advocate(session, name="Advocate Mizu", email="mizu@p.example", languages=["ro"],
+        mizu = casework.create_advocate(uow, name="Advocate Mizu", email="mizu@p.example", languages=["ro"],
                                         max_caseload=9)  # fmt: skip
-        lead = casework.create_advocate(session, name="Coordinator Sa", email="sa@p.example", languages=["en"],
+        lead = casework.create_advocate(uow, name="Coordinator Sa", email="sa@p.example", languages=["en"],
                                         max_caseload=9)  # fmt: skip
         lead.role = "coordinator"
-        ensure_cases(session, continuity, [kalo, mizu], today(continuity.wall_clock))
+        ensure_cases(uow, continuity, [kalo, mizu], today(continuity.wall_clock))
     yield app, idp
     idp.server.shutdown()
-    app.extensions["advocacy"]["engine"].dispose()
+    app.extensions["advocacy"].engine.dispose()
 
 
 def oidc_sign_in(app, idp: StandInIdp, email: str, *, org: str = PROVIDER, nonce: str | None = None):
@@ -155,5 +156,5 @@ def test_every_form_needs_the_sessions_csrf_token(page):
     assert kalo.post(f"/cases/{case_id}/decisions", data={**form, "csrf_token": "forged"}).status_code == 400
     token = re.search(r'name="csrf_token" value="([^"]+)"', kalo.get(f"/cases/{case_id}").get_data(as_text=True))[1]
     assert kalo.post(f"/cases/{case_id}/decisions", data={**form, "csrf_token": token}).status_code == 302
-    with app.extensions["advocacy"]["sessions"].begin() as session:
+    with app.extensions["advocacy"].sessions.begin() as session:
         assert session.query(Advocate).count() == 3

@@ -11,12 +11,11 @@ import uuid
 from opentelemetry import trace
 from pika.exceptions import UnroutableError
 
-from services.advocacy.bootstrap import make_continuity
-from services.advocacy.config import AdvocacyConfig
+from services.advocacy.bootstrap import bootstrap
 from services.advocacy.models import Case
 from services.advocacy.worker import build_loops
 from shared.config import Settings
-from shared.db import make_engine, make_session_factory, migrate
+from shared.db import migrate
 from shared.messaging.envelope import Event
 from support.amqp import declare_tap, drain, publish, running
 from support.events import arriving, payload
@@ -46,11 +45,11 @@ def test_the_worker_consumes_an_offer_auto_accepts_it_and_relays_the_events(fres
             "AMQP_RETRY_DELAY_MS": "200",
         },
     )
-    engine = make_engine(url, instrument=False)
-    sessions = make_session_factory(engine)
-    with sessions.begin() as session:
-        make_continuity(AdvocacyConfig.from_settings(settings)).casework.create_advocate(
-            session,
+    advocacy = bootstrap(settings, instrument=False)
+    engine, sessions = advocacy.engine, advocacy.sessions
+    with advocacy.unit_of_work() as uow:
+        advocacy.continuity.casework.create_advocate(
+            uow,
             name="Advocate Synthetic-Wi",
             email="wi@charity-w.example",
             languages=["sq"],

@@ -89,7 +89,7 @@ def advocacy_app(fresh_database, dev_keys):
     }
     app = create_app(Settings.from_env("advocacy", env=env))
     yield app
-    app.extensions["advocacy"]["engine"].dispose()
+    app.extensions["advocacy"].engine.dispose()
 
 
 @pytest.fixture

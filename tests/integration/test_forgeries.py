@@ -59,9 +59,8 @@ def charity_a(providers, fresh_database, dev_keys, auth_header):
     a_id, _ = providers["a"]
     url = fresh_database("advocacy")
     app = service_app("advocacy", url, dev_keys, PROVIDER_ID=a_id)
-    extension = app.extensions["advocacy"]
     headers = auth_header(a_id, "provider", "offers:respond cases:read cases:write")
-    instance = Instance(app.test_client(), extension["sessions"], extension["continuity"], headers)
+    instance = Instance(app.test_client(), app.extensions["advocacy"], headers)
     add_advocate(instance)
     deliver(instance, offered(provider_id=a_id), auto_accept=True)
     [case] = instance.client.get("/v1/cases", headers=headers).get_json()

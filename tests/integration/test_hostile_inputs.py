@@ -113,8 +113,7 @@ def test_an_nrm_decision_outside_the_policy_table_or_the_calendar_is_a_422_namin
     apps, auth_header, decided_on
 ):
     app = apps["advocacy"]
-    extension = app.extensions["advocacy"]
-    instance = Instance(app.test_client(), extension["sessions"], extension["continuity"], auth_header(*ADVOCATE))
+    instance = Instance(app.test_client(), app.extensions["advocacy"], auth_header(*ADVOCATE))
     add_advocate(instance)
     deliver(instance, offered(), auto_accept=True)
     [case] = instance.client.get("/v1/cases", headers=instance.headers).get_json()

@@ -12,9 +12,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from services.advocacy.bootstrap import Continuity
+from services.advocacy.bootstrap import Advocacy, Continuity
 from services.advocacy.handlers import subscriptions
-from services.advocacy.models import Inbox, Outbox
+from services.advocacy.models import Outbox
+from services.advocacy.uow import SqlAdvocacyUnitOfWork
 from shared.inbox import EventHandlers
 from shared.messaging.envelope import Event
 from shared.testing import synthetic_person
@@ -42,16 +43,26 @@ class FakeIntake:
 @dataclass
 class Instance:
     client: FlaskClient
-    sessions: sessionmaker
-    continuity: Continuity
+    advocacy: Advocacy  # the app's own instance (services.advocacy.bootstrap)
     headers: dict[str, str]
+
+    @property
+    def sessions(self) -> sessionmaker:
+        return self.advocacy.sessions
+
+    @property
+    def continuity(self) -> Continuity:
+        return self.advocacy.continuity
+
+    def unit_of_work(self) -> SqlAdvocacyUnitOfWork:
+        return self.advocacy.unit_of_work()
 
 
 def deliver(app, event: Event, *, auto_accept: bool = False, intake: FakeIntake | None = None) -> None:
     """One delivery through EventHandlers (the catalogue's checks, inbox + one transaction), as the worker's
     consumer does."""
     handled = subscriptions(app.continuity, intake or FakeIntake(), auto_accept=auto_accept)
-    EventHandlers(f"advocacy.{PROVIDER}", app.sessions, Inbox, handled, trusted={"guest"})(event)
+    EventHandlers(f"advocacy.{PROVIDER}", app.unit_of_work, handled, trusted={"guest"})(event)
 
 
 def offered(referral_id: str | None = None, provider_id: str = PROVIDER, languages=("sq",)) -> Event:
@@ -86,9 +97,9 @@ def withdrawn(referral_id: str, provider_id: str = PROVIDER, offer_id: str | Non
     return arriving(payload("offer.withdrawn", referral_id=referral_id, provider_id=provider_id, offer_id=offer_id))
 
 
-def add_advocate(app, max_caseload: int = 5, languages=("sq",)) -> dict:
+def add_advocate(app, max_caseload: int = 5, languages=("sq",), *, name: str = "Advocate Synthetic-Jo") -> dict:
     body = {
-        "name": "Advocate Synthetic-Jo",
+        "name": name,
         "email": f"{uuid.uuid4().hex[:8]}@charity-a.example",
         "languages": list(languages),
         "max_caseload": max_caseload,
@@ -98,10 +109,16 @@ def add_advocate(app, max_caseload: int = 5, languages=("sq",)) -> dict:
     return response.get_json()
 
 
-def staged(app, event_type: str) -> list[dict]:
+def outbox(app, event_type: str) -> list[dict]:
+    """The events of `event_type` the instance has staged, oldest first, as they will be published."""
     with app.sessions.begin() as session:
         rows = session.scalars(select(Outbox).where(Outbox.type == event_type).order_by(Outbox.created_at))
-        return [json.loads(row.payload)["data"] for row in rows]
+        return [json.loads(row.payload) for row in rows]
+
+
+def staged(app, event_type: str) -> list[dict]:
+    """Their payloads."""
+    return [event["data"] for event in outbox(app, event_type)]
 
 
 def accepted_case(app) -> dict:

@@ -20,13 +20,10 @@ import uuid
 from datetime import datetime
 
 import msgspec
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from contracts import events
 from services.advocacy import domain
 from services.advocacy.casework import timeline
-from services.advocacy.casework.cases import caseloads
 from services.advocacy.models import (
     Advocate,
     Case,
@@ -35,13 +32,12 @@ from services.advocacy.models import (
     NrmReconsideration,
     NrmRecord,
     Offer,
-    Outbox,
     TimelineEntry,
     Transition,
 )
+from services.advocacy.uow import AdvocacyUnitOfWork
 from shared.clock import utcnow
 from shared.messaging.envelope import Event
-from shared.outbox import add_event
 
 _SUMMARY_KEYS = {f.name for f in msgspec.structs.fields(events.ReferralSummary)}
 
@@ -55,17 +51,17 @@ class Handover:
 
     # --- sending ----------------------------------------------------------------------------------------
 
-    def send(self, session: Session, case: Case, transition: Transition, *, actor: str) -> events.CaseHandover:
+    def send(self, uow: AdvocacyUnitOfWork, case: Case, transition: Transition, *, actor: str) -> events.CaseHandover:
         to = transition.receiving_provider_id or ""
         now = utcnow()
-        timeline.note(session, case, domain.CASE_HANDED_OVER, actor, f"case handed over to provider {to}", now)
-        session.flush()
+        timeline.note(uow, case.offer_id, domain.CASE_HANDED_OVER, actor, f"case handed over to provider {to}", now)
         summary = case.offer.summary or {}
         # What derives from the person's details (a child's 18th birthday) stays here: the receiver plans it
         # again from the referral it fetches.
-        clocks = [c for c in _open_clocks(session, case) if c.kind != domain.TURNING_18]
+        running = uow.clocks.running(case.id)
+        clocks = [c for c in running if c.kind != domain.TURNING_18]
         transitions = [
-            t for t in _open_transitions(session, case) if t.id != transition.id and t.kind != domain.TURNING_18
+            t for t in uow.transitions.open_of(case.id) if t.id != transition.id and t.kind != domain.TURNING_18
         ]
         handover = events.CaseHandover(
             referral_id=case.referral_id,
@@ -78,26 +74,26 @@ class Handover:
             summary=msgspec.convert(
                 {k: v for k, v in summary.items() if k in _SUMMARY_KEYS and v is not None}, events.ReferralSummary
             ),
-            nrm=_nrm(session, case),
+            nrm=_nrm(uow, case),
             clocks=[_clock(c) for c in clocks],
             transitions=[_transition(t) for t in transitions],
-            timeline=[events.HandedOverEntry(at=e.at, kind=e.kind) for e in case.timeline],
+            timeline=[events.HandedOverEntry(at=e.at, kind=e.kind) for e in uow.timeline.of_offer(case.offer_id)],
         )
-        add_event(session, Outbox, handover)  # addressed: case.handover.<receiving provider>
+        uow.stage(handover)  # addressed: case.handover.<receiving provider>
         # Intake moves the allocation, so the receiving provider may fetch the referral it needs.
         handed_over = events.CaseHandedOver(
             referral_id=case.referral_id, case_id=case.id, from_provider_id=self.provider_id, to_provider_id=to
         )
-        add_event(session, Outbox, handed_over)
-        for clock in _open_clocks(session, case):
+        uow.stage(handed_over)
+        for clock in running:
             clock.stopped_at, clock.stopped_reason = now, f"case handed over to provider {to}"
         case.status, case.closed_at, case.updated_at = domain.CASE_CLOSED, now, now
-        timeline.note(session, case, domain.CASE_CLOSED_KIND, actor, f"case {case.id} closed: handed over", now)
+        timeline.note(uow, case.offer_id, domain.CASE_CLOSED_KIND, actor, f"case {case.id} closed: handed over", now)
         return handover
 
     # --- receiving --------------------------------------------------------------------------------------
 
-    def receive(self, session: Session, event: Event) -> Case:
+    def receive(self, uow: AdvocacyUnitOfWork, event: Event) -> Case:
         """The case arrives `opening`: it opens (case.opened) once intake has moved the allocation to us and we
         have fetched the referral (allocation.transferred), so nothing is said in our name about a referral
         intake does not yet know we hold."""
@@ -106,7 +102,7 @@ class Handover:
         now = utcnow()
         summary = {"org_id": data.org_id, **msgspec.to_builtins(data.summary)}
         offer = Offer(
-            id=f"handover-{data.transition_id}",
+            id=f"{domain.HANDOVER_OFFER_PREFIX}{data.transition_id}",
             provider_id=self.provider_id,
             referral_id=data.referral_id,
             status=domain.OFFER_ACCEPTED,
@@ -117,49 +113,42 @@ class Handover:
             received_at=now,
             updated_at=now,
         )
-        session.add(offer)
-        session.flush()
+        uow.offers.add(offer)
         for entry in data.timeline:
-            session.add(TimelineEntry(offer_id=offer.id, at=entry.at, kind=entry.kind, actor=sender, detail=""))
+            uow.timeline.add(TimelineEntry(offer_id=offer.id, at=entry.at, kind=entry.kind, actor=sender, detail=""))
         case = Case(
             id=str(uuid.uuid4()),
             provider_id=self.provider_id,
             referral_id=offer.referral_id,
             offer_id=offer.id,
-            advocate=self._advocate(session, summary.get("languages") or []),
+            advocate=self._advocate(uow, summary.get("languages") or []),
             status=domain.CASE_OPENING,
             referral=None,
             opened_at=now,
             updated_at=now,
         )
-        session.add(case)
-        session.flush()
-        self._restore(session, case, data, now)
-        detail = f"case received from provider {sender}; assigned to advocate {case.advocate_id}"
-        timeline.note(session, case, domain.CASE_RECEIVED, event.source, detail, now)
+        uow.cases.add(case)
+        self._restore(uow, case, data, now)
+        detail = f"case received from provider {sender}; assigned to advocate {case.advocate.id}"
+        timeline.note(uow, offer.id, domain.CASE_RECEIVED, event.source, detail, now)
         return case
 
-    def _advocate(self, session: Session, languages: list[str]) -> Advocate:
+    def _advocate(self, uow: AdvocacyUnitOfWork, languages: list[str]) -> Advocate:
         """The receiving provider agreed to take the case: it goes to the best advocate with room, else to
         the least loaded active one (a coordinator can hand it on) rather than being refused."""
-        advocates = session.scalars(
-            select(Advocate).where(Advocate.provider_id == self.provider_id).order_by(Advocate.id).with_for_update()
-        ).all()
-        loads = caseloads(session, self.provider_id)
-        views = [
-            domain.AdvocateLoad(a.id, tuple(a.languages), a.max_caseload, loads.get(a.id, 0), a.active)
-            for a in advocates
-        ]
+        advocates = uow.advocates.all(lock=True)
+        loads = uow.cases.caseloads()
+        views = [domain.AdvocateLoad.of(a, loads.get(a.id, 0)) for a in advocates]
         chosen = domain.choose_advocate(views, languages) or min(
-            (v for v in views if v.active), key=lambda v: (v.load, v.id), default=None
+            (v for v in views if v.active), key=lambda v: (v.caseload, v.id), default=None
         )
         if chosen is None:
             raise RuntimeError("no active advocate to receive a handed-over case yet")  # retried later
         return next(a for a in advocates if a.id == chosen.id)
 
-    def _restore(self, session: Session, case: Case, data: events.CaseHandover, now: datetime) -> None:
+    def _restore(self, uow: AdvocacyUnitOfWork, case: Case, data: events.CaseHandover, now: datetime) -> None:
         nrm = data.nrm
-        session.add(
+        uow.nrm.add(
             NrmRecord(
                 case_id=case.id,
                 provider_id=self.provider_id,
@@ -171,7 +160,7 @@ class Handover:
             )
         )
         for d in nrm.decisions:
-            session.add(
+            uow.nrm.add(
                 NrmDecision(
                     id=d.id,
                     case_id=case.id,
@@ -183,9 +172,8 @@ class Handover:
                     recorded_at=now,
                 )
             )
-        session.flush()
         for r in nrm.reconsiderations:
-            session.add(
+            uow.nrm.add(
                 NrmReconsideration(
                     id=r.id,
                     case_id=case.id,
@@ -197,7 +185,7 @@ class Handover:
             )
         for t in data.transitions:
             checklist = domain.checklist_for(t.kind)
-            session.add(
+            uow.transitions.add(
                 Transition(
                     id=t.id,
                     provider_id=self.provider_id,
@@ -216,10 +204,9 @@ class Handover:
                     updated_at=now,
                 )
             )
-        session.flush()
         for c in data.clocks:
             # Fired flags travel: the referring agency was told once already, and is not told again.
-            session.add(
+            uow.clocks.add(
                 Clock(
                     id=str(uuid.uuid4()),
                     provider_id=self.provider_id,
@@ -238,20 +225,10 @@ class Handover:
             )
 
 
-def _open_clocks(session: Session, case: Case) -> list[Clock]:
-    query = select(Clock).where(Clock.case_id == case.id, Clock.stopped_at.is_(None)).order_by(Clock.due_on)
-    return list(session.scalars(query))
-
-
-def _open_transitions(session: Session, case: Case) -> list[Transition]:
-    open_ = Transition.status.in_(domain.OPEN_TRANSITION_STATUSES)
-    return list(session.scalars(select(Transition).where(Transition.case_id == case.id, open_)))
-
-
-def _nrm(session: Session, case: Case) -> events.HandedOverNrm:
-    record = session.get(NrmRecord, case.id)
-    decisions = session.scalars(select(NrmDecision).where(NrmDecision.case_id == case.id)).all()
-    requests = session.scalars(select(NrmReconsideration).where(NrmReconsideration.case_id == case.id)).all()
+def _nrm(uow: AdvocacyUnitOfWork, case: Case) -> events.HandedOverNrm:
+    record = uow.nrm.record(case.id)
+    decisions = uow.nrm.decisions_of(case.id)
+    requests = uow.nrm.reconsiderations_of(case.id)
     # msgspec.convert, not the constructor: the rows' strings are checked against the catalogue's codes here,
     # at the sender, as the receiver will check them.
     return msgspec.convert(

@@ -11,16 +11,14 @@ import uuid
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from services.advocacy import domain
-from services.advocacy.continuity import deadlines
 from services.advocacy.casework import timeline
+from services.advocacy.continuity import deadlines
 from services.advocacy.continuity.policy import Policy, PolicyError
 from services.advocacy.continuity.transitions import Transitions, ensure_open
 from services.advocacy.continuity.wall_clock import today
 from services.advocacy.models import Case, Clock, NrmDecision, NrmReconsideration, NrmRecord
+from services.advocacy.uow import AdvocacyUnitOfWork
 from shared.clock import utcnow
 
 ORIGIN_CHILD = "child's case opened"
@@ -41,7 +39,7 @@ class NrmRecords:
 
     # --- when a case opens ------------------------------------------------------------------------------
 
-    def plan_for_new_case(self, session: Session, case: Case, referral: dict[str, Any], *, actor: str = SYSTEM):
+    def plan_for_new_case(self, uow: AdvocacyUnitOfWork, case: Case, referral: dict[str, Any], *, actor: str = SYSTEM):
         """Called in the transaction that opens the case: the NRM record (and its RG clock) for an NRM
         referral; a `turning_18` transition for a child. A Duty to Notify has neither an NRM referral nor a
         date of birth, so it starts no clock here."""
@@ -49,32 +47,34 @@ class NrmRecords:
         referred_on = _date(referral.get("referred_at")) or _date(referral.get("received_at")) or today(self.wall_clock)
         region = (referral.get("location") or {}).get("region") or summary.get("region")
         pathway = referral.get("pathway") or summary.get("pathway")
-        record = self.record(session, case, create=True, referred_on=referred_on, region=region)
+        record = self.record(uow, case, create=True, referred_on=referred_on, region=region)
         if pathway == "nrm":
-            self.start(session, case, deadlines.on_nrm_referral(self.policy, referred_on, record.region), actor)
+            self.start(uow, case, deadlines.on_nrm_referral(self.policy, referred_on, record.region), actor)
         is_child = referral.get("is_child", summary.get("is_child"))
         if is_child:
-            self._plan_turning_18(session, case, referral.get("subject") or {}, referred_on, record.region, actor)
+            self._plan_turning_18(uow, case, referral.get("subject") or {}, referred_on, record.region, actor)
 
-    def plan_from_referral(self, session: Session, case: Case, referral: dict[str, Any], *, actor: str = SYSTEM):
+    def plan_from_referral(self, uow: AdvocacyUnitOfWork, case: Case, referral: dict[str, Any], *, actor: str = SYSTEM):
         """A case received by provider handover: its NRM record and clocks came with it, but what derives from
         the person's details did not travel (events carry no birthday): plan a child's turning_18 here."""
         if not referral.get("is_child", (case.offer.summary or {}).get("is_child")):
             return
-        record = self.record(session, case)
+        record = self.record(uow, case)
         # An age estimate is counted from the referral date: without one (never on a real referral), today.
         referred_on = _date(referral.get("referred_at")) or record.referred_on or today(self.wall_clock)
-        self._plan_turning_18(session, case, referral.get("subject") or {}, referred_on, record.region, actor)
+        self._plan_turning_18(uow, case, referral.get("subject") or {}, referred_on, record.region, actor)
 
-    def _plan_turning_18(self, session, case, subject, referred_on: date, region, actor: str) -> None:
+    def _plan_turning_18(
+        self, uow: AdvocacyUnitOfWork, case: Case, subject, referred_on: date, region, actor: str
+    ) -> None:
         birthday = deadlines.eighteenth_birthday(subject, referred_on)
         now = utcnow()
         if birthday is None:
             detail = "turning_18 not planned: no date of birth or age estimate (age disputed); plan it once assessed"
-            timeline.note(session, case, domain.TRANSITION_NOT_PLANNED, actor, detail, now)
+            timeline.note(uow, case.offer_id, domain.TRANSITION_NOT_PLANNED, actor, detail, now)
             return
         transition = self.transitions.plan(
-            session,
+            uow,
             case,
             kind=domain.TURNING_18,
             planned_for=birthday.on,
@@ -84,20 +84,20 @@ class NrmRecords:
             + ("; date approximate, from an age estimate" if birthday.basis == "approximate" else ""),
         )
         spec = deadlines.on_turning_18(self.policy, birthday, region=region, today=today(self.wall_clock))
-        self.start(session, case, [spec], actor, transition_id=transition.id)
+        self.start(uow, case, [spec], actor, transition_id=transition.id)
 
     # --- the record -----------------------------------------------------------------------------------
 
     def record(
         self,
-        session: Session,
+        uow: AdvocacyUnitOfWork,
         case: Case,
         *,
         create: bool = False,
         referred_on: date | None = None,
         region: str | None = None,
     ) -> NrmRecord:
-        found = session.get(NrmRecord, case.id)
+        found = uow.nrm.record(case.id)
         if found is None:
             now = utcnow()
             summary = case.offer.summary or {}
@@ -109,21 +109,22 @@ class NrmRecords:
                 created_at=now,
                 updated_at=now,
             )
-            session.add(found)
-            session.flush()
+            uow.nrm.add(found)
         return found
 
-    def set_reference(self, session: Session, case: Case, reference: str | None, *, actor: str) -> NrmRecord:
+    def set_reference(self, uow: AdvocacyUnitOfWork, case: Case, reference: str | None, *, actor: str) -> NrmRecord:
         ensure_open(case)
-        record = self.record(session, case)
+        record = self.record(uow, case)
         record.nrm_reference, record.updated_at = reference, utcnow()
         # The reference is an id of the Home Office's, not personal data; the timeline says it changed.
-        timeline.note(session, case, domain.NRM_REFERENCE_RECORDED, actor, "NRM reference recorded", record.updated_at)
+        timeline.note(
+            uow, case.offer_id, domain.NRM_REFERENCE_RECORDED, actor, "NRM reference recorded", record.updated_at
+        )
         return record
 
     def record_decision(
         self,
-        session: Session,
+        uow: AdvocacyUnitOfWork,
         case: Case,
         *,
         stage: str,
@@ -133,7 +134,7 @@ class NrmRecords:
         on_reconsideration: bool = False,
     ) -> NrmDecision:
         ensure_open(case)
-        record = self.record(session, case)
+        record = self.record(uow, case)
         now = utcnow()
         decision = NrmDecision(
             id=str(uuid.uuid4()),
@@ -145,25 +146,24 @@ class NrmRecords:
             recorded_by=actor,
             recorded_at=now,
         )
-        session.add(decision)
+        uow.nrm.add(decision)
         label = f"{outcome} {stage.upper()} decision dated {decided_on.isoformat()}"
         detail = label + (" (on reconsideration)" if on_reconsideration else "")
-        timeline.note(session, case, domain.NRM_DECISION_RECORDED, actor, detail, now)
-        self._stop(session, case, deadlines.STOPPED_BY_DECISION.get(stage, ()), f"{stage.upper()} decision recorded")
+        timeline.note(uow, case.offer_id, domain.NRM_DECISION_RECORDED, actor, detail, now)
+        self._stop(uow, case, deadlines.STOPPED_BY_DECISION.get(stage, ()), f"{stage.upper()} decision recorded")
         try:
-            self.start(
-                session, case, deadlines.on_decision(self.policy, stage, outcome, decided_on, record.region), actor
-            )
+            self.start(uow, case, deadlines.on_decision(self.policy, stage, outcome, decided_on, record.region), actor)
             if stage == deadlines.CG:
-                self._plan_leaving_support(session, case, outcome, decided_on, record.region, actor)
+                self._plan_leaving_support(uow, case, outcome, decided_on, record.region, actor)
         except (PolicyError, OverflowError):  # the caller's transaction rolls back: nothing is half-written
             raise domain.DecisionUndatable(
                 f"no NRM rule covers a decision dated {decided_on.isoformat()}, or its deadlines fall past the calendar"
             ) from None
-        session.flush()
         return decision
 
-    def _plan_leaving_support(self, session, case: Case, outcome: str, decided_on: date, region, actor: str):
+    def _plan_leaving_support(
+        self, uow: AdvocacyUnitOfWork, case: Case, outcome: str, decided_on: date, region, actor: str
+    ):
         """A positive CG plans `move_on` at the end of move-on support; a negative CG plans it at the end of
         the exit period: leaving NRM support is a transition too (DESIGN 2)."""
         key, origin = (
@@ -172,23 +172,23 @@ class NrmRecords:
         days = self.policy.days(key, on=decided_on, region=region)
         existing = [
             t
-            for t in self.transitions.of_case(session, case.id)
+            for t in uow.transitions.of_case(case.id)
             if t.kind == domain.MOVE_ON and t.status in domain.OPEN_TRANSITION_STATUSES
         ]
         if existing:  # a reconsidered CG moves the planned date rather than planning twice
-            self.transitions.update(session, case, existing[0].id, actor=actor, planned_for=decided_on + _days(days))
+            self.transitions.update(uow, case, existing[0].id, actor=actor, planned_for=decided_on + _days(days))
             return
         self.transitions.plan(
-            session, case, kind=domain.MOVE_ON, planned_for=decided_on + _days(days), actor=actor, origin=origin
+            uow, case, kind=domain.MOVE_ON, planned_for=decided_on + _days(days), actor=actor, origin=origin
         )
 
     def request_reconsideration(
-        self, session: Session, case: Case, *, decision_id: str, requested_on: date, actor: str
+        self, uow: AdvocacyUnitOfWork, case: Case, *, decision_id: str, requested_on: date, actor: str
     ) -> NrmReconsideration:
         ensure_open(case)
-        decision = session.get(NrmDecision, decision_id)
+        decision = uow.nrm.decision(decision_id)
         if decision is None or decision.case_id != case.id:
-            raise domain.CaseworkError(f"decision {decision_id} is not a decision of case {case.id}")
+            raise domain.DecisionNotOfCase(f"decision {decision_id} is not a decision of case {case.id}")
         now = utcnow()
         request = NrmReconsideration(
             id=str(uuid.uuid4()),
@@ -198,17 +198,18 @@ class NrmRecords:
             recorded_by=actor,
             recorded_at=now,
         )
-        session.add(request)
+        uow.nrm.add(request)
         detail = (
             f"reconsideration of the {decision.outcome} {decision.stage.upper()} requested {requested_on.isoformat()}"
         )
-        timeline.note(session, case, domain.RECONSIDERATION_REQUESTED, actor, detail, now)
-        session.flush()
+        timeline.note(uow, case.offer_id, domain.RECONSIDERATION_REQUESTED, actor, detail, now)
         return request
 
     # --- clocks ---------------------------------------------------------------------------------------
 
-    def start(self, session, case: Case, specs: list[deadlines.ClockSpec], actor: str, *, transition_id=None) -> None:
+    def start(
+        self, uow: AdvocacyUnitOfWork, case: Case, specs: list[deadlines.ClockSpec], actor: str, *, transition_id=None
+    ) -> None:
         now = utcnow()
         for spec in specs:
             clock = Clock(
@@ -224,36 +225,19 @@ class NrmRecords:
                 transition_id=transition_id,
                 created_at=now,
             )
-            session.add(clock)
+            uow.clocks.add(clock)
             detail = f"{spec.kind} clock due {spec.due_on.isoformat()} ({spec.basis}; policy {spec.policy_version})"
-            timeline.note(session, case, domain.CLOCK_STARTED, actor, detail, now)
+            timeline.note(uow, case.offer_id, domain.CLOCK_STARTED, actor, detail, now)
 
-    def _stop(self, session: Session, case: Case, kinds, reason: str) -> None:
+    def _stop(self, uow: AdvocacyUnitOfWork, case: Case, kinds, reason: str) -> None:
         if not kinds:
             return
         now = utcnow()
-        for clock in session.scalars(
-            select(Clock).where(Clock.case_id == case.id, Clock.kind.in_(kinds), Clock.stopped_at.is_(None))
-        ):
+        for clock in uow.clocks.running(case.id, kinds=kinds):
             clock.stopped_at, clock.stopped_reason = now, reason
-            timeline.note(session, case, domain.CLOCK_STOPPED, SYSTEM, f"{clock.kind} clock stopped: {reason}", now)
-
-    def clocks_of(self, session: Session, case_id: str) -> list[Clock]:
-        return list(
-            session.scalars(
-                select(Clock)
-                .where(Clock.case_id == case_id, Clock.provider_id == self.provider_id)
-                .order_by(Clock.due_on, Clock.created_at)
+            timeline.note(
+                uow, case.offer_id, domain.CLOCK_STOPPED, SYSTEM, f"{clock.kind} clock stopped: {reason}", now
             )
-        )
-
-    def decisions_of(self, session: Session, case_id: str) -> list[NrmDecision]:
-        query = select(NrmDecision).where(NrmDecision.case_id == case_id)
-        return list(session.scalars(query.order_by(NrmDecision.decided_on, NrmDecision.recorded_at)))
-
-    def reconsiderations_of(self, session: Session, case_id: str) -> list[NrmReconsideration]:
-        query = select(NrmReconsideration).where(NrmReconsideration.case_id == case_id)
-        return list(session.scalars(query.order_by(NrmReconsideration.requested_on)))
 
 
 def _days(n: int) -> timedelta:

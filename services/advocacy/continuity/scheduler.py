@@ -1,11 +1,10 @@
 """The clock scheduler: publishes `clock.due_soon`, `clock.breached` and `transition.missed`, each once.
 
-The database decides who fires what: one `UPDATE ... SET fired_at = now WHERE fired_at IS NULL AND <due>
-RETURNING id` claims the rows (on PostgreSQL through a `FOR UPDATE SKIP LOCKED` sub-select, so a second
-scheduler skips rows the first holds, and re-checks `IS NULL` on any it waited for), and the events are
-staged in the outbox in that same transaction. Two workers, a crash before commit, or a restart: each
-clock fires once. SQLite runs one scheduler (`make run`): it serialises writers anyway.
-Time comes from an injected wall clock, so tests move days in microseconds.
+The database decides who fires what: the unit of work's `clocks.claim` and `transitions.claim_missed` mark
+the rows fired in one UPDATE that only a row not yet fired passes (services.advocacy.uow), and the events are
+staged in that same unit of work. Two workers, a crash before commit, or a restart: each clock fires once.
+SQLite runs one scheduler (`make run`): it serialises writers anyway. Time comes from an injected wall
+clock, so tests move days in microseconds.
 """
 
 from __future__ import annotations
@@ -14,17 +13,15 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
-
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session, selectinload, sessionmaker
+from datetime import datetime
 
 from contracts import events
 from services.advocacy import domain
 from services.advocacy.casework import timeline
 from services.advocacy.continuity.transitions import transition_event_data
 from services.advocacy.continuity.wall_clock import SystemClock, WallClock, today
-from services.advocacy.models import Case, Clock, Transition
+from services.advocacy.models import Clock, Transition
+from services.advocacy.uow import BREACHED, DUE_SOON, AdvocacyUnitOfWork
 
 log = logging.getLogger(__name__)
 ACTOR = "scheduler"
@@ -44,20 +41,18 @@ class Fired:
 class ClockScheduler:
     def __init__(
         self,
-        sessions: sessionmaker,
+        units: Callable[[], AdvocacyUnitOfWork],
         provider_id: str,
         wall_clock: WallClock | None = None,
         *,
         interval: float = 60.0,
         batch_size: int = 200,
-        after_commit: Callable[[], None] | None = None,
     ):
-        self._sessions = sessions
+        self._units = units
         self.provider_id = provider_id
         self.wall_clock = wall_clock or SystemClock()
         self._interval = interval
         self._batch = batch_size
-        self._after_commit = after_commit
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -72,70 +67,27 @@ class ClockScheduler:
     def tick(self) -> Fired:
         now = self.wall_clock.now()
         day = today(self.wall_clock)
-        with self._sessions.begin() as session:
-            due_soon = self._claim_clocks(
-                session, Clock.due_soon_fired_at, (Clock.notice_on <= day, Clock.due_on >= day), now
-            )
-            breached = self._claim_clocks(session, Clock.breached_fired_at, (Clock.due_on < day,), now)
-            missed = self._claim_missed(session, day, now)
-            self._publish_clocks(session, due_soon, events.ClockDueSoon, domain.CLOCK_DUE_SOON, now)
-            self._publish_clocks(session, breached, events.ClockBreached, domain.CLOCK_BREACHED, now)
-            self._publish_missed(session, missed, now)
-        fired = Fired(len(due_soon), len(breached), len(missed))
-        if fired.total and self._after_commit:
-            self._after_commit()
-        return fired
+        with self._units() as uow:
+            due_soon = uow.clocks.claim(DUE_SOON, day, now, self._batch)
+            breached = uow.clocks.claim(BREACHED, day, now, self._batch)
+            missed = uow.transitions.claim_missed(day, now, self._batch)
+            self._publish_clocks(uow, due_soon, events.ClockDueSoon, domain.CLOCK_DUE_SOON, now)
+            self._publish_clocks(uow, breached, events.ClockBreached, domain.CLOCK_BREACHED, now)
+            self._publish_missed(uow, missed, now)
+        return Fired(len(due_soon), len(breached), len(missed))
 
-    def _claim_clocks(self, session: Session, fired_at, due, now: datetime) -> list[str]:
-        candidates = (
-            select(Clock.id)
-            .where(Clock.provider_id == self.provider_id, Clock.stopped_at.is_(None), fired_at.is_(None), *due)
-            .where(Clock.case_id.in_(_open_cases()))
-            .order_by(Clock.due_on, Clock.id)
-            .limit(self._batch)
-            .with_for_update(skip_locked=True)
-        )
-        claimed = session.execute(
-            update(Clock)
-            .where(Clock.id.in_(candidates.scalar_subquery()), fired_at.is_(None), Clock.stopped_at.is_(None))
-            .values({fired_at: now})
-            .returning(Clock.id)
-            .execution_options(synchronize_session=False)
-        )
-        return [row[0] for row in claimed]
-
-    def _claim_missed(self, session: Session, day: date, now: datetime) -> list[str]:
-        """A transition still open after its planned date is missed: flagged and published once."""
-        is_open = Transition.status.in_(domain.OPEN_TRANSITION_STATUSES)
-        candidates = (
-            select(Transition.id)
-            .where(Transition.provider_id == self.provider_id, is_open, Transition.planned_for < day)
-            .where(Transition.case_id.in_(_open_cases()))
-            .order_by(Transition.planned_for, Transition.id)
-            .limit(self._batch)
-            .with_for_update(skip_locked=True)
-        )
-        claimed = session.execute(
-            update(Transition)
-            .where(Transition.id.in_(candidates.scalar_subquery()), is_open)
-            .values(status=domain.TRANSITION_MISSED, missed_at=now, updated_at=now)
-            .returning(Transition.id)
-            .execution_options(synchronize_session=False)
-        )
-        return [row[0] for row in claimed]
-
+    @staticmethod
     def _publish_clocks(
-        self, session: Session, ids: list[str], event_type: type[events.ClockNews], kind: str, now: datetime
+        uow: AdvocacyUnitOfWork, rows: list[Clock], event_type: type[events.ClockNews], kind: str, now: datetime
     ) -> None:
-        if not ids:
+        if not rows:
             return
-        rows = session.scalars(select(Clock).where(Clock.id.in_(ids)).order_by(Clock.due_on, Clock.id)).all()
-        cases = self._cases(session, {c.case_id for c in rows})
+        cases = uow.cases.by_ids(c.case_id for c in rows)
+        state = DUE_SOON if event_type is events.ClockDueSoon else BREACHED
         for clock in rows:
             case = cases[clock.case_id]
-            state = "due_soon" if event_type is events.ClockDueSoon else "breached"
             timeline.stage(
-                session,
+                uow,
                 case,
                 event_type,
                 clock_id=clock.id,
@@ -146,25 +98,15 @@ class ClockScheduler:
                 transition_id=clock.transition_id,
             )
             detail = f"{clock.kind} clock {state.replace('_', ' ')}: due {clock.due_on.isoformat()}"
-            timeline.note(session, case, kind, ACTOR, detail, now)
-
-    def _publish_missed(self, session: Session, ids: list[str], now: datetime) -> None:
-        if not ids:
-            return
-        rows = session.scalars(select(Transition).where(Transition.id.in_(ids)).order_by(Transition.id)).all()
-        cases = self._cases(session, {t.case_id for t in rows})
-        for transition in rows:
-            case = cases[transition.case_id]
-            timeline.stage(session, case, events.TransitionMissed, **transition_event_data(transition))
-            detail = f"{transition.kind} transition {transition.id} missed: planned for {transition.planned_for}"
-            timeline.note(session, case, domain.TRANSITION_MISSED_KIND, ACTOR, detail, now)
+            timeline.note(uow, case.offer_id, kind, ACTOR, detail, now)
 
     @staticmethod
-    def _cases(session: Session, ids: set[str]) -> dict[str, Case]:
-        found = session.scalars(select(Case).where(Case.id.in_(ids)).options(selectinload(Case.offer))).all()
-        return {case.id: case for case in found}
-
-
-def _open_cases():
-    # A closed case (withdrawn, handed over) fires nothing more.
-    return select(Case.id).where(Case.status == domain.CASE_OPEN).scalar_subquery()
+    def _publish_missed(uow: AdvocacyUnitOfWork, rows: list[Transition], now: datetime) -> None:
+        if not rows:
+            return
+        cases = uow.cases.by_ids(t.case_id for t in rows)
+        for transition in rows:
+            case = cases[transition.case_id]
+            timeline.stage(uow, case, events.TransitionMissed, **transition_event_data(transition))
+            detail = f"{transition.kind} transition {transition.id} missed: planned for {transition.planned_for}"
+            timeline.note(uow, case.offer_id, domain.TRANSITION_MISSED_KIND, ACTOR, detail, now)

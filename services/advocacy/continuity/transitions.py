@@ -12,14 +12,12 @@ import uuid
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from contracts import events
 from services.advocacy import domain
 from services.advocacy.casework import timeline
 from services.advocacy.continuity.wall_clock import WallClock
-from services.advocacy.models import Advocate, Case, Clock, Transition
+from services.advocacy.models import Advocate, Case, Transition
+from services.advocacy.uow import AdvocacyUnitOfWork
 from shared.clock import utcnow
 
 if TYPE_CHECKING:
@@ -49,7 +47,7 @@ class Transitions:
 
     def plan(
         self,
-        session: Session,
+        uow: AdvocacyUnitOfWork,
         case: Case,
         *,
         kind: str,
@@ -70,7 +68,7 @@ class Transitions:
             receiving_agency=receiving_agency,
         )
         if to_advocate_id is not None:
-            self._advocate(session, to_advocate_id)
+            self._advocate(uow, to_advocate_id)
         now = utcnow()
         transition = Transition(
             id=str(uuid.uuid4()),
@@ -89,34 +87,21 @@ class Transitions:
             created_at=now,
             updated_at=now,
         )
-        session.add(transition)
-        session.flush()
+        uow.transitions.add(transition)
         detail = f"{kind} transition {transition.id} planned for {planned_for.isoformat()} ({date_basis}); {origin}"
-        timeline.note(session, case, domain.TRANSITION_PLANNED_KIND, actor, detail, now)
-        timeline.stage(session, case, events.TransitionPlanned, **transition_event_data(transition))
+        timeline.note(uow, case.offer_id, domain.TRANSITION_PLANNED_KIND, actor, detail, now)
+        timeline.stage(uow, case, events.TransitionPlanned, **transition_event_data(transition))
         return transition
 
-    def get(self, session: Session, case: Case, transition_id: str, *, lock: bool = False) -> Transition:
-        query = select(Transition).where(
-            Transition.id == transition_id, Transition.case_id == case.id, Transition.provider_id == self.provider_id
-        )
-        found = session.scalars(query.with_for_update() if lock else query).one_or_none()
+    def get(self, uow: AdvocacyUnitOfWork, case: Case, transition_id: str, *, lock: bool = False) -> Transition:
+        found = uow.transitions.get(case.id, transition_id, lock=lock)
         if found is None:
             raise domain.TransitionNotFound(f"transition {transition_id} not found")
         return found
 
-    def of_case(self, session: Session, case_id: str) -> list[Transition]:
-        return list(
-            session.scalars(
-                select(Transition)
-                .where(Transition.case_id == case_id, Transition.provider_id == self.provider_id)
-                .order_by(Transition.planned_for, Transition.created_at)
-            )
-        )
-
     def update(
         self,
-        session: Session,
+        uow: AdvocacyUnitOfWork,
         case: Case,
         transition_id: str,
         *,
@@ -124,7 +109,7 @@ class Transitions:
         ticks: dict[str, bool] | None = None,
         planned_for: date | None = None,
     ) -> Transition:
-        transition = self.get(session, case, transition_id, lock=True)
+        transition = self.get(uow, case, transition_id, lock=True)
         domain.ensure_open_transition(transition.id, transition.status)
         changes = []
         if ticks:
@@ -137,51 +122,46 @@ class Transitions:
         if changes:
             transition.updated_at = utcnow()
             detail = f"{transition.kind} transition {transition.id}: " + "; ".join(changes)
-            timeline.note(session, case, domain.TRANSITION_UPDATED_KIND, actor, detail, transition.updated_at)
-        session.flush()
+            timeline.note(uow, case.offer_id, domain.TRANSITION_UPDATED_KIND, actor, detail, transition.updated_at)
         return transition
 
-    def complete(self, session: Session, case: Case, transition_id: str, *, actor: str) -> Transition:
-        transition = self.get(session, case, transition_id, lock=True)
+    def complete(self, uow: AdvocacyUnitOfWork, case: Case, transition_id: str, *, actor: str) -> Transition:
+        transition = self.get(uow, case, transition_id, lock=True)
         domain.ensure_open_transition(transition.id, transition.status)
         domain.ensure_checklist_complete(transition.id, transition.checklist)
         now = utcnow()
         if transition.kind == domain.ADVOCATE_HANDOVER and transition.to_advocate_id:
-            self._hand_to_advocate(session, case, transition.to_advocate_id, actor)
+            self._hand_to_advocate(uow, case, transition.to_advocate_id, actor)
         transition.status, transition.completed_at, transition.updated_at = domain.TRANSITION_COMPLETED, now, now
-        self._stop_clocks(session, case, transition, now)
+        self._stop_clocks(uow, case, transition, now)
         detail = f"{transition.kind} transition {transition.id} completed"
-        timeline.note(session, case, domain.TRANSITION_COMPLETED_KIND, actor, detail, now)
-        timeline.stage(session, case, events.TransitionCompleted, **transition_event_data(transition))
+        timeline.note(uow, case.offer_id, domain.TRANSITION_COMPLETED_KIND, actor, detail, now)
+        timeline.stage(uow, case, events.TransitionCompleted, **transition_event_data(transition))
         if transition.kind == domain.PROVIDER_HANDOVER:
-            self.handover.send(session, case, transition, actor=actor)
-        session.flush()
+            self.handover.send(uow, case, transition, actor=actor)
         return transition
 
-    def _stop_clocks(self, session: Session, case: Case, transition: Transition, now) -> None:
+    def _stop_clocks(self, uow: AdvocacyUnitOfWork, case: Case, transition: Transition, now) -> None:
         # The clock a transition answers (turning 18's notice, the end of move-on or exit support) stops with it.
         kinds = {domain.MOVE_ON: ("move_on", "exit_period")}.get(transition.kind, ())
-        clocks = session.scalars(
-            select(Clock).where(Clock.case_id == case.id, Clock.stopped_at.is_(None)).with_for_update()
-        ).all()
-        for clock in clocks:
+        for clock in uow.clocks.running(case.id, lock=True):
             if clock.transition_id == transition.id or clock.kind in kinds:
                 clock.stopped_at, clock.stopped_reason = now, f"transition {transition.kind} completed"
 
-    def _advocate(self, session: Session, advocate_id: str) -> Advocate:
-        advocate = session.get(Advocate, advocate_id)
-        if advocate is None or advocate.provider_id != self.provider_id:
+    def _advocate(self, uow: AdvocacyUnitOfWork, advocate_id: str) -> Advocate:
+        advocate = uow.advocates.get(advocate_id)
+        if advocate is None:
             raise domain.AdvocateNotFound(f"advocate {advocate_id} not found")
         return advocate
 
-    def _hand_to_advocate(self, session: Session, case: Case, advocate_id: str, actor: str) -> None:
-        advocate = self._advocate(session, advocate_id)
+    def _hand_to_advocate(self, uow: AdvocacyUnitOfWork, case: Case, advocate_id: str, actor: str) -> None:
+        advocate = self._advocate(uow, advocate_id)
         if not advocate.active:
             raise domain.AdvocateUnavailable(f"advocate {advocate.id} is inactive")
         previous = case.advocate_id
         case.advocate, case.updated_at = advocate, utcnow()
         detail = f"case handed from advocate {previous} to advocate {advocate.id}"
-        timeline.note(session, case, domain.TRANSITION_UPDATED_KIND, actor, detail, case.updated_at)
+        timeline.note(uow, case.offer_id, domain.TRANSITION_UPDATED_KIND, actor, detail, case.updated_at)
 
 
 def ensure_open(case: Case) -> None:

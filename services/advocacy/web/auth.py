@@ -21,11 +21,10 @@ from urllib.parse import urlencode
 import jwt
 import requests
 from flask import abort, request, session
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from services.advocacy.config import AdvocacyConfig
 from services.advocacy.models import Advocate
+from services.advocacy.uow import Advocates
 from shared.auth import InvalidToken, TokenVerifier
 from shared.config import Settings
 
@@ -48,12 +47,13 @@ def check_csrf() -> None:
         abort(400, description="The form expired or did not come from this page: reload it and try again.")
 
 
-def signed_in(db: Session, provider_id: str) -> Advocate | None:
+def signed_in(advocates: Advocates) -> Advocate | None:
+    """The advocate of this provider the session names, if still active."""
     advocate_id = session.get(SESSION_ADVOCATE)
     if not advocate_id:
         return None
-    advocate = db.get(Advocate, advocate_id)
-    if advocate is None or advocate.provider_id != provider_id or not advocate.active:
+    advocate = advocates.get(advocate_id)
+    if advocate is None or not advocate.active:
         session.pop(SESSION_ADVOCATE, None)
         return None
     return advocate
@@ -95,7 +95,7 @@ class Oidc:
         }
         return f"{self.config.authorize_url}?{urlencode(query)}"
 
-    def advocate_from_callback(self, db: Session) -> Advocate | None:
+    def advocate_from_callback(self, advocates: Advocates) -> Advocate | None:
         pending = session.pop(SESSION_OIDC, None) or {}
         state = request.args.get("state", "")
         if not pending or not hmac.compare_digest(pending.get("state", "").encode(), state.encode()):
@@ -123,9 +123,7 @@ class Oidc:
             abort(401, description="The sign-in's nonce does not match.")
         if principal.org != self.config.provider_id or not isinstance(claims.get("email"), str):
             return None
-        return db.scalars(
-            select(Advocate).where(Advocate.provider_id == self.config.provider_id, Advocate.email == claims["email"])
-        ).one_or_none()
+        return advocates.by_email(claims["email"])
 
     def verifier(self) -> TokenVerifier:
         # An ID token's audience is our client id, not the APIs' audience.

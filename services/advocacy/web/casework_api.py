@@ -1,21 +1,21 @@
-"""HTTP routes of one charity's instance: JSON in, a casework call, JSON out.
+"""HTTP routes of one charity's instance for advocates, offers and cases: JSON in, a casework call in a unit of
+work, JSON out (eShop's OrdersApi: the blueprint is a table of top-level functions).
 
 Every route needs a token of this provider's organisation: an instance serves exactly one charity.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 
 from flask_smorest import abort
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import selectinload, sessionmaker
+from sqlalchemy.orm import selectinload
 
 from services.advocacy import domain, errors
-from services.advocacy.casework.cases import Casework
-from services.advocacy.models import Advocate, Case, Offer
+from services.advocacy.models import Advocate, Case, Offer, TimelineEntry
+from services.advocacy.web.context import instance, own
 from services.advocacy.web.schemas import (
     AcceptOfferSchema,
     AdvocateCreateSchema,
@@ -32,108 +32,107 @@ from shared.web import Blueprint, page
 
 log = logging.getLogger(__name__)
 
+blp = Blueprint("advocacy", __name__, url_prefix="/v1", description="Advocates, offers and cases of one provider.")
+blp.errorhandler(domain.CaseworkError)(errors.refused)
 
-def make_blueprint(sessions: sessionmaker, casework: Casework) -> Blueprint:
-    blp = Blueprint("advocacy", __name__, url_prefix="/v1", description="Advocates, offers and cases of one provider.")
-    provider_id = casework.provider_id
 
-    own = functools.partial(errors.own, provider_id)
-    blp.errorhandler(domain.CaseworkError)(errors.refused)
+@blp.route("/advocates", methods=["POST"])
+@own("cases:write")
+@blp.arguments(AdvocateCreateSchema)
+@blp.response(201, AdvocateSchema)
+def create_advocate(body):
+    advocacy = instance()
+    try:
+        with advocacy.unit_of_work() as uow:
+            advocate = advocacy.continuity.casework.create_advocate(uow, **body)
+    except IntegrityError:  # the same email created at the same moment by another request
+        abort(409, message=f"an advocate with the email {body['email']} already exists")
+    log.info("advocate created", extra={"advocate_id": advocate.id, "provider_id": advocacy.provider_id})
+    return _advocate_view(advocate, 0)
 
-    @blp.route("/advocates", methods=["POST"])
-    @own("cases:write")
-    @blp.arguments(AdvocateCreateSchema)
-    @blp.response(201, AdvocateSchema)
-    def create_advocate(body):
-        try:
-            with sessions.begin() as session:
-                advocate = casework.create_advocate(session, **body)
-        except IntegrityError:  # the same email created at the same moment by another request
-            abort(409, message=f"an advocate with the email {body['email']} already exists")
-        log.info("advocate created", extra={"advocate_id": advocate.id, "provider_id": provider_id})
-        return _advocate_view(advocate, 0)
 
-    @blp.route("/advocates", methods=["GET"])
-    @own("cases:read")
-    @blp.response(200, AdvocateSchema(many=True))
-    def list_advocates():
-        with sessions.begin() as session:
-            advocates = session.scalars(
-                select(Advocate).where(Advocate.provider_id == provider_id).order_by(Advocate.name, Advocate.id)
-            ).all()
-            loads = casework.caseloads(session)
+@blp.route("/advocates", methods=["GET"])
+@own("cases:read")
+@blp.response(200, AdvocateSchema(many=True))
+def list_advocates():
+    with instance().unit_of_work() as uow:
+        loads = uow.cases.caseloads()
+        advocates = sorted(uow.advocates.all(), key=lambda a: (a.name, a.id))
         return [_advocate_view(a, loads.get(a.id, 0)) for a in advocates]
 
-    @blp.route("/offers", methods=["GET"])
-    @own("offers:respond", "cases:read", any_of=True)
-    @blp.arguments(OfferQuerySchema, location="query")
-    @blp.response(200, OfferSchema(many=True))
-    @blp.paginate()
-    def list_offers(query, pagination_parameters):
-        where = [Offer.provider_id == provider_id]
-        if query.get("status"):
-            where.append(Offer.status == query["status"])
-        with sessions.begin() as session:
-            statement = (
-                select(Offer)
-                .where(*where)
-                .options(selectinload(Offer.case))
-                .order_by(Offer.offered_at.desc(), Offer.id)
-            )
-            offers = page(session, statement, pagination_parameters)
-            return [_offer_view(offer) for offer in offers]
 
-    @blp.route("/offers/<offer_id>/accept", methods=["POST"])
-    @own("offers:respond")
-    @blp.arguments(AcceptOfferSchema)
-    @blp.response(200, CaseSchema)
-    def accept_offer(body, offer_id: str):
-        actor = current_principal().sub
-        with sessions.begin() as session:
-            case = casework.accept_offer(session, offer_id, actor=actor, advocate_id=body.get("advocate_id"))
-            view = _case_view(case)
-        log.info("offer accepted", extra={"offer_id": offer_id, "case_id": view["id"], "provider_id": provider_id})
-        return view
+@blp.route("/offers", methods=["GET"])
+@own("offers:respond", "cases:read", any_of=True)
+@blp.arguments(OfferQuerySchema, location="query")
+@blp.response(200, OfferSchema(many=True))
+@blp.paginate()
+def list_offers(query, pagination_parameters):
+    advocacy = instance()
+    where = [Offer.provider_id == advocacy.provider_id]
+    if query.get("status"):
+        where.append(Offer.status == query["status"])
+    statement = (
+        select(Offer).where(*where).options(selectinload(Offer.case)).order_by(Offer.offered_at.desc(), Offer.id)
+    )
+    with advocacy.sessions.begin() as session:
+        return [_offer_view(offer) for offer in page(session, statement, pagination_parameters)]
 
-    @blp.route("/offers/<offer_id>/decline", methods=["POST"])
-    @own("offers:respond")
-    @blp.arguments(DeclineOfferSchema)
-    @blp.response(200, OfferSchema)
-    def decline_offer(body, offer_id: str):
-        actor = current_principal().sub
-        with sessions.begin() as session:
-            offer = casework.decline_offer(session, offer_id, actor=actor, reason=body["reason"], note=body.get("note"))
-            view = _offer_view(offer)
-        log.info(
-            "offer declined",
-            extra={"offer_id": offer_id, "reason": body["reason"], "provider_id": provider_id},
+
+@blp.route("/offers/<offer_id>/accept", methods=["POST"])
+@own("offers:respond")
+@blp.arguments(AcceptOfferSchema)
+@blp.response(200, CaseSchema)
+def accept_offer(body, offer_id: str):
+    advocacy = instance()
+    with advocacy.unit_of_work() as uow:
+        case = advocacy.continuity.casework.accept_offer(
+            uow, offer_id, actor=current_principal().sub, advocate_id=body.get("advocate_id")
         )
-        return view
+        view = _case_view(case, uow.timeline.of_offer(case.offer_id))
+    log.info("offer accepted", extra={"offer_id": offer_id, "case_id": view["id"], "provider_id": advocacy.provider_id})
+    return view
 
-    @blp.route("/cases", methods=["GET"])
-    @own("cases:read")
-    @blp.arguments(CaseQuerySchema, location="query")
-    @blp.response(200, CaseSummarySchema(many=True))
-    @blp.paginate()
-    def list_cases(query, pagination_parameters):
-        where = [Case.provider_id == provider_id]
-        if query.get("status"):
-            where.append(Case.status == query["status"])
-        with sessions.begin() as session:
-            statement = (
-                select(Case).where(*where).options(selectinload(Case.advocate)).order_by(Case.opened_at.desc(), Case.id)
-            )
-            cases = page(session, statement, pagination_parameters)
-            return [_case_view(case, full=False) for case in cases]
 
-    @blp.route("/cases/<case_id>", methods=["GET"])
-    @own("cases:read")
-    @blp.response(200, CaseSchema)
-    def get_case(case_id: str):
-        with sessions.begin() as session:
-            return _case_view(casework.case(session, case_id))
+@blp.route("/offers/<offer_id>/decline", methods=["POST"])
+@own("offers:respond")
+@blp.arguments(DeclineOfferSchema)
+@blp.response(200, OfferSchema)
+def decline_offer(body, offer_id: str):
+    advocacy = instance()
+    with advocacy.unit_of_work() as uow:
+        offer = advocacy.continuity.casework.decline_offer(
+            uow, offer_id, actor=current_principal().sub, reason=body["reason"], note=body.get("note")
+        )
+        view = _offer_view(offer)
+    log.info(
+        "offer declined", extra={"offer_id": offer_id, "reason": body["reason"], "provider_id": advocacy.provider_id}
+    )
+    return view
 
-    return blp
+
+@blp.route("/cases", methods=["GET"])
+@own("cases:read")
+@blp.arguments(CaseQuerySchema, location="query")
+@blp.response(200, CaseSummarySchema(many=True))
+@blp.paginate()
+def list_cases(query, pagination_parameters):
+    advocacy = instance()
+    where = [Case.provider_id == advocacy.provider_id]
+    if query.get("status"):
+        where.append(Case.status == query["status"])
+    statement = select(Case).where(*where).options(selectinload(Case.advocate)).order_by(Case.opened_at.desc(), Case.id)
+    with advocacy.sessions.begin() as session:
+        return [_case_view(case) for case in page(session, statement, pagination_parameters)]
+
+
+@blp.route("/cases/<case_id>", methods=["GET"])
+@own("cases:read")
+@blp.response(200, CaseSchema)
+def get_case(case_id: str):
+    advocacy = instance()
+    with advocacy.unit_of_work() as uow:
+        case = advocacy.continuity.casework.case(uow, case_id)
+        return _case_view(case, uow.timeline.of_offer(case.offer_id))
 
 
 def _advocate_view(advocate: Advocate, caseload: int) -> dict:
@@ -163,7 +162,8 @@ def _offer_view(offer: Offer) -> dict:
     }
 
 
-def _case_view(case: Case, *, full: bool = True) -> dict:
+def _case_view(case: Case, timeline: list[TimelineEntry] | None = None) -> dict:
+    """A case in a list (`timeline` None), or in full: with the referral and its timeline."""
     view = {
         "id": case.id,
         "referral_id": case.referral_id,
@@ -173,10 +173,9 @@ def _case_view(case: Case, *, full: bool = True) -> dict:
         "opened_at": case.opened_at,
         "updated_at": case.updated_at,
     }
-    if full:
+    if timeline is not None:
         view["referral"] = case.referral
         view["timeline"] = [
-            {"at": entry.at, "kind": entry.kind, "actor": entry.actor, "detail": entry.detail}
-            for entry in case.timeline
+            {"at": entry.at, "kind": entry.kind, "actor": entry.actor, "detail": entry.detail} for entry in timeline
         ]
     return view

@@ -1,0 +1,384 @@
+"""advocacy's unit of work: one charity's records, read and changed through repositories, and the events
+that report the change, committed together (shared.uow).
+
+Every repository is this provider's alone: each query filters on `provider_id`, so an instance serves one
+charity even if its database were ever shared by mistake. Rows that others refer to by a foreign key (an
+offer, a case, a decision, a transition) are written as soon as they are added, so what refers to them can
+follow in any order.
+
+The use cases (casework/, continuity/) and the event handlers take an `AdvocacyUnitOfWork`;
+`SqlAdvocacyUnitOfWork` is the one over the instance's database, and the unit tests' fake
+(tests/support/fake_advocacy.py) keeps the same records in memory.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterable
+from datetime import date, datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from services.advocacy import domain
+from services.advocacy.models import (
+    Advocate,
+    Case,
+    Clock,
+    Inbox,
+    NrmDecision,
+    NrmReconsideration,
+    NrmRecord,
+    Offer,
+    Outbox,
+    TimelineEntry,
+    Transition,
+)
+from shared.uow import SqlUnitOfWork, UnitOfWork
+
+NrmRow = NrmRecord | NrmDecision | NrmReconsideration
+DUE_SOON, BREACHED = "due_soon", "breached"
+
+
+class Advocates(abc.ABC):
+    @abc.abstractmethod
+    def get(self, advocate_id: str) -> Advocate | None: ...
+
+    @abc.abstractmethod
+    def by_email(self, email: str) -> Advocate | None: ...
+
+    @abc.abstractmethod
+    def all(self, *, lock: bool = False) -> list[Advocate]:
+        """In id order; `lock`: row locks taken in that order, so two accepts cannot deadlock."""
+
+    @abc.abstractmethod
+    def add(self, advocate: Advocate) -> None: ...
+
+
+class Offers(abc.ABC):
+    @abc.abstractmethod
+    def get(self, offer_id: str, *, lock: bool = False) -> Offer | None: ...
+
+    @abc.abstractmethod
+    def of_referral(self, referral_id: str, *, lock: bool = False) -> list[Offer]:
+        """In id order."""
+
+    @abc.abstractmethod
+    def add(self, offer: Offer) -> None: ...
+
+
+class Cases(abc.ABC):
+    @abc.abstractmethod
+    def get(self, case_id: str) -> Case | None: ...
+
+    @abc.abstractmethod
+    def by_ids(self, ids: Iterable[str]) -> dict[str, Case]: ...
+
+    @abc.abstractmethod
+    def handed_over(self, referral_id: str) -> Case | None:
+        """The live case another provider handed over to us for this referral, if it has arrived."""
+
+    @abc.abstractmethod
+    def caseloads(self) -> dict[str, int]:
+        """Each advocate's caseload: their cases that are opening or open."""
+
+    @abc.abstractmethod
+    def add(self, case: Case) -> None: ...
+
+    @abc.abstractmethod
+    def lock(self, case: Case) -> None:
+        """Take the case's row lock and read it again: another transaction may have changed it."""
+
+
+class Timeline(abc.ABC):
+    @abc.abstractmethod
+    def add(self, entry: TimelineEntry) -> None: ...
+
+    @abc.abstractmethod
+    def of_offer(self, offer_id: str) -> list[TimelineEntry]:
+        """In the order things happened."""
+
+
+class NrmRecords(abc.ABC):
+    @abc.abstractmethod
+    def record(self, case_id: str) -> NrmRecord | None: ...
+
+    @abc.abstractmethod
+    def decision(self, decision_id: str) -> NrmDecision | None: ...
+
+    @abc.abstractmethod
+    def decisions_of(self, case_id: str) -> list[NrmDecision]:
+        """By decision date, then when recorded."""
+
+    @abc.abstractmethod
+    def reconsiderations_of(self, case_id: str) -> list[NrmReconsideration]:
+        """By the date requested."""
+
+    @abc.abstractmethod
+    def add(self, row: NrmRow) -> None: ...
+
+
+class Clocks(abc.ABC):
+    @abc.abstractmethod
+    def of_case(self, case_id: str) -> list[Clock]:
+        """By due date, then when created."""
+
+    @abc.abstractmethod
+    def running(self, case_id: str, *, kinds: Iterable[str] | None = None, lock: bool = False) -> list[Clock]:
+        """The case's clocks not stopped (of these kinds, when given), by due date."""
+
+    @abc.abstractmethod
+    def add(self, clock: Clock) -> None: ...
+
+    @abc.abstractmethod
+    def claim(self, fired: str, day: date, now: datetime, limit: int) -> list[Clock]:
+        """Mark up to `limit` clocks of open cases as fired `due_soon` (in their notice period on `day`) or
+        `breached` (past due on `day`), each once whoever else claims at the same moment; by due date."""
+
+
+class Transitions(abc.ABC):
+    @abc.abstractmethod
+    def get(self, case_id: str, transition_id: str, *, lock: bool = False) -> Transition | None: ...
+
+    @abc.abstractmethod
+    def of_case(self, case_id: str) -> list[Transition]:
+        """By planned date, then when created."""
+
+    @abc.abstractmethod
+    def open_of(self, case_id: str) -> list[Transition]: ...
+
+    @abc.abstractmethod
+    def add(self, transition: Transition) -> None: ...
+
+    @abc.abstractmethod
+    def claim_missed(self, day: date, now: datetime, limit: int) -> list[Transition]:
+        """Mark up to `limit` transitions of open cases still open after their planned date as missed, each
+        once; by id."""
+
+
+class AdvocacyUnitOfWork(UnitOfWork):
+    provider_id: str
+    advocates: Advocates
+    offers: Offers
+    cases: Cases
+    timeline: Timeline
+    nrm: NrmRecords
+    clocks: Clocks
+    transitions: Transitions
+
+
+# --- over the instance's database ---------------------------------------------------------------------------
+
+
+class SqlAdvocacyUnitOfWork(SqlUnitOfWork, AdvocacyUnitOfWork):
+    outbox_table = Outbox
+    inbox_table = Inbox
+
+    def __init__(self, sessions: sessionmaker, provider_id: str, *, after_commit: Callable[[], None] | None = None):
+        super().__init__(sessions, after_commit=after_commit)
+        self.provider_id = provider_id
+
+    def open(self, session: Session) -> None:
+        self.advocates = _SqlAdvocates(session, self.provider_id)
+        self.offers = _SqlOffers(session, self.provider_id)
+        self.cases = _SqlCases(session, self.provider_id)
+        self.timeline = _SqlTimeline(session)
+        self.nrm = _SqlNrmRecords(session)
+        self.clocks = _SqlClocks(session, self.provider_id)
+        self.transitions = _SqlTransitions(session, self.provider_id)
+
+
+class _Sql:
+    def __init__(self, session: Session, provider_id: str = ""):
+        self.session = session
+        self.provider_id = provider_id
+
+
+class _SqlAdvocates(_Sql, Advocates):
+    def get(self, advocate_id: str) -> Advocate | None:
+        found = self.session.get(Advocate, advocate_id)
+        return found if found is not None and found.provider_id == self.provider_id else None
+
+    def by_email(self, email: str) -> Advocate | None:
+        query = select(Advocate).where(Advocate.provider_id == self.provider_id, Advocate.email == email)
+        return self.session.scalars(query).one_or_none()
+
+    def all(self, *, lock: bool = False) -> list[Advocate]:
+        query = select(Advocate).where(Advocate.provider_id == self.provider_id).order_by(Advocate.id)
+        return list(self.session.scalars(query.with_for_update() if lock else query))
+
+    def add(self, advocate: Advocate) -> None:
+        self.session.add(advocate)
+        self.session.flush()  # the unique email is checked now, inside the use case
+
+
+class _SqlOffers(_Sql, Offers):
+    def get(self, offer_id: str, *, lock: bool = False) -> Offer | None:
+        query = select(Offer).where(Offer.id == offer_id, Offer.provider_id == self.provider_id)
+        return self.session.scalars(query.with_for_update() if lock else query).one_or_none()
+
+    def of_referral(self, referral_id: str, *, lock: bool = False) -> list[Offer]:
+        query = (
+            select(Offer)
+            .where(Offer.referral_id == referral_id, Offer.provider_id == self.provider_id)
+            .order_by(Offer.id)
+        )
+        return list(self.session.scalars(query.with_for_update() if lock else query))
+
+    def add(self, offer: Offer) -> None:
+        self.session.add(offer)
+        self.session.flush()
+
+
+class _SqlCases(_Sql, Cases):
+    def get(self, case_id: str) -> Case | None:
+        query = select(Case).where(Case.id == case_id, Case.provider_id == self.provider_id)
+        return self.session.scalars(query).one_or_none()
+
+    def by_ids(self, ids: Iterable[str]) -> dict[str, Case]:
+        query = select(Case).where(Case.id.in_(set(ids))).options(selectinload(Case.offer))
+        return {case.id: case for case in self.session.scalars(query)}
+
+    def handed_over(self, referral_id: str) -> Case | None:
+        query = select(Case).where(
+            Case.provider_id == self.provider_id,
+            Case.referral_id == referral_id,
+            Case.offer_id.startswith(domain.HANDOVER_OFFER_PREFIX),
+            Case.status.in_(domain.LIVE_CASE_STATUSES),
+        )
+        return self.session.scalars(query).first()
+
+    def caseloads(self) -> dict[str, int]:
+        rows = self.session.execute(
+            select(Case.advocate_id, func.count())
+            .where(Case.provider_id == self.provider_id, Case.status.in_(domain.LIVE_CASE_STATUSES))
+            .group_by(Case.advocate_id)
+        )
+        return {advocate_id: count for advocate_id, count in rows}
+
+    def add(self, case: Case) -> None:
+        self.session.add(case)
+        self.session.flush()
+
+    def lock(self, case: Case) -> None:
+        self.session.refresh(case, with_for_update=True)
+
+
+class _SqlTimeline(_Sql, Timeline):
+    def add(self, entry: TimelineEntry) -> None:
+        self.session.add(entry)
+
+    def of_offer(self, offer_id: str) -> list[TimelineEntry]:
+        query = select(TimelineEntry).where(TimelineEntry.offer_id == offer_id)
+        return list(self.session.scalars(query.order_by(TimelineEntry.at, TimelineEntry.seq)))
+
+
+class _SqlNrmRecords(_Sql, NrmRecords):
+    def record(self, case_id: str) -> NrmRecord | None:
+        return self.session.get(NrmRecord, case_id)
+
+    def decision(self, decision_id: str) -> NrmDecision | None:
+        return self.session.get(NrmDecision, decision_id)
+
+    def decisions_of(self, case_id: str) -> list[NrmDecision]:
+        query = select(NrmDecision).where(NrmDecision.case_id == case_id)
+        return list(self.session.scalars(query.order_by(NrmDecision.decided_on, NrmDecision.recorded_at)))
+
+    def reconsiderations_of(self, case_id: str) -> list[NrmReconsideration]:
+        query = select(NrmReconsideration).where(NrmReconsideration.case_id == case_id)
+        return list(self.session.scalars(query.order_by(NrmReconsideration.requested_on)))
+
+    def add(self, row: NrmRow) -> None:
+        self.session.add(row)
+        if isinstance(row, NrmDecision):
+            self.session.flush()  # a reconsideration names it
+
+
+class _SqlClocks(_Sql, Clocks):
+    def of_case(self, case_id: str) -> list[Clock]:
+        query = select(Clock).where(Clock.case_id == case_id, Clock.provider_id == self.provider_id)
+        return list(self.session.scalars(query.order_by(Clock.due_on, Clock.created_at)))
+
+    def running(self, case_id: str, *, kinds: Iterable[str] | None = None, lock: bool = False) -> list[Clock]:
+        query = select(Clock).where(Clock.case_id == case_id, Clock.stopped_at.is_(None))
+        if kinds is not None:
+            query = query.where(Clock.kind.in_(list(kinds)))
+        query = query.order_by(Clock.due_on, Clock.id)
+        return list(self.session.scalars(query.with_for_update() if lock else query))
+
+    def add(self, clock: Clock) -> None:
+        self.session.add(clock)
+
+    def claim(self, fired: str, day: date, now: datetime, limit: int) -> list[Clock]:
+        # One UPDATE ... WHERE fired_at IS NULL ... RETURNING claims the rows; on PostgreSQL through a FOR UPDATE
+        # SKIP LOCKED sub-select, so a second scheduler skips rows the first holds, and re-checks IS NULL on any
+        # it waited for. The events are staged in this same transaction: each clock fires once.
+        fired_at = Clock.due_soon_fired_at if fired == DUE_SOON else Clock.breached_fired_at
+        due = (Clock.notice_on <= day, Clock.due_on >= day) if fired == DUE_SOON else (Clock.due_on < day,)
+        candidates = (
+            select(Clock.id)
+            .where(Clock.provider_id == self.provider_id, Clock.stopped_at.is_(None), fired_at.is_(None), *due)
+            .where(Clock.case_id.in_(_open_cases()))
+            .order_by(Clock.due_on, Clock.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        claimed = self.session.execute(
+            update(Clock)
+            .where(Clock.id.in_(candidates.scalar_subquery()), fired_at.is_(None), Clock.stopped_at.is_(None))
+            .values({fired_at: now})
+            .returning(Clock.id)
+            .execution_options(synchronize_session=False)
+        )
+        ids = [row[0] for row in claimed]
+        if not ids:
+            return []
+        return list(self.session.scalars(select(Clock).where(Clock.id.in_(ids)).order_by(Clock.due_on, Clock.id)))
+
+
+class _SqlTransitions(_Sql, Transitions):
+    def get(self, case_id: str, transition_id: str, *, lock: bool = False) -> Transition | None:
+        query = select(Transition).where(
+            Transition.id == transition_id, Transition.case_id == case_id, Transition.provider_id == self.provider_id
+        )
+        return self.session.scalars(query.with_for_update() if lock else query).one_or_none()
+
+    def of_case(self, case_id: str) -> list[Transition]:
+        query = select(Transition).where(Transition.case_id == case_id, Transition.provider_id == self.provider_id)
+        return list(self.session.scalars(query.order_by(Transition.planned_for, Transition.created_at)))
+
+    def open_of(self, case_id: str) -> list[Transition]:
+        is_open = Transition.status.in_(domain.OPEN_TRANSITION_STATUSES)
+        query = select(Transition).where(Transition.case_id == case_id, is_open).order_by(Transition.id)
+        return list(self.session.scalars(query))
+
+    def add(self, transition: Transition) -> None:
+        self.session.add(transition)
+        self.session.flush()
+
+    def claim_missed(self, day: date, now: datetime, limit: int) -> list[Transition]:
+        is_open = Transition.status.in_(domain.OPEN_TRANSITION_STATUSES)
+        candidates = (
+            select(Transition.id)
+            .where(Transition.provider_id == self.provider_id, is_open, Transition.planned_for < day)
+            .where(Transition.case_id.in_(_open_cases()))
+            .order_by(Transition.planned_for, Transition.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        claimed = self.session.execute(
+            update(Transition)
+            .where(Transition.id.in_(candidates.scalar_subquery()), is_open)
+            .values(status=domain.TRANSITION_MISSED, missed_at=now, updated_at=now)
+            .returning(Transition.id)
+            .execution_options(synchronize_session=False)
+        )
+        ids = [row[0] for row in claimed]
+        if not ids:
+            return []
+        return list(self.session.scalars(select(Transition).where(Transition.id.in_(ids)).order_by(Transition.id)))
+
+
+def _open_cases():
+    # A closed case (withdrawn, handed over) fires nothing more.
+    return select(Case.id).where(Case.status == domain.CASE_OPEN).scalar_subquery()
