@@ -7,6 +7,7 @@ from flask import Flask
 
 from contracts.events import ADVOCACY, CATALOGUE
 from services.advocacy.bootstrap import bootstrap
+from services.advocacy.config import settings_from_env
 from services.advocacy.continuity.wall_clock import WallClock
 from services.advocacy.web import casework_api, continuity_api
 from services.advocacy.web.context import EXTENSION
@@ -28,7 +29,7 @@ DESCRIPTION = (
 def create_app(
     settings: Settings | None = None, *, verifier: TokenVerifier | None = None, wall_clock: WallClock | None = None
 ) -> Flask:
-    settings = settings or Settings.from_env("advocacy")
+    settings = settings or settings_from_env()
     advocacy = bootstrap(settings, wall_clock=wall_clock)  # `wall_clock`: tests move time without sleeping
     configure_logging("advocacy")
     setup_tracing("advocacy")

@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError
 
 from services.advocacy import demo_cases
 from services.advocacy.bootstrap import bootstrap
+from services.advocacy.config import settings_from_env
 from services.advocacy.continuity.wall_clock import today
 from shared.config import ConfigError, Settings
 
@@ -50,7 +51,7 @@ def seed(settings: Settings) -> tuple[str, int]:
 
 def main() -> int:
     try:
-        provider_id, created = seed(Settings.from_env("advocacy"))
+        provider_id, created = seed(settings_from_env())
     except ConfigError as exc:
         print(f"advocacy seed_demo: {exc}", file=sys.stderr)
         return 2

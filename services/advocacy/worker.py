@@ -9,6 +9,7 @@ import logging
 
 from services.advocacy.bootstrap import bootstrap
 from services.advocacy.casework.intake_client import IntakeClient, ReferralSource
+from services.advocacy.config import settings_from_env
 from services.advocacy.continuity.scheduler import ClockScheduler
 from services.advocacy.continuity.wall_clock import WallClock
 from services.advocacy.handlers import subscriptions
@@ -65,7 +66,7 @@ def build_loops(
 
 
 def main() -> int:
-    settings = Settings.from_env("advocacy")
+    settings = settings_from_env()
     configure_logging("advocacy-worker")
     setup_tracing("advocacy-worker")
     return run_loops(build_loops(settings))

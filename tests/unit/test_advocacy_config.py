@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.advocacy.config import AdvocacyConfig
+from services.advocacy.config import AdvocacyConfig, settings_from_env
 from shared.config import ConfigError, Settings
 
 
@@ -33,5 +33,12 @@ def test_a_malformed_auto_accept_is_a_config_error():
 
 
 def test_the_default_database_is_a_file_per_provider():
-    settings = Settings.from_env("advocacy", env={"PROVIDER_ID": "charity-a"})
-    assert settings.database_url.endswith("advocacy-charity-a.db")
+    settings = settings_from_env({"PROVIDER_ID": "charity-a"})
+    assert settings.service == "advocacy"
+    assert settings.database_url.endswith("/advocacy-charity-a.db")
+    assert settings_from_env({"PROVIDER_ID": "charity-b"}).database_url.endswith("/advocacy-charity-b.db")
+
+
+def test_an_explicit_database_url_wins_over_the_per_provider_file():
+    url = "postgresql://advocacy@db/charity_a"
+    assert settings_from_env({"PROVIDER_ID": "charity-a", "ADVOCACY_DATABASE_URL": url}).database_url == url
