@@ -55,21 +55,23 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 
 def on_starting(server):
     """Refuse a WORKER_IN_API set-up that cannot work, with one line and the fix, before any worker starts."""
+    from services.workers import LOOPS
     from shared.config import ConfigError
     from shared.messaging.worker import check_worker_in_api, wants_worker_in_api
 
     try:
         if wants_worker_in_api():
-            check_worker_in_api(_service(server.app.app_uri), server.cfg.workers)
+            check_worker_in_api(_service(server.app.app_uri), server.cfg.workers, LOOPS.keys())
     except ConfigError as exc:
         raise SystemExit(f"gunicorn: {exc}") from None
 
 
 def post_worker_init(worker):
+    from services.workers import LOOPS
     from shared.messaging.worker import InApiLoops, wants_worker_in_api
 
     if wants_worker_in_api():
-        worker.in_api_loops = InApiLoops(_service(worker.app.app_uri), worker.cfg.workers).start()
+        worker.in_api_loops = InApiLoops(_service(worker.app.app_uri), worker.cfg.workers, LOOPS).start()
 
 
 def worker_exit(server, worker):

@@ -4,25 +4,26 @@ Each loop makes its own broker connection in its own thread. If one loop dies, t
 so that its supervisor (honcho, compose, Kubernetes) restarts it rather than limping on half-alive.
 
 `WORKER_IN_API=true` runs the same loops inside the API's one gunicorn worker instead of a process of their
-own (`InApiLoops`, started by deploy/gunicorn.conf.py): one process less, for a charity on a small server.
+own (`InApiLoops`, started by deploy/gunicorn.conf.py with the platform's builders, services.workers.LOOPS):
+one process less, for a charity on a small server.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 
-from shared.config import ConfigError, Settings
+from shared.config import ConfigError
 from shared.messaging.topology import TopologyConflict
 
 log = logging.getLogger(__name__)
 
 Loop = Callable[[threading.Event], None]
+LoopsBuilder = Callable[[], dict[str, Loop]]  # a service's named loops, built from its settings
 
 
 def run_loops(loops: dict[str, Loop], stop: threading.Event | None = None) -> int:
@@ -63,14 +64,6 @@ def main_exit(code: int) -> None:
     sys.exit(code)
 
 
-# Each service's worker: the module and the function that builds its loops from the service's settings.
-WORKER_LOOPS = {
-    "intake": ("services.intake.worker", "build"),
-    "advocacy": ("services.advocacy.worker", "build_loops"),
-    "notifications": ("services.notifications.worker", "build_loops"),
-}
-
-
 def wants_worker_in_api(env: dict[str, str] | None = None) -> bool:
     value = (os.environ if env is None else env).get("WORKER_IN_API", "false").strip().lower()
     if value not in ("true", "false", "1", "0", "yes", "no", ""):
@@ -78,9 +71,10 @@ def wants_worker_in_api(env: dict[str, str] | None = None) -> bool:
     return value in ("true", "1", "yes")
 
 
-def check_worker_in_api(service: str, workers: int) -> None:
-    if service not in WORKER_LOOPS:
-        raise ConfigError(f"WORKER_IN_API: no worker for {service!r}; choose one of {', '.join(WORKER_LOOPS)}")
+def check_worker_in_api(service: str, workers: int, services: Collection[str]) -> None:
+    """`services`: the names of the services that have loops to run (the keys of InApiLoops' `builders`)."""
+    if service not in services:
+        raise ConfigError(f"WORKER_IN_API: no worker for {service!r}; choose one of {', '.join(services)}")
     if workers != 1:
         raise ConfigError(
             f"WORKER_IN_API=true needs exactly one gunicorn worker, not {workers}: set WEB_CONCURRENCY=1 "
@@ -96,10 +90,11 @@ class InApiLoops:
     and gunicorn starts a new one, loops and all: the supervisor's part, as for the worker process.
     """
 
-    def __init__(self, service: str, workers: int):
-        check_worker_in_api(service, workers)
-        module, builder = WORKER_LOOPS[service]
-        self._loops = getattr(importlib.import_module(module), builder)(Settings.from_env(service))
+    def __init__(self, service: str, workers: int, builders: Mapping[str, LoopsBuilder]):
+        """`builders`: each service's loops, built from its settings when called; only `service`'s builder is
+        called, and only once the set-up is checked."""
+        check_worker_in_api(service, workers, builders.keys())
+        self._loops = builders[service]()
         self._stop = threading.Event()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=f"{service}-worker-loops", daemon=True)
