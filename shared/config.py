@@ -95,9 +95,6 @@ class Settings:
         that runs one instance per party names it after the instance), else `<service>.db`."""
         env = dict(os.environ if env is None else env)
         db_var = f"{service.upper()}_DATABASE_URL"
-        if database_file is None and service == "advocacy":
-            # Moved to services.advocacy.config.settings_from_env: this goes once its callers use that.
-            database_file = f"advocacy-{env.get('PROVIDER_ID', 'default')}.db"
         default_db = f"sqlite:///{VAR_DIR / (database_file or service + '.db')}"
         return cls(
             service=service,
