@@ -1,14 +1,14 @@
-"""intake's HTTP routes: JSON in, a use case called, JSON out."""
+"""intake's HTTP routes: JSON in, a use case called, JSON out (eShop's OrdersApi: each blueprint is a table of
+top-level functions). A route finds the Intake it serves on the app (`instance()`); create_app registers the
+blueprints."""
 
 from __future__ import annotations
 
 import re
 
-from flask import g, url_for
-from flask.views import MethodView
+from flask import current_app, g, url_for
 from flask_smorest import abort
 from sqlalchemy import select
-from sqlalchemy.orm import sessionmaker
 
 from services.intake import directory, errors, referrals
 from services.intake.bootstrap import Intake
@@ -70,110 +70,12 @@ def referral_view(referral: Referral, *, detail: bool, offers: list[Offer] | Non
     return view
 
 
-def referrals_blueprint(intake: Intake) -> Blueprint:
-    units, offering, sessions = intake.use_cases.units, intake.use_cases.offering, intake.sessions
-    blp = Blueprint("referrals", __name__, url_prefix="/v1/referrals", description="Referrals from agencies")
-
-    @blp.route("")
-    class Referrals(MethodView):
-        @requires("referrals:write")
-        @blp.arguments(ReferralInSchema)
-        @blp.response(201, ReferralSummarySchema)
-        @blp.alt_response(200, schema=ReferralSummarySchema, description="A replay of an earlier identical POST")
-        @blp.alt_response(409, description="The external_reference was used before with a different body")
-        def post(self, body):
-            """Submit a referral (idempotent by external_reference)."""
-            # The hash of the JSON as sent, which the web guard parsed once (shared.web): tells a replay from a
-            # different referral under the same reference.
-            submission = referrals.Submission(current_principal().org, body, referrals.request_hash(g.json_body))
-            referral, created = referrals.submit(units, offering, submission)
-            location = url_for("referrals.ReferralById", referral_id=referral.id)
-            return referral_view(referral, detail=False), (201 if created else 200), {"Location": location}
-
-        @requires("referrals:read")
-        @blp.arguments(ReferralQuerySchema, location="query")
-        @blp.response(200, ReferralSummarySchema(many=True))
-        @blp.paginate()
-        def get(self, query, pagination_parameters):
-            """List your organisation's referrals, newest first."""
-            where = [Referral.org_id == current_principal().org]
-            if "status" in query:
-                where.append(Referral.status == query["status"])
-            with sessions() as session:
-                statement = select(Referral).where(*where).order_by(Referral.received_at.desc(), Referral.id)
-                rows = page(session, statement, pagination_parameters)
-            return [referral_view(r, detail=False) for r in rows]
-
-    @blp.route("/<referral_id>")
-    class ReferralById(MethodView):
-        @requires("referrals:read")
-        @blp.response(200, ReferralDetailSchema)
-        def get(self, referral_id):
-            """Read a referral and its offer history. Its body only for its own org, or the provider it is
-            allocated to (a logged disclosure); a coordinator sees its progress."""
-            referral, offers, show_body = referrals.read(units, current_principal(), referral_id)
-            return referral_view(referral, detail=show_body, offers=offers)
-
-    @blp.route("/<referral_id>/withdrawal")
-    class Withdrawal(MethodView):
-        @requires("referrals:write")
-        @blp.response(200, ReferralSummarySchema)
-        def post(self, referral_id):
-            """Withdraw a referral: a pending offer is cancelled and the provider told."""
-            return referral_view(referrals.withdraw(units, current_principal(), referral_id), detail=False)
-
-    @blp.route("/<referral_id>/offers")
-    class OfferByHand(MethodView):
-        @requires("referrals:write")
-        @blp.arguments(OfferByHandSchema)
-        @blp.response(201, OfferHistorySchema)
-        def post(self, body, referral_id):
-            """A coordinator offers a referral to a provider they chose (e.g. after an escalation)."""
-            _coordinator_only()
-            principal = current_principal()
-            offer = referrals.offer_by_hand(units, offering, principal, referral_id, body["provider_id"])
-            return offer_view(offer)
-
-    errors.register(blp)
-    return blp
+EXTENSION = "intake"  # where create_app keeps the Intake it bootstrapped
 
 
-def escalations_blueprint(sessions: sessionmaker) -> Blueprint:
-    blp = Blueprint("escalations", __name__, url_prefix="/v1/escalations", description="A coordinator's queue")
-
-    @blp.route("")
-    class Escalations(MethodView):
-        @requires("referrals:read")
-        @blp.response(200, EscalationSchema(many=True))
-        def get(self):
-            """Open escalations, oldest first: referrals nobody could take, and people in immediate danger."""
-            _coordinator_only()
-            with sessions() as session:
-                rows = session.execute(
-                    select(Escalation, Referral)
-                    .join(Referral, Referral.id == Escalation.referral_id)
-                    .where(Escalation.resolved_at.is_(None), Referral.status.not_in(("withdrawn", "allocated")))
-                    .order_by(Escalation.raised_at, Escalation.id)
-                ).all()
-                offers: dict[str, list[Offer]] = {}
-                for offer in session.scalars(
-                    select(Offer).where(Offer.referral_id.in_({r.id for _, r in rows})).order_by(Offer.offered_at)
-                ):
-                    offers.setdefault(offer.referral_id, []).append(offer)
-            return [
-                {
-                    "referral_id": referral.id,
-                    "status": referral.status,
-                    "reason": escalation.reason,
-                    "raised_at": escalation.raised_at,
-                    "org_id": referral.org_id,
-                    "summary": offer_summary(referral.body, Pathway(referral.pathway, referral.is_child, True)),
-                    "offers": [offer_view(o) for o in offers.get(referral.id, [])],
-                }
-                for escalation, referral in rows
-            ]
-
-    return blp
+def instance() -> Intake:
+    """The Intake this app serves: built once by create_app (services.intake.bootstrap), kept on the app."""
+    return current_app.extensions[EXTENSION]
 
 
 def _coordinator_only() -> None:
@@ -181,35 +83,132 @@ def _coordinator_only() -> None:
         abort(403, message="Only a coordinator (org_kind coordinator) may do this.")
 
 
-def providers_blueprint(intake: Intake) -> Blueprint:
-    units, sessions = intake.use_cases.units, intake.sessions
-    blp = Blueprint("providers", __name__, url_prefix="/v1/providers", description="The provider directory")
+referrals_blp = Blueprint("referrals", __name__, url_prefix="/v1/referrals", description="Referrals from agencies")
+errors.register(referrals_blp)
 
-    @blp.route("")
-    class Providers(MethodView):
-        @requires("providers:admin")
-        @blp.response(200, ProviderOutSchema(many=True))
-        def get(self):
-            """List the advocacy providers in the directory."""
-            with sessions() as session:
-                return session.scalars(select(Provider).order_by(Provider.id)).all()
 
-    provider_id_doc = {"in": "path", "name": "provider_id", "schema": {"type": "string", "pattern": PROVIDER_ID}}
+@referrals_blp.route("", methods=["GET"])
+@requires("referrals:read")
+@referrals_blp.arguments(ReferralQuerySchema, location="query")
+@referrals_blp.response(200, ReferralSummarySchema(many=True))
+@referrals_blp.paginate()
+def list_referrals(query, pagination_parameters):
+    """List your organisation's referrals, newest first."""
+    where = [Referral.org_id == current_principal().org]
+    if "status" in query:
+        where.append(Referral.status == query["status"])
+    with instance().sessions() as session:
+        statement = select(Referral).where(*where).order_by(Referral.received_at.desc(), Referral.id)
+        rows = page(session, statement, pagination_parameters)
+    return [referral_view(r, detail=False) for r in rows]
 
-    @blp.route("/<provider_id>", parameters=[provider_id_doc])
-    class ProviderById(MethodView):
-        @requires("providers:admin")
-        @blp.arguments(ProviderInSchema)
-        @blp.response(200, ProviderOutSchema)
-        @blp.alt_response(201, schema=ProviderOutSchema, description="Registered a new provider")
-        def put(self, body, provider_id):
-            """Register or update a provider."""
-            if not _PROVIDER_ID.match(provider_id):
-                abort(
-                    422,
-                    errors={"path": {"provider_id": ["Use 2-63 lower-case letters, digits and hyphens."]}},
-                )
-            provider, created = directory.register(units, provider_id, body)
-            return provider, 201 if created else 200
 
-    return blp
+@referrals_blp.route("", methods=["POST"])
+@requires("referrals:write")
+@referrals_blp.arguments(ReferralInSchema)
+@referrals_blp.response(201, ReferralSummarySchema)
+@referrals_blp.alt_response(200, schema=ReferralSummarySchema, description="A replay of an earlier identical POST")
+@referrals_blp.alt_response(409, description="The external_reference was used before with a different body")
+def submit_referral(body):
+    """Submit a referral (idempotent by external_reference)."""
+    use_cases = instance().use_cases
+    # The hash of the JSON as sent, which the web guard parsed once (shared.web): tells a replay from a
+    # different referral under the same reference.
+    submission = referrals.Submission(current_principal().org, body, referrals.request_hash(g.json_body))
+    referral, created = referrals.submit(use_cases.units, use_cases.offering, submission)
+    location = url_for("referrals.read_referral", referral_id=referral.id)
+    return referral_view(referral, detail=False), (201 if created else 200), {"Location": location}
+
+
+@referrals_blp.route("/<referral_id>", methods=["GET"])
+@requires("referrals:read")
+@referrals_blp.response(200, ReferralDetailSchema)
+def read_referral(referral_id):
+    """Read a referral and its offer history. Its body only for its own org, or the provider it is
+    allocated to (a logged disclosure); a coordinator sees its progress."""
+    referral, offers, show_body = referrals.read(instance().use_cases.units, current_principal(), referral_id)
+    return referral_view(referral, detail=show_body, offers=offers)
+
+
+@referrals_blp.route("/<referral_id>/withdrawal", methods=["POST"])
+@requires("referrals:write")
+@referrals_blp.response(200, ReferralSummarySchema)
+def withdraw_referral(referral_id):
+    """Withdraw a referral: a pending offer is cancelled and the provider told."""
+    withdrawn = referrals.withdraw(instance().use_cases.units, current_principal(), referral_id)
+    return referral_view(withdrawn, detail=False)
+
+
+@referrals_blp.route("/<referral_id>/offers", methods=["POST"])
+@requires("referrals:write")
+@referrals_blp.arguments(OfferByHandSchema)
+@referrals_blp.response(201, OfferHistorySchema)
+def offer_by_hand(body, referral_id):
+    """A coordinator offers a referral to a provider they chose (e.g. after an escalation)."""
+    _coordinator_only()
+    use_cases = instance().use_cases
+    offer = referrals.offer_by_hand(
+        use_cases.units, use_cases.offering, current_principal(), referral_id, body["provider_id"]
+    )
+    return offer_view(offer)
+
+
+escalations_blp = Blueprint("escalations", __name__, url_prefix="/v1/escalations", description="A coordinator's queue")
+
+
+@escalations_blp.route("", methods=["GET"])
+@requires("referrals:read")
+@escalations_blp.response(200, EscalationSchema(many=True))
+def list_escalations():
+    """Open escalations, oldest first: referrals nobody could take, and people in immediate danger."""
+    _coordinator_only()
+    with instance().sessions() as session:
+        rows = session.execute(
+            select(Escalation, Referral)
+            .join(Referral, Referral.id == Escalation.referral_id)
+            .where(Escalation.resolved_at.is_(None), Referral.status.not_in(("withdrawn", "allocated")))
+            .order_by(Escalation.raised_at, Escalation.id)
+        ).all()
+        offers: dict[str, list[Offer]] = {}
+        for offer in session.scalars(
+            select(Offer).where(Offer.referral_id.in_({r.id for _, r in rows})).order_by(Offer.offered_at)
+        ):
+            offers.setdefault(offer.referral_id, []).append(offer)
+    return [
+        {
+            "referral_id": referral.id,
+            "status": referral.status,
+            "reason": escalation.reason,
+            "raised_at": escalation.raised_at,
+            "org_id": referral.org_id,
+            "summary": offer_summary(referral.body, Pathway(referral.pathway, referral.is_child, True)),
+            "offers": [offer_view(o) for o in offers.get(referral.id, [])],
+        }
+        for escalation, referral in rows
+    ]
+
+
+providers_blp = Blueprint("providers", __name__, url_prefix="/v1/providers", description="The provider directory")
+_PROVIDER_ID_DOC = {"in": "path", "name": "provider_id", "schema": {"type": "string", "pattern": PROVIDER_ID}}
+
+
+@providers_blp.route("", methods=["GET"])
+@requires("providers:admin")
+@providers_blp.response(200, ProviderOutSchema(many=True))
+def list_providers():
+    """List the advocacy providers in the directory."""
+    with instance().sessions() as session:
+        return session.scalars(select(Provider).order_by(Provider.id)).all()
+
+
+@providers_blp.route("/<provider_id>", methods=["PUT"], parameters=[_PROVIDER_ID_DOC])
+@requires("providers:admin")
+@providers_blp.arguments(ProviderInSchema)
+@providers_blp.response(200, ProviderOutSchema)
+@providers_blp.alt_response(201, schema=ProviderOutSchema, description="Registered a new provider")
+def register_provider(body, provider_id):
+    """Register or update a provider."""
+    if not _PROVIDER_ID.match(provider_id):
+        abort(422, errors={"path": {"provider_id": ["Use 2-63 lower-case letters, digits and hyphens."]}})
+    provider, created = directory.register(instance().use_cases.units, provider_id, body)
+    return provider, 201 if created else 200

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from contracts.events import CATALOGUE, INTAKE_SERVICE
-from services.intake.api import escalations_blueprint, providers_blueprint, referrals_blueprint
+from services.intake.api import EXTENSION, escalations_blp, providers_blp, referrals_blp
 from services.intake.bootstrap import bootstrap
 from shared.auth import TokenVerifier
 from shared.config import Settings
@@ -30,9 +30,9 @@ def create_app(settings: Settings | None = None, *, verifier: TokenVerifier | No
         verifier=verifier,
         asyncapi=document(CATALOGUE, INTAKE_SERVICE, title="intake events", version="1.0.0"),
     )
-    api.register_blueprint(referrals_blueprint(intake))
-    api.register_blueprint(escalations_blueprint(intake.sessions))
-    api.register_blueprint(providers_blueprint(intake))
-    app.extensions["intake"] = intake
+    app.extensions[EXTENSION] = intake  # the routes' (api.instance()) and the tests' one handle on it
+    api.register_blueprint(referrals_blp)
+    api.register_blueprint(escalations_blp)
+    api.register_blueprint(providers_blp)
     app.extensions["sessions"] = intake.sessions
     return app
