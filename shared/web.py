@@ -137,6 +137,16 @@ def _safe(name: str) -> str:
     return _UNSTORABLE.sub("?", name)[:100]
 
 
+def error_body(code: int, message: str, field: str | None = None, detail: str | None = None) -> tuple[dict, int]:
+    """A refusal in flask-smorest's own error shape, and its status: `{code, status, message}`, and where the
+    refusal is about one field of the body, `errors: {"json": {field: [detail or message]}}`. Each service's
+    error table answers with it."""
+    body: dict[str, Any] = {"code": code, "status": HTTPStatus(code).phrase, "message": message}
+    if field:
+        body["errors"] = {"json": {field: [detail or message]}}
+    return body, code
+
+
 def page(session: Session, statement: Select, pagination_parameters) -> list:
     """One page of an ordered `statement`'s rows for a `@blp.paginate()` view, which reports the total
     (counted over the same filters) in its X-Pagination header."""
