@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from contracts.events import CATALOGUE, NOTIFICATIONS
-from services.notifications.api import make_blueprint
+from services.notifications.api import EXTENSION, blp
 from services.notifications.bootstrap import Notifications, bootstrap
 from shared.auth import TokenVerifier
 from shared.config import Settings
@@ -43,6 +43,6 @@ def create_app(
         verifier=verifier,
         asyncapi=document(CATALOGUE, NOTIFICATIONS, title="notifications events", version="1.0.0"),
     )
-    app.extensions["notifications"] = {"engine": engine, "root": notifications}  # dispose() in tests closes the engine
-    api.register_blueprint(make_blueprint(notifications))
+    app.extensions[EXTENSION] = notifications  # the routes' (api.instance()) and the tests' one handle on it
+    api.register_blueprint(blp)
     return app
