@@ -21,8 +21,8 @@ from typing import NamedTuple
 
 import requests
 
+from services.migrate import migrate
 from shared.auth.tokens import ensure_dev_keys, mint_token
-from shared.db import migrate
 from support.infra import private_vhost, temporary_databases
 from support.processes import BIN, Platform, Process, free_port
 from support.receivers import LocalServer

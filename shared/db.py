@@ -199,18 +199,3 @@ def run_migrations_from_env(metadata) -> None:
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()
-
-
-# The platform's migrations (its services, `referrals-migrate`) live in services.migrate now. These names
-# lead there until every caller imports them from it.
-_MOVED = {"SERVICES": "SERVICES", "SERVICES_DIR": "SERVICES_DIR", "alembic_config": "alembic_config",
-          "migrate": "migrate", "migrate_cli": "main"}  # fmt: skip
-
-if not TYPE_CHECKING:
-
-    def __getattr__(name: str):
-        if name not in _MOVED:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        import importlib
-
-        return getattr(importlib.import_module("services.migrate"), _MOVED[name])

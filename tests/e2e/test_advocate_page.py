@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from services.advocacy.seed_demo import seed
+from services.migrate import migrate
 from shared.config import Settings
-from shared.db import migrate
 from support.infra import temporary_databases
 from support.processes import ROOT, Platform
 

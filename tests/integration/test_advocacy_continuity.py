@@ -21,8 +21,8 @@ from services.advocacy.continuity.scheduler import ClockScheduler
 from services.advocacy.continuity.wall_clock import FixedClock
 from services.advocacy.models import Case, Clock, Outbox, Transition
 from services.advocacy.worker import build_loops
+from services.migrate import migrate
 from shared.config import Settings
-from shared.db import migrate
 from shared.messaging.envelope import Event
 from shared.testing import date_of_birth_for_age, referral_body
 from support.amqp import declare_tap, drain, publish, running

@@ -9,11 +9,11 @@ import uuid
 import pytest
 from sqlalchemy import select
 
+from services.migrate import migrate
 from services.notifications.app import create_app
 from services.notifications.bootstrap import bootstrap
 from services.notifications.models import Delivery
 from shared.config import Settings
-from shared.db import migrate
 from shared.messaging.envelope import Event
 from support.events import arriving, payload
 

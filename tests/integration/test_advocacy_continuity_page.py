@@ -17,8 +17,8 @@ from services.advocacy.app import create_app
 from services.advocacy.continuity.wall_clock import today
 from services.advocacy.demo_cases import ensure_cases
 from services.advocacy.models import Advocate
+from services.migrate import migrate
 from shared.config import Settings
-from shared.db import migrate
 
 PROVIDER = "charity-p"
 CLIENT_ID = "advocacy-page"

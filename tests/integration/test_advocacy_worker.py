@@ -14,8 +14,8 @@ from pika.exceptions import UnroutableError
 from services.advocacy.bootstrap import bootstrap
 from services.advocacy.models import Case
 from services.advocacy.worker import build_loops
+from services.migrate import migrate
 from shared.config import Settings
-from shared.db import migrate
 from shared.messaging.envelope import Event
 from support.amqp import declare_tap, drain, publish, running
 from support.events import arriving, payload

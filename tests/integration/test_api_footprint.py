@@ -13,7 +13,7 @@ from support.processes import ROOT
 
 @pytest.mark.parametrize("service", ["intake", "advocacy", "notifications"])
 def test_an_api_process_does_not_load_pika(service, fresh_database, dev_keys):
-    from shared.db import migrate
+    from services.migrate import migrate
 
     url = fresh_database(service)
     migrate(service, url)

@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from shared.db import SERVICES, make_engine
+from services.migrate import SERVICES
+from shared.db import make_engine
 from shared.testing import referral_body
 from support.advocacy import FakeIntake, Instance, add_advocate, confirmed, deliver, offered
 from support.apps import dispose, service_app

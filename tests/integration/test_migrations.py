@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from alembic import command
 
-from shared.db import SERVICES, alembic_config, migrate
+from services.migrate import SERVICES, alembic_config, migrate
 
 
 @pytest.mark.parametrize("service", SERVICES)

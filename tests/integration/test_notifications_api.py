@@ -9,11 +9,12 @@ from datetime import timedelta
 
 import pytest
 
+from services.migrate import migrate
 from services.notifications.app import create_app
 from services.notifications.models import Delivery
 from shared.clock import utcnow
 from shared.config import Settings
-from shared.db import make_engine, make_session_factory, migrate
+from shared.db import make_engine, make_session_factory
 
 WRITE = "subscriptions:write"
 HOOK = "http://127.0.0.1:9/hook"

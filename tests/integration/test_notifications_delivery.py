@@ -17,6 +17,7 @@ from opentelemetry import trace
 from sqlalchemy import select
 from standardwebhooks import Webhook
 
+from services.migrate import migrate
 from services.notifications.app import create_app
 from services.notifications.bootstrap import bootstrap
 from services.notifications.config import WebhookSettings
@@ -29,7 +30,6 @@ from services.notifications.subscriptions import subscribe
 from services.notifications.worker import build_loops
 from shared.clock import utcnow
 from shared.config import Settings
-from shared.db import migrate
 from shared.messaging.envelope import Event
 from shared.messaging.errors import PermanentError
 from shared.messaging.worker import run_loops

@@ -8,8 +8,8 @@ from pathlib import Path
 from flask import Flask
 from sqlalchemy import Engine
 
+from services.migrate import migrate
 from shared.config import Settings
-from shared.db import migrate
 
 
 def service_app(service: str, database_url: str, keys: tuple[Path, Path], **env: str) -> Flask:

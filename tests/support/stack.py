@@ -10,7 +10,7 @@ from pathlib import Path
 
 import requests
 
-from shared.db import migrate
+from services.migrate import migrate
 from support.infra import private_vhost, temporary_databases
 from support.processes import Platform
 from support.receivers import OtlpSink, WebhookReceiver
