@@ -8,7 +8,6 @@ import uuid
 import pika
 import pytest
 
-from shared.db import make_engine, make_session_factory
 from shared.messaging.topology import declare_exchanges
 from support.advocacy import PROVIDER, SCOPES, Instance
 from support.apps import service_app
@@ -17,12 +16,11 @@ from support.infra import add_provider
 
 @pytest.fixture
 def intake(fresh_database, dev_keys):
-    """intake's app on a fresh, migrated PostgreSQL database, and a session factory onto that database."""
-    url = fresh_database("intake")
-    app = service_app("intake", url, dev_keys)
-    engine = make_engine(url, instrument=False)
-    yield app, make_session_factory(engine)
-    engine.dispose()
+    """intake's app on a fresh, migrated PostgreSQL database, and the session factory of its bootstrapped
+    instance (services.intake.bootstrap), onto that database."""
+    app = service_app("intake", fresh_database("intake"), dev_keys)
+    yield app, app.extensions["intake"].sessions
+    app.extensions["intake"].engine.dispose()
 
 
 @pytest.fixture
