@@ -72,7 +72,8 @@ def create_app() -> Flask:
             data = {"referral_id": referral_id}
             event = Event(type="referral.received", source="/bench", subject=referral_id, data=data)
             now = utcnow()
-            # The row add_event would stage, without its NOTIFY: this stage is the machine's bare ceiling.
+            # The outbox row a unit of work's stage() adds (shared.uow.SqlUnitOfWork.stage), without its trace
+            # context or NOTIFY: this stage is the machine's bare ceiling.
             session.add(
                 Outbox(id=event.id, type=event.type, routing_key=event.type, payload=event.to_json().decode(),
                        created_at=now, next_attempt_at=now, attempts=0)
