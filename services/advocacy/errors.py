@@ -4,9 +4,9 @@ answers with. Both API blueprints answer a refused rule with `refused`."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from http import HTTPStatus
 
 from services.advocacy import domain
+from shared.web import error_body
 
 STATUS_OF: dict[type[domain.CaseworkError], int] = {
     domain.OfferNotFound: 404,
@@ -31,8 +31,4 @@ NAMED_IN_A_BODY: dict[type[domain.CaseworkError], int] = {domain.AdvocateNotFoun
 def refused(error: domain.CaseworkError, overrides: Mapping[type[domain.CaseworkError], int] | None = None):
     """The response for a refused casework rule: its status, and the field when the rule names one."""
     code = {**STATUS_OF, **(overrides or {})}.get(type(error), 409)
-    body: dict = {"code": code, "status": HTTPStatus(code).phrase, "message": str(error)}
-    field = getattr(error, "field", None)
-    if field:
-        body["errors"] = {"json": {field: [str(error)]}}
-    return body, code
+    return error_body(code, str(error), getattr(error, "field", None))

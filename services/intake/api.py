@@ -159,7 +159,7 @@ escalations_blp = Blueprint("escalations", __name__, url_prefix="/v1/escalations
 @escalations_blp.route("", methods=["GET"])
 @requires("referrals:read")
 @escalations_blp.response(200, EscalationSchema(many=True))
-def list_escalations():
+def list_escalations() -> list[dict]:
     """Open escalations, oldest first: referrals nobody could take, and people in immediate danger."""
     _coordinator_only()
     with instance().sessions() as session:

@@ -4,13 +4,13 @@ told. The referrals blueprint registers it once, instead of a try/except in each
 from __future__ import annotations
 
 from collections.abc import Callable
-from http import HTTPStatus
 
 from flask_smorest import Blueprint
 
 from services.intake import referrals
 from services.intake.domain import CannotOffer, InvalidState, ReferralRejected
 from services.intake.offering import UnknownProvider
+from shared.web import error_body
 
 # exception -> (status, the message, or None for the exception's own text; the field the error is about)
 REFUSALS: dict[type[Exception], tuple[int, str | None, str | None]] = {
@@ -22,19 +22,12 @@ REFUSALS: dict[type[Exception], tuple[int, str | None, str | None]] = {
 }
 
 
-def _answer(code: int, message: str, field: str | None) -> tuple[dict, int]:
-    body: dict = {"code": code, "status": HTTPStatus(code).phrase, "message": message}
-    if field:
-        body["errors"] = {"json": {field: [message]}}
-    return body, code
-
-
 def _handler(code: int, message: str | None, field: str | None) -> Callable[[Exception], tuple[dict, int]]:
-    return lambda error: _answer(code, message or str(error), field)
+    return lambda error: error_body(code, message or str(error), field)
 
 
 def register(blp: Blueprint) -> None:
     for exception, (code, message, field) in REFUSALS.items():
         blp.errorhandler(exception)(_handler(code, message, field))
     # A rule the schema alone cannot see names its own field (e.g. subject.date_of_birth).
-    blp.errorhandler(ReferralRejected)(lambda error: _answer(422, error.message, error.field))
+    blp.errorhandler(ReferralRejected)(lambda error: error_body(422, error.message, error.field))
