@@ -22,20 +22,13 @@ from contracts.events import ADVOCACY, CATALOGUE
 from services.advocacy.models import Case, Offer
 from services.advocacy.models import Outbox as AdvocacyOutbox
 from services.advocacy.worker import build_loops as advocacy_loops
-from services.intake.domain import ResponsePolicy
-from services.intake.handlers import subscriptions as intake_subscriptions
-from services.intake.models import Inbox as IntakeInbox
 from services.intake.models import Offer as IntakeOffer
 from services.intake.models import Outbox as IntakeOutbox
-from services.intake.offers import Router
 from services.intake.worker import QUEUE as INTAKE_QUEUE
 from services.notifications.domain import EVENT_TYPES
-from services.notifications.handlers import subscriptions as notifications_subscriptions
 from services.notifications.models import Delivery
-from services.notifications.models import Inbox as NotificationsInbox
 from services.notifications.worker import build_loops as notifications_loops
 from shared.config import Settings
-from shared.db import make_engine, make_session_factory
 from shared.inbox import EventHandlers
 from shared.messaging.consumer import Consumer
 from shared.messaging.envelope import Event
@@ -44,7 +37,7 @@ from shared.messaging.topology import QueueSpec, declare_queue
 from shared.testing import referral_body
 from support.advocacy import FakeIntake, Instance, add_advocate, confirmed, deliver, offered
 from support.amqp import drain, publish, running, wait_for_consumers
-from support.apps import service_app
+from support.apps import dispose, service_app
 from support.events import answer, arriving, payload
 
 pytestmark = pytest.mark.skipif(not shutil.which("rabbitmqctl"), reason="needs rabbitmqctl for the broker under test")
@@ -67,7 +60,7 @@ def charity_a(providers, fresh_database, dev_keys, auth_header):
     case = instance.client.get(f"/v1/cases/{case['id']}", headers=headers).get_json()
     deliver(instance, confirmed(case, provider_id=a_id), intake=FakeIntake())
     yield instance, url, case
-    extension["engine"].dispose()
+    instance.advocacy.engine.dispose()
 
 
 @pytest.fixture
@@ -76,9 +69,8 @@ def notifications(fresh_database, dev_keys, auth_header, charity_a, providers):
     a_id, _ = providers["a"]
     _, _, case = charity_a
     url = fresh_database("notifications")
-    client = service_app("notifications", url, dev_keys, WEBHOOK_ALLOW_PRIVATE="true").test_client()
-    engine = make_engine(url, instrument=False)
-    sessions = make_session_factory(engine)
+    app = service_app("notifications", url, dev_keys, WEBHOOK_ALLOW_PRIVATE="true")
+    client, sessions = app.test_client(), app.extensions["notifications"].sessions
     body = {"url": "http://127.0.0.1:9/met-police", "events": list(EVENT_TYPES)}
     headers = auth_header(REFERRER, "police", "subscriptions:write")
     assert client.post("/v1/subscriptions", json=body, headers=headers).status_code == 201
@@ -91,13 +83,11 @@ def notifications(fresh_database, dev_keys, auth_header, charity_a, providers):
         provider_id=a_id,
         case_id=case["id"],
     )
-    EventHandlers("notifications", sessions, NotificationsInbox, notifications_subscriptions(), trusted={"guest"})(
-        arriving(allocation)
-    )
+    app.extensions["notifications"].handlers(arriving(allocation))
     with sessions.begin() as session:
         session.execute(Delivery.__table__.delete())  # the allocation's own webhook: not what is under test
     yield url, sessions
-    engine.dispose()
+    dispose(app)
 
 
 def forged(data, *, publisher: str, **overrides) -> Event:
@@ -206,11 +196,11 @@ def test_a_second_charitys_queue_receives_nothing_about_the_firsts_referral(prov
         channel.queue_declare(tap)
         channel.queue_bind(tap, "referrals", routing_key="#")
 
-    handled = intake_subscriptions(Router(ResponsePolicy()))
+    use = app.extensions["intake"].use_cases  # the app's own handlers, over its units of work
     consumer = Consumer(
         amqp_url,
-        QueueSpec(INTAKE_QUEUE, handled.bindings, retry_delay_ms=100),
-        EventHandlers(INTAKE_QUEUE, sessions, IntakeInbox, handled, trusted={"guest"}),
+        QueueSpec(INTAKE_QUEUE, use.handlers.bindings, retry_delay_ms=100),
+        EventHandlers(INTAKE_QUEUE, use.units, use.handlers, trusted={"guest"}),
     )
     relay = OutboxRelay(amqp_url, sessions, IntakeOutbox, name="intake", poll_interval=0.05)
     police = auth_header(REFERRER, "police", "referrals:write referrals:read")

@@ -20,10 +20,8 @@ def service_app(service: str, database_url: str, keys: tuple[Path, Path], **env:
 
 
 def dispose(app: Flask) -> None:
-    """Close the database engines an app's extensions hold (advocacy keeps its own under its name; intake's
-    bootstrapped `Intake` has one too)."""
+    """Close the database engine of the service's instance the app holds (each keeps its composition root's
+    instance on `app.extensions[<service>]`)."""
     for extension in app.extensions.values():
-        if isinstance(extension, dict) and "engine" in extension:
-            extension["engine"].dispose()
-        elif isinstance(getattr(extension, "engine", None), Engine):
+        if isinstance(getattr(extension, "engine", None), Engine):
             extension.engine.dispose()
