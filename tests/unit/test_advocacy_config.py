@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from services.advocacy.config import AdvocacyConfig, settings_from_env
-from shared.config import ConfigError, Settings
+from shared.config import ConfigError
 
 
 def config(**env: str) -> AdvocacyConfig:
-    return AdvocacyConfig.from_settings(Settings.from_env("advocacy", env=env))
+    return AdvocacyConfig.from_settings(settings_from_env(env))
 
 
 def test_without_provider_id_the_service_refuses_to_start_and_says_what_to_set():
