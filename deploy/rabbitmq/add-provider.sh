@@ -7,7 +7,7 @@
 #   - write:     the `referrals` exchange, with the routing keys of a provider's events (never intake's);
 #                the retry, requeue and parking exchanges only with its own queue's key; its own queues.
 # The routing keys come from the event catalogue (contracts/events.py, by `python -m
-# shared.messaging.permissions`), so a provider event added there is allowed here with no edit.
+# contracts.permissions`), so a provider event added there is allowed here with no edit.
 # RabbitMQ stamps and validates `user_id`, so intake knows which provider really sent an answer.
 # https://www.rabbitmq.com/docs/access-control  https://www.rabbitmq.com/docs/access-control#topic-authorisation
 #
@@ -37,7 +37,7 @@ run() { $ctl -q "$@"; }
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 python=${CATALOGUE_PYTHON:-$root/.venv/bin/python}
 [[ -x $python ]] || python=python3
-if ! keys=$(cd "$root" && PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" "$python" -m shared.messaging.permissions "$id"); then
+if ! keys=$(cd "$root" && PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" "$python" -m contracts.permissions "$id"); then
   die "could not read the event catalogue with $python: run 'make venv' first, or set CATALOGUE_PYTHON to a Python with the project installed"
 fi
 { read -r publish_keys; read -r bind_keys; } <<<"$keys"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
@@ -28,7 +29,9 @@ from services.advocacy.models import Outbox
 from services.advocacy.uow import SqlAdvocacyUnitOfWork
 from shared.config import ConfigError, Settings
 from shared.db import make_engine, make_session_factory
-from shared.messaging.relay import OutboxRelay
+
+if TYPE_CHECKING:
+    from shared.messaging.relay import OutboxRelay
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,9 @@ def bootstrap(
     sessions = make_session_factory(engine)
     outbox_relay = None
     if relay:
+        # Imported here: the relay brings pika, which an API process never loads (test_api_footprint).
+        from shared.messaging.relay import OutboxRelay
+
         outbox_relay = OutboxRelay(
             settings.amqp_url,
             sessions,

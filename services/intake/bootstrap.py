@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
@@ -24,7 +25,9 @@ from services.intake.uow import IntakeUnits, SqlIntakeUnitOfWork
 from shared.config import Settings
 from shared.db import make_engine, make_session_factory
 from shared.messaging.catalogue import Subscriptions
-from shared.messaging.relay import OutboxRelay
+
+if TYPE_CHECKING:
+    from shared.messaging.relay import OutboxRelay
 
 
 @dataclass(frozen=True)
@@ -57,11 +60,14 @@ def bootstrap(settings: Settings, *, relay: bool = False, instrument: bool = Tru
     config = IntakeConfig.from_settings(settings)
     engine = make_engine(settings.database_url, instrument=instrument)
     sessions = make_session_factory(engine)
-    outbox_relay = (
-        OutboxRelay(settings.amqp_url, sessions, Outbox, name="intake", poll_interval=settings.outbox_poll_interval)
-        if relay
-        else None
-    )
+    outbox_relay = None
+    if relay:
+        # Imported here: the relay brings pika, which an API process never loads (test_api_footprint).
+        from shared.messaging.relay import OutboxRelay
+
+        outbox_relay = OutboxRelay(
+            settings.amqp_url, sessions, Outbox, name="intake", poll_interval=settings.outbox_poll_interval
+        )
     units = functools.partial(
         SqlIntakeUnitOfWork, sessions, after_commit=outbox_relay.wake if outbox_relay is not None else None
     )

@@ -1,16 +1,12 @@
-"""A charity's broker permissions on the `referrals` topic exchange, generated from the event catalogue, so a
-provider event added to the catalogue is allowed by construction and nothing else is.
-
-    python -m shared.messaging.permissions <provider-id>
-
-prints two regular expressions, one per line, for `rabbitmqctl set_topic_permissions` (deploy/rabbitmq/
-add-provider.sh): the routing keys the provider may publish (write), then those it may bind (read).
+"""A party's broker permissions on a topic exchange, generated from an event catalogue, so an event added to
+the catalogue is allowed by construction and nothing else is: the routing keys the party may publish (write)
+and those it may bind (read), as regular expressions for `rabbitmqctl set_topic_permissions`. The platform's
+command that prints a charity's is `python -m contracts.permissions` (deploy/rabbitmq/add-provider.sh).
 """
 
 from __future__ import annotations
 
 import re
-import sys
 
 from shared.messaging.catalogue import Catalogue
 
@@ -38,18 +34,3 @@ def bind_pattern(catalogue: Catalogue, provider_id: str, consumer: str) -> str:
     """What a party's queue may bind: the events addressed to it alone (and any sent to every such party)."""
     keys = [_literal(key) for key in catalogue.bindings(consumer, provider_id)]
     return _alternatives(sorted(keys))
-
-
-def main(argv: list[str]) -> int:
-    if len(argv) != 1 or not PROVIDER_ID.match(argv[0]):
-        print("usage: python -m shared.messaging.permissions <provider-id> (2-63 of a-z, 0-9, -)", file=sys.stderr)
-        return 2
-    from contracts.events import ADVOCACY, CATALOGUE, PROVIDER
-
-    print(publish_pattern(CATALOGUE, PROVIDER))
-    print(bind_pattern(CATALOGUE, argv[0], ADVOCACY))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
