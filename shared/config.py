@@ -50,6 +50,13 @@ def env_float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name}={raw!r} is not a number") from None
 
 
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    value = env_float(env, name, default)
+    if value <= 0:
+        raise ConfigError(f"{name}={value} must be above 0")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """What every service reads. Service-specific settings live beside the service."""
@@ -76,14 +83,24 @@ class Settings:
     outbox_poll_interval: float = 0.05
     declare_exchanges: bool = True  # false for a charity's restricted broker user (deploy/rabbitmq/)
     max_body_bytes: int = 256 * 1024
+    # How long a message whose handler meets an unavailable dependency (its database, another service's
+    # API, the broker) is retried in place, in order, before it counts as failed (shared.messaging.consumer).
+    transient_retry_hours: float = 24.0
+    # Where a worker serves /healthz and /readyz (0: no health server).
+    worker_port: int = 0
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def amqp_urls(self) -> tuple[str, ...]:
+        """`AMQP_URL` may list several nodes of one cluster, comma-separated: clients try them in turn."""
+        return tuple(u.strip() for u in self.amqp_url.split(",") if u.strip())
 
     @property
     def trusted_publishers(self) -> frozenset[str]:
         """Broker users that may speak for any party: this platform's own user (one shared user in dev and
         compose) and any named in AMQP_TRUSTED_PUBLISHERS. A party's instance publishes as its own broker user
         and speaks only for that party (shared.messaging.catalogue.Voice; deploy/rabbitmq/add-provider.sh)."""
-        own = unquote(urlsplit(self.amqp_url).username or "guest")
+        own = unquote(urlsplit(self.amqp_urls[0]).username or "guest")
         extra = {u.strip() for u in self.env.get("AMQP_TRUSTED_PUBLISHERS", "").split(",") if u.strip()}
         return frozenset({own, *extra})
 
@@ -116,5 +133,7 @@ class Settings:
             outbox_poll_interval=env_float(env, "OUTBOX_POLL_INTERVAL", 0.05),
             declare_exchanges=env_bool(env, "AMQP_DECLARE_EXCHANGES", True),
             max_body_bytes=env_int(env, "MAX_BODY_BYTES", 256 * 1024, minimum=1024),
+            transient_retry_hours=_positive(env, "TRANSIENT_RETRY_HOURS", 24.0),
+            worker_port=env_int(env, "WORKER_PORT", 0, minimum=0),
             env=env,
         )
