@@ -10,31 +10,40 @@ import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+if TYPE_CHECKING:
+    from support.rabbit_node import Cluster, Node
+
 
 @contextlib.contextmanager
-def private_vhost(broker_url: str) -> Iterator[str]:
-    parsed = urlsplit(broker_url)
+def private_vhost(broker_url: str, node: Node | Cluster | None = None) -> Iterator[str]:
+    """A fresh vhost on the broker (deleted afterwards) and `broker_url` pointing at it. Without `node`, the
+    local shared broker through `rabbitmqctl`; with a private node or cluster (support.rabbit_node), through
+    its own `rabbitmqctl -n NAME`, and `broker_url` may list the cluster's nodes comma-separated."""
+    urls = [u.strip() for u in broker_url.split(",") if u.strip()]
+    parsed = urlsplit(urls[0])
     local = parsed.hostname in ("127.0.0.1", "localhost") and shutil.which("rabbitmqctl")
-    if not local:
+    if node is None and not local:
         yield broker_url
         return
+    ctl = node.ctl if node is not None else _rabbitmqctl
     vhost = f"test-{uuid.uuid4().hex[:10]}"
     user = unquote(parsed.username or "guest")
-    _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+    ctl("add_vhost", vhost)
+    ctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
     try:
-        yield urlunsplit(parsed._replace(path="/" + quote(vhost, safe="")))
+        yield ",".join(urlunsplit(urlsplit(u)._replace(path="/" + quote(vhost, safe=""))) for u in urls)
     finally:
-        _rabbitmqctl("delete_vhost", vhost)
+        ctl("delete_vhost", vhost)
 
 
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+def _rabbitmqctl(*args: str) -> str:
+    return subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60, text=True).stdout
 
 
 @contextlib.contextmanager
