@@ -12,6 +12,7 @@ import ipaddress
 import math
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -50,7 +51,14 @@ SECRET_MIN_BYTES = 24
 SECRET_MAX_BYTES = 64
 GENERATED_SECRET_BYTES = 32
 
-DEFAULT_RETRY_SCHEDULE: tuple[float, ...] = (5, 30, 120, 600, 1800, 3600)
+# The waits between attempts: 10 s, 1 min, 5 min, 30 min, 2 h, 6 h, 12 h, then a day three times; the last
+# attempt is made about 3.9 days after the first, so an agency's endpoint down over a long weekend still gets
+# every webhook once it is back (and `POST .../redelivery` resends what failed even so).
+DEFAULT_RETRY_SCHEDULE: tuple[float, ...] = (10, 60, 300, 1800, 7200, 21600, 43200, 86400, 86400, 86400)
+
+# A test delivery an org asks for (POST /v1/subscriptions/{id}/ping), sent to a subscription whatever its
+# event types: signed and sent like any webhook.
+PING = "webhook.ping"
 
 Resolver = Callable[[str, int], Iterable[str]]
 
@@ -60,6 +68,17 @@ Resolver = Callable[[str, int], Iterable[str]]
 
 def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(GENERATED_SECRET_BYTES)).decode()
+
+
+def signing_secrets(
+    secret: str, previous: str | None, previous_expires_at: datetime | None, now: datetime
+) -> tuple[str, ...]:
+    """The secrets a webhook sent at `now` is signed with: the current one, and during a rotation's overlap the
+    previous one too, so a receiver verifies with either while it changes over (Standard Webhooks: the
+    signature header may carry several space-delimited signatures)."""
+    if previous and previous_expires_at is not None and now < previous_expires_at:
+        return (secret, previous)
+    return (secret,)
 
 
 def secret_problem(secret: str) -> str | None:
@@ -107,6 +126,11 @@ def webhook_body(
     return {"type": event_type, "timestamp": occurred_at, "data": body_data}
 
 
+def ping_body(subscription_id: str, sent_at: str) -> dict[str, Any]:
+    """`webhook.ping`'s body: the same envelope as every webhook, naming only the subscription."""
+    return {"type": PING, "timestamp": sent_at, "data": {"subscription_id": subscription_id}}
+
+
 def webhook_id(event_id: str, subscription_id: str) -> str:
     """Stable per (event, subscription): a retry or a redelivered event carries the same `webhook-id`, so a
     receiver can drop duplicates (Standard Webhooks: "webhook-id ... the same when a message is retried")."""
@@ -129,6 +153,11 @@ def parse_retry_schedule(raw: str) -> tuple[float, ...]:
 
 def max_attempts(schedule: Sequence[float]) -> int:
     return len(schedule) + 1
+
+
+def schedule_span(schedule: Sequence[float]) -> float:
+    """Seconds from a delivery's first attempt to its last."""
+    return float(sum(schedule))
 
 
 def next_attempt_delay(attempts_made: int, schedule: Sequence[float]) -> float | None:

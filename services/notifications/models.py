@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -35,6 +35,15 @@ class Subscription(Base):
     secret: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The secret before the last rotation, which also signs webhooks until it expires (domain.signing_secrets).
+    previous_secret: Mapped[str | None] = mapped_column(String(200))
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    def rotate(self, secret: str, now: datetime, overlap: timedelta) -> None:
+        """Sign with `secret` from now on, and with the current one too for `overlap`. A second rotation within
+        the overlap drops the oldest secret at once: at most two are ever valid."""
+        self.previous_secret, self.previous_secret_expires_at = self.secret, now + overlap
+        self.secret = secret
 
 
 class ReferralOwner(Base):
@@ -77,7 +86,8 @@ class Delivery(Base):
     org_id: Mapped[str] = mapped_column(String(100))
     event_type: Mapped[str] = mapped_column(String(100))
     event_id: Mapped[str] = mapped_column(String(64))
-    referral_id: Mapped[str] = mapped_column(String(64), index=True)
+    # None for a delivery about no referral (webhook.ping).
+    referral_id: Mapped[str | None] = mapped_column(String(64), index=True)
     # The exact JSON that is signed and sent: every attempt sends the same bytes.
     payload: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default=PENDING)
@@ -90,3 +100,12 @@ class Delivery(Base):
     # The trace of the event that caused it: the webhook's `traceparent` continues it at the agency.
     traceparent: Mapped[str | None] = mapped_column(String(64))
     tracestate: Mapped[str | None] = mapped_column(String(512))
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (DELIVERED, FAILED)
+
+    def requeue(self, now: datetime) -> None:
+        """Send it again, as it was (the same webhook-id and bytes), with the whole retry schedule ahead of it:
+        `attempts` counts the attempts since it was last queued."""
+        self.status, self.attempts, self.next_attempt_at, self.delivered_at = PENDING, 0, now, None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Collection, Sequence
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -56,6 +57,15 @@ class Deliveries(abc.ABC):
     @abc.abstractmethod
     def fail_pending(self, subscription_id: str, reason: str) -> None:
         """Mark the subscription's pending deliveries failed with `reason`: they are never sent."""
+
+    @abc.abstractmethod
+    def get(self, delivery_id: str) -> Delivery | None:
+        """The delivery, of whichever org: the caller checks whose it is."""
+
+    @abc.abstractmethod
+    def requeue_failed(self, subscription_id: str, since: datetime, now: datetime) -> int:
+        """Queue again (Delivery.requeue) each failed delivery of the subscription created at or after `since`;
+        how many."""
 
 
 # --- SQLAlchemy ---------------------------------------------------------------------------------------------
@@ -142,3 +152,20 @@ class SqlDeliveries(Deliveries):
             .where(Delivery.subscription_id == subscription_id, Delivery.status == PENDING)
             .values(status=FAILED, next_attempt_at=None, last_error=reason)
         )
+
+    def get(self, delivery_id: str) -> Delivery | None:
+        return self._session.get(Delivery, delivery_id)
+
+    def requeue_failed(self, subscription_id: str, since: datetime, now: datetime) -> int:
+        # One statement, however many failed in an outage; the values are Delivery.requeue's.
+        result = self._session.execute(
+            update(Delivery)
+            .where(
+                Delivery.subscription_id == subscription_id,
+                Delivery.status == FAILED,
+                Delivery.created_at >= since,
+            )
+            .values(status=PENDING, attempts=0, next_attempt_at=now, delivered_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount  # type: ignore[attr-defined]

@@ -8,6 +8,7 @@ event), deleted subscriptions match nothing.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from datetime import datetime
 
 from services.notifications.models import FAILED, PENDING, Delivery, ReferralOwner, Subscription
 from services.notifications.repositories import Deliveries, ReferralOwners, WebhookSubscriptions
@@ -59,6 +60,16 @@ class FakeDeliveries(Deliveries):
         for delivery in self.rows:
             if delivery.subscription_id == subscription_id and delivery.status == PENDING:
                 delivery.status, delivery.next_attempt_at, delivery.last_error = FAILED, None, reason
+
+    def get(self, delivery_id: str) -> Delivery | None:
+        return next((d for d in self.rows if d.id == delivery_id), None)
+
+    def requeue_failed(self, subscription_id: str, since: datetime, now: datetime) -> int:
+        mine = [d for d in self.rows if d.subscription_id == subscription_id]
+        failed = [d for d in mine if d.status == FAILED and d.created_at >= since]
+        for delivery in failed:
+            delivery.requeue(now)
+        return len(failed)
 
 
 class FakeNotificationsUnitOfWork(FakeUnitOfWork, NotificationsUnitOfWork):

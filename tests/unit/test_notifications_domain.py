@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -15,7 +16,10 @@ from services.notifications.domain import (
     new_secret,
     next_attempt_delay,
     parse_retry_schedule,
+    ping_body,
+    schedule_span,
     secret_problem,
+    signing_secrets,
     webhook_body,
     webhook_id,
 )
@@ -43,10 +47,20 @@ PUBLIC = FakeResolver({"hooks.agency.example": ["93.184.216.34", "2606:2800:220:
 
 def test_default_schedule_waits_longer_after_each_failure_then_gives_up():
     schedule = WebhookSettings.from_env({}).retry_schedule
-    assert schedule == (5, 30, 120, 600, 1800, 3600)
-    assert [next_attempt_delay(n, schedule) for n in range(1, 7)] == [5, 30, 120, 600, 1800, 3600]
-    assert next_attempt_delay(7, schedule) is None
-    assert max_attempts(schedule) == 7
+    waits = [10, 60, 300, 1800, 7200, 21600, 43200, 86400, 86400, 86400]
+    assert schedule == tuple(waits)
+    assert [next_attempt_delay(n, schedule) for n in range(1, 11)] == waits
+    assert next_attempt_delay(11, schedule) is None
+    assert max_attempts(schedule) == 11
+
+
+def test_default_schedule_outlasts_an_agency_down_for_three_days():
+    assert schedule_span(WebhookSettings.from_env({}).retry_schedule) >= 3 * 86400
+    assert schedule_span(parse_retry_schedule("1,2,3.5")) == 6.5
+
+
+def test_a_compressed_schedule_is_taken_from_the_environment():
+    assert WebhookSettings.from_env({"WEBHOOK_RETRY_SCHEDULE": "0.2,0.5"}).retry_schedule == (0.2, 0.5)
 
 
 def test_zero_delay_schedule_gives_three_attempts():
@@ -82,12 +96,43 @@ def test_settings_name_the_variable_when_malformed():
         WebhookSettings.from_env({"WEBHOOK_TIMEOUT_SECONDS": "0"})
     with pytest.raises(ConfigError, match="WEBHOOK_ALLOW_PRIVATE"):
         WebhookSettings.from_env({"WEBHOOK_ALLOW_PRIVATE": "perhaps"})
+    for hours in ("-1", "nan", "721"):
+        with pytest.raises(ConfigError, match="WEBHOOK_SECRET_OVERLAP_HOURS"):
+            WebhookSettings.from_env({"WEBHOOK_SECRET_OVERLAP_HOURS": hours})
+    for lanes in ("0", "33", "many"):
+        with pytest.raises(ConfigError, match="WEBHOOK_CONCURRENCY"):
+            WebhookSettings.from_env({"WEBHOOK_CONCURRENCY": lanes})
 
 
 def test_settings_defaults_are_production_safe():
     settings = WebhookSettings.from_env({})
     assert settings.allow_private is False
     assert settings.timeout_seconds == 10
+    assert settings.secret_overlap == timedelta(hours=24)
+    assert settings.concurrency == 4
+
+
+# --- secret rotation ----------------------------------------------------------------------------------
+
+
+def test_webhooks_are_signed_with_both_secrets_until_the_previous_one_expires():
+    now = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    expires = now + timedelta(hours=24)
+    assert signing_secrets("whsec_new", "whsec_old", expires, now) == ("whsec_new", "whsec_old")
+    assert signing_secrets("whsec_new", "whsec_old", expires, expires - timedelta(seconds=1)) == (
+        "whsec_new",
+        "whsec_old",
+    )
+    assert signing_secrets("whsec_new", "whsec_old", expires, expires) == ("whsec_new",)
+    assert signing_secrets("whsec_only", None, None, now) == ("whsec_only",)
+
+
+def test_a_ping_names_only_its_subscription():
+    assert ping_body("sub-1", "2026-12-01T12:00:00+00:00") == {
+        "type": "webhook.ping",
+        "timestamp": "2026-12-01T12:00:00+00:00",
+        "data": {"subscription_id": "sub-1"},
+    }
 
 
 # --- the payload ------------------------------------------------------------------------------------
