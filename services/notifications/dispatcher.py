@@ -1,23 +1,29 @@
 """The webhook dispatcher: sends due deliveries, signed, in the trace of the event that caused them.
 
-Standard Webhooks (https://www.standardwebhooks.com/): `webhook-id` is stable across retries,
-`webhook-timestamp` is the attempt's time, `webhook-signature` is `v1,<base64 HMAC-SHA256>` over
-"id.timestamp.body". A receiver's response body is never read, stored or logged.
+Standard Webhooks (https://www.standardwebhooks.com/): `webhook-id` is stable across retries and
+redeliveries, `webhook-timestamp` is the attempt's time, `webhook-signature` is `v1,<base64 HMAC-SHA256>` over
+"id.timestamp.body" (twice, space-separated, while a rotated secret's predecessor is still valid). A
+receiver's response body is never read, stored or logged.
 
-Deliveries are *claimed*, up to five in one short transaction (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so
-two dispatchers never take the same row), which moves their `next_attempt_at` past the time their attempts
-can take one after another; each HTTP call runs with no transaction open; a short transaction records each
-outcome. A dispatcher
-that dies mid-send leaves the row to be retried when that lease ends: at-least-once, and the stable
-`webhook-id` lets the receiver drop the duplicate. On SQLite, run a single dispatcher.
+Each delivery is claimed on its own, sent, and its outcome recorded at once. The claim is one short statement
+(an UPDATE of a row whose lease has run out, picked `FOR UPDATE SKIP LOCKED` on PostgreSQL so several
+dispatchers never take the same row; SQLite runs a statement at a time) that moves its `next_attempt_at` to
+the end of a lease: the attempt's timeout and a few seconds. That lease is also the claim's token: a failed
+attempt is recorded only while the row still carries it. So a dispatcher that dies, or loses its database,
+mid-send delays only the delivery in flight, which another dispatcher (or this one, restarted) takes again
+seconds later, with the same `webhook-id` for the receiver to drop the duplicate; nothing else waits on it.
+`WEBHOOK_CONCURRENCY` lanes send at once, so a receiver that times out holds up one lane, not every webhook.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import cast
 
 import requests
@@ -28,12 +34,14 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 from standardwebhooks import Webhook
+from urllib3.util import Timeout
 
 from services.notifications.config import WebhookSettings
-from services.notifications.domain import UnsafeWebhookUrl, is_success, next_attempt_delay
+from services.notifications.domain import UnsafeWebhookUrl, is_success, next_attempt_delay, signing_secrets
 from services.notifications.egress import UrlGuard, webhook_session
 from services.notifications.models import DELIVERED, FAILED, PENDING, Delivery, Subscription
 from shared.clock import utcnow
+from shared.health import HEALTH
 from shared.retry import DATABASE_OUTAGE
 from shared.telemetry import context_from, set_ids, tracer
 
@@ -41,8 +49,10 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = "referrals-notifications/1"
 IDLE_WAIT_SECONDS = 0.2
-LEASE_MARGIN = timedelta(seconds=60)
-CLAIM_BATCH = 5  # deliveries claimed per transaction; their lease covers five attempts in a row
+# Beyond the attempt's timeout: the URL check's DNS lookup, and recording the outcome.
+LEASE_MARGIN = timedelta(seconds=5)
+# Recording an outcome again after a dropped connection, within the lease: a blip costs no second send.
+RECORD_RETRY_SECONDS = (0.2, 0.5, 1.0)
 
 
 @dataclass(frozen=True)
@@ -51,14 +61,15 @@ class _Claimed:
     webhook_id: str
     subscription_id: str
     url: str
-    secret: str
+    secrets: tuple[str, ...]
     payload: str
     traceparent: str | None
     tracestate: str | None
-    referral_id: str
+    referral_id: str | None
     event_type: str
     org_id: str
     attempts: int
+    lease: datetime  # the row's next_attempt_at while this claim holds it
 
 
 @dataclass(frozen=True)
@@ -78,16 +89,19 @@ class WebhookDispatcher:
         settings: WebhookSettings,
         *,
         guard: UrlGuard | None = None,
-        http: requests.Session | None = None,
+        http: Callable[[], requests.Session] | None = None,
         batch_size: int = 50,
     ):
+        """`http` makes each lane's HTTP session (requests Sessions are not shared across threads)."""
         self._sessions = session_factory
         self._settings = settings
         self._guard = guard or UrlGuard(settings.allow_private)
-        self._http = http or webhook_session(settings.allow_private)
+        self._new_http = http or functools.partial(webhook_session, settings.allow_private)
+        self._local = threading.local()
         self._batch = batch_size
-        # Longer than one attempt can take (DNS, connect and read timeouts), so no one else takes the row.
-        self._attempt_time = timedelta(seconds=3 * settings.timeout_seconds)
+        # The whole attempt (connect, send, the status line) within the timeout, so the lease can be short.
+        self._timeout = Timeout(total=settings.timeout_seconds)
+        self.lease = timedelta(seconds=settings.timeout_seconds) + LEASE_MARGIN
         self._wake = threading.Event()
         self._tracer = tracer(__name__)
 
@@ -96,13 +110,30 @@ class WebhookDispatcher:
         self._wake.set()
 
     def run(self, stop: threading.Event) -> None:
+        """The worker's loop: `WEBHOOK_CONCURRENCY` lanes, each claiming, sending and recording one delivery at
+        a time, until `stop` is set."""
+        lanes = [
+            threading.Thread(target=self._lane, args=(stop,), name=f"webhook-lane-{n}", daemon=True)
+            for n in range(1, self._settings.concurrency)
+        ]
+        for lane in lanes:
+            lane.start()
+        try:
+            self._lane(stop)
+        finally:
+            for lane in lanes:
+                lane.join(timeout=self._settings.timeout_seconds + 5)
+
+    def _lane(self, stop: threading.Event) -> None:
         failures = 0
         while not stop.is_set():
             self._wake.clear()
             try:
                 sent = self.dispatch_due(stop)
                 failures = 0
+                HEALTH.up("database")
             except OperationalError as exc:
+                HEALTH.down("database", exc.__class__.__name__)
                 failures += 1
                 delay = DATABASE_OUTAGE.delay(failures)
                 log.warning(
@@ -115,22 +146,27 @@ class WebhookDispatcher:
                 self._wake.wait(IDLE_WAIT_SECONDS)
 
     def dispatch_due(self, stop: threading.Event | None = None) -> int:
-        """Send up to one batch of due deliveries, one at a time. Returns how many were attempted."""
+        """Send due deliveries one at a time, each claimed, sent and recorded before the next, until none is due
+        or a batch is done. Returns how many were attempted."""
         done = 0
         while done < self._batch and not (stop and stop.is_set()):
-            claimed = self._claim(min(CLAIM_BATCH, self._batch - done))
-            delivered = [self._attempt(delivery) for delivery in claimed]
-            done += len(claimed)
-            # A short claim means nothing more was due, unless an attempt failed and is due again at once
-            # (a retry schedule of 0 s): then look once more rather than at the next wake-up.
-            if len(claimed) < CLAIM_BATCH and all(delivered):
+            claimed = self._claim()
+            if claimed is None:
                 break
+            self._attempt(claimed)
+            done += 1
         return done
 
-    def _claim(self, limit: int) -> list[_Claimed]:
-        """Claim up to `limit` due deliveries in one statement: their lease (next_attempt_at) moves past the time
-        their attempts can take, one after another, so no other dispatcher takes them meanwhile."""
+    def _http(self) -> requests.Session:
+        if not hasattr(self._local, "http"):
+            self._local.http = self._new_http()
+        return self._local.http
+
+    def _claim(self) -> _Claimed | None:
+        """Claim the delivery due first, if any: its lease (next_attempt_at) moves past the time its attempt can
+        take, so no other dispatcher takes it meanwhile, and back to due within seconds if this one dies."""
         now = utcnow()
+        lease = now + self.lease
         deliveries, subscriptions = Delivery.__table__, Subscription.__table__
         due = (
             select(deliveries.c.id)
@@ -141,44 +177,51 @@ class WebhookDispatcher:
                 subscriptions.c.deleted_at.is_(None),
             )
             .order_by(deliveries.c.next_attempt_at)
-            .limit(limit)
+            .limit(1)
             .with_for_update(of=deliveries, skip_locked=True)
         )
         claim = (
             update(cast(Table, deliveries))
-            .where(deliveries.c.id.in_(due.scalar_subquery()))
-            .values(next_attempt_at=now + self._attempt_time * limit + LEASE_MARGIN)
+            # `=`, not IN: a scalar subquery runs once (an InitPlan); PostgreSQL may run an IN's again per row and
+            # claim several. The conditions again: PostgreSQL re-checks them on the row as it is when locked.
+            .where(
+                deliveries.c.id == due.scalar_subquery(),
+                deliveries.c.status == PENDING,
+                deliveries.c.next_attempt_at <= now,
+            )
+            .values(next_attempt_at=lease)
             .returning(*deliveries.c)  # SQLite's RETURNING names the updated table only: no join here
         )
         # Polling several times a second would flood the trace backend with root spans of empty claims.
         with suppress_instrumentation(), self._sessions.begin() as session:
-            rows = session.execute(claim).all()
-            if not rows:
-                return []
-            wanted = {row.subscription_id for row in rows}
-            found = session.execute(
-                select(subscriptions.c.id, subscriptions.c.url, subscriptions.c.secret).where(
-                    subscriptions.c.id.in_(wanted)
-                )
-            ).all()
-        subscription = {row.id: row for row in found}
-        return [
-            _Claimed(
-                delivery_id=row.id,
-                webhook_id=row.webhook_id,
-                subscription_id=row.subscription_id,
-                url=subscription[row.subscription_id].url,
-                secret=subscription[row.subscription_id].secret,
-                payload=row.payload,
-                traceparent=row.traceparent,
-                tracestate=row.tracestate,
-                referral_id=row.referral_id,
-                event_type=row.event_type,
-                org_id=row.org_id,
-                attempts=row.attempts,
-            )
-            for row in sorted(rows, key=lambda row: row.created_at)  # RETURNING keeps no order: oldest first
-        ]
+            row = session.execute(claim).first()
+            if row is None:
+                return None
+            subscription = session.execute(
+                select(
+                    subscriptions.c.url,
+                    subscriptions.c.secret,
+                    subscriptions.c.previous_secret,
+                    subscriptions.c.previous_secret_expires_at,
+                ).where(subscriptions.c.id == row.subscription_id)
+            ).one()
+        return _Claimed(
+            delivery_id=row.id,
+            webhook_id=row.webhook_id,
+            subscription_id=row.subscription_id,
+            url=subscription.url,
+            secrets=signing_secrets(
+                subscription.secret, subscription.previous_secret, subscription.previous_secret_expires_at, now
+            ),
+            payload=row.payload,
+            traceparent=row.traceparent,
+            tracestate=row.tracestate,
+            referral_id=row.referral_id,
+            event_type=row.event_type,
+            org_id=row.org_id,
+            attempts=row.attempts,
+            lease=lease,
+        )
 
     def _attempt(self, claimed: _Claimed) -> bool:
         parent = context_from({"traceparent": claimed.traceparent or "", "tracestate": claimed.tracestate or ""})
@@ -208,7 +251,10 @@ class WebhookDispatcher:
             "content-type": "application/json",
             "webhook-id": claimed.webhook_id,
             "webhook-timestamp": str(int(now.timestamp())),
-            "webhook-signature": Webhook(claimed.secret).sign(claimed.webhook_id, now, claimed.payload),
+            # Standard Webhooks: several signatures, space-delimited; the receiver accepts the webhook if one verifies.
+            "webhook-signature": " ".join(
+                Webhook(secret).sign(claimed.webhook_id, now, claimed.payload) for secret in claimed.secrets
+            ),
             "user-agent": USER_AGENT,
         }
         # The requests instrumentation injects the traceparent of its own client span (a child of this
@@ -217,11 +263,11 @@ class WebhookDispatcher:
         timeout = self._settings.timeout_seconds
         try:
             # stream=True: only the status line and headers are read; the body is closed unread.
-            with self._http.post(
+            with self._http().post(
                 claimed.url,
                 data=claimed.payload.encode(),
                 headers=headers,
-                timeout=timeout,
+                timeout=self._timeout,  # type: ignore[arg-type]  # requests passes urllib3 Timeouts on as they are
                 allow_redirects=False,
                 stream=True,
             ) as response:
@@ -257,12 +303,13 @@ class WebhookDispatcher:
             else:
                 values.update(next_attempt_at=now + timedelta(seconds=delay))
         deliveries = Delivery.__table__  # Core, not the ORM's bulk update: a third of the cost here
-        with self._sessions.begin() as session:
-            session.execute(
-                update(cast(Table, deliveries))
-                .where(deliveries.c.id == claimed.delivery_id, deliveries.c.status == PENDING)
-                .values(**values)
-            )
+        held = [deliveries.c.id == claimed.delivery_id, deliveries.c.status == PENDING]
+        if not outcome.delivered:
+            # Only while this claim holds the row: if it lapsed and another dispatcher took it, that one's
+            # outcome is the row's. A delivery is a fact, recorded whoever holds the row.
+            held.append(deliveries.c.next_attempt_at == claimed.lease)
+        statement = update(cast(Table, deliveries)).where(*held).values(**values)
+        recorded = self._execute_retrying(statement)
         extra = {
             "delivery_id": claimed.delivery_id,
             "webhook_id": claimed.webhook_id,
@@ -274,7 +321,23 @@ class WebhookDispatcher:
             "status_code": outcome.status_code,
             "error": outcome.error,
         }
-        if outcome.delivered:
+        if not recorded:
+            log.warning("webhook outcome not recorded: the claim lapsed and the row moved on", extra=extra)
+        elif outcome.delivered:
             log.info("webhook delivered", extra=extra)
         else:
             log.warning("webhook attempt failed", extra=extra)
+
+    def _execute_retrying(self, statement) -> bool:
+        """Run the outcome's UPDATE, again after a dropped connection (within the lease); whether it changed the
+        row. Still failing, the OperationalError goes to the lane, and the row is taken again when its lease ends."""
+        for wait in RECORD_RETRY_SECONDS:
+            try:
+                return self._execute(statement)
+            except OperationalError:
+                time.sleep(wait)
+        return self._execute(statement)
+
+    def _execute(self, statement) -> bool:
+        with self._sessions.begin() as session:
+            return bool(session.execute(statement).rowcount)
