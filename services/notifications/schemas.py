@@ -52,18 +52,53 @@ class SubscriptionCreatedSchema(SubscriptionSchema):
     )
 
 
+class SecretRotatedSchema(SubscriptionCreatedSchema):
+    secret = fields.String(
+        dump_only=True,
+        metadata={"description": "The new signing secret, returned only in this response."},
+    )
+    previous_secret_expires_at = fields.DateTime(
+        dump_only=True,
+        metadata={
+            "description": "Until then webhooks carry a signature by the previous secret too "
+            "(`webhook-signature: v1,<new> v1,<previous>`); from then on by the new one only."
+        },
+    )
+
+
+class RedeliveryRequestSchema(Schema):
+    since = fields.AwareDateTime(
+        required=True,
+        metadata={"description": "Redeliver the failed deliveries created at or after this time (with an offset)."},
+    )
+
+
+class RedeliveryQueuedSchema(Schema):
+    subscription_id = fields.String(dump_only=True)
+    since = fields.DateTime(dump_only=True)
+    queued = fields.Integer(
+        dump_only=True,
+        metadata={"description": "How many failed deliveries were queued again, each with its own webhook-id."},
+    )
+
+
 class DeliveryQuerySchema(Schema):
     referral_id = fields.String(validate=validate.Length(min=1, max=64))
 
 
 class DeliverySchema(Schema):
     id = fields.String(dump_only=True)
+    webhook_id = fields.String(
+        dump_only=True, metadata={"description": "The `webhook-id` header: the same on every attempt and redelivery."}
+    )
     subscription_id = fields.String(dump_only=True)
     event_type = fields.String(dump_only=True)
     event_id = fields.String(dump_only=True)
-    referral_id = fields.String(dump_only=True)
+    referral_id = fields.String(dump_only=True, allow_none=True, metadata={"description": "None for webhook.ping."})
     status = fields.String(dump_only=True, metadata={"enum": ["pending", "delivered", "failed"]})
-    attempts = fields.Integer(dump_only=True)
+    attempts = fields.Integer(
+        dump_only=True, metadata={"description": "Attempts since it was queued (again, for a redelivery)."}
+    )
     last_status_code = fields.Integer(dump_only=True, allow_none=True)
     last_error = fields.String(dump_only=True, allow_none=True)
     next_attempt_at = fields.DateTime(dump_only=True, allow_none=True)

@@ -264,6 +264,7 @@ def test_deliveries_are_listed_newest_first_paginated_per_org(client, as_org, da
     assert [d["id"] for d in even] == [f"d-{n:02}" for n in range(0, 12, 2)]
     assert set(even[0]) == {
         "id",
+        "webhook_id",
         "subscription_id",
         "event_type",
         "event_id",

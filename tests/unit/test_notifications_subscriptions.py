@@ -1,16 +1,19 @@
-"""Subscribing a webhook URL and stopping a subscription, through a fake unit of work (no database)."""
+"""Subscribing a webhook URL, stopping a subscription, pinging it and rotating its secret, through a fake unit of
+work (no database)."""
 
 from __future__ import annotations
 
 import base64
+import json
 import uuid
+from datetime import timedelta
 
 import pytest
 
-from services.notifications.domain import UnsafeWebhookUrl
+from services.notifications.domain import UnsafeWebhookUrl, secret_problem, signing_secrets
 from services.notifications.egress import UrlGuard
 from services.notifications.models import Delivery
-from services.notifications.subscriptions import NoSuchSubscription, subscribe, unsubscribe
+from services.notifications.subscriptions import NoSuchSubscription, ping, rotate_secret, subscribe, unsubscribe
 from shared.clock import utcnow
 from support.fake_notifications import FakeNotificationsUnitOfWork
 
@@ -101,3 +104,72 @@ def test_another_orgs_subscription_an_unknown_one_and_a_stopped_one_are_no_such_
     with pytest.raises(NoSuchSubscription):
         unsubscribe(uow, org_id=OTHER_AGENCY, subscription_id=theirs.id)  # already stopped
     assert uow.rollbacks == 3
+
+
+# --- ping -------------------------------------------------------------------------------------------------
+
+
+def test_a_ping_queues_a_signed_test_webhook_naming_only_the_subscription(uow):
+    subscription = subscribe(uow, PUBLIC, org_id=AGENCY, url="https://hooks.agency-a.example/in", events=["x"])
+
+    delivery = ping(uow, org_id=AGENCY, subscription_id=subscription.id)
+
+    assert uow.deliveries.rows == [delivery]
+    assert (delivery.event_type, delivery.status, delivery.attempts) == ("webhook.ping", "pending", 0)
+    assert (delivery.subscription_id, delivery.org_id, delivery.referral_id) == (subscription.id, AGENCY, None)
+    assert delivery.webhook_id == f"msg_{delivery.event_id}_{subscription.id}"
+    body = json.loads(delivery.payload)
+    assert body["type"] == "webhook.ping" and body["data"] == {"subscription_id": subscription.id}
+    assert delivery.next_attempt_at <= utcnow()
+    again = ping(uow, org_id=AGENCY, subscription_id=subscription.id)
+    assert again.webhook_id != delivery.webhook_id  # each ping is a webhook of its own
+    assert uow.commits == 3
+
+
+def test_another_orgs_or_a_stopped_subscription_cannot_be_pinged(uow):
+    theirs = subscribe(uow, PUBLIC, org_id=OTHER_AGENCY, url="https://hooks.b.example/in", events=["x"])
+    with pytest.raises(NoSuchSubscription):
+        ping(uow, org_id=AGENCY, subscription_id=theirs.id)
+    unsubscribe(uow, org_id=OTHER_AGENCY, subscription_id=theirs.id)
+    with pytest.raises(NoSuchSubscription):
+        ping(uow, org_id=OTHER_AGENCY, subscription_id=theirs.id)
+    assert uow.deliveries.rows == []
+
+
+# --- secret rotation -------------------------------------------------------------------------------------
+
+
+def test_rotating_a_secret_keeps_the_old_one_signing_for_the_overlap(uow):
+    subscription = subscribe(uow, PUBLIC, org_id=AGENCY, url="https://hooks.agency-a.example/in", events=["x"])
+    first = subscription.secret
+    before = utcnow()
+
+    rotated = rotate_secret(uow, org_id=AGENCY, subscription_id=subscription.id, overlap=timedelta(hours=24))
+
+    assert rotated is subscription
+    assert rotated.secret != first and secret_problem(rotated.secret) is None
+    assert rotated.previous_secret == first
+    assert timedelta(hours=24) <= rotated.previous_secret_expires_at - before <= timedelta(hours=24, seconds=5)
+    assert signing_secrets(rotated.secret, rotated.previous_secret, rotated.previous_secret_expires_at, utcnow()) == (
+        rotated.secret,
+        first,
+    )
+    assert uow.commits == 2
+
+
+def test_a_second_rotation_within_the_overlap_drops_the_oldest_secret(uow):
+    subscription = subscribe(uow, PUBLIC, org_id=AGENCY, url="https://hooks.agency-a.example/in", events=["x"])
+    first = subscription.secret
+    rotate_secret(uow, org_id=AGENCY, subscription_id=subscription.id, overlap=timedelta(hours=24))
+    second = subscription.secret
+    rotate_secret(uow, org_id=AGENCY, subscription_id=subscription.id, overlap=timedelta(hours=24))
+    assert subscription.previous_secret == second
+    assert first not in (subscription.secret, subscription.previous_secret)
+
+
+def test_another_orgs_subscription_keeps_its_secret(uow):
+    theirs = subscribe(uow, PUBLIC, org_id=OTHER_AGENCY, url="https://hooks.b.example/in", events=["x"])
+    secret = theirs.secret
+    with pytest.raises(NoSuchSubscription):
+        rotate_secret(uow, org_id=AGENCY, subscription_id=theirs.id, overlap=timedelta(hours=24))
+    assert (theirs.secret, theirs.previous_secret) == (secret, None)
