@@ -32,3 +32,6 @@ DATABASE_OUTAGE = Backoff(first=1.0, cap=30.0)
 UNSENT_ROW = Backoff(first=1.0, cap=300.0)
 # An outbox row the broker refused (403: permissions): a minute, doubling to an hour.
 REFUSED_ROW = Backoff(first=60.0, cap=3600.0)
+# A handler's dependency briefly down (its database, another service's API, the broker): the consumer retries
+# the message in place, in order, after 1 s, doubling to 30 s, then every 30 s (shared.messaging.consumer).
+TRANSIENT = Backoff(first=1.0, cap=30.0)
