@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Give a charity's advocacy instance its own RabbitMQ user, allowed no more than its part of the platform:
-#   - configure: only its own queues advocacy.<id>, advocacy.<id>.retry, advocacy.<id>.parking;
+#   - configure: only its own queues advocacy.<id>, advocacy.<id>.retry, advocacy.<id>.parking,
+#                advocacy.<id>.holding (where its worker moves messages it holds through an outage);
 #   - read:      only its own queues (and binding them to the platform's exchanges),
 #                and on the `referrals` topic exchange only the routing keys addressed to it
 #                (`<event>.<id>`: topic permissions, so it cannot bind to another provider's events);
 #   - write:     the `referrals` exchange, with the routing keys of a provider's events (never intake's);
-#                the retry, requeue and parking exchanges only with its own queue's key; its own queues.
+#                the retry, requeue and parking exchanges only with its own queue's key (and the retry
+#                exchange with its holding queue's); its own queues. So no charity can put a message on
+#                another queue's requeue path, where a replay's original user_id header is believed.
 # The routing keys come from the event catalogue (contracts/events.py, by `python -m
 # contracts.permissions`), so a provider event added there is allowed here with no edit.
 # RabbitMQ stamps and validates `user_id`, so intake knows which provider really sent an answer.
@@ -52,15 +55,17 @@ fi
 
 exchanges="referrals|referrals\\.dlx|referrals\\.requeue|referrals\\.parked"
 run set_permissions -p "$vhost" "$user" \
-  "^$queue(\\.retry|\\.parking)?\$" \
-  "^($exchanges|$queue(\\.retry|\\.parking)?)\$" \
-  "^($exchanges|$queue(\\.retry|\\.parking)?)\$" >/dev/null
+  "^$queue(\\.retry|\\.parking|\\.holding)?\$" \
+  "^($exchanges|$queue(\\.retry|\\.parking|\\.holding)?)\$" \
+  "^($exchanges|$queue(\\.retry|\\.parking|\\.holding)?)\$" >/dev/null
 
 # Topic permissions: which routing keys it may publish (write) and bind (read) on each topic exchange.
 run set_topic_permissions -p "$vhost" "$user" referrals "$publish_keys" "$bind_keys" >/dev/null
-for exchange in referrals.dlx referrals.requeue referrals.parked; do
+for exchange in referrals.requeue referrals.parked; do
   run set_topic_permissions -p "$vhost" "$user" "$exchange" "^$queue\$" "^$queue\$" >/dev/null
 done
+# The retry exchange also routes its holding queue (shared.messaging.topology).
+run set_topic_permissions -p "$vhost" "$user" referrals.dlx "^$queue(\\.holding)?\$" "^$queue(\\.holding)?\$" >/dev/null
 
 enc_vhost=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$vhost")
 echo "permissions set on vhost $vhost"

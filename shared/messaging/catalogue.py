@@ -3,7 +3,8 @@ addressed, its payload schema and its consumers. The platform's own events are i
 
 Producers build an envelope from a typed payload (`Catalogue.envelope`); consumers hand what arrived to
 `Catalogue.accept`, which refuses it unless the routing key is the event type's (for an addressed event, with
-this consumer's own address), the broker-validated `user_id` satisfies the publisher rule, the source is the
+this consumer's own address), the broker-validated `user_id` satisfies the publisher rule (for a copy put
+back on the consumer's own queue, the original's `user_id`, when the platform put it back), the source is the
 publisher's and the payload matches the schema. Queue bindings are derived from the handlers a worker
 registers (`Subscriptions`), so a binding without a handler, or a handler without a binding, cannot exist.
 
@@ -208,6 +209,10 @@ class Catalogue:
             raise Refused(f"{entry.name} is addressed to another party than this consumer")
         if event.subject != getattr(data, entry.subject_field):
             raise Refused(f"{entry.name}'s subject is not its {entry.subject_field}")
+        if event.relayed_by is not None and event.relayed_by not in trusted:
+            # Only the platform's users may put a message back on a queue's own paths with its original
+            # publisher in the headers: from anyone else those headers would be a forged user_id.
+            raise Refused(f"{entry.name} was put back on this queue by {event.relayed_by!r}, not by the platform")
         speaker = entry.speaker(data)
         if not may_publish(event.publisher, speaker, trusted, entry.voice.user_prefix):
             raise Refused(f"publisher {event.publisher!r} may not publish {entry.name} for {entry.voice.whom(speaker)}")

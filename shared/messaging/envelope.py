@@ -38,6 +38,10 @@ class Event:
     publisher: str | None = field(default=None, compare=False)
     # The routing key it arrived with (set by the consumer; not part of the JSON).
     routing_key: str | None = field(default=None, compare=False)
+    # For a copy put back on the consumer's own queue (a replay from its parking lot, its holding queue): the
+    # broker user who put it back; `publisher` and `routing_key` are then the original's, from the copy's
+    # headers (shared.messaging.topology.Origin). None for a message as its publisher sent it.
+    relayed_by: str | None = field(default=None, compare=False)
 
     def occurred_at(self) -> datetime:
         """`time` as an aware datetime, for a handler that orders what it hears by it; PermanentError (park)

@@ -8,12 +8,25 @@ Each consumer owns one quorum queue `Q` with:
   (https://www.rabbitmq.com/blog/2022/03/29/at-least-once-dead-lettering);
 - `Q.retry`: a fixed queue TTL (not per-message TTLs, which block behind older messages), dead-lettering
   back into `Q` (through `referrals.requeue`) when it expires;
-- `Q.parking`: where a message goes after its last attempt, for a person to look at.
+- `Q.parking`: where a message goes after its last attempt, for a person to look at (`referrals-parked`);
+- `Q.holding`: where the consumer moves the messages it has held for a while because a dependency is down
+  (shared.messaging.consumer), in order, so that no delivery stays unacked past the broker's
+  `consumer_timeout` and none is returned to `Q` (a quorum queue counts every return toward
+  `x-delivery-limit`). A classic queue: the consumer takes its head with basic.get and puts it back with a
+  nack while the dependency is still down, which keeps its place and counts nothing. It is published to
+  through `referrals.dlx` under the key `Q.holding` (the routes a charity's user may write: add-provider.sh),
+  and dead-letters into `Q.retry` like `Q` when a held message finally fails as an ordinary error.
+
+A copy the platform itself puts back on `Q`'s own paths (the holding queue, a replay through
+`referrals.requeue`) cannot keep the publisher's `user_id`: RabbitMQ stamps the user who republishes it. So
+it carries where it first came from in `x-original-*` headers (`Origin`), which a consumer believes only on
+those paths and only when the republishing user is one of the platform's (Catalogue.accept).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.exceptions import ChannelClosedByBroker
@@ -43,6 +56,10 @@ class QueueSpec:
     def parking_queue(self) -> str:
         return f"{self.name}.parking"
 
+    @property
+    def holding_queue(self) -> str:
+        return f"{self.name}.holding"
+
 
 def declare_exchanges(channel: BlockingChannel, *, passive: bool = False) -> None:
     """Declare the platform's exchanges, or with `passive` only check they exist: a charity's broker user
@@ -60,7 +77,8 @@ def declare_queue(channel: BlockingChannel, spec: QueueSpec) -> None:
         raise TopologyConflict(
             f"RabbitMQ refused the topology of {spec.name}: {exc.reply_text}. It was probably made by an older "
             f"version. Fix: let {spec.name} drain, then delete {spec.name}, {spec.retry_queue} and "
-            f"{spec.parking_queue} (rabbitmqctl delete_queue <name>) and start again."
+            f"{spec.parking_queue} (rabbitmqctl delete_queue <name>; {spec.holding_queue} too, once empty) "
+            "and start again."
         ) from None
 
 
@@ -93,17 +111,29 @@ def _declare_queue(channel: BlockingChannel, spec: QueueSpec) -> None:
     channel.queue_bind(spec.name, REQUEUE_EXCHANGE, routing_key=spec.name)
     channel.queue_declare(spec.parking_queue, durable=True, arguments={"x-queue-type": "quorum"})
     channel.queue_bind(spec.parking_queue, PARKING_EXCHANGE, routing_key=spec.name)
+    channel.queue_declare(
+        spec.holding_queue,
+        durable=True,
+        arguments={
+            "x-queue-type": "classic",
+            "x-dead-letter-exchange": RETRY_EXCHANGE,
+            "x-dead-letter-routing-key": spec.name,
+        },
+    )
+    channel.queue_bind(spec.holding_queue, RETRY_EXCHANGE, routing_key=spec.holding_queue)
     for key in spec.bindings:
         channel.queue_bind(spec.name, EXCHANGE, routing_key=key)
 
 
 def attempts_so_far(headers: dict | None, queue: str) -> int:
-    """How many times this message has already left `queue` (rejected or over the delivery limit).
+    """How many times this message has already failed in `queue` (rejected or over the delivery limit), or in
+    its holding queue (a held message that failed as an ordinary error in the end).
 
     Counted from `x-death`, which the broker maintains per (queue, reason).
     """
     deaths = (headers or {}).get("x-death") or []
-    return sum(int(d.get("count", 0)) for d in deaths if d.get("queue") == queue)
+    mine = (queue, f"{queue}.holding")
+    return sum(int(d.get("count", 0)) for d in deaths if _text(d.get("queue")) in mine)
 
 
 def published_routing_key(exchange: str, routing_key: str, headers: dict | None, queue: str) -> str:
@@ -115,6 +145,59 @@ def published_routing_key(exchange: str, routing_key: str, headers: dict | None,
         return routing_key
     for death in (headers or {}).get("x-death") or []:
         if death.get("queue") == queue and death.get("exchange") == EXCHANGE and death.get("routing-keys"):
-            key = death["routing-keys"][0]
-            return key.decode() if isinstance(key, bytes) else str(key)
+            return _text(death["routing-keys"][0])
     return routing_key
+
+
+# What a copy put back on a queue's own paths says of the message it copies (see the module's docstring).
+ORIGINAL_EXCHANGE = "x-original-exchange"
+ORIGINAL_ROUTING_KEY = "x-original-routing-key"
+ORIGINAL_USER_ID = "x-original-user-id"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a delivery was first published: the exchange, the routing key and the broker-validated `user_id`.
+    `relayed_by` is set for a copy put back on the queue's own paths: the user who put it there."""
+
+    exchange: str
+    routing_key: str
+    user_id: str | None
+    relayed_by: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        """The `x-original-*` headers a copy of the message carries (an absent user_id as "")."""
+        return {
+            ORIGINAL_EXCHANGE: self.exchange,
+            ORIGINAL_ROUTING_KEY: self.routing_key,
+            ORIGINAL_USER_ID: self.user_id or "",
+        }
+
+
+def origin(exchange: str, routing_key: str, user_id: str | None, headers: dict | None, queue: str) -> Origin:
+    """Where the delivery `queue` received (by `exchange` under `routing_key`, from `user_id`) was first
+    published. The `x-original-*` headers count only on the queue's own paths (back through the requeue
+    exchange, or from its holding queue), whose routes only the platform's users and the queue's own consumer
+    may write to (deploy/rabbitmq/add-provider.sh); anywhere else they are whatever a publisher wrote."""
+    headers = headers or {}
+    own_path = exchange == REQUEUE_EXCHANGE or (exchange == RETRY_EXCHANGE and routing_key == f"{queue}.holding")
+    if own_path and ORIGINAL_ROUTING_KEY in headers:
+        return Origin(
+            _text(headers.get(ORIGINAL_EXCHANGE)) or EXCHANGE,
+            _text(headers[ORIGINAL_ROUTING_KEY]),
+            _text(headers.get(ORIGINAL_USER_ID)) or None,
+            relayed_by=user_id or "",
+        )
+    first = exchange
+    if exchange == REQUEUE_EXCHANGE:
+        for death in headers.get("x-death") or []:
+            if _text(death.get("queue")) == queue and death.get("exchange"):
+                first = _text(death["exchange"])
+                break
+    return Origin(first, published_routing_key(exchange, routing_key, headers, queue), user_id)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else str(value)
