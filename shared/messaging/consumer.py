@@ -1,15 +1,27 @@
-"""The consume loop: handle, commit, then ack; retry later on failure; park after the last attempt.
+"""The consume loop: handle, commit, then ack; retry later on failure; park after the last attempt; wait out a
+dependency's outage in place.
 
 - Ack only after the handler's transaction commits (a crash before the ack redelivers; the inbox makes the
   second delivery a no-op).
-- A failure rejects the message (requeue=False) into `Q.retry`, whose TTL brings it back after a delay.
-- Attempts are counted from `x-death`; after the last, the message is published to `Q.parking` (with
-  confirms) and then acked. A message that is not a valid event, or that a handler rejects as permanently
-  wrong (PermanentError), is parked at once.
+- **Poison** (a handler error that is not infrastructure): rejected (requeue=False) into `Q.retry`, whose TTL
+  brings it back after a delay. Attempts are counted from `x-death`; after the last, the message is published
+  to `Q.parking` (with confirms) and then acked, with headers that say where it came from, why and when
+  (`referrals-parked` lists and replays them). A message that is not a valid event, or that a handler rejects as
+  permanently wrong (PermanentError), is parked at once.
+- **Transient** (the service's database unreachable, `DependencyUnavailable` from a client of another service,
+  a broker channel closing under the handler): not the message's fault, so it spends none of its attempts. The
+  lane holds the message and takes no other, retrying it after 1 s, doubling to 30 s, then every 30 s
+  (shared.retry.TRANSIENT), with one WARNING per retry, and reports the dependency down (shared.health, the
+  worker's /readyz) until the message passes. Past `hold_seconds` the consumer stops consuming `Q` and moves
+  everything it holds, in order, to `Q.holding` (publish with confirms, then ack: an ack, not a return, so
+  neither the broker's `consumer_timeout` nor the quorum queue's `x-delivery-limit` sees it); it retries the
+  head of `Q.holding` until it passes, drains it, then consumes `Q` again (and drains `Q.holding` first on
+  every start). After `transient_retry_hours` a held message fails as an ordinary error would.
 - The quorum queue's `x-delivery-limit` catches messages that crash the worker before it can decide.
-- `lanes` > 1 handles messages on that many threads, each message on the lane its subject (the referral) hashes
-  to: one referral's events keep their order, while a handler waiting on the network (e.g. one fetching a
-  record from another service) no longer holds up the others. Each still commits, then acks, on its own.
+- Messages are handled on `lanes` threads (1 by default), each message on the lane its subject (the referral)
+  hashes to: one referral's events keep their order, even while one of them is held, while a handler waiting
+  on the network no longer holds up other referrals. The connection's own thread alone uses the channel (pika
+  is not thread-safe), and keeps sending heartbeats while a lane waits.
 """
 
 from __future__ import annotations
@@ -19,22 +31,103 @@ import json
 import logging
 import queue
 import threading
+import time
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import pika
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
+from pika.exceptions import AMQPConnectionError, ChannelClosed, ChannelClosedByBroker, ChannelWrongStateError
 
-from shared.messaging import PARKING_EXCHANGE
+from shared.db import is_unavailable
+from shared.health import HEALTH, Health
+from shared.messaging import PARKING_EXCHANGE, RETRY_EXCHANGE
 from shared.messaging.connection import run_with_reconnect
 from shared.messaging.envelope import Event, MalformedEvent
-from shared.messaging.errors import PermanentError
-from shared.messaging.topology import QueueSpec, attempts_so_far, declare_queue, published_routing_key
+from shared.messaging.errors import DependencyUnavailable, PermanentError
+from shared.messaging.topology import Origin, QueueSpec, attempts_so_far, declare_queue, origin
+from shared.retry import TRANSIENT, Backoff
 from shared.telemetry import context_from, instrument_pika, set_ids, tracer
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Well under RabbitMQ's default consumer_timeout (30 min), and short enough that a quorum queue's prefetched
+# messages do not sit unacked for long: past this, held messages move to the holding queue.
+HOLD_SECONDS = 120.0
+# Headers of a held message moved to the holding queue: since when (epoch s) and how often it has failed.
+TRANSIENT_SINCE = "x-transient-since"
+TRANSIENT_FAILURES = "x-transient-failures"
+TRANSIENT_DEPENDENCY = "x-transient-dependency"
+# Headers the broker sets on a delivery, which a copy must not carry as if they were the copy's own.
+_BROKER_SET = ("x-delivery-count",)
+
+DATABASE = "database"
+BROKER_CHANNEL = "broker channel"  # not "broker": the connection loop reports that one (shared.messaging.connection)
+
+
+def transient_dependency(error: BaseException) -> str | None:
+    """The dependency a handler's failure says is briefly unavailable, or None: an ordinary (poison) failure.
+    Follows the exception's causes, so an error raised while handling an unreachable database counts too."""
+    seen: BaseException | None = error
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, PermanentError):
+            return None
+        if isinstance(seen, DependencyUnavailable):
+            return seen.dependency
+        if is_unavailable(seen):
+            return DATABASE
+        if isinstance(seen, ChannelClosedByBroker):
+            # 403/404: a permission or a missing exchange, a misconfiguration that waiting does not cure.
+            return None if seen.reply_code in (403, 404) else BROKER_CHANNEL
+        if isinstance(seen, (ChannelClosed, ChannelWrongStateError, AMQPConnectionError)):
+            return BROKER_CHANNEL
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _reason(error: BaseException) -> str:
+    """What a log line or /readyz may say of a transient failure: our own words, or only the class (a DBAPI
+    error's message may quote values; PITFALLS)."""
+    return error.reason if isinstance(error, DependencyUnavailable) else error.__class__.__name__
+
+
+@dataclass(frozen=True)
+class Held:
+    """A message whose handler met an unavailable dependency: not settled, to be retried in place."""
+
+    dependency: str
+    reason: str
+    since: float  # epoch seconds of its first transient failure
+    failures: int = 1
+
+
+Delivery = tuple[Any, pika.BasicProperties, bytes]  # (method, properties, body)
+_FLUSH = object()  # a lane's marker: everything before it has been handled or given back
+
+
+class _Lanes:
+    """The lanes of one consume of `Q`, and the hand-off they stop for."""
+
+    def __init__(self, count: int):
+        self.queues: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in range(count)]
+        self.handoff = threading.Event()  # a lane has held a message for hold_seconds: move all to Q.holding
+        self.wake = threading.Event()  # hand-off or stop: a lane holding a message stops waiting
+        self.given_back: list[list[tuple[Delivery, Held | None]]] = [[] for _ in range(count)]
+        self.flushed = [threading.Event() for _ in range(count)]
+
+    def request_handoff(self) -> None:
+        self.handoff.set()
+        self.wake.set()
 
 
 class Consumer:
@@ -47,122 +140,268 @@ class Consumer:
         max_attempts: int = 5,
         prefetch: int = 20,
         lanes: int = 1,
+        transient_retry_hours: float = 24.0,
+        hold_seconds: float = HOLD_SECONDS,
+        transient: Backoff = TRANSIENT,
+        health: Health = HEALTH,
     ):
         self._url = amqp_url
         self.spec = spec
         self._handle = handle
         self._max_attempts = max_attempts
         self._prefetch = prefetch
-        self._lanes = lanes
+        self._lanes = max(1, lanes)
+        self._retry_seconds = transient_retry_hours * 3600
+        self._hold_seconds = hold_seconds
+        self._transient = transient
+        self._health = health
+        # A copy it puts on its holding queue says who put it there: RabbitMQ checks user_id is this user.
+        first = amqp_url.split(",")[0].strip()
+        self._user = unquote(urlsplit(first).username or "guest")
         self._tracer = tracer(__name__)
         instrument_pika()
 
     def run(self, stop: threading.Event) -> None:
         run_with_reconnect(self._url, f"{self.spec.name}-consumer", lambda c: self._session(c, stop), stop)
 
-    def _session(self, connection: BlockingConnection, stop: threading.Event) -> None:
-        channel = connection.channel()
-        declare_queue(channel, self.spec)
-        channel.confirm_delivery()  # parking publishes wait for the broker's confirm before the ack
-        channel.basic_qos(prefetch_count=self._prefetch)
-        if self._lanes > 1:
-            self._session_in_lanes(connection, channel, stop)
-            return
-        channel.basic_consume(self.spec.name, self._on_message)
-        while not stop.is_set():
-            connection.process_data_events(time_limit=0.5)
-        # Handlers run inside process_data_events, so none is mid-flight here; closing the connection
-        # returns any prefetched, unacked messages to the queue.
+    # --- the session: drain the holding queue, then consume Q until stopped or handing off ----------------
 
-    def _session_in_lanes(self, connection: BlockingConnection, channel: BlockingChannel, stop: threading.Event):
-        """Deliveries are put on lanes by subject; each lane's thread handles its messages in order and hands
-        its acks, rejects and parking publishes back to this thread, which alone may use the channel."""
+    def _session(self, connection: BlockingConnection, stop: threading.Event) -> None:
+        while not stop.is_set():
+            channel = connection.channel()
+            declare_queue(channel, self.spec)
+            channel.confirm_delivery()  # parking and holding publishes wait for the broker's confirm before the ack
+            channel.basic_qos(prefetch_count=self._prefetch)
+            try:
+                while not stop.is_set():
+                    self._drain_holding(connection, channel, stop)
+                    if not stop.is_set():
+                        self._consume(connection, channel, stop)
+            except ChannelClosedByBroker as exc:
+                if exc.reply_code in (403, 404):  # a permission or a missing queue: not a blip
+                    raise
+                # e.g. 406 "delivery acknowledgement timed out" (consumer_timeout): its unacked deliveries
+                # go back to the queue; the inbox makes any second delivery a no-op.
+                log.warning(
+                    "the broker closed the consumer's channel; opening another",
+                    extra={"queue": self.spec.name, "reply_code": exc.reply_code},
+                )
+                stop.wait(1.0)
+
+    def _consume(self, connection: BlockingConnection, channel: BlockingChannel, stop: threading.Event) -> None:
+        """Consume Q on the lanes until stopped or until a lane has held a message for `hold_seconds`; then move
+        what the lanes still hold, in order, to the holding queue."""
         threadsafe = _ThreadsafeChannel(connection, channel)
-        lanes: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in range(self._lanes)]
+        lanes = _Lanes(self._lanes)
         threads = [
-            threading.Thread(target=self._lane, args=(lane, threadsafe), name=f"{self.spec.name}-lane-{i}", daemon=True)
-            for i, lane in enumerate(lanes)
+            threading.Thread(
+                target=self._lane, args=(i, lanes, threadsafe), name=f"{self.spec.name}-lane-{i}", daemon=True
+            )
+            for i in range(self._lanes)
         ]
         for thread in threads:
             thread.start()
 
         def deliver(_channel, method, properties, body) -> None:
-            lanes[_lane_of(body, len(lanes))].put((method, properties, body))
+            lanes.queues[_lane_of(body, self._lanes)].put((method, properties, body))
 
         tag = channel.basic_consume(self.spec.name, deliver)
         try:
-            while not stop.is_set():
+            while not stop.is_set() and not lanes.handoff.is_set():
                 connection.process_data_events(time_limit=0.5)
-            channel.basic_cancel(tag)  # no new deliveries; let the lanes finish what they hold, and ack it
+            # No new deliveries (any arriving before the broker's cancel-ok go back to Q). On stop the lanes
+            # finish what they hold and ack it; a lane holding a message gives it back, and the rest of its lane.
+            channel.basic_cancel(tag)
+            lanes.wake.set()
+            for lane in lanes.queues:
+                lane.put(_FLUSH)
+            while not all(flushed.is_set() for flushed in lanes.flushed):
+                connection.process_data_events(time_limit=0.05)  # runs the lanes' acks
+            self._move_to_holding(channel, lanes.given_back)
         finally:
-            for lane in lanes:
+            lanes.wake.set()
+            for lane in lanes.queues:
                 lane.put(None)
             for thread in threads:
                 while thread.is_alive():
                     if connection.is_open:
-                        connection.process_data_events(time_limit=0.05)  # runs the lanes' acks
+                        connection.process_data_events(time_limit=0.05)
                     thread.join(0.05)
             if connection.is_open:
                 connection.process_data_events(time_limit=0)
 
-    def _lane(self, lane: queue.SimpleQueue, channel: _ThreadsafeChannel) -> None:
-        while (item := lane.get()) is not None:
-            method, properties, body = item
+    def _lane(self, index: int, lanes: _Lanes, channel: _ThreadsafeChannel) -> None:
+        giving_back = False  # once a lane gives one back, it gives back all after it: their order is kept
+        while (item := lanes.queues[index].get()) is not None:
+            if item is _FLUSH:
+                lanes.flushed[index].set()
+                continue
+            if giving_back or lanes.handoff.is_set():
+                giving_back = True
+                lanes.given_back[index].append((item, None))
+                continue
             if not channel.is_open:  # its delivery tag died with the channel: the broker delivers it again
                 continue
             try:
-                self._on_message(channel, method, properties, body)  # no pika span on this thread: its own
+                held = self._attempt(channel, item)
+                if held is not None:
+                    held = self._hold(channel, item, held, lanes)
+                if held is not None:
+                    giving_back = True
+                    lanes.given_back[index].append((item, held))
             except Exception:  # the connection went away under us: the broker redelivers, the inbox dedupes
                 log.warning("could not settle a message; it will be redelivered", exc_info=True)
 
-    def _on_message(self, channel, method, properties: pika.BasicProperties, body: bytes) -> None:
-        name = f"{properties.type or method.routing_key} process"
-        received = trace.get_current_span()
-        if received.is_recording():
-            # pika's instrumentation already opened the consume span, in the context from the headers: name
-            # it for the event and use it (one span per message, not pika's and a child of our own).
-            received.update_name(name)
-            self._traced(channel, method, properties, body, received)
+    def _hold(self, channel: _ThreadsafeChannel, item: Delivery, held: Held, lanes: _Lanes) -> Held | None:
+        """Retry `item` in place until it settles (None) or the lane must give it back (the Held state): it has
+        been held for `hold_seconds`, or the consumer is stopping or handing off."""
+        hold_until = time.monotonic() + self._hold_seconds
+        while True:
+            delay = self._transient.delay(held.failures)
+            self._report_held(item, held, delay)
+            remaining = hold_until - time.monotonic()
+            if remaining <= 0:
+                lanes.request_handoff()
+                return held
+            if lanes.wake.wait(min(delay, remaining)):
+                return held
+            if time.monotonic() >= hold_until:
+                lanes.request_handoff()
+                return held
+            again = self._attempt(channel, item, held)
+            if again is None:
+                self._health.up(held.dependency)
+                return None
+            held = again
+
+    def _move_to_holding(self, channel: BlockingChannel, given_back: list[list[tuple[Delivery, Held | None]]]) -> None:
+        """Publish each lane's given-back messages, in order, to the holding queue (confirmed), then ack each."""
+        moved = [entry for lane in given_back for entry in lane]
+        if not moved or not channel.is_open:
             return
+        log.warning(
+            "a dependency is still down; moving held messages to the holding queue",
+            extra={"queue": self.spec.holding_queue, "messages": len(moved)},
+        )
+        for (method, properties, body), held in moved:
+            found = origin(method.exchange, method.routing_key, properties.user_id, properties.headers, self.spec.name)
+            headers = {k: v for k, v in (properties.headers or {}).items() if k not in _BROKER_SET}
+            headers.update(found.headers())
+            if held is not None:
+                headers[TRANSIENT_SINCE] = int(held.since)
+                headers[TRANSIENT_FAILURES] = held.failures
+                headers[TRANSIENT_DEPENDENCY] = held.dependency
+            copy = pika.BasicProperties(
+                message_id=properties.message_id,
+                type=properties.type,
+                content_type=properties.content_type,
+                delivery_mode=pika.DeliveryMode.Persistent,
+                user_id=self._user,
+                headers=headers,
+            )
+            channel.basic_publish(RETRY_EXCHANGE, self.spec.holding_queue, body, copy, mandatory=True)
+            channel.basic_ack(method.delivery_tag)
+
+    def _drain_holding(self, connection: BlockingConnection, channel: BlockingChannel, stop: threading.Event) -> None:
+        """Handle the holding queue, head first, until it is empty: while the head's dependency is still down,
+        put it back where it was (a nack to a classic queue keeps its place and counts nothing) and wait."""
+        threadsafe = _ThreadsafeChannel(connection, channel)
+        last: tuple[str, Held] | None = None  # the head's history while it keeps failing
+        while not stop.is_set():
+            method, properties, body = channel.basic_get(self.spec.holding_queue)
+            if method is None:
+                return
+            item = (method, properties, body)
+            key = properties.message_id or str(zlib.crc32(body))
+            history = last[1] if last and last[0] == key else _carried(properties.headers)
+            held = _pumped(connection, lambda: self._attempt(threadsafe, item, history))  # noqa: B023 - called here
+            if held is None:
+                if history is not None:
+                    self._health.up(history.dependency)
+                last = None
+                continue
+            channel.basic_nack(method.delivery_tag, requeue=True)
+            last = (key, held)
+            delay = self._transient.delay(held.failures)
+            self._report_held(item, held, delay)
+            _pause(connection, delay, stop)
+
+    def _report_held(self, item: Delivery, held: Held, delay: float) -> None:
+        _, properties, _ = item
+        self._health.down(held.dependency, f"{self.spec.name}: a message waits for it ({held.reason})")
+        log.warning(
+            "dependency unavailable; retrying the message in place",
+            extra={
+                "queue": self.spec.name,
+                "dependency": held.dependency,
+                "attempt": held.failures,
+                "retry_in_s": round(delay, 2),
+                "event_type": properties.type,
+                "message_id": properties.message_id,
+                "error": held.reason,
+            },
+        )
+
+    # --- one attempt at one message ------------------------------------------------------------------
+
+    def _attempt(self, channel, item: Delivery, held: Held | None = None) -> Held | None:
+        """Handle `item` once and settle it (ack, retry queue, parking); or, when its handler met an unavailable
+        dependency, leave it unsettled and say so (Held, with `held`'s history)."""
+        method, properties, body = item
+        name = f"{properties.type or method.routing_key} process"
         token = otel_context.attach(context_from(properties.headers))
         try:
             with self._tracer.start_as_current_span(name, kind=trace.SpanKind.CONSUMER) as span:
-                self._traced(channel, method, properties, body, span)
+                set_ids(span, event=properties.type or method.routing_key)
+                span.set_attribute("messaging.destination.name", self.spec.name)
+                return self._process(channel, method, properties, body, span, held)
         finally:
             otel_context.detach(token)
 
-    def _traced(self, channel, method, properties, body, span: trace.Span) -> None:
-        set_ids(span, event=properties.type or method.routing_key)
-        span.set_attribute("messaging.destination.name", self.spec.name)
-        self._process(channel, method, properties, body, span)
-
-    def _process(self, channel, method, properties, body, span) -> None:
+    def _process(self, channel, method, properties, body, span, held: Held | None) -> Held | None:
         tag = method.delivery_tag
         previous = attempts_so_far(properties.headers, self.spec.name)
+        found = origin(method.exchange, method.routing_key, properties.user_id, properties.headers, self.spec.name)
         try:
-            key = published_routing_key(method.exchange, method.routing_key, properties.headers, self.spec.name)
-            event = dataclasses.replace(Event.from_json(body), publisher=properties.user_id, routing_key=key)
+            event = dataclasses.replace(
+                Event.from_json(body),
+                publisher=found.user_id,
+                routing_key=found.routing_key,
+                relayed_by=found.relayed_by,
+            )
         except MalformedEvent as exc:
-            self._park(channel, tag, properties, body, f"malformed event: {exc}")
-            return
+            self._park(channel, tag, properties, body, f"malformed event: {exc}", found, previous)
+            return None
         if properties.type and properties.type != event.type:
-            self._park(channel, tag, properties, body, "the AMQP type property contradicts the event's type")
-            return
+            reason = "the AMQP type property contradicts the event's type"
+            self._park(channel, tag, properties, body, reason, found, previous)
+            return None
         set_ids(span, referral=event.subject)
         if previous >= self._max_attempts:
-            self._park(channel, tag, properties, body, f"gave up after {previous} attempts")
-            return
+            self._park(channel, tag, properties, body, f"gave up after {previous} attempts", found, previous)
+            return None
         try:
             self._handle(event)
         except PermanentError as exc:
-            self._park(channel, tag, properties, body, f"rejected: {exc}")
-            return
+            self._park(channel, tag, properties, body, f"rejected: {exc}", found, previous)
+            return None
         except Exception as exc:
             span.record_exception(exc)
             span.set_status(trace.Status(trace.StatusCode.ERROR, exc.__class__.__name__))
+            dependency = transient_dependency(exc)
+            if dependency is not None:
+                now = time.time()
+                since = held.since if held is not None else now
+                if now - since < self._retry_seconds:
+                    return Held(dependency, _reason(exc), since, held.failures + 1 if held else 1)
+                log.warning(
+                    "dependency unavailable for longer than the transient retry allows; counting a failure",
+                    extra={"queue": self.spec.name, "dependency": dependency, "message_id": properties.message_id},
+                )
             attempt = previous + 1
             if attempt >= self._max_attempts:
-                self._park(channel, tag, properties, body, f"failed {attempt} times: {exc.__class__.__name__}")
+                reason = f"failed {attempt} times: {exc.__class__.__name__}"
+                self._park(channel, tag, properties, body, reason, found, attempt)
             else:
                 log.warning(
                     "handler failed; will retry",
@@ -175,16 +414,25 @@ class Consumer:
                     exc_info=True,
                 )
                 channel.basic_reject(tag, requeue=False)
-            return
+            return None
         channel.basic_ack(tag)
+        return None
 
-    def _park(self, channel: BlockingChannel, tag: int, properties, body: bytes, reason: str) -> None:
+    def _park(
+        self, channel: BlockingChannel, tag: int, properties, body: bytes, reason: str, found: Origin, attempts: int
+    ) -> None:
         log.error(
             "message parked",
             extra={"queue": self.spec.parking_queue, "reason": reason, "message_id": properties.message_id},
         )
-        headers = dict(properties.headers or {})
-        headers["x-parked-reason"] = reason[:250]
+        headers = {k: v for k, v in (properties.headers or {}).items() if k not in _BROKER_SET}
+        # What a replay needs (referrals-parked): where it came from and who sent it, why, and when.
+        headers.update(found.headers())
+        for name in (TRANSIENT_SINCE, TRANSIENT_FAILURES, TRANSIENT_DEPENDENCY):
+            headers.pop(name, None)
+        headers[PARKED_REASON] = reason[:250]
+        headers[PARKED_ATTEMPTS] = attempts
+        headers[PARKED_AT] = datetime.now(UTC).isoformat(timespec="seconds")
         parked = pika.BasicProperties(
             message_id=properties.message_id,
             type=properties.type,
@@ -196,6 +444,27 @@ class Consumer:
         channel.basic_ack(tag)
 
 
+PARKED_REASON = "x-parked-reason"
+PARKED_ATTEMPTS = "x-parked-attempts"
+PARKED_AT = "x-parked-at"
+
+
+def _carried(headers: dict | None) -> Held | None:
+    """The transient history a message moved to the holding queue carries, if it was held."""
+    headers = headers or {}
+    if TRANSIENT_SINCE not in headers:
+        return None
+    try:
+        since, failures = float(headers[TRANSIENT_SINCE]), int(headers.get(TRANSIENT_FAILURES, 1))
+    except (TypeError, ValueError):
+        return None
+    return Held(_text(headers.get(TRANSIENT_DEPENDENCY)), "", since, failures)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value or "")
+
+
 def _lane_of(body: bytes, lanes: int) -> int:
     """The lane of a message: by its subject, so one referral's (or one provider's) events stay in order."""
     try:
@@ -203,6 +472,35 @@ def _lane_of(body: bytes, lanes: int) -> int:
     except (ValueError, AttributeError):
         subject = None
     return zlib.crc32(str(subject).encode()) % lanes
+
+
+def _pumped(connection: BlockingConnection, work: Callable[[], T]) -> T:
+    """`work()` on a thread of its own while this thread (the connection's) keeps its I/O going: heartbeats, and
+    the acks `work` hands it. A handler may wait on the network for longer than a heartbeat."""
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["value"] = work()
+        except BaseException as exc:  # re-raised on the connection's thread below
+            result["error"] = exc
+
+    thread = threading.Thread(target=target, name="holding-attempt", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        connection.process_data_events(time_limit=0.05)
+        thread.join(0.01)
+    connection.process_data_events(time_limit=0)
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def _pause(connection: BlockingConnection, seconds: float, stop: threading.Event) -> None:
+    """Wait `seconds` (or until stopped) while keeping the connection's heartbeats going."""
+    until = time.monotonic() + seconds
+    while not stop.is_set() and (left := until - time.monotonic()) > 0:
+        connection.process_data_events(time_limit=min(0.5, left))
 
 
 class _ThreadsafeChannel:
