@@ -270,18 +270,18 @@ class Cluster:
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)
 
-    def leaders(self) -> dict[str, str]:
-        """Each quorum queue's leader node name (`rabbitmqctl list_queues name leader`)."""
-        out = self.ctl("list_queues", "name", "leader", "--no-table-headers")
+    def leaders(self, vhost: str = "/") -> dict[str, str]:
+        """Each quorum queue's leader node name (`rabbitmqctl list_queues -p VHOST name leader`)."""
+        out = self.ctl("list_queues", "-p", vhost, "name", "leader", "--no-table-headers")
         pairs = (line.split("\t") for line in out.splitlines() if "\t" in line)
         return {queue.strip(): leader.strip() for queue, leader in pairs}
 
-    def leader_of(self, queue: str) -> Node:
-        return self.node(self.leaders()[queue])
+    def leader_of(self, queue: str, vhost: str = "/") -> Node:
+        return self.node(self.leaders(vhost)[queue])
 
-    def busiest_leader(self, queues: list[str]) -> Node:
+    def busiest_leader(self, queues: list[str], vhost: str = "/") -> Node:
         """The node that leads most of `queues` (the one whose loss moves the most leaders)."""
-        leaders = self.leaders()
+        leaders = self.leaders(vhost)
         counts: dict[str, int] = {}
         for queue in queues:
             if queue in leaders:
