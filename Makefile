@@ -68,7 +68,7 @@ advocacy: export LOG_LEVEL := $(LOG_LEVEL)
 advocacy: export ADVOCACY_DEV_SIGNIN := $(ADVOCACY_DEV_SIGNIN)
 advocacy: export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv keys run advocacy webhook-echo test test-unit bench bench-profile bench-latency lint fmt typecheck clean
+.PHONY: help venv keys run advocacy webhook-echo test test-unit bench bench-profile bench-latency chaos lint fmt typecheck clean
 
 help: ## Show this list of targets
 	@echo "Usage: make <target>"
@@ -165,6 +165,12 @@ bench-profile: venv ## py-spy every process while referrals arrive at RATE/s for
 
 bench-latency: venv ## POST -> webhook latency over 50 referrals sent one at a time (needs RabbitMQ + PostgreSQL)
 	$(BIN)/python -m bench.latency --count 50
+
+# `make chaos CLUSTER=3`: the same faults on a cluster of three private nodes, killing the one leading the queues.
+CLUSTER ?=
+CHAOS_ARGS ?=
+chaos: venv ## Faults while referrals arrive; exit 1 on any lost, stalled or doubled; < 10 min (CLUSTER=3: a cluster)
+	$(BIN)/python -m bench.chaos $(if $(CLUSTER),--cluster $(CLUSTER)) $(CHAOS_ARGS)
 
 lint: venv ## ruff check and ruff format --check
 	$(BIN)/ruff check .
