@@ -10,8 +10,10 @@ from typing import Any, Protocol
 import requests
 
 from shared.auth.tokens import ServiceTokens
+from shared.messaging.errors import DependencyUnavailable
 
 TIMEOUT_SECONDS = 10
+INTAKE = "intake"  # the dependency's name in /readyz
 
 
 class ReferralSource(Protocol):
@@ -28,13 +30,19 @@ class IntakeClient:
         self._http = requests.Session()
 
     def fetch_referral(self, referral_id: str) -> dict[str, Any]:
-        """The referral as intake returns it. Any non-2xx or connection error raises: the handler fails
-        and the message comes back after the retry delay."""
-        response = self._http.get(
-            f"{self._base_url}/v1/referrals/{referral_id}",
-            headers={"Authorization": f"Bearer {self._tokens.get()}", "Accept": "application/json"},
-            timeout=self._timeout,
-        )
+        """The referral as intake returns it. Intake unreachable, too slow or answering 5xx is intake briefly
+        down (DependencyUnavailable: the consumer holds the message and retries it in place, in order); any
+        other non-2xx raises as an ordinary failure (retried, then parked): waiting would not change it."""
+        try:
+            response = self._http.get(
+                f"{self._base_url}/v1/referrals/{referral_id}",
+                headers={"Authorization": f"Bearer {self._tokens.get()}", "Accept": "application/json"},
+                timeout=self._timeout,
+            )
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise DependencyUnavailable(INTAKE, f"unreachable ({exc.__class__.__name__})") from None
+        if response.status_code >= 500:
+            raise DependencyUnavailable(INTAKE, f"answered {response.status_code}")
         response.raise_for_status()
         body = response.json()
         if not isinstance(body, dict):
