@@ -76,6 +76,16 @@ def test_openapi_builds_without_warnings(database_url, dev_keys):
     assert {"post", "get"} <= set(paths["/v1/subscriptions"])
     assert "delete" in paths["/v1/subscriptions/{subscription_id}"]
     assert "get" in paths["/v1/deliveries"]
+    answers = {
+        "/v1/subscriptions/{subscription_id}/ping": "202",
+        "/v1/subscriptions/{subscription_id}/secret-rotation": "200",
+        "/v1/subscriptions/{subscription_id}/redelivery": "202",
+        "/v1/deliveries/{delivery_id}/redelivery": "202",
+    }
+    for path, success in answers.items():
+        responses = paths[path]["post"]["responses"]
+        assert {success, "401", "403", "404", "409", "422"} <= set(responses), path
+        assert "content" in responses[success], path
 
 
 def test_create_subscription_generates_a_whsec_secret_shown_once(client, as_org):

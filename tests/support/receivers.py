@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -19,6 +20,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float = field(default_factory=time.monotonic)
+    status: int = 200  # what the receiver answered (a WebhookReceiver's `status` at the time)
 
 
 class LocalServer:
@@ -80,16 +82,27 @@ class LocalServer:
 
 
 class WebhookReceiver(LocalServer):
-    """An agency's endpoint: records every webhook; answers `status` (200 unless a test changes it)."""
+    """An agency's endpoint: records every webhook; answers `status` (200 unless a test changes it, e.g. 503
+    while it is down). `before_reply`, when set, is called with each webhook once recorded, before the answer:
+    a test holds a request there (in flight) while it kills the sender."""
 
     def __init__(self):
         self.status = 200
+        self.before_reply: Callable[[Received], None] | None = None
         super().__init__(self._post)
 
     @staticmethod
     def _post(owner, path, headers, body):
-        owner.add(Received(path, {k.lower(): v for k, v in headers.items()}, body))
-        return owner.status, b""
+        received = Received(path, {k.lower(): v for k, v in headers.items()}, body, status=owner.status)
+        owner.add(received)
+        if owner.before_reply is not None:
+            owner.before_reply(received)
+        return received.status, b""
+
+    def answered(self, status: int = 200) -> list[Received]:
+        """The webhooks answered `status` so far."""
+        with self.changed:
+            return [r for r in self.items if r.status == status]
 
 
 @dataclass
