@@ -17,8 +17,9 @@ from shared.web import create_api_app
 
 DESCRIPTION = """Subscribe an HTTPS endpoint to events about your organisation's referrals and receive them as
 signed webhooks ([Standard Webhooks](https://www.standardwebhooks.com/): `webhook-id`, `webhook-timestamp`,
-`webhook-signature`, plus a W3C `traceparent`). Failed deliveries are retried with backoff, then marked
-`failed`; every delivery is listed under `/v1/deliveries`."""
+`webhook-signature`, plus a W3C `traceparent`). Failed deliveries are retried with backoff for about four days,
+then marked `failed`; every delivery is listed under `/v1/deliveries` and may be redelivered with its original
+`webhook-id`. A subscription can be pinged, and its secret rotated with both signatures sent for a while."""
 
 
 def create_app(
