@@ -44,3 +44,23 @@ def configure_logging(service: str, level: str | None = None) -> None:
     root.setLevel(name)
     # pika logs connection details at INFO on every reconnect; keep its warnings only.
     logging.getLogger("pika").setLevel(logging.WARNING)
+    quiet_pika(debug=name == "DEBUG")
+
+
+# pika's adapters log each failed or lost connection at ERROR, some with a traceback, six lines or more per
+# attempt; the loop that reconnects logs one WARNING line instead (shared.messaging.connection.Reconnect).
+# pika.connection and pika.channel stay as they are: what they log at ERROR is not a reconnect.
+PIKA_CONNECTION_LOGGERS = (
+    "pika.adapters.base_connection",
+    "pika.adapters.blocking_connection",
+    "pika.adapters.select_connection",
+    "pika.adapters.utils.connection_workflow",
+    "pika.adapters.utils.io_services_utils",
+    "pika.adapters.utils.selector_ioloop_adapter",
+)
+
+
+def quiet_pika(*, debug: bool = False) -> None:
+    """Silence pika's connection-failure logging, unless `debug` (LOG_LEVEL=DEBUG) wants every detail."""
+    for logger in PIKA_CONNECTION_LOGGERS:
+        logging.getLogger(logger).setLevel(logging.NOTSET if debug else logging.CRITICAL)

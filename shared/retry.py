@@ -24,8 +24,10 @@ class Backoff:
         return wait * (0.5 + random.random() / 2) if self.jitter else wait
 
 
-# A lost broker or database connection: reconnect soon, then every 15 s at most.
-RECONNECT = Backoff(first=0.5, cap=15.0, jitter=True)
+# A lost broker or database connection: reconnect at once, then at most every 1.5 s, so a loop is back
+# within 2 s of the broker (or the database) taking connections again, handshake included. A cluster's other
+# nodes are tried before any wait (shared.messaging.connection.Reconnect); the jitter spreads the workers.
+RECONNECT = Backoff(first=0.2, cap=1.5, jitter=True)
 # The webhook dispatcher's database outage.
 DATABASE_OUTAGE = Backoff(first=1.0, cap=30.0)
 # An outbox row the broker did not take (unroutable, nacked): again soon, then every 5 minutes at most.

@@ -91,7 +91,11 @@ class AsyncPublisher:
     `on_ready(publisher)` runs when the channel can publish; `on_settled([(item, Outcome)])` runs as confirms
     arrive. Everything else happens inside those callbacks or timers (`call_later`); other threads may only
     call `call_soon_threadsafe` (pika connections are not thread-safe). `run()` returns when the connection
-    closes; `opened` says whether it ever got as far as publishing, `error` holds a channel error.
+    closes; `opened` says whether it ever got as far as publishing, `error` holds a channel error, and
+    `closed_by` why the connection failed or closed (for the caller's one log line).
+
+    `amqp_url` is one node's: a caller that reconnects goes through the nodes of AMQP_URL itself
+    (shared.messaging.connection.Reconnect, as the relay does), one AsyncPublisher per attempt.
     """
 
     def __init__(
@@ -113,6 +117,7 @@ class AsyncPublisher:
         self._closed = False
         self.opened = False
         self.error: Exception | None = None
+        self.closed_by: BaseException | None = None
         self.connection = pika.SelectConnection(
             self._params,
             on_open_callback=self._on_open,
@@ -161,9 +166,11 @@ class AsyncPublisher:
         connection.channel(on_open_callback=self._on_channel)
 
     def _on_open_error(self, _connection, error) -> None:
+        self.closed_by = error if isinstance(error, BaseException) else None
         self._finish(error if isinstance(error, Exception) else None)
 
     def _on_close(self, _connection, reason) -> None:
+        self.closed_by = reason if isinstance(reason, BaseException) else None
         self._finish(None)
 
     def _finish(self, _error) -> None:

@@ -7,7 +7,9 @@ remains the fallback: every `poll_interval` without NOTIFY (SQLite, listener dow
 store, sends it on the transport, and settles the claim once every confirm of the batch is in; a batch is
 looked for again at once while the last one was full.
 
-A lost broker or database connection is retried with shared.retry's RECONNECT backoff; a database error
+A lost broker connection is retried through AMQP_URL's nodes in turn (shared.messaging.connection.Reconnect:
+one WARNING line per attempt, the broker reported down in shared.health meanwhile); a lost database
+connection with shared.retry's RECONNECT backoff, the database reported down meanwhile; a database error
 that is not an outage, or a channel error (misconfiguration), is raised, so that the worker exits and its
 supervisor restarts it. A publish the broker refuses (403) closes the channel, and with it the batch's
 confirms: the relay then publishes that batch's rows one by one until the refused row shows itself, holds
@@ -18,11 +20,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 
 from sqlalchemy import Row
 from sqlalchemy.orm import sessionmaker
 
 from shared.db import is_unavailable
+from shared.health import HEALTH
+from shared.messaging.connection import Reconnect
 from shared.messaging.notify import CommitListener
 from shared.messaging.publisher import Outcome
 from shared.messaging.relay.store import Claim, OutboxStore
@@ -36,7 +41,7 @@ log = logging.getLogger("shared.messaging.relay")
 class OutboxRelay:
     def __init__(
         self,
-        amqp_url: str,
+        amqp_url: str | Sequence[str],
         session_factory: sessionmaker,
         model: type[OutboxMixin],
         *,
@@ -65,6 +70,7 @@ class OutboxRelay:
         self._timer: object = None
         self._kick_lock = threading.Lock()
         self._kick_pending = False
+        self._database_down = False  # touched by the I/O loop's thread only, and by run() between connections
         # Rows of a batch whose channel a refused publish closed: published one at a time until each settles.
         self._suspects: set[str] = set()
 
@@ -89,12 +95,21 @@ class OutboxRelay:
             self._listener.start(stop)
         # The I/O loop sleeps until its next poll (up to poll_interval): a stop must wake it, not wait for that.
         threading.Thread(target=self._wake_on, args=(stop,), name=f"{self._name}-relay-stop", daemon=True).start()
-        failures = 0
+        nodes = Reconnect(self._url, self._connection_name)
+        try:
+            self._run(stop, nodes)
+        finally:
+            nodes.stopped()
+            if self._database_down:
+                HEALTH.up("database")  # this loop no longer speaks for the database
+
+    def _run(self, stop: threading.Event, nodes: Reconnect) -> None:
+        database_failures = 0
         while not stop.is_set():
             transport = Transport(
-                self._url,
+                nodes.url,
                 self._connection_name,
-                on_ready=self._on_ready,
+                on_ready=lambda: self._on_ready(nodes),
                 on_settled=self._on_settled,
                 passive=not self._declare,
             )
@@ -107,23 +122,32 @@ class OutboxRelay:
             if refused(transport.error) and abandoned:
                 self._find_refused(abandoned, transport.error)
                 continue  # at once: the connection itself is fine
-            lost = "broker connection lost"
             if transport.failure is not None:
                 if not is_unavailable(transport.failure):
                     raise transport.failure
-                # The database dropped a connection or is down: unsent rows stay pending; start again.
-                lost = f"database unavailable ({transport.failure.__class__.__name__})"
+                # The database dropped a connection or is down: unsent rows stay pending; start again (the
+                # broker was fine: same node).
+                database_failures += 1
+                reason = transport.failure.__class__.__name__  # its text may hold the statement's parameters
+                self._database_down = True
+                HEALTH.down("database", reason)
+                delay = RECONNECT.delay(database_failures)
+                log.warning(
+                    f"database unavailable ({reason}); relay starting again",
+                    extra={
+                        "connection": self._connection_name,
+                        "attempt": database_failures,
+                        "retry_in_s": round(delay, 2),
+                    },
+                )
+                stop.wait(delay)
+                continue
+            database_failures = 0
             if transport.error is not None:
                 raise transport.error
             if stop.is_set():
                 break
-            failures = 1 if transport.opened else failures + 1
-            delay = RECONNECT.delay(failures)
-            log.warning(
-                f"{lost}; reconnecting",
-                extra={"connection": self._connection_name, "retry_in_s": round(delay, 2)},
-            )
-            stop.wait(delay)
+            stop.wait(nodes.failed(transport.closed_by, was_open=transport.opened))
 
     # --- waking up ------------------------------------------------------------------------------------
 
@@ -144,9 +168,11 @@ class OutboxRelay:
     def _kicked(self) -> None:
         with self._kick_lock:
             self._kick_pending = False
+        self._database_down = False  # touched by the I/O loop's thread only, and by run() between connections
         self._tick()
 
-    def _on_ready(self) -> None:
+    def _on_ready(self, nodes: Reconnect) -> None:
+        nodes.connected()
         self._schedule(0)
 
     def _schedule(self, delay: float) -> None:
@@ -181,6 +207,9 @@ class OutboxRelay:
 
     def _send_batch(self, transport: Transport) -> bool:
         claim = self._store.claim(one=bool(self._suspects))
+        if self._database_down:  # the claim's query went through
+            self._database_down = False
+            HEALTH.up("database")
         if claim is None:
             return False
         self._claim = claim

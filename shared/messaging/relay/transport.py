@@ -57,8 +57,9 @@ class Transport:
 
     `on_ready()` runs when the channel can publish; `send(rows)` publishes a batch; `on_settled(outcomes)`
     runs once every row of the batch has its outcome (its spans already ended). `opened` says whether the
-    connection got as far as publishing, `error` holds a channel error the broker closed it with, and
-    `failure` an exception raised in one of the callbacks.
+    connection got as far as publishing, `error` holds a channel error the broker closed it with,
+    `closed_by` why the connection failed or closed, and `failure` an exception raised in one of the
+    callbacks. `amqp_url` is one node's (the relay goes through AMQP_URL's nodes).
     """
 
     def __init__(
@@ -93,6 +94,10 @@ class Transport:
     @property
     def error(self) -> Exception | None:
         return self._publisher.error
+
+    @property
+    def closed_by(self) -> BaseException | None:
+        return self._publisher.closed_by
 
     @property
     def busy(self) -> bool:
