@@ -36,6 +36,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from shared.auth import TokenVerifier, init_auth
 from shared.config import Settings
 from shared.db import is_unavailable
+from shared.health import HEALTH
 
 
 class _Parser(FlaskParser):
@@ -299,9 +300,15 @@ def create_api_app(
 
     @app.get("/readyz")
     def readyz():
-        if ready():
+        # With WORKER_IN_API=true the worker's loops run in this process and report the dependencies they find
+        # down to shared.health: the API is not ready while one is, and says which (as a worker's /readyz does).
+        database_ok, down = ready(), HEALTH.report()["down"]
+        if database_ok and not down:
             return {"status": "ready", "service": settings.service}
-        return {"status": "not ready", "service": settings.service, "reason": "database unreachable"}, 503
+        if not database_ok:
+            down.setdefault("database", {"reason": "database unreachable"})
+        reason = "database unreachable" if not database_ok else "; ".join(f"{name} unavailable" for name in down)
+        return {"status": "not ready", "service": settings.service, "reason": reason, "down": down}, 503
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_error):

@@ -15,6 +15,7 @@ from services.advocacy.continuity.wall_clock import WallClock
 from services.advocacy.handlers import subscriptions
 from shared.auth.tokens import ServiceTokens
 from shared.config import Settings
+from shared.health_server import health_address
 from shared.inbox import EventHandlers
 from shared.logs import configure_logging
 from shared.messaging.consumer import Consumer
@@ -69,7 +70,7 @@ def main() -> int:
     settings = settings_from_env()
     configure_logging("advocacy-worker")
     setup_tracing("advocacy-worker")
-    return run_loops(build_loops(settings))
+    return run_loops(build_loops(settings), health_at=health_address(settings))
 
 
 if __name__ == "__main__":

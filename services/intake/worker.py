@@ -12,6 +12,8 @@ from services.intake.expiry import Expiry
 from shared.clock import utcnow
 from shared.config import Settings
 from shared.db import is_unavailable
+from shared.health import HEALTH
+from shared.health_server import health_address
 from shared.inbox import EventHandlers
 from shared.logs import configure_logging
 from shared.messaging.consumer import Consumer
@@ -32,16 +34,22 @@ class DeadlineSweep:
         self._expiry, self._interval, self._now = expiry, interval, now
 
     def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                self._expiry.expire_due(self._now())
-            except Exception as exc:
-                if not is_unavailable(exc):
-                    raise
-                log.warning(
-                    "database unavailable; deadlines checked at the next tick", extra={"error": exc.__class__.__name__}
-                )
-            stop.wait(self._interval)
+        try:
+            while not stop.is_set():
+                try:
+                    self._expiry.expire_due(self._now())
+                    HEALTH.up("database")
+                except Exception as exc:
+                    if not is_unavailable(exc):
+                        raise
+                    HEALTH.down("database", exc.__class__.__name__)  # its text may hold the statement's parameters
+                    log.warning(
+                        "database unavailable; deadlines checked at the next tick",
+                        extra={"error": exc.__class__.__name__},
+                    )
+                stop.wait(self._interval)
+        finally:
+            HEALTH.up("database")  # a loop that stopped no longer speaks for the database
 
 
 def loops(intake: Intake, settings: Settings) -> dict[str, Loop]:
@@ -71,7 +79,7 @@ def main() -> int:
     settings = Settings.from_env("intake")
     configure_logging("intake-worker")
     setup_tracing("intake")
-    return run_loops(build(settings))
+    return run_loops(build(settings), health_at=health_address(settings))
 
 
 if __name__ == "__main__":

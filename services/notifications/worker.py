@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from services.notifications.bootstrap import QUEUE, bootstrap
 from shared.config import Settings
+from shared.health_server import health_address
 from shared.logs import configure_logging
 from shared.messaging.consumer import Consumer
 from shared.messaging.topology import QueueSpec
@@ -40,7 +41,7 @@ def main() -> int:
     settings = Settings.from_env("notifications")
     configure_logging("notifications")
     setup_tracing("notifications-worker")
-    return run_loops(build_loops(settings))
+    return run_loops(build_loops(settings), health_at=health_address(settings))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Run a service's background loops (consumer, relay, dispatcher) as threads until SIGTERM or Ctrl-C.
 
 Each loop makes its own broker connection in its own thread. If one loop dies, the process exits non-zero
-so that its supervisor (honcho, compose, Kubernetes) restarts it rather than limping on half-alive.
+so that its supervisor (honcho, compose, Kubernetes) restarts it rather than limping on half-alive. With
+WORKER_PORT set, the process serves /healthz and /readyz meanwhile (shared.health_server).
 
 `WORKER_IN_API=true` runs the same loops inside the API's one gunicorn worker instead of a process of their
 own (`InApiLoops`, started by deploy/gunicorn.conf.py with the platform's builders, services.workers.LOOPS):
@@ -18,6 +19,7 @@ import threading
 from collections.abc import Callable, Collection, Mapping
 
 from shared.config import ConfigError
+from shared.health_server import HealthServer
 from shared.messaging.topology import TopologyConflict
 
 log = logging.getLogger(__name__)
@@ -26,9 +28,20 @@ Loop = Callable[[threading.Event], None]
 LoopsBuilder = Callable[[], dict[str, Loop]]  # a service's named loops, built from its settings
 
 
-def run_loops(loops: dict[str, Loop], stop: threading.Event | None = None) -> int:
+def run_loops(
+    loops: dict[str, Loop], stop: threading.Event | None = None, *, health_at: tuple[str, int] | None = None
+) -> int:
+    """Run `loops` until `stop` (or SIGTERM, Ctrl-C); 1 if one died. `health_at`: (host, port) to serve
+    /healthz and /readyz on while they run (shared.health_server.health_address(settings))."""
     stop = stop or threading.Event()
     failed: list[str] = []
+    server = None
+    if health_at is not None:
+        try:
+            server = HealthServer(*health_at, alive=lambda: not stop.is_set()).start()
+        except OSError as exc:  # the port is taken or the host is not this machine's: say so, do not limp on
+            log.error(f"cannot serve /healthz and /readyz on {health_at[0]}:{health_at[1]}: {exc}")
+            return 1
 
     def guard(name: str, loop: Loop) -> None:
         try:
@@ -53,6 +66,8 @@ def run_loops(loops: dict[str, Loop], stop: threading.Event | None = None) -> in
         stop.wait(0.5)
     for thread in threads:
         thread.join(timeout=10)
+    if server is not None:
+        server.stop()
     log.info("worker stopped", extra={"failed": failed})
     return 1 if failed else 0
 

@@ -22,6 +22,8 @@ from services.advocacy.continuity.transitions import transition_event_data
 from services.advocacy.continuity.wall_clock import SystemClock, WallClock, today
 from services.advocacy.models import Clock, Transition
 from services.advocacy.uow import BREACHED, DUE_SOON, AdvocacyUnitOfWork
+from shared.db import is_unavailable
+from shared.health import HEALTH
 
 log = logging.getLogger(__name__)
 ACTOR = "scheduler"
@@ -55,14 +57,25 @@ class ClockScheduler:
         self._batch = batch_size
 
     def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                fired = self.tick()
-                if fired.total:
-                    log.info("clocks fired", extra={"provider_id": self.provider_id, **fired.__dict__})
-            except Exception:  # the database may be down for a moment: try again at the next tick
-                log.exception("clock tick failed; will retry", extra={"provider_id": self.provider_id})
-            stop.wait(self._interval)
+        try:
+            while not stop.is_set():
+                try:
+                    fired = self.tick()
+                    HEALTH.up("database")
+                    if fired.total:
+                        log.info("clocks fired", extra={"provider_id": self.provider_id, **fired.__dict__})
+                except Exception as exc:  # try again at the next tick
+                    if is_unavailable(exc):  # down for a moment: one line, and the worker says not ready
+                        HEALTH.down("database", exc.__class__.__name__)  # its text may hold parameters
+                        log.warning(
+                            "database unavailable; clocks checked at the next tick",
+                            extra={"provider_id": self.provider_id, "error": exc.__class__.__name__},
+                        )
+                    else:
+                        log.exception("clock tick failed; will retry", extra={"provider_id": self.provider_id})
+                stop.wait(self._interval)
+        finally:
+            HEALTH.up("database")  # a loop that stopped no longer speaks for the database
 
     def tick(self) -> Fired:
         now = self.wall_clock.now()
