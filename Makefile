@@ -59,6 +59,8 @@ advocacy: export ADVOCACY_DATABASE_URL := $(ADVOCACY_DB_DEFAULT)
 advocacy: export PROVIDER_ID := $(PROVIDER_ID)
 advocacy: export AUTO_ACCEPT := $(if $(filter environment command line,$(origin AUTO_ACCEPT)),$(AUTO_ACCEPT),false)
 advocacy: export ADVOCACY_PORT := $(PORT)
+# The worker's /healthz and /readyz: WORKER_PORT if given, else the API's port + 1000 (PORT=8012: 9012).
+advocacy: export ADVOCACY_WORKER_PORT = $(or $(WORKER_PORT),$(if $(PORT),$(shell expr $(PORT) + 1000)))
 advocacy: export INTAKE_URL := $(INTAKE_URL)
 advocacy: export AUTH_PUBLIC_KEY_FILE := $(AUTH_PUBLIC_KEY_FILE)
 advocacy: export AUTH_PRIVATE_KEY_FILE := $(AUTH_PRIVATE_KEY_FILE)
@@ -104,7 +106,7 @@ run: venv keys ## Migrate and seed SQLite dev databases, then start all six proc
 	@echo "  advocacy       http://127.0.0.1:8002   docs http://127.0.0.1:8002/docs   (provider $(PROVIDER_ID), AUTO_ACCEPT=$(AUTO_ACCEPT))"
 	@echo "  notifications  http://127.0.0.1:8003   docs http://127.0.0.1:8003/docs"
 	@echo "  advocate page  http://127.0.0.1:8002/   sign in as a demo advocate (dev sign-in); demo cases with clocks, one overdue"
-	@echo "  health         GET /healthz and /readyz on each"
+	@echo "  health         GET /healthz and /readyz on each; the workers' on 127.0.0.1:9101, 9102 and 9103"
 	@echo
 	@echo "  A token (RS256, signed with var/keys/dev-private.pem), from another terminal in $(CURDIR):"
 	@echo '    TOKEN=$$(.venv/bin/referrals-token --org met-police --kind police --scope "referrals:write referrals:read subscriptions:write")'
@@ -126,6 +128,7 @@ advocacy: venv keys ## One more charity's instance: PROVIDER_ID=<id> PORT=<port>
 	@echo
 	@echo "  advocacy ($(PROVIDER_ID))  http://127.0.0.1:$(PORT)   docs http://127.0.0.1:$(PORT)/docs   AUTO_ACCEPT=$$AUTO_ACCEPT"
 	@echo "  database                 $$ADVOCACY_DATABASE_URL"
+	@echo "  worker health            http://127.0.0.1:$$ADVOCACY_WORKER_PORT/readyz"
 	@echo
 	exec $(BIN)/honcho -f Procfile.advocacy -e /dev/null start
 
