@@ -172,19 +172,22 @@ class Consumer:
             declare_queue(channel, self.spec)
             channel.confirm_delivery()  # parking and holding publishes wait for the broker's confirm before the ack
             channel.basic_qos(prefetch_count=self._prefetch)
+            reply_code = None
             try:
-                while not stop.is_set():
+                while not stop.is_set() and channel.is_open:
                     self._drain_holding(connection, channel, stop)
-                    if not stop.is_set():
+                    if not stop.is_set() and channel.is_open:
                         self._consume(connection, channel, stop)
             except ChannelClosedByBroker as exc:
                 if exc.reply_code in (403, 404):  # a permission or a missing queue: not a blip
                     raise
+                reply_code = exc.reply_code
+            if not stop.is_set():
                 # e.g. 406 "delivery acknowledgement timed out" (consumer_timeout): its unacked deliveries
                 # go back to the queue; the inbox makes any second delivery a no-op.
                 log.warning(
                     "the broker closed the consumer's channel; opening another",
-                    extra={"queue": self.spec.name, "reply_code": exc.reply_code},
+                    extra={"queue": self.spec.name, "reply_code": reply_code},
                 )
                 stop.wait(1.0)
 
@@ -207,8 +210,10 @@ class Consumer:
 
         tag = channel.basic_consume(self.spec.name, deliver)
         try:
-            while not stop.is_set() and not lanes.handoff.is_set():
+            while not stop.is_set() and not lanes.handoff.is_set() and channel.is_open:
                 connection.process_data_events(time_limit=0.5)
+            if not channel.is_open:  # closed by the broker: what the lanes hold goes back to Q by itself
+                return
             # No new deliveries (any arriving before the broker's cancel-ok go back to Q). On stop the lanes
             # finish what they hold and ack it; a lane holding a message gives it back, and the rest of its lane.
             channel.basic_cancel(tag)
@@ -307,7 +312,7 @@ class Consumer:
         put it back where it was (a nack to a classic queue keeps its place and counts nothing) and wait."""
         threadsafe = _ThreadsafeChannel(connection, channel)
         last: tuple[str, Held] | None = None  # the head's history while it keeps failing
-        while not stop.is_set():
+        while not stop.is_set() and channel.is_open:
             method, properties, body = channel.basic_get(self.spec.holding_queue)
             if method is None:
                 return
