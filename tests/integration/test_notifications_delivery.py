@@ -495,6 +495,32 @@ def test_on_sqlite_the_dispatcher_claims_and_sends(tmp_path, dev_keys, receiver)
     notifications.engine.dispose()
 
 
+def test_on_sqlite_the_dispatchers_lanes_send_each_webhook_once(tmp_path, dev_keys, receiver):
+    """`make run`'s dispatcher runs WEBHOOK_CONCURRENCY lanes on SQLite too: each claim is one statement."""
+    url = f"sqlite:///{tmp_path / 'notifications.db'}"
+    migrate("notifications", url)
+    notifications = bootstrap(make_settings(url, dev_keys, WEBHOOK_CONCURRENCY="4"), instrument=False)
+    subscribe(
+        notifications.units(), notifications.guard, org_id="met-police", url=receiver.url, events=["referral.received"]
+    )
+    for _ in range(30):
+        notifications.handlers(referral_event())
+    stop = threading.Event()
+    lanes = threading.Thread(target=notifications.dispatcher.run, args=(stop,), daemon=True)
+    lanes.start()
+    try:
+        wait_until(lambda: len(receiver.received) >= 30, timeout=20)
+        time.sleep(0.5)  # long enough for a second send, were any row claimed twice
+    finally:
+        stop.set()
+        lanes.join(timeout=10)
+    ids = [r["headers"]["webhook-id"] for r in receiver.received]
+    assert len(ids) == len(set(ids)) == 30
+    with notifications.sessions() as session:
+        assert set(session.scalars(select(Delivery.status))) == {"delivered"}
+    notifications.engine.dispose()
+
+
 def test_a_providers_event_that_came_before_intakes_is_retried_and_then_accepted(service, receiver, amqp_url):
     """Retried through its retry queue, a message comes back with the queue's name as its routing key: the
     consumer checks the key it was published under (from x-death), and the retry succeeds once intake's
