@@ -86,6 +86,8 @@ class Settings:
     # How long a message whose handler meets an unavailable dependency (its database, another service's
     # API, the broker) is retried in place, in order, before it counts as failed (shared.messaging.consumer).
     transient_retry_hours: float = 24.0
+    # How long a consumer holds such a message in place before moving it to its holding queue.
+    transient_hold_seconds: float = 120.0
     # Where a worker serves /healthz and /readyz (0: no health server).
     worker_port: int = 0
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -134,6 +136,7 @@ class Settings:
             declare_exchanges=env_bool(env, "AMQP_DECLARE_EXCHANGES", True),
             max_body_bytes=env_int(env, "MAX_BODY_BYTES", 256 * 1024, minimum=1024),
             transient_retry_hours=_positive(env, "TRANSIENT_RETRY_HOURS", 24.0),
+            transient_hold_seconds=_positive(env, "TRANSIENT_HOLD_SECONDS", 120.0),
             worker_port=env_int(env, "WORKER_PORT", 0, minimum=0),
             env=env,
         )

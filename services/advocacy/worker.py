@@ -19,7 +19,6 @@ from shared.health_server import health_address
 from shared.inbox import EventHandlers
 from shared.logs import configure_logging
 from shared.messaging.consumer import Consumer
-from shared.messaging.topology import QueueSpec
 from shared.messaging.worker import Loop, main_exit, run_loops
 from shared.telemetry import setup_tracing
 
@@ -38,23 +37,8 @@ def build_loops(
         intake = IntakeClient(config.intake_url, tokens)
     handled = subscriptions(continuity, intake, auto_accept=config.auto_accept)
     handlers = EventHandlers(config.queue, advocacy.unit_of_work, handled, trusted=config.trusted_publishers)
-    spec = QueueSpec(
-        config.queue,
-        # Derived from the handlers: every key ends in this provider's id (events addressed to it alone).
-        bindings=handled.bindings,
-        delivery_limit=settings.delivery_limit,
-        retry_delay_ms=settings.retry_delay_ms,
-        # A charity's own broker user may not declare the platform's exchanges (deploy/rabbitmq/).
-        declare_exchanges=settings.declare_exchanges,
-    )
-    consumer = Consumer(
-        settings.amqp_url,
-        spec,
-        handlers,
-        max_attempts=settings.max_attempts,
-        prefetch=settings.prefetch,
-        lanes=settings.consumer_lanes,
-    )
+    # The bindings derive from the handlers: every key ends in this provider's id (events addressed to it alone).
+    consumer = Consumer.from_settings(settings, config.queue, handled.bindings, handlers)
     log.info(
         "advocacy worker ready",
         extra={"provider_id": config.provider_id, "queue": config.queue, "auto_accept": config.auto_accept},

@@ -17,7 +17,6 @@ from shared.health_server import health_address
 from shared.inbox import EventHandlers
 from shared.logs import configure_logging
 from shared.messaging.consumer import Consumer
-from shared.messaging.topology import QueueSpec
 from shared.messaging.worker import Loop, main_exit, run_loops
 from shared.telemetry import setup_tracing
 
@@ -57,16 +56,8 @@ def loops(intake: Intake, settings: Settings) -> dict[str, Loop]:
     if intake.relay is None:
         raise ValueError("the worker needs intake bootstrapped with its relay (bootstrap(settings, relay=True))")
     use = intake.use_cases
-    consumer = Consumer(
-        settings.amqp_url,
-        QueueSpec(
-            QUEUE, use.handlers.bindings, delivery_limit=settings.delivery_limit, retry_delay_ms=settings.retry_delay_ms
-        ),
-        EventHandlers(QUEUE, use.units, use.handlers, trusted=intake.config.trusted_publishers),
-        max_attempts=settings.max_attempts,
-        prefetch=settings.prefetch,
-        lanes=settings.consumer_lanes,
-    )
+    handlers = EventHandlers(QUEUE, use.units, use.handlers, trusted=intake.config.trusted_publishers)
+    consumer = Consumer.from_settings(settings, QUEUE, use.handlers.bindings, handlers)
     sweep = DeadlineSweep(use.expiry, intake.config.sweep_seconds)
     return {"consumer": consumer.run, "relay": intake.relay.run, "deadlines": sweep.run}
 

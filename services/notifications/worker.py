@@ -12,7 +12,6 @@ from shared.config import Settings
 from shared.health_server import health_address
 from shared.logs import configure_logging
 from shared.messaging.consumer import Consumer
-from shared.messaging.topology import QueueSpec
 from shared.messaging.worker import Loop, main_exit, run_loops
 from shared.telemetry import setup_tracing
 
@@ -20,20 +19,8 @@ from shared.telemetry import setup_tracing
 def build_loops(settings: Settings, *, queue: str = QUEUE) -> dict[str, Loop]:
     notifications = bootstrap(settings, queue=queue)
     handlers = notifications.handlers
-    consumer = Consumer(
-        settings.amqp_url,
-        QueueSpec(
-            queue,
-            # The queue binds exactly the event types handled: the webhook types.
-            bindings=handlers.subscriptions.bindings,
-            delivery_limit=settings.delivery_limit,
-            retry_delay_ms=settings.retry_delay_ms,
-        ),
-        handlers,
-        max_attempts=settings.max_attempts,
-        prefetch=settings.prefetch,
-        lanes=settings.consumer_lanes,
-    )
+    # The queue binds exactly the event types handled: the webhook types.
+    consumer = Consumer.from_settings(settings, queue, handlers.subscriptions.bindings, handlers)
     return {"consumer": consumer.run, "dispatcher": notifications.dispatcher.run}
 
 

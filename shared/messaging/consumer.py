@@ -45,6 +45,7 @@ from opentelemetry import trace
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 from pika.exceptions import AMQPConnectionError, ChannelClosed, ChannelClosedByBroker, ChannelWrongStateError
 
+from shared.config import Settings
 from shared.db import is_unavailable
 from shared.health import HEALTH, Health
 from shared.messaging import PARKING_EXCHANGE, RETRY_EXCHANGE
@@ -160,6 +161,31 @@ class Consumer:
         self._user = unquote(urlsplit(first).username or "guest")
         self._tracer = tracer(__name__)
         instrument_pika()
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, queue: str, bindings: tuple[str, ...], handle: Callable[[Event], None]
+    ) -> Consumer:
+        """A service worker's consumer of `queue`, bound to `bindings`, as its settings say (delivery limit,
+        retry delay, attempts, prefetch, lanes, transient retries, and whether it may declare exchanges)."""
+        spec = QueueSpec(
+            queue,
+            bindings,
+            delivery_limit=settings.delivery_limit,
+            retry_delay_ms=settings.retry_delay_ms,
+            # A charity's own broker user may not declare the platform's exchanges (deploy/rabbitmq/).
+            declare_exchanges=settings.declare_exchanges,
+        )
+        return cls(
+            settings.amqp_url,
+            spec,
+            handle,
+            max_attempts=settings.max_attempts,
+            prefetch=settings.prefetch,
+            lanes=settings.consumer_lanes,
+            transient_retry_hours=settings.transient_retry_hours,
+            hold_seconds=settings.transient_hold_seconds,
+        )
 
     def run(self, stop: threading.Event) -> None:
         run_with_reconnect(self._url, f"{self.spec.name}-consumer", lambda c: self._session(c, stop), stop)
