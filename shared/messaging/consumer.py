@@ -15,8 +15,9 @@ dependency's outage in place.
   worker's /readyz) until the message passes. Past `hold_seconds` the consumer stops consuming `Q` and moves
   everything it holds, in order, to `Q.holding` (publish with confirms, then ack: an ack, not a return, so
   neither the broker's `consumer_timeout` nor the quorum queue's `x-delivery-limit` sees it); it retries the
-  head of `Q.holding` until it passes, drains it, then consumes `Q` again (and drains `Q.holding` first on
-  every start). After `transient_retry_hours` a held message fails as an ordinary error would.
+  head of `Q.holding` (a quorum queue without a delivery limit, so it fails over in a cluster) until it passes,
+  drains it, then consumes `Q` again (and drains `Q.holding` first on every start). After
+  `transient_retry_hours` a held message fails as an ordinary error would.
 - The quorum queue's `x-delivery-limit` catches messages that crash the worker before it can decide.
 - Messages are handled on `lanes` threads (1 by default), each message on the lane its subject (the referral)
   hashes to: one referral's events keep their order, even while one of them is held, while a handler waiting
@@ -334,28 +335,45 @@ class Consumer:
             channel.basic_ack(method.delivery_tag)
 
     def _drain_holding(self, connection: BlockingConnection, channel: BlockingChannel, stop: threading.Event) -> None:
-        """Handle the holding queue, head first, until it is empty: while the head's dependency is still down,
-        put it back where it was (a nack to a classic queue keeps its place and counts nothing) and wait."""
-        threadsafe = _ThreadsafeChannel(connection, channel)
+        """Handle the holding queue, head first, until it is empty. While the head's dependency is still down,
+        keep it (unacked) and retry it after each delay; at least every `hold_seconds` give it back by closing
+        the channel that took it, so that no delivery stays unacked near the broker's `consumer_timeout`.
+
+        Closing, not nack(requeue): on RabbitMQ 3.10 a quorum queue appends a message nacked with requeue to its
+        tail, but serves a message returned by a closed channel before the rest, so the head keeps its place
+        (checked on 3.10.8). Each give-back counts a delivery (`x-delivery-count`); the holding queue has no
+        `x-delivery-limit`, so that never dead-letters it (topology)."""
         last: tuple[str, Held] | None = None  # the head's history while it keeps failing
         while not stop.is_set() and channel.is_open:
-            method, properties, body = channel.basic_get(self.spec.holding_queue)
-            if method is None:
-                return
-            item = (method, properties, body)
-            key = properties.message_id or str(zlib.crc32(body))
-            history = last[1] if last and last[0] == key else _carried(properties.headers)
-            held = _pumped(connection, lambda: self._attempt(threadsafe, item, history))  # noqa: B023 - called here
-            if held is None:
-                if history is not None:
-                    self._health.up(history.dependency)
+            holding = connection.channel()
+            try:
+                holding.confirm_delivery()  # parking from here waits for the broker's confirm before the ack
+                method, properties, body = holding.basic_get(self.spec.holding_queue)
+                if method is None:
+                    return
+                item = (method, properties, body)
+                key = properties.message_id or str(zlib.crc32(body))
+                history = last[1] if last and last[0] == key else _carried(properties.headers)
                 last = None
-                continue
-            channel.basic_nack(method.delivery_tag, requeue=True)
-            last = (key, held)
-            delay = self._transient.delay(held.failures)
-            self._report_held(item, held, delay)
-            _pause(connection, delay, stop)
+                threadsafe = _ThreadsafeChannel(connection, holding)
+                give_back_at = time.monotonic() + self._hold_seconds
+                while not stop.is_set() and holding.is_open:
+                    held = _pumped(connection, lambda: self._attempt(threadsafe, item, history))  # noqa: B023
+                    if held is None:
+                        if history is not None:
+                            self._health.up(history.dependency)
+                        break
+                    history, last = held, (key, held)
+                    delay = self._transient.delay(held.failures)
+                    self._report_held(item, held, delay)
+                    if time.monotonic() + delay >= give_back_at:
+                        holding.close()  # the head goes back first; taken again after the delay
+                        _pause(connection, delay, stop)
+                        break
+                    _pause(connection, delay, stop)
+            finally:
+                if holding.is_open:
+                    holding.close()  # on stop too: what it still holds goes back at the head
 
     def _report_held(self, item: Delivery, held: Held, delay: float) -> None:
         _, properties, _ = item

@@ -12,10 +12,16 @@ Each consumer owns one quorum queue `Q` with:
 - `Q.holding`: where the consumer moves the messages it has held for a while because a dependency is down
   (shared.messaging.consumer), in order, so that no delivery stays unacked past the broker's
   `consumer_timeout` and none is returned to `Q` (a quorum queue counts every return toward
-  `x-delivery-limit`). A classic queue: the consumer takes its head with basic.get and puts it back with a
-  nack while the dependency is still down, which keeps its place and counts nothing. It is published to
+  `x-delivery-limit`). A quorum queue, so that it fails over with the others when a cluster node stops (a
+  classic queue lives on the node that declared it, and while that node is down declaring it answers 404).
+  It has **no** `x-delivery-limit` (none by default in 3.10): the consumer takes its head with basic.get,
+  keeps it while the dependency is still down, and gives it back by closing its channel (every
+  `hold_seconds` at most); a quorum queue serves a message a closed channel returns before the rest (a
+  nack(requeue) would append it to the tail on 3.10), and each give-back counts a delivery
+  (`x-delivery-count`) which, with no limit, never dead-letters it. It is published to
   through `referrals.dlx` under the key `Q.holding` (the routes a charity's user may write: add-provider.sh),
-  and dead-letters into `Q.retry` like `Q` when a held message finally fails as an ordinary error.
+  and dead-letters into `Q.retry` like `Q` (at least once) when a held message finally fails as an ordinary
+  error.
 
 A copy the platform itself puts back on `Q`'s own paths (the holding queue, a replay through
 `referrals.requeue`) cannot keep the publisher's `user_id`: RabbitMQ stamps the user who republishes it. So
@@ -77,7 +83,8 @@ def declare_queue(channel: BlockingChannel, spec: QueueSpec) -> None:
         raise TopologyConflict(
             f"RabbitMQ refused the topology of {spec.name}: {exc.reply_text}. It was probably made by an older "
             f"version. Fix: let {spec.name} drain, then delete {spec.name}, {spec.retry_queue} and "
-            f"{spec.parking_queue} (rabbitmqctl delete_queue <name>; {spec.holding_queue} too, once empty) "
+            f"{spec.parking_queue} (rabbitmqctl delete_queue <name>; {spec.holding_queue} too, once empty: "
+            "before issue 11's fix it was a classic queue) "
             "and start again."
         ) from None
 
@@ -115,9 +122,11 @@ def _declare_queue(channel: BlockingChannel, spec: QueueSpec) -> None:
         spec.holding_queue,
         durable=True,
         arguments={
-            "x-queue-type": "classic",
+            # Quorum, to fail over; and no x-delivery-limit: its head is given back while it waits (see above).
+            "x-queue-type": "quorum",
             "x-dead-letter-exchange": RETRY_EXCHANGE,
             "x-dead-letter-routing-key": spec.name,
+            **_DEAD_LETTER_SAFE,
         },
     )
     channel.queue_bind(spec.holding_queue, RETRY_EXCHANGE, routing_key=spec.holding_queue)
