@@ -11,8 +11,11 @@ each worker SIGKILLed and restarted, PostgreSQL backends of this run's databases
 database refusing connections for 15-30 s, intake's API down for 30 s, the agency's receiver failing for
 longer than the compressed webhook schedule's first step, and poison messages.
 
-Exits 1 on any referral lost or stalled, any duplicate effect, or a parked message other than the poison;
-2 if the platform could not be started. Bounded: a fixed plan, a rate, a drain bound; under 10 minutes.
+Exits 1 on any referral lost or stalled, any duplicate effect, a parked message other than the poison, or a
+worker not ready within READY_BOUND_S (--ready-bound) of a broker fault being over (issue 11's target is 2 s,
+READY_TARGET_S, printed next to each broker fault's figure; the bound is looser because this 2-core machine is
+shared and noisy); 2 if the platform could not be started. Bounded: a fixed plan, a rate, a drain bound; under
+10 minutes.
 """
 
 from __future__ import annotations
@@ -42,6 +45,10 @@ from support.rabbit_node import available, private_cluster, private_node  # noqa
 # steps: 2 s, then 4, 8, 16, 32, 64 (about two minutes in all).
 WEBHOOK_RETRY_SCHEDULE = "2,4,8,16,32,64"
 BUDGET_S = 540  # no fault starts after this long; with the drain bound the run stays under 10 minutes
+# Issue 11: after a broker restart (or a cluster node's failure) every loop is back within 2 s of the broker
+# being ready. The run fails only past READY_BOUND_S, on a shared machine where a process may wait for a core.
+READY_TARGET_S = 2.0
+READY_BOUND_S = 10.0
 
 Plan = list[tuple[str, Callable[[ChaosStack, f.Fault], None]]]
 
@@ -105,7 +112,7 @@ class Load:
             thread.join(timeout=40)
 
 
-def run(stack: ChaosStack, plan: Plan, rate: float, bound: float, started: float) -> dict:
+def run(stack: ChaosStack, plan: Plan, rate: float, bound: float, started: float, ready_bound: float) -> dict:
     load = Load(Poster(stack.urls["intake"], _headers(stack.token, *AGENCY)), rate).start()
     faults: list[f.Fault] = []
     time.sleep(5)
@@ -117,6 +124,8 @@ def run(stack: ChaosStack, plan: Plan, rate: float, bound: float, started: float
         inject(stack, fault)
         faults.append(fault)
         ready = "-" if fault.ready_s is None else f"{fault.ready_s:.1f} s"
+        if fault.broker:
+            ready = f"{'never' if fault.ready_s is None else ready} (target {READY_TARGET_S:g} s)"
         print(
             f"  {time.monotonic() - started:6.1f} s  {name}: over, workers ready after {ready} {fault.note}", flush=True
         )
@@ -132,10 +141,23 @@ def run(stack: ChaosStack, plan: Plan, rate: float, bound: float, started: float
         time.sleep(2)
         found = read(stack, accepted, broker=False)
     found = read(stack, accepted)
-    return summarise(stack, load.sent, found, faults, time.monotonic() - last)
+    return summarise(stack, load.sent, found, faults, time.monotonic() - last, ready_bound)
 
 
-def summarise(stack: ChaosStack, sent: list[Sent], found: Findings, faults: list[f.Fault], waited: float) -> dict:
+def broker_recovery(faults: list[f.Fault], ready_bound: float) -> str:
+    """The workers' readiness after each broker fault against issue 11's 2 s, for the summary table."""
+    figures = ["never" if x.ready_s is None else f"{x.ready_s:.1f}" for x in faults if x.broker]
+    if not figures:
+        return "-"
+    over = sum(1 for x in faults if x.broker and (x.ready_s is None or x.ready_s > READY_TARGET_S))
+    return (
+        f"{', '.join(figures)} s (target {READY_TARGET_S:g} s: {over} over it; the run fails above {ready_bound:g} s)"
+    )
+
+
+def summarise(
+    stack: ChaosStack, sent: list[Sent], found: Findings, faults: list[f.Fault], waited: float, ready_bound: float
+) -> dict:
     stalled = found.stalled()
     ok = [s.referral_id for s in sent if s.ok]
     return {
@@ -164,6 +186,9 @@ def summarise(stack: ChaosStack, sent: list[Sent], found: Findings, faults: list
         "worker log": log_noise(stack),
         "worker /readyz served": stack.health_served(),
         "waited after the last fault (s)": round(waited, 1),
+        "workers ready after broker faults": broker_recovery(faults, ready_bound),
+        "ready target (s)": READY_TARGET_S,
+        "ready bound (s)": ready_bound,
         "faults": fault_rows(faults, sent, found),
     }
 
@@ -190,6 +215,12 @@ def failures(result: dict) -> list[str]:
         found.append(f"only {result['parked poison']} poison messages parked")
     if not result["accepted"]:
         found.append("no referral accepted")
+    bound = result["ready bound (s)"]
+    for row in result["faults"]:
+        ready = row["workers_ready_s"]
+        if row["broker_fault"] and (ready is None or ready > bound):
+            after = "never ready" if ready is None else f"ready only after {ready} s"
+            found.append(f"workers {after} after '{row['fault']}' (bound {bound:g} s, target {READY_TARGET_S:g} s)")
     return found
 
 
@@ -199,10 +230,17 @@ def print_tables(result: dict, title: str) -> None:
     for key, value in result.items():
         if key != "faults":
             print(f"  {key:<{width}}  {value}")
-    print(f"\n  {'fault':<38} {'lasted s':>8} {'ready s':>8} {'in flight':>9} {'caught up s':>11}  note")
+    header = f"{'lasted s':>8} {'ready s':>8} {'target s':>8} {'in flight':>9} {'caught up s':>11}"
+    print(f"\n  {'fault':<38} {header}  note")
     for row in result["faults"]:
-        ready = "-" if row["workers_ready_s"] is None else row["workers_ready_s"]
-        print(f"  {row['fault']:<38} {row['lasted_s']:>8} {ready:>8} {row['in_flight']:>9} "
+        ready = row["workers_ready_s"]
+        target = "-"
+        if row["broker_fault"]:
+            ready = "never" if ready is None else ready
+            target = f"{result['ready target (s)']:g}"
+        elif ready is None:
+            ready = "-"
+        print(f"  {row['fault']:<38} {row['lasted_s']:>8} {ready:>8} {target:>8} {row['in_flight']:>9} "
               f"{row['caught_up_s']:>11}  {row['note']}")  # fmt: skip
 
 
@@ -212,6 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--short", action="store_true", help="a few faults, tens of referrals, about a minute")
     parser.add_argument("--rate", type=float, help="referrals per second (default 3, short 1.5)")
     parser.add_argument("--bound", type=float, help="seconds after the last fault for every referral to complete")
+    parser.add_argument(
+        "--ready-bound", type=float, default=READY_BOUND_S,
+        help=f"fail if a worker is not ready this long after a broker fault (default {READY_BOUND_S:g}; "
+        f"issue 11's target is {READY_TARGET_S:g})",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, help="write the result here (default bench/results/chaos-<time>.json)")
     args = parser.parse_args(argv)
     reason = available()
@@ -233,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                                           referrals=referrals, extra_env=env) as stack:  # fmt: skip
         stack.poison = poison
         print(f"  {time.monotonic() - started:6.1f} s  platform up; referrals arriving", flush=True)
-        result = run(stack, plan, rate, bound, started)
+        result = run(stack, plan, rate, bound, started, args.ready_bound)
     result = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "broker": shape, "rate": rate, **result}
     result["total_s"] = round(time.monotonic() - started, 1)
     print_tables(result, f"chaos ({shape}, {rate:g}/s, {result['total_s']} s in all)")
@@ -241,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     problems = failures(result)
-    print(f"\n{'FAIL: ' + '; '.join(problems) if problems else 'PASS: nothing lost, stalled or doubled'} ({out})")
+    passed = "PASS: nothing lost, stalled or doubled; workers back within the bound after each broker fault"
+    print(f"\n{'FAIL: ' + '; '.join(problems) if problems else passed} ({out})")
     return 1 if problems else 0
 
 

@@ -125,6 +125,7 @@ def fault_rows(faults: list[Fault], sent: list, found: Findings, window: float =
                 "fault": fault.name,
                 "lasted_s": round(fault.ended - fault.started, 1),
                 "workers_ready_s": None if fault.ready_s is None else round(fault.ready_s, 1),
+                "broker_fault": fault.broker,
                 "in_flight": len(during),
                 "caught_up_s": caught_up,
                 "note": fault.note,
