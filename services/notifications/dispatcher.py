@@ -30,7 +30,7 @@ import requests
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, and_, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 from standardwebhooks import Webhook
@@ -168,6 +168,24 @@ class WebhookDispatcher:
         now = utcnow()
         lease = now + self.lease
         deliveries, subscriptions = Delivery.__table__, Subscription.__table__
+        # A referral's webhooks reach a subscriber in the order their events happened: one is claimable only
+        # when no earlier one of the same referral to the same subscription is still pending (retrying, or held
+        # by another lane). Without it, lanes coming back from an outage together sent a referral's
+        # `referral.received` and `referral.allocated` at once, and the second could arrive first.
+        earlier = deliveries.alias("earlier")
+        waits_behind = (
+            select(earlier.c.id)
+            .where(
+                earlier.c.subscription_id == deliveries.c.subscription_id,
+                earlier.c.referral_id == deliveries.c.referral_id,  # NULL (a ping) waits behind nothing
+                earlier.c.status == PENDING,
+                or_(
+                    earlier.c.created_at < deliveries.c.created_at,
+                    and_(earlier.c.created_at == deliveries.c.created_at, earlier.c.id < deliveries.c.id),
+                ),
+            )
+            .exists()
+        )
         due = (
             select(deliveries.c.id)
             .join(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
@@ -175,6 +193,7 @@ class WebhookDispatcher:
                 deliveries.c.status == PENDING,
                 deliveries.c.next_attempt_at <= now,
                 subscriptions.c.deleted_at.is_(None),
+                ~waits_behind,
             )
             .order_by(deliveries.c.next_attempt_at)
             .limit(1)

@@ -460,6 +460,30 @@ def test_a_claim_holds_one_delivery_for_its_attempts_timeout_and_a_few_seconds(s
     assert second is not None and second.delivery_id != claimed.delivery_id
 
 
+def test_a_referrals_later_webhook_waits_until_its_earlier_one_to_the_same_subscriber_is_done(service, receiver):
+    """Lanes coming back from an outage together must not send a referral's webhooks at once: the later one
+    could arrive first. Another referral's, and another subscriber's, do not wait."""
+    subscription = service.subscribe("met-police", receiver.url, ["referral.received", "referral.allocated"])["id"]
+    other = service.subscribe("met-police", receiver.url + "/other", ["referral.allocated"])["id"]
+    referral_id = str(uuid.uuid4())
+    service.handle(referral_event(referral_id=referral_id))
+    service.handle(referral_event("referral.allocated", referral_id=referral_id, status="allocated",
+                                  provider_id="charity-a", case_id="case-1"))  # fmt: skip
+    service.handle(referral_event())  # another referral
+    claimed = {}
+    while (next_one := service.dispatcher._claim()) is not None:
+        claimed[(next_one.event_type, next_one.subscription_id, next_one.referral_id)] = next_one
+    # Every one due is taken but our allocated, which waits behind our received: the other subscriber's
+    # allocated and the other referral's received do not wait.
+    assert ("referral.received", subscription, referral_id) in claimed
+    assert ("referral.allocated", other, referral_id) in claimed
+    assert ("referral.allocated", subscription, referral_id) not in claimed
+    assert len(claimed) == 3
+    assert service.dispatcher._attempt(claimed[("referral.received", subscription, referral_id)])  # delivered
+    then = service.dispatcher._claim()
+    assert then is not None and (then.event_type, then.subscription_id) == ("referral.allocated", subscription)
+
+
 def test_a_failed_attempt_is_not_recorded_over_a_claim_that_lapsed_and_moved_on(service, receiver):
     """A dispatcher that outlived its lease (a receiver trickling its answer) does not overwrite the outcome of
     the one that took the row after it; a delivery it made is recorded whoever holds the row."""
