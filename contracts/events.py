@@ -71,11 +71,20 @@ RiskLevel = Literal["low", "medium", "high"]
 Pathway = Literal["nrm", "duty_to_notify"]
 ReferralStatus = Literal["received", "offered", "allocated", "escalated", "withdrawn", "recorded"]
 EscalationReason = Literal["no_eligible_provider", "none_accepted", "immediate_danger"]
-DeclineReason = Literal["no_capacity", "out_of_area", "language", "eligibility", "risk", "other"]
+# Why a provider declines an offer (DESIGN 5); each fits intake's and advocacy's decline_reason VARCHAR(20).
+DeclineReason = Literal[
+    "no_capacity", "eligibility", "complex_needs", "no_single_sex_place", "safety_conflict", "already_supported",
+    "not_contactable", "other",
+]  # fmt: skip
+# How a case ended (DESIGN 5); the advocate's note on it stays at the provider.
+ClosureOutcome = Literal[
+    "moved_on", "negative_cg_exit", "declined_support", "declined_adult_support_at_18", "consent_withdrawn",
+    "no_contact", "returned_home", "transferred", "died", "other",
+]  # fmt: skip
 ClockKind = Literal["rg_decision", "recovery_period", "cg_not_before", "move_on", "exit_period", "turning_18"]
 ClockState = Literal["due_soon", "breached"]
 TransitionKind = Literal["turning_18", "relocation", "move_on", "advocate_handover", "provider_handover"]
-TransitionStatus = Literal["planned", "in_progress", "completed", "missed"]
+TransitionStatus = Literal["planned", "in_progress", "completed", "missed", "cancelled"]
 # What a handover may carry: nothing measured from a birthday (a turning_18 clock or transition).
 HandedOverClockKind = Literal["rg_decision", "recovery_period", "cg_not_before", "move_on", "exit_period"]
 HandedOverTransitionKind = Literal["relocation", "move_on", "advocate_handover", "provider_handover"]
@@ -90,6 +99,7 @@ TimelineKind = Annotated[str, Meta(pattern=r"^[a-z0-9_]{1,40}$")]
 
 REGIONS, EXPLOITATION_TYPES, NEEDS = get_args(Region), get_args(ExploitationType), get_args(Need)
 DECLINE_REASONS = get_args(DeclineReason)
+CLOSURE_OUTCOMES = get_args(ClosureOutcome)
 
 
 class ReferralSummary(EventData, frozen=True):
@@ -318,6 +328,12 @@ class CaseNews(EventData, frozen=True):
 @case_news("case.opened", "The provider opened the case with the referral intake disclosed to it.")
 class CaseOpened(CaseNews, frozen=True):
     status: Literal["open"] = "open"
+
+
+@case_news("case.closed", "The provider closed the case, with its outcome code; every clock stopped.")
+class CaseClosed(CaseNews, frozen=True):
+    outcome: ClosureOutcome
+    status: Literal["closed"] = "closed"
 
 
 class ClockNews(CaseNews, frozen=True):

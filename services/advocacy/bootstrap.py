@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
 from services.advocacy.casework.cases import Casework
+from services.advocacy.casework.closure import Closure
 from services.advocacy.config import AdvocacyConfig
 from services.advocacy.continuity.handover import Handover
 from services.advocacy.continuity.nrm import NrmRecords
@@ -36,7 +37,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Continuity:
-    """The rules of one instance: casework, the NRM record and clocks, transitions, provider handover."""
+    """The rules of one instance: casework and its closure, the NRM record and clocks, transitions, provider
+    handover."""
 
     casework: Casework
     nrm: NrmRecords
@@ -44,6 +46,7 @@ class Continuity:
     handover: Handover
     policy: Policy
     wall_clock: WallClock
+    closure: Closure
 
 
 def assemble(provider_id: str, policy: Policy, wall_clock: WallClock) -> Continuity:
@@ -51,7 +54,8 @@ def assemble(provider_id: str, policy: Policy, wall_clock: WallClock) -> Continu
     transitions = Transitions(provider_id, wall_clock, handover=handover)
     nrm = NrmRecords(provider_id, policy, transitions)
     casework = Casework(provider_id, on_open=nrm.plan_for_new_case)
-    return Continuity(casework, nrm, transitions, handover, policy, wall_clock)
+    closure = Closure(casework, transitions)
+    return Continuity(casework, nrm, transitions, handover, policy, wall_clock, closure)
 
 
 def make_continuity(config: AdvocacyConfig, wall_clock: WallClock | None = None) -> Continuity:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from contracts.events import CLOSURE_OUTCOMES as CLOSURE_OUTCOMES  # the codes a case.closed carries
 from contracts.events import DECLINE_REASONS as DECLINE_REASONS  # the codes an offer.declined carries
 from contracts.events import ORG_ID_PATTERN, PROVIDER_ID_PATTERN
 
@@ -87,6 +88,18 @@ class NoAdvocateAvailable(CaseworkError):
 
 class AdvocateEmailTaken(CaseworkError):
     pass
+
+
+class AdvocateHasLiveCases(CaseworkError):
+    """An advocate is deactivated only once every case they hold has been handed over or closed."""
+
+
+def ensure_no_live_cases(advocate_id: str, live_cases: int) -> None:
+    if live_cases:
+        cases = "case" if live_cases == 1 else "cases"
+        raise AdvocateHasLiveCases(
+            f"advocate {advocate_id} still holds {live_cases} live {cases}: hand them over before deactivating"
+        )
 
 
 @dataclass(frozen=True)
@@ -171,13 +184,20 @@ TURNING_18, RELOCATION, MOVE_ON, ADVOCATE_HANDOVER, PROVIDER_HANDOVER = (
     "provider_handover",
 )
 TRANSITION_KINDS = (TURNING_18, RELOCATION, MOVE_ON, ADVOCATE_HANDOVER, PROVIDER_HANDOVER)
-TRANSITION_PLANNED, TRANSITION_IN_PROGRESS, TRANSITION_COMPLETED, TRANSITION_MISSED = (
+TRANSITION_PLANNED, TRANSITION_IN_PROGRESS, TRANSITION_COMPLETED, TRANSITION_MISSED, TRANSITION_CANCELLED = (
     "planned",
     "in_progress",
     "completed",
     "missed",
+    "cancelled",  # its case closed first
 )
-TRANSITION_STATUSES = (TRANSITION_PLANNED, TRANSITION_IN_PROGRESS, TRANSITION_COMPLETED, TRANSITION_MISSED)
+TRANSITION_STATUSES = (
+    TRANSITION_PLANNED,
+    TRANSITION_IN_PROGRESS,
+    TRANSITION_COMPLETED,
+    TRANSITION_MISSED,
+    TRANSITION_CANCELLED,
+)
 OPEN_TRANSITION_STATUSES = (TRANSITION_PLANNED, TRANSITION_IN_PROGRESS)
 
 # The checklist of a transition. Re-consent applies only at 18: a child needs no consent to be referred,
@@ -202,6 +222,7 @@ TRANSITION_PLANNED_KIND = "transition_planned"
 TRANSITION_UPDATED_KIND = "transition_updated"
 TRANSITION_COMPLETED_KIND = "transition_completed"
 TRANSITION_MISSED_KIND = "transition_missed"
+TRANSITION_CANCELLED_KIND = "transition_cancelled"
 TRANSITION_NOT_PLANNED = "transition_not_planned"
 CASE_HANDED_OVER = "case_handed_over"
 CASE_RECEIVED = "case_received"
@@ -224,7 +245,7 @@ class ChecklistIncomplete(CaseworkError):
 
 
 class CaseNotOpen(CaseworkError):
-    """NRM records and transitions belong to an open case."""
+    """NRM records and transitions belong to an open case; a closed case is read-only."""
 
 
 class DecisionUndatable(CaseworkError):

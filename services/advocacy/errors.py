@@ -20,6 +20,7 @@ STATUS_OF: dict[type[domain.CaseworkError], int] = {
     domain.AdvocateUnavailable: 409,
     domain.NoAdvocateAvailable: 409,
     domain.AdvocateEmailTaken: 409,
+    domain.AdvocateHasLiveCases: 409,
     domain.CaseNotOpen: 409,
     domain.TransitionClosed: 409,
     domain.ChecklistIncomplete: 409,

@@ -33,6 +33,7 @@ WEBHOOK_EXTRA_KEYS = (
     "pathway",
     "reason",
     "is_child",
+    "outcome",  # case.closed: a code (contracts.events.ClosureOutcome)
     # clock.* and transition.*: ids, kinds and dates only.
     "clock_id",
     "transition_id",

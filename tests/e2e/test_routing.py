@@ -112,8 +112,8 @@ def test_an_offer_left_unanswered_past_its_deadline_moves_to_the_next_provider(s
 
 def test_when_everyone_declines_a_coordinator_sees_the_escalation_and_re_offers_it(stack):
     referral_id = refer(stack, **albanian())
-    answer(stack, "charity-a", offer_at(stack, "charity-a", referral_id), "decline", reason="language")
-    answer(stack, "charity-b", offer_at(stack, "charity-b", referral_id), "decline", reason="risk")
+    answer(stack, "charity-a", offer_at(stack, "charity-a", referral_id), "decline", reason="complex_needs")
+    answer(stack, "charity-b", offer_at(stack, "charity-b", referral_id), "decline", reason="safety_conflict")
     wait_status(stack, referral_id, "escalated")
     queue = call(stack, "GET", "intake", "/v1/escalations", COORDINATOR).json()
     escalation = next(e for e in queue if e["referral_id"] == referral_id)

@@ -79,7 +79,7 @@ def test_a_declined_offer_moves_to_the_next_provider_then_escalates_when_none_is
         second = session.scalars(select(Offer).where(Offer.status == "pending")).one()
     assert second.provider_id == "provider-b"
     assert outbox_types(sessions)[-1] == "referral.offered.provider-b"
-    handle(intake, answer("offer.declined", referral_id, second.id, provider="provider-b", reason="language"))
+    handle(intake, answer("offer.declined", referral_id, second.id, provider="provider-b", reason="not_contactable"))
     with sessions() as session:
         assert session.get(Referral, referral_id).status == "escalated"
         last = session.scalars(select(Outbox).order_by(Outbox.created_at.desc())).first()

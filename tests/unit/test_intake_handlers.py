@@ -73,7 +73,7 @@ def test_a_declined_offer_goes_to_the_next_provider_then_escalates_when_none_is_
     assert (offer.status, offer.decline_reason) == ("declined", "no_capacity")
     (second,) = uow.offers.pending_for(referral.id)
     assert second.provider_id == "provider-b" and uow.routing_keys() == ["referral.offered.provider-b"]
-    deliver(use, answer("offer.declined", referral.id, second.id, provider="provider-b", reason="language"))
+    deliver(use, answer("offer.declined", referral.id, second.id, provider="provider-b", reason="no_single_sex_place"))
     assert referral.status == "escalated"
     assert [e.reason for e in uow.escalations.rows] == ["none_accepted"]
     assert uow.events(events.ReferralEscalated)[0].reason == "none_accepted"

@@ -202,6 +202,7 @@ def test_known_event_types():
         "referral.withdrawn",
         "referral.transferred",
         "case.opened",
+        "case.closed",
         "clock.due_soon",
         "clock.breached",
         "transition.planned",

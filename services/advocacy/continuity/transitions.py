@@ -9,7 +9,7 @@ is completed. A `provider_handover` moves the case to another provider's instanc
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from contracts import events
@@ -109,6 +109,7 @@ class Transitions:
         ticks: dict[str, bool] | None = None,
         planned_for: date | None = None,
     ) -> Transition:
+        ensure_open(case)  # a closed case is read-only
         transition = self.get(uow, case, transition_id, lock=True)
         domain.ensure_open_transition(transition.id, transition.status)
         changes = []
@@ -126,6 +127,7 @@ class Transitions:
         return transition
 
     def complete(self, uow: AdvocacyUnitOfWork, case: Case, transition_id: str, *, actor: str) -> Transition:
+        ensure_open(case)
         transition = self.get(uow, case, transition_id, lock=True)
         domain.ensure_open_transition(transition.id, transition.status)
         domain.ensure_checklist_complete(transition.id, transition.checklist)
@@ -140,6 +142,15 @@ class Transitions:
         if transition.kind == domain.PROVIDER_HANDOVER:
             self.handover.send(uow, case, transition, actor=actor)
         return transition
+
+    def cancel_open(self, uow: AdvocacyUnitOfWork, case: Case, *, actor: str, now: datetime) -> list[Transition]:
+        """The case is closing: what was still planned for it will not happen (no event: case.closed says so)."""
+        cancelled = uow.transitions.open_of(case.id)
+        for transition in cancelled:
+            transition.status, transition.updated_at = domain.TRANSITION_CANCELLED, now
+            detail = f"{transition.kind} transition {transition.id} cancelled: the case closed"
+            timeline.note(uow, case.offer_id, domain.TRANSITION_CANCELLED_KIND, actor, detail, now)
+        return cancelled
 
     def _stop_clocks(self, uow: AdvocacyUnitOfWork, case: Case, transition: Transition, now) -> None:
         # The clock a transition answers (turning 18's notice, the end of move-on or exit support) stops with it.
