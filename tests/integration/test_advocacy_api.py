@@ -222,7 +222,7 @@ def test_an_offer_can_be_answered_only_once(advocacy):
     assert advocacy.client.post(f"/v1/offers/{offer_id}/accept", json={}, headers=advocacy.headers).status_code == 200
     again = advocacy.client.post(f"/v1/offers/{offer_id}/accept", json={}, headers=advocacy.headers)
     assert again.status_code == 409 and "is accepted, not pending" in again.get_json()["message"]
-    decline = advocacy.client.post(f"/v1/offers/{offer_id}/decline", json={"reason": "risk"}, headers=advocacy.headers)
+    decline = advocacy.client.post(f"/v1/offers/{offer_id}/decline", json={"reason": "other"}, headers=advocacy.headers)
     assert decline.status_code == 409
     assert len(outbox(advocacy, "offer.accepted")) == 1 and outbox(advocacy, "offer.declined") == []
 
@@ -277,14 +277,14 @@ def test_two_accepts_at_the_same_moment_cannot_give_an_advocate_more_than_their_
 def test_declining_stages_offer_declined_with_the_reason_and_keeps_the_note_local(advocacy):
     event = deliver_offer(advocacy)
     offer_id = event.data["offer_id"]
-    body = {"reason": "out_of_area", "note": "Synthetic note: we cover the north only."}
+    body = {"reason": "no_single_sex_place", "note": "Synthetic note: we cover the north only."}
     response = advocacy.client.post(f"/v1/offers/{offer_id}/decline", json=body, headers=advocacy.headers)
     assert response.status_code == 200
     offer = response.get_json()
-    assert offer["status"] == "declined" and offer["decline_reason"] == "out_of_area"
+    assert offer["status"] == "declined" and offer["decline_reason"] == "no_single_sex_place"
     assert offer["decline_note"] == body["note"] and offer["responded_at"]
     [staged] = outbox(advocacy, "offer.declined")
-    assert staged["data"]["reason"] == "out_of_area" and staged["data"]["offer_id"] == offer_id
+    assert staged["data"]["reason"] == "no_single_sex_place" and staged["data"]["offer_id"] == offer_id
     assert staged["data"]["referral_id"] == event.data["referral_id"] and staged["data"]["declined_at"]
     assert "note" not in json.dumps(staged)
     assert outbox(advocacy, "offer.accepted") == []
@@ -296,13 +296,13 @@ def test_a_decline_with_a_bad_reason_or_an_unknown_field_is_422_naming_it(advoca
     assert bad.status_code == 422 and "reason" in bad.get_json()["errors"]["json"]
     extra = advocacy.client.post(
         f"/v1/offers/{offer_id}/decline",
-        json={"reason": "risk", "status": "accepted"},
+        json={"reason": "safety_conflict", "status": "accepted"},
         headers=advocacy.headers,
     )
     assert extra.status_code == 422 and extra.get_json()["errors"]["json"]["status"] == ["Unknown field."]
     long_note = advocacy.client.post(
         f"/v1/offers/{offer_id}/decline",
-        json={"reason": "risk", "note": "x" * 2001},
+        json={"reason": "safety_conflict", "note": "x" * 2001},
         headers=advocacy.headers,
     )
     assert long_note.status_code == 422 and "note" in long_note.get_json()["errors"]["json"]
@@ -317,7 +317,7 @@ def test_unknown_offers_cases_and_advocates_are_404(advocacy):
     unknown = str(uuid.uuid4())
     for path, body in [
         (f"/v1/offers/{unknown}/accept", {}),
-        (f"/v1/offers/{unknown}/decline", {"reason": "risk"}),
+        (f"/v1/offers/{unknown}/decline", {"reason": "safety_conflict"}),
     ]:
         response = advocacy.client.post(path, json=body, headers=advocacy.headers)
         assert response.status_code == 404 and unknown in response.get_json()["message"]

@@ -28,7 +28,7 @@ def notifications(fresh_database, dev_keys, auth_header):
     root = bootstrap(Settings.from_env("notifications", env=env), instrument=False)
     client = create_app(notifications=root).test_client()
     for org in (REFERRER, RECEIVER, BYSTANDER):
-        body = {"url": f"http://127.0.0.1:9/{org}", "events": ["transition.planned", "clock.due_soon"]}
+        body = {"url": f"http://127.0.0.1:9/{org}", "events": ["transition.planned", "clock.due_soon", "case.closed"]}
         response = client.post(
             "/v1/subscriptions", json=body, headers=auth_header(org, "local_authority", "subscriptions:write")
         )
@@ -95,4 +95,21 @@ def test_a_clock_event_goes_to_the_referrer_only(notifications):
         "kind": "turning_18",
         "due_on": "2027-01",
         "transition_id": None,  # a clock of no transition
+    }
+
+
+def test_a_closed_case_reaches_the_referrer_only_with_its_outcome_code(notifications):
+    handle, sessions = notifications
+    event = advocacy_event(handle, "case.closed", outcome="negative_cg_exit", status="closed")
+    handle(event)
+    sent = deliveries(sessions, event)
+    assert set(sent) == {REFERRER}
+    assert sent[REFERRER]["type"] == "case.closed"
+    assert sent[REFERRER]["data"] == {
+        "referral_id": event.subject,
+        "external_reference": "MET-2026-7",
+        "status": "closed",
+        "provider_id": "charity-a",
+        "case_id": event.data["case_id"],
+        "outcome": "negative_cg_exit",
     }

@@ -23,6 +23,7 @@ from services.advocacy.web.schemas import (
     CaseQuerySchema,
     CaseSchema,
     CaseSummarySchema,
+    ClosureSchema,
     DeclineOfferSchema,
     OfferQuerySchema,
     OfferSchema,
@@ -59,6 +60,20 @@ def list_advocates():
         loads = uow.cases.caseloads()
         advocates = sorted(uow.advocates.all(), key=lambda a: (a.name, a.id))
         return [_advocate_view(a, loads.get(a.id, 0)) for a in advocates]
+
+
+@blp.route("/advocates/<advocate_id>/deactivation", methods=["POST"])
+@own("cases:write")
+@blp.response(200, AdvocateSchema)
+def deactivate_advocate(advocate_id: str):
+    """Deactivate an advocate who leaves: refused (409) while they hold live cases, which must be handed over
+    first. They then take no offers, and the provider's capacity is announced without them."""
+    advocacy = instance()
+    with advocacy.unit_of_work() as uow:
+        advocate = advocacy.continuity.closure.deactivate_advocate(uow, advocate_id)
+        view = _advocate_view(advocate, 0)
+    log.info("advocate deactivated", extra={"advocate_id": advocate_id, "provider_id": advocacy.provider_id})
+    return view
 
 
 @blp.route("/offers", methods=["GET"])
@@ -135,6 +150,25 @@ def get_case(case_id: str):
         return _case_view(case, uow.timeline.of_offer(case.offer_id))
 
 
+@blp.route("/cases/<case_id>/closure", methods=["POST"])
+@own("cases:write")
+@blp.arguments(ClosureSchema)
+@blp.response(200, CaseSchema)
+def close_case(body, case_id: str):
+    """Close an open case with its outcome: its clocks stop, open transitions are cancelled, the advocate's
+    place is freed and the referrer hears `case.closed` (the code only; the note stays here). A closed case is
+    read-only: any later write to it, this one included, is 409."""
+    advocacy = instance()
+    with advocacy.unit_of_work() as uow:
+        case = advocacy.continuity.casework.case(uow, case_id)
+        advocacy.continuity.closure.close(
+            uow, case, outcome=body["outcome"], note=body.get("note"), actor=current_principal().sub
+        )
+        view = _case_view(case, uow.timeline.of_offer(case.offer_id))
+    log.info("case closed", extra={"case_id": case_id, "outcome": body["outcome"], "provider_id": advocacy.provider_id})
+    return view
+
+
 def _advocate_view(advocate: Advocate, caseload: int) -> dict:
     return {
         "id": advocate.id,
@@ -172,6 +206,7 @@ def _case_view(case: Case, timeline: list[TimelineEntry] | None = None) -> dict:
         "advocate": {"id": case.advocate.id, "name": case.advocate.name, "email": case.advocate.email},
         "opened_at": case.opened_at,
         "updated_at": case.updated_at,
+        "closed_at": case.closed_at,
     }
     if timeline is not None:
         view["referral"] = case.referral

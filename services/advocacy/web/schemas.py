@@ -84,6 +84,12 @@ class DeclineOfferSchema(Schema):
     note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
 
 
+class ClosureSchema(Schema):
+    outcome = fields.String(required=True, validate=validate.OneOf(domain.CLOSURE_OUTCOMES))
+    # Kept on the case's timeline (500 characters with its outcome), never in an event.
+    note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=400))
+
+
 class CaseAdvocateSchema(Schema):
     id = fields.String()
     name = fields.String()
@@ -107,6 +113,7 @@ class CaseSummarySchema(Schema):
     advocate = fields.Nested(CaseAdvocateSchema)
     opened_at = fields.DateTime()
     updated_at = fields.DateTime()
+    closed_at = fields.DateTime(allow_none=True)
 
 
 class CaseSchema(CaseSummarySchema):
