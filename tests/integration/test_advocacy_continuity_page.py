@@ -158,3 +158,20 @@ def test_every_form_needs_the_sessions_csrf_token(page):
     assert kalo.post(f"/cases/{case_id}/decisions", data={**form, "csrf_token": token}).status_code == 302
     with app.extensions["advocacy"].sessions.begin() as session:
         assert session.query(Advocate).count() == 3
+
+
+def test_the_case_page_closes_a_case_with_the_sessions_csrf_token_and_then_offers_no_forms(page):
+    app, idp = page
+    kalo, _ = oidc_sign_in(app, idp, "kalo@p.example")
+    case_id = case_links(kalo)[0]
+    html = kalo.get(f"/cases/{case_id}").get_data(as_text=True)
+    assert 'action="/cases/' + case_id + '/closure"' in html and 'value="declined_adult_support_at_18"' in html
+    form = {"outcome": "moved_on", "note": "Synthetic note: settled in Leeds."}
+    assert kalo.post(f"/cases/{case_id}/closure", data=form).status_code == 400  # no CSRF token
+    token = re.search(r'name="csrf_token" value="([^"]+)"', html)[1]
+    assert kalo.post(f"/cases/{case_id}/closure", data={**form, "csrf_token": token}).status_code == 302
+    closed = kalo.get(f"/cases/{case_id}").get_data(as_text=True)
+    assert "Case closed." in closed and "settled in Leeds" in closed
+    assert "/closure" not in closed and "/decisions" not in closed
+    again = kalo.post(f"/cases/{case_id}/closure", data={**form, "csrf_token": token}, follow_redirects=True)
+    assert "is closed, not open" in again.get_data(as_text=True)

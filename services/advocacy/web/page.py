@@ -283,6 +283,43 @@ def complete_transition(case_id: str, transition_id: str):
     )
 
 
+# How each closure outcome reads on the form (the codes are contracts.events.ClosureOutcome).
+CLOSURE_LABELS = {
+    "moved_on": "Moved on from support",
+    "negative_cg_exit": "Left after a negative conclusive grounds decision",
+    "declined_support": "Declined support",
+    "declined_adult_support_at_18": "Declined adult support at 18",
+    "consent_withdrawn": "Withdrew consent",
+    "no_contact": "No contact",
+    "returned_home": "Returned home",
+    "transferred": "Transferred to another service",
+    "died": "Died",
+    "other": "Other (say why in the note)",
+}
+
+
+@page.context_processor
+def closure_choices():
+    return {"closure_outcomes": [(code, CLOSURE_LABELS.get(code, code)) for code in domain.CLOSURE_OUTCOMES]}
+
+
+@page.post("/cases/<case_id>/closure")
+def close_case(case_id: str):
+    outcome, note = request.form.get("outcome", ""), (request.form.get("note") or "").strip() or None
+    if outcome not in domain.CLOSURE_OUTCOMES or (note is not None and len(note) > CLOSURE_NOTE_LENGTH):
+        flash(f"Choose how the case ended; a note has at most {CLOSURE_NOTE_LENGTH} characters.", "error")
+        return redirect(url_for("page.case_page", case_id=case_id))
+    closure = instance().continuity.closure
+    return _act(
+        case_id,
+        lambda uow, case, who: closure.close(uow, case, outcome=outcome, note=note, actor=who),
+        "Case closed.",
+    )
+
+
+CLOSURE_NOTE_LENGTH = 400  # as the API's (web.schemas.ClosureSchema)
+
+
 def _date(raw: str | None) -> date | None:
     try:
         return date.fromisoformat(raw or "")
