@@ -22,6 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from services.advocacy.continuity.deadlines import nature_of
 from shared.clock import utcnow
 from shared.db import UTCDateTime
 from shared.inbox import InboxMixin
@@ -168,9 +169,15 @@ class NrmReconsideration(Base):
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+def _nature_of_kind(context: Any) -> str:
+    return nature_of(context.get_current_parameters()["kind"])
+
+
 class Clock(Base):
-    """A deadline with a due date. `due_soon_fired_at` and `breached_fired_at` are set by the scheduler in
-    the same transaction as the event they publish, with `UPDATE ... WHERE ... IS NULL`: each fires once."""
+    """A due date of a given `nature` (deadline, minimum, support_end: `continuity.deadlines`), set from
+    its kind when created. `due_soon_fired_at` and `breached_fired_at` are set by the scheduler in the same
+    transaction as the event they publish, with `UPDATE ... WHERE ... IS NULL`: each fires once; only a
+    deadline is ever breached."""
 
     __tablename__ = "clocks"
     __table_args__ = (
@@ -182,6 +189,7 @@ class Clock(Base):
     provider_id: Mapped[str] = mapped_column(String(64))
     case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
     kind: Mapped[str] = mapped_column(String(30))
+    nature: Mapped[str] = mapped_column(String(20), default=_nature_of_kind)
     starts_on: Mapped[date] = mapped_column(Date)
     due_on: Mapped[date] = mapped_column(Date)
     notice_on: Mapped[date] = mapped_column(Date)

@@ -17,10 +17,11 @@ import abc
 from collections.abc import Callable, Iterable
 from datetime import date, datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from services.advocacy import domain
+from services.advocacy.continuity.deadlines import ANNOUNCED, BREACHABLE
 from services.advocacy.models import (
     Advocate,
     Case,
@@ -132,8 +133,9 @@ class Clocks(abc.ABC):
 
     @abc.abstractmethod
     def claim(self, fired: str, day: date, now: datetime, limit: int) -> list[Clock]:
-        """Mark up to `limit` clocks of open cases as fired `due_soon` (in their notice period on `day`) or
-        `breached` (past due on `day`), each once whoever else claims at the same moment; by due date."""
+        """Mark up to `limit` clocks of open cases as fired `due_soon` (in their notice period on `day`; a
+        deadline or a support end) or `breached` (past due on `day`; a deadline only: a minimum or a support
+        end is never missed), each once whoever else claims at the same moment; by due date."""
 
 
 class Transitions(abc.ABC):
@@ -314,7 +316,11 @@ class _SqlClocks(_Sql, Clocks):
         # SKIP LOCKED sub-select, so a second scheduler skips rows the first holds, and re-checks IS NULL on any
         # it waited for. The events are staged in this same transaction: each clock fires once.
         fired_at = Clock.due_soon_fired_at if fired == DUE_SOON else Clock.breached_fired_at
-        due = (Clock.notice_on <= day, Clock.due_on >= day) if fired == DUE_SOON else (Clock.due_on < day,)
+        due: tuple[ColumnElement[bool], ...]
+        if fired == DUE_SOON:
+            due = (Clock.nature.in_(ANNOUNCED), Clock.notice_on <= day, Clock.due_on >= day)
+        else:
+            due = (Clock.nature.in_(BREACHABLE), Clock.due_on < day)
         candidates = (
             select(Clock.id)
             .where(Clock.provider_id == self.provider_id, Clock.stopped_at.is_(None), fired_at.is_(None), *due)

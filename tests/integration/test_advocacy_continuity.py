@@ -331,7 +331,7 @@ def test_many_clocks_fire_exactly_once_with_two_schedulers_racing(make_instance)
         template = session.scalars(select(Clock).where(Clock.case_id == case_id)).first()
         for n in range(60):
             session.add(Clock(id=str(uuid.uuid4()), provider_id=charity.provider_id, case_id=case_id,
-                              kind="exit_period", starts_on=date(2026, 2, 1), due_on=date(2026, 3, 1 + n % 5),
+                              kind="rg_decision", starts_on=date(2026, 2, 1), due_on=date(2026, 3, 1 + n % 5),
                               notice_on=date(2026, 2, 20), policy_version=template.policy_version, basis="test",
                               created_at=NOW))  # fmt: skip
     schedulers = [charity.scheduler(), charity.scheduler()]
@@ -353,7 +353,8 @@ def test_many_clocks_fire_exactly_once_with_two_schedulers_racing(make_instance)
             for kind in ("clock.due_soon", "clock.breached")
         }
         open_clocks = session.scalar(select(func.count()).select_from(Clock).where(Clock.stopped_at.is_(None)))
-    # 2 March: the 12 due on 1 March (and the RG clock, due in February) are breached; the other 48 are due soon.
+    # 2 March: the 12 due on 1 March (and the case's own RG clock, due in February) are breached; the other 48
+    # are due soon. (Deadlines: an exit period, a support end, would never be breached.)
     assert count == {"clock.due_soon": 48, "clock.breached": 13}
     assert open_clocks == 61
 

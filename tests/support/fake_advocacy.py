@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from datetime import date, datetime
 
 from services.advocacy import domain
+from services.advocacy.continuity.deadlines import ANNOUNCED, BREACHABLE, nature_of
 from services.advocacy.models import (
     Advocate,
     Case,
@@ -177,13 +178,17 @@ class FakeClocks(Clocks):
         return sorted(found, key=lambda c: (c.due_on, c.id))
 
     def add(self, clock: Clock) -> None:
+        if clock.nature is None:  # the column's default, which only a flush would apply
+            clock.nature = nature_of(clock.kind)
         self.rows[clock.id] = clock
 
     def claim(self, fired: str, day: date, now: datetime, limit: int) -> list[Clock]:
         attribute = "due_soon_fired_at" if fired == DUE_SOON else "breached_fired_at"
 
         def due(c: Clock) -> bool:
-            return c.notice_on <= day <= c.due_on if fired == DUE_SOON else c.due_on < day
+            if fired == DUE_SOON:
+                return c.nature in ANNOUNCED and c.notice_on <= day <= c.due_on
+            return c.nature in BREACHABLE and c.due_on < day
 
         claimed = sorted(
             (

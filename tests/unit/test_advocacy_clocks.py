@@ -134,6 +134,44 @@ def test_a_clock_is_due_soon_from_its_notice_date_and_breached_the_day_after_its
     assert deadlines.is_breached(due, due + timedelta(days=1))
 
 
+# --- natures (issue 12): a deadline can be breached; a minimum is reached; a support end ends -------------
+
+
+def test_every_kind_has_a_nature_and_only_the_rg_decision_and_turning_18_are_deadlines():
+    assert set(deadlines.NATURE_OF) == set(deadlines.CLOCK_KINDS)
+    assert {k for k, n in deadlines.NATURE_OF.items() if n == "deadline"} == {"rg_decision", "turning_18"}
+    assert {k for k, n in deadlines.NATURE_OF.items() if n == "minimum"} == {"recovery_period", "cg_not_before"}
+    assert {k for k, n in deadlines.NATURE_OF.items() if n == "support_end"} == {"move_on", "exit_period"}
+
+
+@pytest.mark.parametrize(
+    ("nature", "expected"),
+    [
+        ("deadline", ["running", "due_soon", "due_soon", "breached"]),
+        ("minimum", ["running", "running", "reached", "reached"]),
+        ("support_end", ["running", "running", "running", "ended"]),
+    ],
+)
+def test_a_clock_state_depends_on_its_nature(nature, expected):
+    notice, due = date(2026, 3, 1), date(2026, 3, 8)
+    days = [date(2026, 2, 28), notice, due, due + timedelta(days=1)]
+    found = [deadlines.state(nature, due_on=due, notice_on=notice, stopped=False, today=d) for d in days]
+    assert found == expected
+    for state in found:
+        assert state in deadlines.STATES[nature]
+    assert deadlines.state(nature, due_on=due, notice_on=notice, stopped=True, today=due) == "stopped"
+
+
+def test_a_support_end_gives_its_whole_period_as_notice():
+    cg = date(2026, 3, 2)
+    move_on = spec("move_on", deadlines.on_decision(POLICY, "cg", "positive", cg, "london"))
+    exit_period = spec("exit_period", deadlines.on_decision(POLICY, "cg", "negative", cg, "london"))
+    assert (move_on.nature, move_on.notice_on) == ("support_end", cg)
+    assert (exit_period.nature, exit_period.notice_on) == ("support_end", cg)
+    recovery = spec("recovery_period", deadlines.on_decision(POLICY, "rg", "positive", cg, "london"))
+    assert recovery.nature == "minimum"
+
+
 # --- configuration overrides the shipped table ----------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from services.advocacy.continuity.scheduler import ClockScheduler
 from services.advocacy.continuity.wall_clock import FixedClock
 from services.advocacy.handlers import subscriptions
 from services.advocacy.models import Case
+from services.advocacy.web.records import clock_state
 from shared.inbox import EventHandlers
 from shared.messaging.envelope import Event
 from shared.messaging.errors import PermanentError
@@ -366,3 +367,75 @@ def test_the_scheduler_fires_each_due_clock_and_missed_transition_once_and_nothi
     [breached] = charity.published(events.ClockBreached)
     [missed] = charity.published(events.TransitionMissed)
     assert breached.case_id == missed.case_id == case.id and breached.kind == "rg_decision"
+
+
+# --- clocks by nature (issue 12): only a deadline is ever breached -----------------------------------------
+
+
+def states(charity: Instance, case: Case) -> dict[str, tuple[str, str]]:
+    day = charity.clock.now().date()
+    return {c.kind: (c.nature, clock_state(c, day)) for c in charity.uow.clocks.of_case(case.id)}
+
+
+def test_a_positive_rg_dated_60_days_ago_leaves_the_minimums_reached_and_breaches_nothing():
+    charity = Instance()
+    case = charity.open_case()
+    scheduler = ClockScheduler(charity.uow, PROVIDER, charity.clock)
+    charity.clock.advance(days=62)  # the decision is recorded late: 3 May, for an RG of 4 March
+    with charity.uow:
+        charity.rules.nrm.record_decision(
+            charity.uow, case, stage="rg", outcome="positive", decided_on=date(2026, 3, 4), actor="advocate:x"
+        )
+    fired = scheduler.tick()
+    assert scheduler.tick().total == 0
+    found = states(charity, case)
+    assert found["recovery_period"] == found["cg_not_before"] == ("minimum", "reached")
+    assert found["rg_decision"] == ("deadline", "stopped")
+    # Support continues until the CG decision: nobody missed anything, and nothing tells the police so.
+    assert (fired.due_soon, fired.breached) == (0, 0)
+    assert charity.published(events.ClockBreached) == charity.published(events.ClockDueSoon) == []
+
+
+def test_a_minimum_is_running_until_its_date_and_reached_on_it():
+    charity = Instance()
+    case = charity.open_case()
+    with charity.uow:
+        charity.rules.nrm.record_decision(
+            charity.uow, case, stage="rg", outcome="positive", decided_on=date(2026, 3, 2), actor="advocate:x"
+        )
+    assert states(charity, case)["cg_not_before"] == ("minimum", "running")
+    charity.clock.advance(days=30)  # 1 April: the earliest CG date
+    assert states(charity, case)["cg_not_before"] == ("minimum", "reached")
+    assert ClockScheduler(charity.uow, PROVIDER, charity.clock).tick().breached == 0
+
+
+def test_an_rg_decision_overdue_breaches_once():
+    charity = Instance()
+    case = charity.open_case()
+    scheduler = ClockScheduler(charity.uow, PROVIDER, charity.clock)
+    charity.clock.advance(days=20)
+    assert scheduler.tick().breached == 1
+    assert scheduler.tick().total == 0
+    [breached] = charity.published(events.ClockBreached)
+    assert (breached.kind, breached.status, breached.case_id) == ("rg_decision", "breached", case.id)
+    assert states(charity, case)["rg_decision"] == ("deadline", "breached")
+
+
+def test_move_on_support_gives_its_whole_period_as_notice_and_ends_without_a_breach():
+    charity = Instance()
+    case = charity.open_case()
+    scheduler = ClockScheduler(charity.uow, PROVIDER, charity.clock)
+    with charity.uow:
+        for stage in ("rg", "cg"):
+            charity.rules.nrm.record_decision(
+                charity.uow, case, stage=stage, outcome="positive", decided_on=date(2026, 3, 2), actor="advocate:x"
+            )
+    [move_on] = [c for c in charity.uow.clocks.of_case(case.id) if c.kind == "move_on"]
+    assert (move_on.nature, move_on.notice_on) == ("support_end", move_on.starts_on)
+    assert scheduler.tick().due_soon == 1  # the day it starts: housing and the person hear it now
+    [notice] = charity.published(events.ClockDueSoon)
+    assert (notice.kind, notice.status) == ("move_on", "due_soon")
+    charity.clock.advance(days=60)
+    assert scheduler.tick().breached == 0  # (the move-on transition, a deadline, is missed: planned, not done)
+    assert states(charity, case)["move_on"] == ("support_end", "ended")
+    assert charity.published(events.ClockBreached) == []

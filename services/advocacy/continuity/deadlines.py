@@ -1,9 +1,18 @@
 """The NRM clock rules: which deadlines a referral, a decision or a birthday starts, from the policy table.
 
-Pure: dates in, `ClockSpec`s out. Dates are calendar days (UTC); a clock is *due soon* from its notice
-date and *breached* once its due date has passed without the clock being stopped (DESIGN 2: RG about 5
-working days after referral; recovery period after a positive RG; CG not before 30 days after RG;
-move-on after a positive CG; an exit period after a negative CG; notice before an 18th birthday).
+Pure: dates in, `ClockSpec`s out. Dates are calendar days (UTC). Each clock has a *nature* (issue 12,
+DESIGN 2 and 5), and only a deadline can be missed:
+
+- `deadline`: someone must act by the due date (the RG decision expected, an 18th birthday's re-consent):
+  `running`, `due_soon` from its notice date, `breached` the day after its due date, or `stopped`.
+- `minimum`: nothing may happen before the due date (the end of the minimum recovery period, the earliest
+  CG decision): `running`, then `reached`. Support continues until the CG decision, whichever is later
+  (Modern Slavery Act 2015 s50A; Hansard HC, 13 Dec 2022), so a minimum is never breached.
+- `support_end`: support stops on the due date unless extended (move-on, exit period): `running`, then
+  `ended`; its whole period is notice (as the Homelessness Reduction Act 2017's 56 days are), so it is
+  due soon from the day it starts.
+
+A clock stopped by what it waited for (a decision, a completed transition) is `stopped`, whatever its nature.
 """
 
 from __future__ import annotations
@@ -26,6 +35,31 @@ EXIT_PERIOD = "exit_period"  # support after a negative CG ends
 TURNING_18 = "turning_18"  # the 18th birthday: re-consent and adult services in place
 CLOCK_KINDS = (RG_DECISION, RECOVERY_PERIOD, CG_NOT_BEFORE, MOVE_ON, EXIT_PERIOD, TURNING_18)
 
+# Clock natures: what the due date means.
+DEADLINE = "deadline"  # someone must act by then
+MINIMUM = "minimum"  # nothing may happen before
+SUPPORT_END = "support_end"  # support stops then unless extended
+NATURES = (DEADLINE, MINIMUM, SUPPORT_END)
+NATURE_OF = {
+    RG_DECISION: DEADLINE,
+    TURNING_18: DEADLINE,  # a transition's planned date: re-consent and adult services by the birthday
+    RECOVERY_PERIOD: MINIMUM,
+    CG_NOT_BEFORE: MINIMUM,
+    MOVE_ON: SUPPORT_END,
+    EXIT_PERIOD: SUPPORT_END,
+}
+# The natures that announce their notice period (`clock.due_soon`), and the one that can be breached.
+ANNOUNCED = (DEADLINE, SUPPORT_END)
+BREACHABLE = (DEADLINE,)
+
+# A clock's states (GET /v1/cases/{id}/nrm), by nature; `stopped` is open to all.
+RUNNING, DUE_SOON, BREACHED, STOPPED, REACHED, ENDED = "running", "due_soon", "breached", "stopped", "reached", "ended"
+STATES = {
+    DEADLINE: (RUNNING, DUE_SOON, BREACHED, STOPPED),
+    MINIMUM: (RUNNING, REACHED, STOPPED),
+    SUPPORT_END: (RUNNING, ENDED, STOPPED),
+}
+
 RG, CG = "rg", "cg"
 STAGES = (RG, CG)
 POSITIVE, NEGATIVE = "positive", "negative"
@@ -47,6 +81,14 @@ class ClockSpec:
     policy_version: str
     basis: str  # why the clock exists, in ids, codes and dates (never personal data)
 
+    @property
+    def nature(self) -> str:
+        return nature_of(self.kind)
+
+
+def nature_of(kind: str) -> str:
+    return NATURE_OF[kind]
+
 
 def add_working_days(start: date, days: int) -> date:
     """Monday-to-Friday days after `start`. Bank holidays are not counted out (they differ by nation and
@@ -67,7 +109,8 @@ def _spec(policy: Policy, kind: str, start: date, region: str | None, basis: str
     found = policy.duration(kind, on=start, region=region)
     working = found.unit == "working_days"
     due = add_working_days(start, found.value) if working else start + timedelta(days=found.value)
-    return ClockSpec(kind, start, due, _notice(policy, due, on=start, region=region), found.version, basis)
+    notice = start if NATURE_OF[kind] == SUPPORT_END else _notice(policy, due, on=start, region=region)
+    return ClockSpec(kind, start, due, notice, found.version, basis)
 
 
 def on_nrm_referral(policy: Policy, referred_on: date, region: str | None) -> list[ClockSpec]:
@@ -128,6 +171,19 @@ def is_due_soon(notice_on: date, due_on: date, today: date) -> bool:
 def is_breached(due_on: date, today: date) -> bool:
     """A due date is the last day: the clock is breached the day after."""
     return today > due_on
+
+
+def state(nature: str, *, due_on: date, notice_on: date, stopped: bool, today: date) -> str:
+    """A clock's state on `today`, by its nature: only a deadline is ever `breached`."""
+    if stopped:
+        return STOPPED
+    if nature == MINIMUM:
+        return REACHED if today >= due_on else RUNNING  # from the due date on, it may happen
+    if nature == SUPPORT_END:
+        return ENDED if is_breached(due_on, today) else RUNNING  # the due date is the last day of support
+    if is_breached(due_on, today):
+        return BREACHED
+    return DUE_SOON if is_due_soon(notice_on, due_on, today) else RUNNING
 
 
 def start_of_day(day: date) -> datetime:

@@ -24,6 +24,7 @@ import msgspec
 from contracts import events
 from services.advocacy import domain
 from services.advocacy.casework import timeline
+from services.advocacy.continuity import deadlines
 from services.advocacy.models import (
     Advocate,
     Case,
@@ -212,6 +213,7 @@ class Handover:
                     provider_id=self.provider_id,
                     case_id=case.id,
                     kind=c.kind,
+                    nature=deadlines.nature_of(c.kind),
                     starts_on=c.starts_on,
                     due_on=c.due_on,
                     notice_on=c.notice_on,

@@ -217,6 +217,7 @@ class NrmRecords:
                 provider_id=self.provider_id,
                 case_id=case.id,
                 kind=spec.kind,
+                nature=spec.nature,
                 starts_on=spec.starts_on,
                 due_on=spec.due_on,
                 notice_on=spec.notice_on,

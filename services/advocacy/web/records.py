@@ -10,19 +10,17 @@ from services.advocacy.models import Clock, NrmDecision, NrmReconsideration, Nrm
 
 
 def clock_state(clock: Clock, today: date) -> str:
-    if clock.stopped_at is not None:
-        return "stopped"
-    if deadlines.is_breached(clock.due_on, today):
-        return "breached"
-    if deadlines.is_due_soon(clock.notice_on, clock.due_on, today):
-        return "due_soon"
-    return "running"
+    """Per its nature (DESIGN 5): a deadline may be breached; a minimum is reached; a support end ends."""
+    return deadlines.state(
+        clock.nature, due_on=clock.due_on, notice_on=clock.notice_on, stopped=clock.stopped_at is not None, today=today
+    )
 
 
 def clock_view(clock: Clock, today: date) -> dict[str, Any]:
     return {
         "id": clock.id,
         "kind": clock.kind,
+        "nature": clock.nature,
         "state": clock_state(clock, today),
         "starts_on": clock.starts_on,
         "due_on": clock.due_on,

@@ -161,7 +161,20 @@ class ReconsiderationSchema(Schema):
 class ClockSchema(Schema):
     id = fields.String()
     kind = fields.String(metadata={"enum": list(deadlines.CLOCK_KINDS)})
-    state = fields.String(metadata={"enum": ["running", "due_soon", "breached", "stopped"]})
+    nature = fields.String(
+        metadata={
+            "enum": list(deadlines.NATURES),
+            "description": "deadline: someone must act by `due_on`; minimum: nothing may happen before it; "
+            "support_end: support stops then unless extended.",
+        }
+    )
+    state = fields.String(
+        metadata={
+            "enum": ["running", "due_soon", "breached", "stopped", "reached", "ended"],
+            "description": "deadline: running, due_soon, breached or stopped; minimum: running, then reached; "
+            "support_end: running, then ended. Any clock is stopped once what it waited for happened.",
+        }
+    )
     starts_on = fields.Date()
     due_on = fields.Date()
     notice_on = fields.Date()
