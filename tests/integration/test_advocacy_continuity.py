@@ -220,6 +220,39 @@ def test_a_positive_rg_then_a_positive_cg_produce_the_right_clocks_and_a_move_on
     assert kinds.count("nrm_decision_recorded") == 2 and "transition_planned" in kinds
 
 
+def test_a_positive_rg_dated_60_days_ago_reaches_its_minimums_and_only_the_overdue_rg_decision_breaches(
+    make_instance,
+):
+    charity = make_instance()
+    loops = charity.loops()
+    watch = tap(charity, "clock.due_soon", "clock.breached")
+    with running(loops["consumer"]), running(loops["relay"]):
+        case_id = open_case_over_the_broker(charity, disclosed(referred=date(2025, 12, 22)))
+        schedulers = [charity.scheduler(), charity.scheduler()]
+        for scheduler in schedulers:
+            scheduler.tick()  # the RG decision, expected by 29 December, is overdue: breached once
+        sixty_days_ago = (NOW.date() - timedelta(days=60)).isoformat()
+        charity.post(
+            f"/v1/cases/{case_id}/nrm/decisions", {"stage": "rg", "outcome": "positive", "decided_on": sixty_days_ago}
+        )
+        for scheduler in (*schedulers, charity.scheduler()):
+            scheduler.tick()
+        sent = events(charity.amqp_url, watch, 2, timeout=3)
+    assert [(e["type"], e["data"]["kind"], e["data"]["status"]) for e in sent] == [
+        ("clock.breached", "rg_decision", "breached")
+    ]
+    clocks = {c["kind"]: c for c in charity.get(f"/v1/cases/{case_id}/nrm")["clocks"]}
+    assert {k: (c["nature"], c["state"]) for k, c in clocks.items()} == {
+        "rg_decision": ("deadline", "stopped"),
+        "recovery_period": ("minimum", "reached"),
+        "cg_not_before": ("minimum", "reached"),
+    }
+    assert clocks["rg_decision"]["breached_fired_at"] and clocks["recovery_period"]["breached_fired_at"] is None
+    with charity.sessions.begin() as session:
+        fired = session.scalars(select(Outbox.type).where(Outbox.type.like("clock.%"))).all()
+    assert fired == ["clock.breached"]
+
+
 def test_in_scotland_the_recovery_period_is_90_days(make_instance):
     charity = make_instance()
     loops = charity.loops()
