@@ -32,9 +32,10 @@ COORDINATOR: dict[str, Any] = {
 
 # (seed, advocate index, child, referred days ago, region, decisions as (stage, outcome, days ago))
 DEMO_CASES: tuple[tuple[int, int, bool, int, str, tuple[tuple[str, str, int], ...]], ...] = (
-    (101, 0, False, 50, "london", (("rg", "positive", 40),)),  # recovery period over: overdue
+    (101, 0, False, 50, "london", ()),  # no RG decision, expected 43 days ago: overdue
     (102, 0, True, 10, "north_west", (("rg", "positive", 3),)),  # 17 years 10 months: turning 18 soon
-    (103, 1, False, 2, "london", ()),  # waiting for the RG decision
+    # Both minimums reached 20 days ago: support continues until the CG decision, so not overdue (issue 12).
+    (103, 1, False, 60, "london", (("rg", "positive", 50),)),
     (104, 1, False, 30, "scotland", (("rg", "positive", 20),)),  # Scotland: 90-day recovery period
 )
 

@@ -1,5 +1,5 @@
 """Demo data for `make run`: two synthetic advocates and a coordinator for PROVIDER_ID, and a few demo cases
-with NRM clocks (one overdue) for the advocate's page. Idempotent; run after migrating.
+with NRM clocks (one RG decision overdue) for the advocate's page. Idempotent; run after migrating.
 
 python -m services.advocacy.seed_demo
 """

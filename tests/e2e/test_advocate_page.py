@@ -106,7 +106,7 @@ def test_an_advocate_signs_in_sees_the_overdue_case_first_records_a_cg_and_sees_
     expect(transitions).to_contain_text("Move-on from NRM support")
     expect(transitions.get_by_label("Receiving agency informed")).not_to_be_checked()
     expect(page.locator("#timeline")).to_contain_text("transition planned")
-    expect(page.locator("#clocks")).to_contain_text("Move-on support ends")
+    expect(page.locator("#clocks")).to_contain_text("Move-on support: ends")
     page.screenshot(path=artifact("advocate-case.png"), full_page=True)
     assert person not in page.url
     context.close()

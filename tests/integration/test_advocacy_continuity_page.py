@@ -15,7 +15,7 @@ import pytest
 
 from services.advocacy.app import create_app
 from services.advocacy.continuity.wall_clock import today
-from services.advocacy.demo_cases import ensure_cases
+from services.advocacy.demo_cases import demo_id, ensure_cases
 from services.advocacy.models import Advocate
 from services.migrate import migrate
 from shared.config import Settings
@@ -175,3 +175,18 @@ def test_the_case_page_closes_a_case_with_the_sessions_csrf_token_and_then_offer
     assert "/closure" not in closed and "/decisions" not in closed
     again = kalo.post(f"/cases/{case_id}/closure", data={**form, "csrf_token": token}, follow_redirects=True)
     assert "is closed, not open" in again.get_data(as_text=True)
+
+
+def test_the_page_says_minimums_in_plain_words_and_only_a_missed_deadline_is_overdue(page):
+    app, idp = page
+    kalo, _ = oidc_sign_in(app, idp, "kalo@p.example")
+    mizu, _ = oidc_sign_in(app, idp, "mizu@p.example")
+    # Demo case 103: a positive RG 50 days ago. The recovery period and the earliest CG date are minimums.
+    reached = mizu.get(f"/cases/{demo_id(PROVIDER, 103, 'case')}").get_data(as_text=True)
+    assert "Minimum recovery period: reached" in reached and "Earliest CG decision: from " in reached
+    assert "Overdue" not in reached and "Overdue" not in mizu.get("/caseload").get_data(as_text=True)
+    # Demo case 101: no RG decision, expected 43 days ago: a deadline missed, first on the caseload.
+    caseload = kalo.get("/caseload").get_data(as_text=True)
+    assert case_links(kalo)[0] == demo_id(PROVIDER, 101, "case") and caseload.count("Overdue") == 1
+    missed = kalo.get(f"/cases/{demo_id(PROVIDER, 101, 'case')}").get_data(as_text=True)
+    assert "Reasonable-grounds decision expected: by " in missed and "Overdue" in missed

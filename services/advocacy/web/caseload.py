@@ -1,7 +1,9 @@
 """What the advocate's page lists: each case with its next deadline (overdue first), and upcoming transitions.
 
 A deadline is an open clock's due date or an open transition's planned date; a missed transition stays a
-deadline (overdue) until it is completed or re-planned: it is exactly what must not be lost.
+deadline (overdue) until it is completed or re-planned: it is exactly what must not be lost. Only a clock of
+nature `deadline` can be overdue (issue 12): a minimum (the earliest CG decision) is listed until it is
+reached and a support end until it ends, never as overdue.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from services.advocacy import domain
+from services.advocacy.continuity import deadlines as rules
 from services.advocacy.models import Advocate, Case, Clock, Transition
-from services.advocacy.web.labels import clock_label, transition_label
+from services.advocacy.web.labels import clock_words, transition_label
 
 UPCOMING_DAYS = 120
 OPEN_OR_MISSED = (*domain.OPEN_TRANSITION_STATUSES, domain.TRANSITION_MISSED)
@@ -24,10 +27,25 @@ OPEN_OR_MISSED = (*domain.OPEN_TRANSITION_STATUSES, domain.TRANSITION_MISSED)
 @dataclass
 class Deadline:
     on: date
-    what: str  # what the page shows, e.g. "Recovery period ends" or "Move-on from NRM support"
+    what: str  # what the page shows, e.g. "Earliest CG decision: from 21 Nov 2026" or "Turning 18"
+    nature: str = rules.DEADLINE  # a transition's planned date is a deadline
 
     def overdue(self, today: date) -> bool:
-        return self.on < today
+        return self.nature == rules.DEADLINE and self.on < today
+
+    @property
+    def soon(self) -> str | None:
+        """What the page says when it is near: a minimum is a date to prepare for, not to meet."""
+        return {rules.DEADLINE: "Due soon", rules.SUPPORT_END: "Ends soon"}.get(self.nature)
+
+
+def _still_ahead(clock: Clock, today: date) -> bool:
+    """A reached minimum or an ended support period is past news, not a next deadline."""
+    if clock.nature == rules.MINIMUM:
+        return clock.due_on > today
+    if clock.nature == rules.SUPPORT_END:
+        return clock.due_on >= today
+    return True
 
 
 @dataclass
@@ -64,7 +82,9 @@ def caseload(db: Session, advocate: Advocate, today: date) -> list[CaseRow]:
     ids = [c.id for c in cases]
     deadlines: dict[str, list[Deadline]] = {case_id: [] for case_id in ids}
     for clock in db.scalars(select(Clock).where(Clock.case_id.in_(ids), Clock.stopped_at.is_(None))):
-        deadlines[clock.case_id].append(Deadline(clock.due_on, clock_label(clock.kind)))
+        if _still_ahead(clock, today):
+            what = clock_words(clock.kind, clock.nature, rules.RUNNING, clock.due_on)
+            deadlines[clock.case_id].append(Deadline(clock.due_on, what, clock.nature))
     for transition in db.scalars(
         select(Transition).where(Transition.case_id.in_(ids), Transition.status.in_(OPEN_OR_MISSED))
     ):
@@ -72,9 +92,11 @@ def caseload(db: Session, advocate: Advocate, today: date) -> list[CaseRow]:
     rows = []
     for case in cases:
         mine = sorted(deadlines[case.id], key=lambda d: d.on)
-        first = mine[0] if mine else None
-        rows.append(CaseRow(case, person_label(case), first, bool(first and first.overdue(today)), mine))
-    # Overdue first (most overdue at the top), then the nearest deadline, then cases with none.
+        late = [d for d in mine if d.overdue(today)]
+        first = late[0] if late else (mine[0] if mine else None)
+        rows.append(CaseRow(case, person_label(case), first, bool(late), mine))
+    # Overdue first (most overdue at the top), then the nearest deadline, then cases with none. The next
+    # deadline is the first that can be overdue when one is, so a minimum never hides a breach.
     return sorted(rows, key=lambda r: (not r.overdue, r.next is None, r.next.on if r.next else date.max, r.case.id))
 
 

@@ -60,6 +60,8 @@ def helpers():
         "csrf_token": auth.csrf_token,
         "kind_label": labels.transition_label,
         "clock_label": labels.clock_label,
+        "clock_words": labels.clock_words,
+        "clock_state_label": labels.clock_state_label,
         "checklist_label": lambda k: labels.CHECKLIST_LABELS.get(k, k),
         "provider_id": instance().provider_id,
     }
