@@ -235,3 +235,36 @@ def test_no_rule_in_force_before_the_first_effective_date():
 
 def test_the_shipped_table_has_every_key():
     assert {row.key for row in POLICY.rows} == set(policy.KEYS)
+
+
+# --- Northern Ireland (HTE (CJSV) Act (NI) 2015 s18) and the 2017 move-on reform ---------------------------
+
+
+@pytest.mark.parametrize("rg", [date(2022, 12, 12), date(2022, 12, 13), date(2026, 3, 1)])
+def test_in_northern_ireland_the_recovery_period_is_45_days_before_and_after_the_england_change(rg):
+    # s18(4): the relevant period is 45 days from the RG determination; England's 30 days never applies there.
+    recovery = spec("recovery_period", deadlines.on_decision(POLICY, "rg", "positive", rg, "northern_ireland"))
+    assert recovery.due_on == rg + timedelta(days=45)
+    assert recovery.policy_version == "recovery_period@northern_ireland:2015-01-13"
+    assert recovery.nature == "minimum"  # support continues until the CG (s18(3))
+
+
+def test_northern_ireland_keeps_the_common_earliest_cg_and_move_on_rows():
+    rg = date(2026, 3, 1)
+    assert spec("cg_not_before", deadlines.on_decision(POLICY, "rg", "positive", rg, "northern_ireland")).due_on == (
+        rg + timedelta(days=30)
+    )
+    [move_on] = deadlines.on_decision(POLICY, "cg", "positive", rg, "northern_ireland")
+    assert move_on.due_on == rg + timedelta(days=45)
+
+
+def test_a_positive_cg_before_the_2017_reform_gets_14_days_of_move_on_and_45_from_its_date():
+    [before] = deadlines.on_decision(POLICY, "cg", "positive", date(2017, 10, 25), "london")
+    assert (before.due_on, before.policy_version) == (date(2017, 11, 8), "move_on@*:2009-04-01")
+    [after] = deadlines.on_decision(POLICY, "cg", "positive", date(2017, 10, 26), "london")
+    assert (after.due_on, after.policy_version) == (date(2017, 12, 10), "move_on@*:2017-10-26")
+
+
+def test_every_shipped_row_cites_its_source_in_its_note():
+    for row in POLICY.rows:
+        assert row.note, row.version
