@@ -254,6 +254,11 @@ class DecisionUndatable(CaseworkError):
     field = "decided_on"
 
 
+class DecisionAlreadyRecorded(CaseworkError):
+    """The case has a decision of this stage already: a second one is a retried request or a mistake; a later
+    outcome is recorded `on_reconsideration`."""
+
+
 class DecisionNotOfCase(CaseworkError):
     """A reconsideration names a decision that is not one of the case's."""
 

@@ -16,6 +16,7 @@ STATUS_OF: dict[type[domain.CaseworkError], int] = {
     domain.TransitionInvalid: 422,
     domain.DecisionUndatable: 422,
     domain.DecisionNotOfCase: 422,
+    domain.DecisionAlreadyRecorded: 409,
     domain.OfferNotPending: 409,
     domain.AdvocateUnavailable: 409,
     domain.NoAdvocateAvailable: 409,

@@ -401,6 +401,11 @@ def test_decisions_and_transitions_are_validated_and_scoped_to_the_provider(make
         f"/v1/cases/{case_id}/nrm/decisions", json={"stage": "xg", "outcome": "maybe"}, headers=charity.headers
     )
     assert bad.status_code == 422 and set(bad.get_json()["errors"]["json"]) == {"stage", "outcome", "decided_on"}
+    rg = {"stage": "rg", "outcome": "positive", "decided_on": "2026-02-06"}
+    charity.post(f"/v1/cases/{case_id}/nrm/decisions", rg)
+    again = charity.client.post(f"/v1/cases/{case_id}/nrm/decisions", json=rg, headers=charity.headers)
+    assert again.status_code == 409 and "on_reconsideration" in again.get_json()["message"]
+    assert len(charity.get(f"/v1/cases/{case_id}/nrm")["decisions"]) == 1  # one decision, one set of clocks
     handover = charity.client.post(
         f"/v1/cases/{case_id}/transitions", json={"kind": "provider_handover", "planned_for": "2026-04-01"},
         headers=charity.headers,

@@ -439,3 +439,19 @@ def test_move_on_support_gives_its_whole_period_as_notice_and_ends_without_a_bre
     assert scheduler.tick().breached == 0  # (the move-on transition, a deadline, is missed: planned, not done)
     assert states(charity, case)["move_on"] == ("support_end", "ended")
     assert charity.published(events.ClockBreached) == []
+
+
+def test_a_second_decision_of_a_stage_is_refused_unless_it_is_a_reconsidered_outcome():
+    charity = Instance()
+    case = charity.open_case()
+    nrm, uow = charity.rules.nrm, charity.uow
+    with uow:
+        nrm.record_decision(uow, case, stage="rg", outcome="positive", decided_on=date(2026, 3, 5), actor="a")
+    clocks, published = len(uow.clocks.rows), len(uow.published)
+    with pytest.raises(domain.DecisionAlreadyRecorded), uow:  # the same POST again: a retry, or a mistake
+        nrm.record_decision(uow, case, stage="rg", outcome="positive", decided_on=date(2026, 3, 5), actor="a")
+    assert (len(uow.nrm.decisions), len(uow.clocks.rows), len(uow.published)) == (1, clocks, published)
+    with uow:
+        nrm.record_decision(uow, case, stage="rg", outcome="negative", decided_on=date(2026, 3, 20), actor="a",
+                            on_reconsideration=True)  # fmt: skip
+    assert len(uow.nrm.decisions) == 2

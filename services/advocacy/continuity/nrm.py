@@ -134,6 +134,11 @@ class NrmRecords:
         on_reconsideration: bool = False,
     ) -> NrmDecision:
         ensure_open(case)
+        uow.cases.lock(case)  # two requests recording a decision for one case take turns
+        if not on_reconsideration and any(d.stage == stage for d in uow.nrm.decisions_of(case.id)):
+            raise domain.DecisionAlreadyRecorded(
+                f"case {case.id} has a {stage.upper()} decision already: record a later outcome with on_reconsideration"
+            )
         record = self.record(uow, case)
         now = utcnow()
         decision = NrmDecision(
