@@ -81,12 +81,16 @@ ClosureOutcome = Literal[
     "moved_on", "negative_cg_exit", "declined_support", "declined_adult_support_at_18", "consent_withdrawn",
     "no_contact", "returned_home", "transferred", "died", "other",
 ]  # fmt: skip
-ClockKind = Literal["rg_decision", "recovery_period", "cg_not_before", "move_on", "exit_period", "turning_18"]
+ClockKind = Literal[
+    "rg_decision", "recovery_period", "cg_not_before", "move_on", "exit_period", "turning_18", "reconsideration_window",
+]  # fmt: skip
 ClockState = Literal["due_soon", "breached"]
 TransitionKind = Literal["turning_18", "relocation", "move_on", "advocate_handover", "provider_handover"]
 TransitionStatus = Literal["planned", "in_progress", "completed", "missed", "cancelled"]
 # What a handover may carry: nothing measured from a birthday (a turning_18 clock or transition).
-HandedOverClockKind = Literal["rg_decision", "recovery_period", "cg_not_before", "move_on", "exit_period"]
+HandedOverClockKind = Literal[
+    "rg_decision", "recovery_period", "cg_not_before", "move_on", "exit_period", "reconsideration_window",
+]  # fmt: skip
 HandedOverTransitionKind = Literal["relocation", "move_on", "advocate_handover", "provider_handover"]
 DateBasis = Literal["exact", "approximate"]
 ChecklistItem = Literal[

@@ -65,16 +65,39 @@ def test_a_positive_cg_starts_45_days_of_move_on_support():
 
 
 def test_a_negative_cg_starts_the_14_day_exit_period():
-    [exit_period] = deadlines.on_decision(POLICY, "cg", "negative", date(2026, 2, 20), "london")
+    exit_period = spec("exit_period", deadlines.on_decision(POLICY, "cg", "negative", date(2026, 2, 20), "london"))
     assert (exit_period.kind, exit_period.due_on) == ("exit_period", date(2026, 3, 6))
 
 
-def test_a_negative_rg_starts_no_clock():
-    assert deadlines.on_decision(POLICY, "rg", "negative", date(2026, 2, 20), "london") == []
+@pytest.mark.parametrize("stage", ["rg", "cg"])
+def test_a_negative_decision_starts_the_30_day_reconsideration_window_as_a_deadline(stage):
+    # Statutory guidance (reconsideration section): a request within 30 calendar days of the negative decision.
+    decided = date(2026, 2, 20)
+    window = spec("reconsideration_window", deadlines.on_decision(POLICY, stage, "negative", decided, "london"))
+    assert (window.due_on, window.notice_on) == (date(2026, 3, 22), date(2026, 3, 15))
+    assert window.nature == "deadline"
+    assert window.policy_version == "reconsideration_window@*:2009-04-01"
+    assert window.basis == f"negative {stage.upper()} on 2026-02-20"
+    assert deadlines.state("deadline", due_on=window.due_on, notice_on=window.notice_on, stopped=False,
+                           today=date(2026, 3, 23)) == "breached"  # fmt: skip
+
+
+def test_a_negative_rg_starts_only_the_reconsideration_window():
+    specs = deadlines.on_decision(POLICY, "rg", "negative", date(2026, 2, 20), "northern_ireland")
+    assert [s.kind for s in specs] == ["reconsideration_window"]
+
+
+def test_a_positive_decision_starts_no_reconsideration_window():
+    for stage in ("rg", "cg"):
+        kinds = [s.kind for s in deadlines.on_decision(POLICY, stage, "positive", date(2026, 2, 20), "london")]
+        assert "reconsideration_window" not in kinds
 
 
 def test_recording_a_decision_stops_the_clocks_that_waited_for_it():
-    assert deadlines.STOPPED_BY_DECISION == {"rg": ("rg_decision",), "cg": ("recovery_period", "cg_not_before")}
+    assert deadlines.STOPPED_BY_DECISION == {
+        "rg": ("rg_decision", "reconsideration_window"),
+        "cg": ("recovery_period", "cg_not_before", "reconsideration_window"),
+    }
 
 
 @pytest.mark.parametrize(
@@ -137,9 +160,10 @@ def test_a_clock_is_due_soon_from_its_notice_date_and_breached_the_day_after_its
 # --- natures (issue 12): a deadline can be breached; a minimum is reached; a support end ends -------------
 
 
-def test_every_kind_has_a_nature_and_only_the_rg_decision_and_turning_18_are_deadlines():
+def test_every_kind_has_a_nature_and_only_the_rg_decision_turning_18_and_reconsideration_are_deadlines():
     assert set(deadlines.NATURE_OF) == set(deadlines.CLOCK_KINDS)
-    assert {k for k, n in deadlines.NATURE_OF.items() if n == "deadline"} == {"rg_decision", "turning_18"}
+    deadline_kinds = {k for k, n in deadlines.NATURE_OF.items() if n == "deadline"}
+    assert deadline_kinds == {"rg_decision", "turning_18", "reconsideration_window"}
     assert {k for k, n in deadlines.NATURE_OF.items() if n == "minimum"} == {"recovery_period", "cg_not_before"}
     assert {k for k, n in deadlines.NATURE_OF.items() if n == "support_end"} == {"move_on", "exit_period"}
 
@@ -177,7 +201,7 @@ def test_a_support_end_gives_its_whole_period_as_notice():
 
 def test_configuration_overrides_a_duration_everywhere():
     configured = load_policy(overrides="exit_period=21")
-    [exit_period] = deadlines.on_decision(configured, "cg", "negative", date(2026, 2, 20), "london")
+    exit_period = spec("exit_period", deadlines.on_decision(configured, "cg", "negative", date(2026, 2, 20), "london"))
     assert exit_period.due_on == date(2026, 3, 13)
     assert exit_period.policy_version == "exit_period@*:1900-01-01+config"
 
@@ -268,3 +292,15 @@ def test_a_positive_cg_before_the_2017_reform_gets_14_days_of_move_on_and_45_fro
 def test_every_shipped_row_cites_its_source_in_its_note():
     for row in POLICY.rows:
         assert row.note, row.version
+
+
+def test_every_clock_kind_has_a_page_label_and_is_in_the_event_catalogue():
+    from typing import get_args
+
+    from contracts.events import ClockKind, HandedOverClockKind
+    from services.advocacy.web.labels import CLOCK_LABELS, clock_words
+
+    assert set(CLOCK_LABELS) == set(deadlines.CLOCK_KINDS) == set(get_args(ClockKind))
+    assert "reconsideration_window" in get_args(HandedOverClockKind)
+    words = clock_words("reconsideration_window", "deadline", "running", date(2026, 3, 22))
+    assert words == "Reconsideration request window: by 22 Mar 2026"

@@ -33,7 +33,8 @@ CG_NOT_BEFORE = "cg_not_before"  # the earliest date a CG decision can come: pre
 MOVE_ON = "move_on"  # move-on support after a positive CG ends
 EXIT_PERIOD = "exit_period"  # support after a negative CG ends
 TURNING_18 = "turning_18"  # the 18th birthday: re-consent and adult services in place
-CLOCK_KINDS = (RG_DECISION, RECOVERY_PERIOD, CG_NOT_BEFORE, MOVE_ON, EXIT_PERIOD, TURNING_18)
+RECONSIDERATION_WINDOW = "reconsideration_window"  # the last day to request reconsideration of a negative decision
+CLOCK_KINDS = (RG_DECISION, RECOVERY_PERIOD, CG_NOT_BEFORE, MOVE_ON, EXIT_PERIOD, TURNING_18, RECONSIDERATION_WINDOW)
 
 # Clock natures: what the due date means.
 DEADLINE = "deadline"  # someone must act by then
@@ -43,6 +44,7 @@ NATURES = (DEADLINE, MINIMUM, SUPPORT_END)
 NATURE_OF = {
     RG_DECISION: DEADLINE,
     TURNING_18: DEADLINE,  # a transition's planned date: re-consent and adult services by the birthday
+    RECONSIDERATION_WINDOW: DEADLINE,  # a reconsideration must be requested by then
     RECOVERY_PERIOD: MINIMUM,
     CG_NOT_BEFORE: MINIMUM,
     MOVE_ON: SUPPORT_END,
@@ -66,7 +68,11 @@ POSITIVE, NEGATIVE = "positive", "negative"
 OUTCOMES = (POSITIVE, NEGATIVE)
 
 # What recording a decision stops: the clocks that were waiting for it.
-STOPPED_BY_DECISION = {RG: (RG_DECISION,), CG: (RECOVERY_PERIOD, CG_NOT_BEFORE)}
+# A later decision at a stage (on reconsideration) also ends the window to ask for one.
+STOPPED_BY_DECISION = {
+    RG: (RG_DECISION, RECONSIDERATION_WINDOW),
+    CG: (RECOVERY_PERIOD, CG_NOT_BEFORE, RECONSIDERATION_WINDOW),
+}
 
 # How a turning-18 date was known.
 EXACT, APPROXIMATE = "exact", "approximate"
@@ -119,18 +125,24 @@ def on_nrm_referral(policy: Policy, referred_on: date, region: str | None) -> li
 
 
 def on_decision(policy: Policy, stage: str, outcome: str, decided_on: date, region: str | None) -> list[ClockSpec]:
-    """The clocks a decision starts. A negative RG starts none here: the person leaves NRM support and any
-    reconsideration is recorded separately."""
+    """The clocks a decision starts. A negative RG or CG starts the window to request its reconsideration
+    (30 calendar days, a deadline: statutory guidance, reconsideration section); a negative CG also starts
+    the exit period."""
     basis = f"{outcome} {stage.upper()} on {decided_on.isoformat()}"
     if stage == RG and outcome == POSITIVE:
         return [
             _spec(policy, RECOVERY_PERIOD, decided_on, region, basis),
             _spec(policy, CG_NOT_BEFORE, decided_on, region, basis),
         ]
+    if stage == RG and outcome == NEGATIVE:
+        return [_spec(policy, RECONSIDERATION_WINDOW, decided_on, region, basis)]
     if stage == CG and outcome == POSITIVE:
         return [_spec(policy, MOVE_ON, decided_on, region, basis)]
     if stage == CG and outcome == NEGATIVE:
-        return [_spec(policy, EXIT_PERIOD, decided_on, region, basis)]
+        return [
+            _spec(policy, EXIT_PERIOD, decided_on, region, basis),
+            _spec(policy, RECONSIDERATION_WINDOW, decided_on, region, basis),
+        ]
     return []
 
 

@@ -28,6 +28,7 @@ KEYS = (
     "cg_not_before",
     "move_on",
     "exit_period",
+    "reconsideration_window",
     "turning_18_notice",
     "clock_notice",
 )

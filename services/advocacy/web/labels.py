@@ -20,6 +20,7 @@ CLOCK_LABELS = {
     "move_on": "Move-on support",
     "exit_period": "Exit-period support",
     "turning_18": "18th birthday",
+    "reconsideration_window": "Reconsideration request window",
 }
 # A clock's state in a word; only a breached deadline is "Overdue".
 CLOCK_STATE_LABELS = {
