@@ -1,7 +1,7 @@
 """The NRM clock rules: which deadlines a referral, a decision or a birthday starts, from the policy table.
 
-Pure: dates in, `ClockSpec`s out. Dates are calendar days (UTC). Each clock has a *nature* (issue 12,
-DESIGN 2 and 5), and only a deadline can be missed:
+Pure: dates in, `ClockSpec`s out. Dates are calendar days in Europe/London (`wall_clock.today`). Each clock
+has a *nature* (issue 12, DESIGN 2 and 5), and only a deadline can be missed:
 
 - `deadline`: someone must act by the due date (the RG decision expected, an 18th birthday's re-consent):
   `running`, `due_soon` from its notice date, `breached` the day after its due date, or `stopped`.
