@@ -455,3 +455,19 @@ def test_a_second_decision_of_a_stage_is_refused_unless_it_is_a_reconsidered_out
         nrm.record_decision(uow, case, stage="rg", outcome="negative", decided_on=date(2026, 3, 20), actor="a",
                             on_reconsideration=True)  # fmt: skip
     assert len(uow.nrm.decisions) == 2
+
+
+def test_a_reconsideration_requested_in_time_stops_its_window_so_it_never_breaches():
+    charity = Instance()
+    case = charity.open_case()
+    nrm, uow = charity.rules.nrm, charity.uow
+    with uow:
+        negative = nrm.record_decision(uow, case, stage="rg", outcome="negative", decided_on=date(2026, 3, 1),
+                                       actor="a")  # fmt: skip
+    assert "reconsideration_window" in {c.kind for c in uow.clocks.running(case.id)}
+    with uow:
+        nrm.request_reconsideration(uow, case, decision_id=negative.id, requested_on=date(2026, 3, 10), actor="a")
+    assert "reconsideration_window" not in {c.kind for c in uow.clocks.running(case.id)}
+    charity.clock.advance(days=60)
+    ClockScheduler(charity.uow, PROVIDER, charity.clock).tick()
+    assert [b.kind for b in charity.published(events.ClockBreached)] == []

@@ -208,6 +208,8 @@ class NrmRecords:
             f"reconsideration of the {decision.outcome} {decision.stage.upper()} requested {requested_on.isoformat()}"
         )
         timeline.note(uow, case.offer_id, domain.RECONSIDERATION_REQUESTED, actor, detail, now)
+        # The window to ask for it closes: a request made in time is not a missed deadline.
+        self._stop(uow, case, (deadlines.RECONSIDERATION_WINDOW,), "reconsideration requested")
         return request
 
     # --- clocks ---------------------------------------------------------------------------------------
