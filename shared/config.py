@@ -50,10 +50,11 @@ def env_float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name}={raw!r} is not a number") from None
 
 
-def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+def env_positive(env: Mapping[str, str], name: str, default: float, *, unit: str = "") -> float:
+    """A number above 0 (`unit` names it in the message, e.g. "seconds")."""
     value = env_float(env, name, default)
     if value <= 0:
-        raise ConfigError(f"{name}={value} must be above 0")
+        raise ConfigError(f"{name}={value} must be above 0" + (f" {unit}" if unit else ""))
     return value
 
 
@@ -135,8 +136,8 @@ class Settings:
             outbox_poll_interval=env_float(env, "OUTBOX_POLL_INTERVAL", 0.05),
             declare_exchanges=env_bool(env, "AMQP_DECLARE_EXCHANGES", True),
             max_body_bytes=env_int(env, "MAX_BODY_BYTES", 256 * 1024, minimum=1024),
-            transient_retry_hours=_positive(env, "TRANSIENT_RETRY_HOURS", 24.0),
-            transient_hold_seconds=_positive(env, "TRANSIENT_HOLD_SECONDS", 120.0),
+            transient_retry_hours=env_positive(env, "TRANSIENT_RETRY_HOURS", 24.0, unit="hours"),
+            transient_hold_seconds=env_positive(env, "TRANSIENT_HOLD_SECONDS", 120.0, unit="seconds"),
             worker_port=env_int(env, "WORKER_PORT", 0, minimum=0),
             env=env,
         )

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from shared.config import ConfigError, Settings, env_bool, env_float, env_int
+from shared.config import ConfigError, Settings, env_bool, env_int, env_positive
 
 DEFAULT_INTAKE_URL = "http://127.0.0.1:8001"
 DEFAULT_PORT = 8002
@@ -52,7 +52,7 @@ class AdvocacyConfig:
             port=env_int(env, "PORT", DEFAULT_PORT, minimum=1),
             nrm_policy=env.get("NRM_POLICY", ""),
             nrm_policy_file=env.get("NRM_POLICY_FILE", ""),
-            clock_tick_seconds=_positive(env_float(env, "CLOCK_TICK_SECONDS", 60.0), "CLOCK_TICK_SECONDS"),
+            clock_tick_seconds=env_positive(env, "CLOCK_TICK_SECONDS", 60.0, unit="seconds"),
             dev_signin=env_bool(env, "ADVOCACY_DEV_SIGNIN", False),
             session_secret=env.get("ADVOCACY_SESSION_SECRET", ""),
             public_url=(env.get("ADVOCACY_PUBLIC_URL") or "").rstrip("/"),
@@ -68,9 +68,3 @@ class AdvocacyConfig:
     @property
     def queue(self) -> str:
         return f"advocacy.{self.provider_id}"
-
-
-def _positive(value: float, name: str) -> float:
-    if value <= 0:
-        raise ConfigError(f"{name}={value} must be above 0 seconds")
-    return value
