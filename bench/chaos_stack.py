@@ -136,6 +136,15 @@ class ChaosStack:
             time.sleep(0.2)
         return None
 
+    def report(self) -> str:
+        """Each process's unplanned exits and the end of its log: what a failed start prints."""
+        lines = []
+        for m in self.managed.values():
+            log = self.platform.workdir / f"{m.name}.{m.incarnation}.log"
+            tail = log.read_text(errors="replace")[-1500:] if log.exists() else "(no log)"
+            lines.append(f"--- {m.name} (incarnation {m.incarnation}, unplanned exits {m.unplanned_exits}):\n{tail}")
+        return "\n".join(lines)
+
     def health_served(self) -> bool:
         m = self.managed["intake-worker"]
         with contextlib.suppress(requests.RequestException):
@@ -213,11 +222,11 @@ def chaos_stack(
         try:
             for name in stack.managed:
                 stack.launch(name)
+            supervisor.start()  # from the first launch: a process that dies while booting is started again
             for service in SERVICES:
                 wait_http(stack.urls[service], stack)
             if stack.wait_ready(timeout=90) is None:
-                raise RuntimeError(f"workers not ready after 90 s; consumers {stack.consumers()}")
-            supervisor.start()
+                raise RuntimeError(f"workers not ready after 90 s; consumers {stack.consumers()}\n{stack.report()}")
             _register_demo_provider(stack, token, referrals)  # type: ignore[arg-type]
             hook = {"url": f"{receiver.url}/hooks", "events": ["referral.received", "referral.allocated"]}
             subscriptions = f"{stack.urls['notifications']}/v1/subscriptions"
