@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from services.advocacy.continuity.bank_holidays import add_working_days
 from services.advocacy.continuity.policy import Policy
 
 ADULT_AGE = 18
@@ -96,17 +97,6 @@ def nature_of(kind: str) -> str:
     return NATURE_OF[kind]
 
 
-def add_working_days(start: date, days: int) -> date:
-    """Monday-to-Friday days after `start`. Bank holidays are not counted out (they differ by nation and
-    year); the clock is a prompt to chase, so a day early is the safe side."""
-    current, left = start, days
-    while left > 0:
-        current += timedelta(days=1)
-        if current.weekday() < 5:
-            left -= 1
-    return current
-
-
 def _notice(policy: Policy, due_on: date, *, on: date, region: str | None, key: str = "clock_notice") -> date:
     return due_on - timedelta(days=policy.days(key, on=on, region=region))
 
@@ -114,7 +104,7 @@ def _notice(policy: Policy, due_on: date, *, on: date, region: str | None, key: 
 def _spec(policy: Policy, kind: str, start: date, region: str | None, basis: str) -> ClockSpec:
     found = policy.duration(kind, on=start, region=region)
     working = found.unit == "working_days"
-    due = add_working_days(start, found.value) if working else start + timedelta(days=found.value)
+    due = add_working_days(start, found.value, region) if working else start + timedelta(days=found.value)
     notice = start if NATURE_OF[kind] == SUPPORT_END else _notice(policy, due, on=start, region=region)
     return ClockSpec(kind, start, due, notice, found.version, basis)
 
