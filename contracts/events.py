@@ -68,7 +68,10 @@ Need = Literal[
 ]  # fmt: skip
 Sex = Literal["female", "male", "non_binary", "unknown"]
 RiskLevel = Literal["low", "medium", "high"]
-Pathway = Literal["nrm", "duty_to_notify"]
+# How intake took a referral (README, "Pathways"). advocacy_only and not_notified were added in issue 12: a
+# consumer validates payloads against this catalogue, so deploy the consumers (advocacy, notifications)
+# before an intake that sends them. No payload field was removed or renamed.
+Pathway = Literal["nrm", "duty_to_notify", "advocacy_only", "not_notified"]
 ReferralStatus = Literal["received", "offered", "allocated", "escalated", "withdrawn", "recorded"]
 EscalationReason = Literal["no_eligible_provider", "none_accepted", "immediate_danger"]
 # Why a provider declines an offer (DESIGN 5); each fits intake's and advocacy's decline_reason VARCHAR(20).

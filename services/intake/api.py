@@ -50,6 +50,8 @@ def referral_view(referral: Referral, *, detail: bool, offers: list[Offer] | Non
         "external_reference": referral.external_reference,
         "status": referral.status,
         "pathway": referral.pathway,
+        "duty_to_notify_recorded": referral.duty_to_notify_recorded,
+        "duty_to_notify_rule": referral.duty_to_notify_rule,
         "is_child": referral.is_child,
         "received_at": referral.received_at,
         "updated_at": referral.updated_at,
@@ -114,7 +116,8 @@ def submit_referral(body):
     use_cases = instance().use_cases
     # The hash of the JSON as sent, which the web guard parsed once (shared.web): tells a replay from a
     # different referral under the same reference.
-    submission = referrals.Submission(current_principal().org, body, referrals.request_hash(g.json_body))
+    principal = current_principal()
+    submission = referrals.Submission(principal.org, body, referrals.request_hash(g.json_body), principal.org_kind)
     referral, created = referrals.submit(use_cases.units, use_cases.offering, submission)
     location = url_for("referrals.read_referral", referral_id=referral.id)
     return referral_view(referral, detail=False), (201 if created else 200), {"Location": location}

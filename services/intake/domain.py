@@ -4,9 +4,13 @@ what may happen to it next (who may take it is routing.py's).
 Law and policy (England and Wales):
 - A child (under 18, or age disputed: presume a child) is referred into the NRM without needing consent.
   https://www.gov.uk/government/publications/human-trafficking-victims-referral-and-assessment-forms
-- An adult must consent to an NRM referral. An adult who does not is a Duty to Notify notification, which
-  by law carries no identifying details (Modern Slavery Act 2015, s.52; the Duty to Notify guidance).
-- Advocacy needs the adult's consent; a child is always routed.
+- An adult must consent to an NRM referral. For an adult who does not, an authority the Duty to Notify binds
+  (duty_to_notify.py: Modern Slavery Act 2015 s52, England and Wales) makes an anonymous notification: the
+  referral is pathway `duty_to_notify`, or `advocacy_only` when the adult consents to advocacy; where no
+  duty applies it is `not_notified`.
+- Advocacy needs the adult's consent; a child is always routed. A referral that is routed carries the
+  details the person agreed to share; one that is only recorded for an adult without NRM consent keeps
+  none of them (`anonymous`).
 """
 
 from __future__ import annotations
@@ -18,10 +22,18 @@ from typing import Any
 
 ADULT_AGE = 18
 
-# What a Duty to Notify must never hold: the survivor's names, aliases, date of birth and contact details.
-# Free text can carry all of those, so the narrative and risk notes are dropped too.
-DTN_SUBJECT_IDENTIFIERS = ("given_name", "family_name", "aliases", "date_of_birth", "safe_contact")
-DTN_FREE_TEXT = ("narrative",)
+# What a referral recorded for an adult without NRM consent keeps: a whitelist, the same statistical facts
+# the anonymous notification holds (duty_to_notify.notification), the consent given and what decides a
+# coordinator's alert. Names, aliases, date of birth, age, contact, languages, the referrer's contact and
+# free text (the narrative, risk notes) are all dropped.
+ANONYMOUS_SUBJECT = ("sex", "nationality")
+ANONYMOUS_EXPLOITATION = ("type", "location", "as_child", "county_lines")
+ANONYMOUS_LOCATION = ("region", "local_authority")
+ANONYMOUS_RISK = ("immediate_danger", "re_trafficking_risk")
+ANONYMOUS_TOP = ("referred_at", "consent")
+
+# The pathways of an adult without NRM consent under a Duty to Notify rule: an anonymous notification is made.
+NOTIFIED_PATHWAYS = frozenset({"duty_to_notify", "advocacy_only"})
 
 
 class InvalidState(Exception):
@@ -43,13 +55,23 @@ class ReferralRejected(Exception):
 
 @dataclass(frozen=True)
 class Pathway:
-    pathway: str  # "nrm" | "duty_to_notify"
+    pathway: str  # "nrm" | "duty_to_notify" | "advocacy_only" | "not_notified"
     is_child: bool
     routed: bool  # offered to an advocacy provider, or only recorded
 
     @property
     def initial_status(self) -> str:
         return "received" if self.routed else "recorded"
+
+    @property
+    def duty_to_notify_recorded(self) -> bool:
+        """An anonymous Duty to Notify record is made for it (stored apart, unlinked)."""
+        return self.pathway in NOTIFIED_PATHWAYS
+
+    @property
+    def anonymous(self) -> bool:
+        """Only recorded, for an adult without NRM consent: nothing that identifies the person is kept."""
+        return not self.routed and self.pathway != "nrm"
 
 
 def age_on(born: date, on: date) -> int:
@@ -69,26 +91,40 @@ def is_child(subject: dict[str, Any], referred_at: datetime) -> bool:
     return int(estimate) < ADULT_AGE
 
 
-def decide_pathway(child: bool, consent: dict[str, Any] | None) -> Pathway:
+def decide_pathway(child: bool, consent: dict[str, Any] | None, *, duty_to_notify: bool) -> Pathway:
+    """`duty_to_notify`: a Duty to Notify rule binds this referrer where the person was found
+    (duty_to_notify.applicable_rule). A child is always referred into the NRM and routed; an adult with NRM
+    consent takes the NRM pathway, routed if they consent to advocacy; without NRM consent, advocacy consent
+    routes them (`advocacy_only` under the duty, else `not_notified`) and without it they are only recorded
+    (`duty_to_notify` under the duty, else `not_notified`)."""
     if child:
         return Pathway(pathway="nrm", is_child=True, routed=True)
     if consent is None:
         raise ReferralRejected("consent", "consent is required for an adult")
-    pathway = "nrm" if consent.get("nrm_referral") else "duty_to_notify"
-    return Pathway(pathway=pathway, is_child=False, routed=bool(consent.get("advocacy")))
+    routed = bool(consent.get("advocacy"))
+    if consent.get("nrm_referral"):
+        pathway = "nrm"
+    elif not duty_to_notify:
+        pathway = "not_notified"
+    else:
+        pathway = "advocacy_only" if routed else "duty_to_notify"
+    return Pathway(pathway=pathway, is_child=False, routed=routed)
 
 
 def without_identifiers(body: dict[str, Any]) -> dict[str, Any]:
-    """The Duty to Notify form of a referral: nothing that identifies the person survives."""
-    kept = copy.deepcopy(body)
-    subject = kept.get("subject", {})
-    for name in DTN_SUBJECT_IDENTIFIERS:
-        subject.pop(name, None)
-    for name in DTN_FREE_TEXT:
-        kept.pop(name, None)
-    if isinstance(kept.get("risk"), dict):
-        kept["risk"].pop("notes", None)
+    """What a referral only recorded for an adult without NRM consent keeps (ANONYMOUS_*): nothing that
+    identifies the person, nor anything the anonymous notification does not hold beyond the consent."""
+    kept: dict[str, Any] = {name: copy.deepcopy(body[name]) for name in ANONYMOUS_TOP if name in body}
+    kept["subject"] = _only(body.get("subject") or {}, ANONYMOUS_SUBJECT)
+    kept["location"] = _only(body.get("location") or {}, ANONYMOUS_LOCATION)
+    kept["exploitation"] = [_only(e, ANONYMOUS_EXPLOITATION) for e in body.get("exploitation", [])]
+    if isinstance(body.get("risk"), dict):
+        kept["risk"] = _only(body["risk"], ANONYMOUS_RISK)
     return kept
+
+
+def _only(record: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: record[name] for name in names if name in record}
 
 
 @dataclass(frozen=True)

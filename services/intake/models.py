@@ -15,7 +15,15 @@ from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, UniqueConstra
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, reconstructor, relationship
 
 from contracts import events
-from services.intake.domain import OFFERABLE, CannotOffer, InvalidState, Pathway, can_withdraw, offer_summary
+from services.intake.domain import (
+    NOTIFIED_PATHWAYS,
+    OFFERABLE,
+    CannotOffer,
+    InvalidState,
+    Pathway,
+    can_withdraw,
+    offer_summary,
+)
 from shared.clock import utcnow
 from shared.db import UTCDateTime
 from shared.inbox import InboxMixin
@@ -45,8 +53,12 @@ class Referral(Base):
     referred_at: Mapped[datetime] = mapped_column(UTCDateTime())
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
-    # The referral as submitted; for a Duty to Notify, without any identifier (domain.without_identifiers).
+    # The referral as submitted; only recorded for an adult without NRM consent, without any identifier
+    # (domain.without_identifiers).
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The Duty to Notify rule that bound the referrer where the person was found (duty_to_notify_rules.csv),
+    # or None. A rule id is shared by every referral under it: it does not link to any DtN record.
+    duty_to_notify_rule: Mapped[str | None] = mapped_column(String(40))
     provider_id: Mapped[str | None] = mapped_column(String(63))
     case_id: Mapped[str | None] = mapped_column(String(36))
     advocate: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -75,6 +87,7 @@ class Referral(Base):
         referred_at: datetime,
         body: dict[str, Any],
         at: datetime,
+        duty_to_notify_rule: str | None = None,
     ) -> Referral:
         referral = cls(
             id=str(uuid.uuid4()),
@@ -89,6 +102,7 @@ class Referral(Base):
             received_at=at,
             updated_at=at,
             body=body,
+            duty_to_notify_rule=duty_to_notify_rule,
         )
         received = events.ReferralReceived(
             referral_id=referral.id,
@@ -203,6 +217,11 @@ class Referral(Base):
             events.AllocationTransferred(referral_id=self.id, provider_id=receiver, from_provider_id=sender)
         )
 
+    @property
+    def duty_to_notify_recorded(self) -> bool:
+        """An anonymous Duty to Notify record was made for it (stored apart: nothing here points to it)."""
+        return self.pathway in NOTIFIED_PATHWAYS
+
     def move_to(self, status: str, at: datetime) -> None:
         """The one place a referral's status changes, and with it `updated_at`. Where it is already (a new
         referral inserted with the status routing chose for it) nothing changes, so no UPDATE follows the
@@ -294,6 +313,30 @@ class Disclosure(Base):
     recipient_sub: Mapped[str] = mapped_column(String(200))
     purpose: Mapped[str] = mapped_column(String(100))
     disclosed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class DutyToNotifyRecord(Base):
+    """The anonymous Duty to Notify notification, for statistics (services.intake.duty_to_notify): stored
+    apart from the referral and with no way back to it: a random id of its own, no referral id, external
+    reference, body hash or timestamp; its only date is the month. No event carries it."""
+
+    __tablename__ = "duty_to_notify_records"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    rule: Mapped[str] = mapped_column(String(40))
+    notifying_authority_kind: Mapped[str] = mapped_column(String(20))  # an org_kind: police | local_authority
+    notified_month: Mapped[str] = mapped_column(String(7), index=True)  # YYYY-MM
+    region: Mapped[str] = mapped_column(String(40))
+    local_authority: Mapped[str | None] = mapped_column(String(9))  # an ONS code
+    nationality: Mapped[str] = mapped_column(String(7))  # ISO 3166-1 alpha-2 or "unknown"
+    sex: Mapped[str] = mapped_column(String(10))
+    exploitation_types: Mapped[list[str]] = mapped_column(JSON)
+    exploitation_locations: Mapped[list[str]] = mapped_column(JSON)  # uk | overseas | both | unknown
+    exploited_as_child: Mapped[bool] = mapped_column(Boolean)
+
+    @classmethod
+    def of(cls, fields: dict[str, Any]) -> DutyToNotifyRecord:
+        return cls(id=str(uuid.uuid4()), **fields)
 
 
 class Outbox(Base, OutboxMixin):

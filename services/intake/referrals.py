@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from services.intake import domain, routing
-from services.intake.models import Disclosure, Offer, Referral
+from services.intake import domain, duty_to_notify, routing
+from services.intake.models import Disclosure, DutyToNotifyRecord, Offer, Referral
 from services.intake.offering import Offering
 from services.intake.repositories import Conflict
 from services.intake.uow import IntakeUnits
@@ -33,12 +33,14 @@ def request_hash(document: Any) -> str:
 
 @dataclass(frozen=True)
 class Submission:
-    """A referral as an agency sent it: who sent it, the validated body, and the hash of the JSON as sent (tells
-    a replay from a different referral under the same reference)."""
+    """A referral as an agency sent it: who sent it (its org and org kind: whether a Duty to Notify binds it),
+    the validated body, and the hash of the JSON as sent (tells a replay from a different referral under the
+    same reference)."""
 
     org_id: str
     body: dict[str, Any]
     request_hash: str
+    org_kind: str
 
 
 def submit(units: IntakeUnits, offering: Offering, submission: Submission) -> tuple[Referral, bool]:
@@ -48,9 +50,11 @@ def submit(units: IntakeUnits, offering: Offering, submission: Submission) -> tu
     body = submission.body
     referred_at = body.get("referred_at") or datetime.now(UTC)
     child = domain.is_child(body["subject"], referred_at)
-    pathway = domain.decide_pathway(child, body.get("consent"))
+    region = body["location"]["region"]
+    rule = duty_to_notify.applicable_rule(submission.org_kind, region, referred_at.date())
+    pathway = domain.decide_pathway(child, body.get("consent"), duty_to_notify=rule is not None)
     stored = _jsonable({**body, "referred_at": referred_at})
-    if pathway.pathway == "duty_to_notify":
+    if pathway.anonymous:
         stored = domain.without_identifiers(stored)
     try:
         with units() as uow:
@@ -60,10 +64,11 @@ def submit(units: IntakeUnits, offering: Offering, submission: Submission) -> tu
                 external_reference=body["external_reference"],
                 request_hash=submission.request_hash,
                 pathway=pathway,
-                region=body["location"]["region"],
+                region=region,
                 referred_at=referred_at,
                 body=stored,
                 at=now,
+                duty_to_notify_rule=rule.id if rule is not None else None,
             )
             # Chosen before the referral joins the unit: nothing is written before it reaches the status
             # routing gives it, so one INSERT writes the row and no UPDATE follows.
@@ -72,6 +77,12 @@ def submit(units: IntakeUnits, offering: Offering, submission: Submission) -> tu
                 needs = routing.routing_needs(stored, pathway.is_child)
                 first = routing.choose_provider(uow.providers.directory(), needs)
             uow.referrals.add(referral)
+            if rule is not None and pathway.duty_to_notify_recorded:
+                # The anonymous notification, in the same transaction (a replay or a conflict makes none), and
+                # built from the body alone: nothing of the referral row goes in (duty_to_notify.py).
+                kind = submission.org_kind
+                fields = duty_to_notify.notification(body, rule=rule, org_kind=kind, referred_at=referred_at)
+                uow.duty_to_notify.add(DutyToNotifyRecord.of(fields))
             if pathway.routed:
                 offering.offer_or_escalate(uow, referral, first, escalation_reason="no_eligible_provider")
             if referral.in_immediate_danger and (alert := referral.alert(now)) is not None:

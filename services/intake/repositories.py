@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from services.intake.models import Disclosure, Escalation, Offer, Provider, Referral
+from services.intake.models import Disclosure, DutyToNotifyRecord, Escalation, Offer, Provider, Referral
 from services.intake.routing import ProviderEntry
 
 
@@ -108,6 +108,13 @@ class Escalations(abc.ABC):
 class Disclosures(abc.ABC):
     @abc.abstractmethod
     def add(self, disclosure: Disclosure) -> None: ...
+
+
+class DutyToNotifyRecords(abc.ABC):
+    """The anonymous Duty to Notify records: added, and never looked up by referral (nothing links them)."""
+
+    @abc.abstractmethod
+    def add(self, record: DutyToNotifyRecord) -> None: ...
 
 
 # --- over PostgreSQL (or SQLite), in the unit of work's session ----------------------------------------
@@ -209,3 +216,11 @@ class SqlDisclosures(Disclosures):
 
     def add(self, disclosure: Disclosure) -> None:
         self._session.add(disclosure)
+
+
+class SqlDutyToNotifyRecords(DutyToNotifyRecords):
+    def __init__(self, session: Session):
+        self._session = session
+
+    def add(self, record: DutyToNotifyRecord) -> None:
+        self._session.add(record)

@@ -20,6 +20,7 @@ NEEDS = (
     "employment", "family", "other",
 )  # fmt: skip
 STATUSES = ("received", "offered", "allocated", "escalated", "withdrawn", "recorded")
+PATHWAYS = ("nrm", "duty_to_notify", "advocacy_only", "not_notified")  # README, "Pathways"
 PROVIDER_ID = r"^[a-z0-9][a-z0-9-]{1,62}$"  # it becomes part of a routing key and a queue name
 
 
@@ -136,7 +137,31 @@ class ReferralSummarySchema(Schema):
     id = fields.String()
     external_reference = fields.String()
     status = fields.String(metadata={"enum": list(STATUSES)})
-    pathway = fields.String(metadata={"enum": ["nrm", "duty_to_notify"]})
+    pathway = fields.String(
+        metadata={
+            "enum": list(PATHWAYS),
+            "description": (
+                "nrm: a child, or an adult consenting to the NRM. For an adult without NRM consent: "
+                "advocacy_only (consents to advocacy: routed with their details; an anonymous Duty to Notify "
+                "record is made apart), duty_to_notify (no advocacy consent: recorded without identifiers, and "
+                "the anonymous record made), not_notified (no Duty to Notify rule binds the referrer where the "
+                "person was found: routed with advocacy consent, else recorded without identifiers)."
+            ),
+        }
+    )
+    duty_to_notify_recorded = fields.Boolean(
+        metadata={"description": "An anonymous Duty to Notify record was made (stored apart, not linked to this)."}
+    )
+    duty_to_notify_rule = fields.String(
+        allow_none=True,
+        metadata={
+            "description": (
+                "The Duty to Notify rule that binds the referrer (its org_kind) where the person was found (the "
+                "referral's region), e.g. mlsa2015_s52 (Modern Slavery Act 2015 s52, England and Wales); null "
+                "when none does. For an nrm referral the NRM referral itself is the notification."
+            )
+        },
+    )
     is_child = fields.Boolean()
     received_at = fields.DateTime()
     updated_at = fields.DateTime()

@@ -17,11 +17,13 @@ from services.intake.models import Inbox, Outbox
 from services.intake.repositories import (
     Conflict,
     Disclosures,
+    DutyToNotifyRecords,
     Escalations,
     Offers,
     Providers,
     Referrals,
     SqlDisclosures,
+    SqlDutyToNotifyRecords,
     SqlEscalations,
     SqlOffers,
     SqlProviders,
@@ -36,6 +38,7 @@ class IntakeUnitOfWork(UnitOfWork):
     providers: Providers
     escalations: Escalations
     disclosures: Disclosures
+    duty_to_notify: DutyToNotifyRecords
 
     def stage_recorded(self) -> None:
         """Stage every event the unit's referrals recorded, once each."""
@@ -58,6 +61,7 @@ class SqlIntakeUnitOfWork(SqlUnitOfWork, IntakeUnitOfWork):
         self.providers = SqlProviders(session)
         self.escalations = SqlEscalations(session)
         self.disclosures = SqlDisclosures(session)
+        self.duty_to_notify = SqlDutyToNotifyRecords(session)
 
     def commit(self) -> None:
         try:

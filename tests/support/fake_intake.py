@@ -11,8 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from services.intake.models import Disclosure, Escalation, Offer, Provider, Referral
-from services.intake.repositories import Conflict, Disclosures, Escalations, Offers, Providers, Referrals
+from services.intake.models import Disclosure, DutyToNotifyRecord, Escalation, Offer, Provider, Referral
+from services.intake.repositories import (
+    Conflict,
+    Disclosures,
+    DutyToNotifyRecords,
+    Escalations,
+    Offers,
+    Providers,
+    Referrals,
+)
 from services.intake.routing import ProviderEntry
 from services.intake.uow import IntakeUnitOfWork
 from support.uow import FakeUnitOfWork
@@ -119,6 +127,14 @@ class FakeDisclosures(Disclosures):
         self.rows.append(disclosure)
 
 
+class FakeDutyToNotifyRecords(DutyToNotifyRecords):
+    def __init__(self) -> None:
+        self.rows: list[DutyToNotifyRecord] = []
+
+    def add(self, record: DutyToNotifyRecord) -> None:
+        self.rows.append(record)
+
+
 class FakeIntakeUnitOfWork(FakeUnitOfWork, IntakeUnitOfWork):
     def __init__(self) -> None:
         super().__init__()
@@ -127,6 +143,7 @@ class FakeIntakeUnitOfWork(FakeUnitOfWork, IntakeUnitOfWork):
         self.providers: FakeProviders = FakeProviders(self.offers)
         self.escalations: FakeEscalations = FakeEscalations()
         self.disclosures: FakeDisclosures = FakeDisclosures()
+        self.duty_to_notify: FakeDutyToNotifyRecords = FakeDutyToNotifyRecords()
 
     def commit(self) -> None:
         self.stage_recorded()

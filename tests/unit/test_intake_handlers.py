@@ -42,7 +42,7 @@ def use(uow) -> UseCases:
 def offered(uow, use) -> tuple[Referral, Offer]:
     """A referral offered to provider-a, with provider-b also eligible."""
     raw = referral_body()
-    submission = referrals.Submission("met-police", ReferralInSchema().load(raw), referrals.request_hash(raw))
+    submission = referrals.Submission("met-police", ReferralInSchema().load(raw), referrals.request_hash(raw), "police")
     referral, _ = referrals.submit(use.units, use.offering, submission)
     (offer,) = uow.offers.of(referral.id)
     assert offer.provider_id == "provider-a"
@@ -123,7 +123,7 @@ def test_a_providers_capacity_follows_its_own_report_and_an_older_report_never_w
 def test_a_full_provider_is_passed_over_by_routing(uow, use):
     deliver(use, capacity("provider-a", 0))
     raw = referral_body()
-    submission = referrals.Submission("met-police", ReferralInSchema().load(raw), referrals.request_hash(raw))
+    submission = referrals.Submission("met-police", ReferralInSchema().load(raw), referrals.request_hash(raw), "police")
     referral, _ = referrals.submit(use.units, use.offering, submission)
     assert uow.offers.pending_for(referral.id)[0].provider_id == "provider-b"
 

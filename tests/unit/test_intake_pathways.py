@@ -34,29 +34,38 @@ def test_no_age_at_all_is_rejected_on_the_date_of_birth_field():
     assert raised.value.field == "subject.date_of_birth"
 
 
-def test_a_child_is_routed_into_the_nrm_without_consent():
-    assert domain.decide_pathway(True, None) == Pathway("nrm", True, True)
+# Every combination: (child, nrm consent, advocacy consent, a Duty to Notify rule binds the referrer there)
+# -> (pathway, routed, an anonymous DtN record is made, the stored body is stripped).
+PATHWAYS = [
+    (True, None, None, True, "nrm", True, False, False),
+    (True, None, None, False, "nrm", True, False, False),
+    (True, False, False, True, "nrm", True, False, False),  # a child needs no consent
+    (False, True, True, True, "nrm", True, False, False),
+    (False, True, True, False, "nrm", True, False, False),
+    (False, True, False, True, "nrm", False, False, False),
+    (False, True, False, False, "nrm", False, False, False),
+    (False, False, True, True, "advocacy_only", True, True, False),
+    (False, False, True, False, "not_notified", True, False, False),
+    (False, False, False, True, "duty_to_notify", False, True, True),
+    (False, False, False, False, "not_notified", False, False, True),
+]
 
 
-def test_an_adult_consenting_to_nrm_and_advocacy_is_routed():
-    assert domain.decide_pathway(False, CONSENT_ALL) == Pathway("nrm", False, True)
-
-
-def test_an_adult_without_nrm_consent_is_a_duty_to_notify():
-    pathway = domain.decide_pathway(False, {**CONSENT_ALL, "nrm_referral": False})
-    assert pathway.pathway == "duty_to_notify"
-    assert pathway.routed  # advocacy consent still routes them to an advocate
-
-
-def test_an_adult_without_advocacy_consent_is_recorded_not_routed():
-    pathway = domain.decide_pathway(False, {**CONSENT_ALL, "advocacy": False})
-    assert not pathway.routed
-    assert pathway.initial_status == "recorded"
+@pytest.mark.parametrize(("child", "nrm", "advocacy", "duty", "pathway", "routed", "notified", "anonymous"), PATHWAYS)
+def test_each_combination_of_age_consent_and_duty_takes_its_pathway(
+    child, nrm, advocacy, duty, pathway, routed, notified, anonymous
+):
+    consent = None if nrm is None else {**CONSENT_ALL, "nrm_referral": nrm, "advocacy": advocacy}
+    decided = domain.decide_pathway(child, consent, duty_to_notify=duty)
+    assert (decided.pathway, decided.is_child, decided.routed) == (pathway, child, routed)
+    assert decided.duty_to_notify_recorded is notified
+    assert decided.anonymous is anonymous
+    assert decided.initial_status == ("received" if routed else "recorded")
 
 
 def test_an_adult_without_consent_is_rejected_on_the_consent_field():
     with pytest.raises(ReferralRejected) as raised:
-        domain.decide_pathway(False, None)
+        domain.decide_pathway(False, None, duty_to_notify=True)
     assert raised.value.field == "consent"
 
 
@@ -77,9 +86,10 @@ def test_adult_without_nrm_consent_is_recorded_without_identifiers():
         "referrer": {"name": "Officer", "email": "o@example.org"},
     }
     stripped = domain.without_identifiers(body)
-    assert set(stripped["subject"]) == {"sex", "nationality", "languages"}
-    assert "narrative" not in stripped and "notes" not in stripped["risk"]
-    assert "Kalox" not in repr(stripped)
+    assert set(stripped["subject"]) == {"sex", "nationality"}
+    assert "narrative" not in stripped and "referrer" not in stripped
+    assert stripped["risk"] == {"re_trafficking_risk": "high"}  # what decides a coordinator's alert, no notes
+    assert "Kalox" not in repr(stripped) and "Officer" not in repr(stripped)
     assert body["subject"]["given_name"] == "Kalox"  # the input is not mutated
 
 

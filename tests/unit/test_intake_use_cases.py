@@ -35,9 +35,9 @@ def use(uow) -> UseCases:
     return UseCases.over(uow, POLICY)
 
 
-def submit(use: UseCases, raw: dict | None = None, org: str = POLICE.org):
+def submit(use: UseCases, raw: dict | None = None, org: str = POLICE.org, org_kind: str = POLICE.org_kind):
     raw = raw if raw is not None else referral_body()
-    submission = referrals.Submission(org, ReferralInSchema().load(raw), referrals.request_hash(raw))
+    submission = referrals.Submission(org, ReferralInSchema().load(raw), referrals.request_hash(raw), org_kind)
     return referrals.submit(use.units, use.offering, submission)
 
 

@@ -1,0 +1,102 @@
+"""Duty to Notify done right, on the real PostgreSQL of intake and of a charity: an advocacy_only referral
+reaches the charity with the details the person agreed to share, while the anonymous DtN record holds none
+of them and cannot be linked to the referral."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from sqlalchemy import select, text
+
+from services.advocacy.models import Outbox as AdvocacyOutbox
+from services.intake.models import Outbox as IntakeOutbox
+from services.intake.worker import QUEUE
+from shared.inbox import EventHandlers
+from shared.messaging.envelope import Event
+from shared.testing import referral_body
+from support.advocacy import PROVIDER, add_advocate, deliver
+
+POLICE = ("met-police", "police", "referrals:write referrals:read")
+ADMIN = ("platform", "coordinator", "providers:admin")
+ADVOCACY_ONLY = {"nrm_referral": False, "advocacy": True, "data_sharing": True}
+
+
+def relayed(sessions, outbox, routing_key: str, publisher: str) -> Event:
+    """The staged event as its consumer receives it (the wire JSON, its routing key and publisher)."""
+    with sessions() as session:
+        row = session.scalars(select(outbox).where(outbox.routing_key == routing_key)).one()
+    return dataclasses.replace(Event.from_json(row.payload), routing_key=routing_key, publisher=publisher)
+
+
+class IntakeOverHttp:
+    """advocacy's intake client, answered by the intake app under test (the provider's own token)."""
+
+    def __init__(self, client, headers):
+        self.client, self.headers = client, headers
+
+    def fetch_referral(self, referral_id: str) -> dict:
+        response = self.client.get(f"/v1/referrals/{referral_id}", headers=self.headers)
+        assert response.status_code == 200
+        return response.get_json()
+
+
+def test_an_advocacy_only_referral_reaches_the_charity_while_the_dtn_record_holds_nothing_linkable(
+    intake, advocacy, auth_header
+):
+    app, sessions = intake
+    client = app.test_client()
+    directory_entry = {"name": "Charity A", "regions": ["london"], "serves": ["adult"], "capacity": 3}
+    assert client.put(f"/v1/providers/{PROVIDER}", json=directory_entry, headers=auth_header(*ADMIN)).status_code == 201
+    body = referral_body(consent=ADVOCACY_ONLY, seed=11)
+
+    response = client.post("/v1/referrals", json=body, headers=auth_header(*POLICE))
+    assert response.status_code == 201
+    created = response.get_json()
+    assert created["pathway"] == "advocacy_only" and created["status"] == "offered"
+    assert created["duty_to_notify_recorded"] is True and created["duty_to_notify_rule"] == "mlsa2015_s52"
+
+    # The charity is offered it (the minimised summary), accepts, and on allocation reads the consented details.
+    add_advocate(advocacy)
+    deliver(advocacy, relayed(sessions, IntakeOutbox, f"referral.offered.{PROVIDER}", "guest"), auto_accept=True)
+    accepted = relayed(advocacy.sessions, AdvocacyOutbox, "offer.accepted", f"advocacy-{PROVIDER}")
+    use = app.extensions["intake"].use_cases
+    EventHandlers(QUEUE, use.units, use.handlers, trusted={"guest"})(accepted)
+    reader = IntakeOverHttp(client, auth_header(PROVIDER, "provider", "referrals:read"))
+    confirmed = relayed(sessions, IntakeOutbox, f"allocation.confirmed.{PROVIDER}", "guest")
+    deliver(advocacy, confirmed, intake=reader)
+    [case] = advocacy.client.get("/v1/cases", headers=advocacy.headers).get_json()
+    opened = advocacy.client.get(f"/v1/cases/{case['id']}", headers=advocacy.headers).get_json()
+    assert opened["referral"]["subject"]["given_name"] == body["subject"]["given_name"]
+    assert opened["referral"]["subject"]["safe_contact"] == body["subject"]["safe_contact"]
+    assert opened["referral"]["pathway"] == "advocacy_only"
+
+    # The anonymous record: one row, statistical codes and a month, nothing that is or points to the referral.
+    with sessions() as session:
+        referral = (
+            session.execute(text("SELECT * FROM referrals WHERE id = :id"), {"id": created["id"]}).mappings().one()
+        )
+        [record] = session.execute(text("SELECT * FROM duty_to_notify_records")).mappings().all()
+    kept = json.dumps({k: str(v) for k, v in record.items()})
+    subject = body["subject"]
+    for value in (
+        referral["id"],
+        referral["external_reference"],
+        referral["request_hash"],
+        referral["received_at"].isoformat(),
+        str(referral["received_at"]),
+        referral["received_at"].date().isoformat(),
+        subject["given_name"],
+        subject["family_name"],
+        subject["aliases"][0],
+        subject["date_of_birth"],
+        body["referrer"]["email"],
+    ):
+        assert value not in kept
+    assert record["notified_month"] == referral["referred_at"].strftime("%Y-%m")
+    assert (record["rule"], record["notifying_authority_kind"], record["nationality"]) == (
+        "mlsa2015_s52",
+        "police",
+        "AL",
+    )
+    assert not any(isinstance(v, type(referral["received_at"])) for v in record.values())  # no timestamp at all
