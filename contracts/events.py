@@ -318,6 +318,58 @@ class CaseHandedOver(EventData, frozen=True):
     to_provider_id: ProviderId
 
 
+# --- consent, owned by intake (DESIGN 5; issue 12 item 4) ----------------------------------------------
+
+ConsentPurpose = Literal["nrm_referral", "advocacy", "data_sharing"]
+CONSENT_PURPOSES = get_args(ConsentPurpose)
+
+
+@event(
+    "case.consent_recorded",
+    publisher=PROVIDER,
+    speaks_for="provider_id",
+    consumers=[INTAKE_SERVICE],
+    description="The advocate recorded the person's consent for one purpose; intake, which owns consent, keeps it.",
+)
+class CaseConsentRecorded(EventData, frozen=True):
+    referral_id: Id
+    case_id: Id
+    provider_id: ProviderId
+    purpose: ConsentPurpose
+    given: bool
+    obtained_at: Instant
+    interpreter_used: bool = False
+    recipients: list[OrgId] = []  # data_sharing only: the organisations the person agreed may read it
+    obtained_by: Id | None = None  # the advocate's id, never a name
+
+
+@event(
+    "consent.withdrawn",
+    publisher=INTAKE,
+    consumers=[ADVOCACY],
+    addressed_by="provider_id",
+    description="The advocacy consent in force became 'not given': the provider holding the case closes it.",
+)
+class ConsentWithdrawn(EventData, frozen=True):
+    referral_id: Id
+    provider_id: ProviderId
+    purpose: ConsentPurpose
+    obtained_at: Instant
+    by: Literal["referrer", "provider"]  # who recorded the withdrawal
+    case_id: Id | None = None
+
+
+@event(
+    "referral.consent_withdrawn",
+    publisher=INTAKE,
+    consumers=[NOTIFICATIONS],
+    description="The person withdrew their advocacy consent: the referrer's webhook (the case closes).",
+)
+class ReferralConsentWithdrawn(ReferralNews, frozen=True):
+    purpose: ConsentPurpose
+    provider_id: ProviderId | None = None
+
+
 # --- a charity -> notifications (the referrer's and receiving agencies' webhooks) ----------------------
 
 

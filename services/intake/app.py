@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from contracts.events import CATALOGUE, INTAKE_SERVICE
+from services.intake import consent_api
 from services.intake.api import EXTENSION, escalations_blp, providers_blp, referrals_blp
 from services.intake.bootstrap import bootstrap
 from shared.auth import TokenVerifier
@@ -34,5 +35,6 @@ def create_app(settings: Settings | None = None, *, verifier: TokenVerifier | No
     api.register_blueprint(referrals_blp)
     api.register_blueprint(escalations_blp)
     api.register_blueprint(providers_blp)
+    api.register_blueprint(consent_api.blp)
     app.extensions["sessions"] = intake.sessions
     return app

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from contracts import events
+from services.intake.consent import on_case_consent_recorded
 from services.intake.models import Offer, Referral
 from services.intake.offering import Offering
 from services.intake.uow import IntakeUnitOfWork
@@ -100,5 +101,6 @@ def subscriptions(offering: Offering) -> Subscriptions:
         .on(events.OfferDeclined, lambda uow, event: on_offer_declined(uow, event, offering=offering))
         .on(events.ProviderCapacityChanged, on_capacity_changed)
         .on(events.CaseHandedOver, on_case_handed_over)
+        .on(events.CaseConsentRecorded, on_case_consent_recorded)
         .complete()
     )

@@ -315,6 +315,25 @@ class Disclosure(Base):
     disclosed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class ConsentRecord(Base):
+    """One record of the person's consent for one purpose (services.intake.consent): the latest per purpose
+    is the one in force. Added, never changed: a withdrawal is a new record with `given` false."""
+
+    __tablename__ = "consent_records"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    referral_id: Mapped[str] = mapped_column(ForeignKey("referrals.id"), index=True)
+    purpose: Mapped[str] = mapped_column(String(20))  # nrm_referral | advocacy | data_sharing
+    given: Mapped[bool] = mapped_column(Boolean)
+    obtained_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    obtained_by: Mapped[str] = mapped_column(String(200))  # an organisation, an officer's role or an advocate id
+    interpreter_used: Mapped[bool] = mapped_column(Boolean, default=False)
+    recipients: Mapped[list[str]] = mapped_column(JSON, default=list)  # org ids; data_sharing only
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    recorded_by: Mapped[str] = mapped_column(String(100))  # the organisation that recorded it
+    source: Mapped[str] = mapped_column(String(20))  # submission | referrer | provider
+
+
 class DutyToNotifyRecord(Base):
     """The anonymous Duty to Notify notification, for statistics (services.intake.duty_to_notify): stored
     apart from the referral and with no way back to it: a random id of its own, no referral id, external

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from services.intake import domain, duty_to_notify, routing
-from services.intake.models import Disclosure, DutyToNotifyRecord, Offer, Referral
+from services.intake import consent, domain, duty_to_notify, routing
+from services.intake.models import DutyToNotifyRecord, Offer, Referral
 from services.intake.offering import Offering
 from services.intake.repositories import Conflict
 from services.intake.uow import IntakeUnits
@@ -83,6 +83,8 @@ def submit(units: IntakeUnits, offering: Offering, submission: Submission) -> tu
                 kind = submission.org_kind
                 fields = duty_to_notify.notification(body, rule=rule, org_kind=kind, referred_at=referred_at)
                 uow.duty_to_notify.add(DutyToNotifyRecord.of(fields))
+            for record in consent.from_submission(referral, body.get("consent"), now):  # the first records
+                uow.consents.add(record)
             if pathway.routed:
                 offering.offer_or_escalate(uow, referral, first, escalation_reason="no_eligible_provider")
             if referral.in_immediate_danger and (alert := referral.alert(now)) is not None:
@@ -110,16 +112,11 @@ def read(units: IntakeUnits, principal: Principal, referral_id: str) -> tuple[Re
             return referral, offers, True
         if principal.org_kind == "coordinator":
             return referral, offers, False
-        allocated_here = referral.status == "allocated" and referral.provider_id == principal.org
-        if allocated_here and principal.org_kind in ("provider", "service"):
-            disclosure = Disclosure(
-                referral_id=referral.id,
-                recipient_org=principal.org,
-                recipient_sub=principal.sub,
-                purpose="case_opening",
-                disclosed_at=utcnow(),
-            )
-            uow.disclosures.add(disclosure)
+        # The provider holding the case while advocacy consent is in force, or a recipient the person agreed to
+        # share it with (services.intake.consent); each a logged disclosure.
+        purpose = consent.disclosure_purpose(referral, uow.consents.of(referral.id), principal)
+        if purpose is not None:
+            consent.log_disclosure(uow, referral, principal, purpose)
             return referral, offers, True
         raise NotFound(referral_id)  # never a 403 that confirms it exists
 

@@ -14,7 +14,15 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from services.intake.models import Disclosure, DutyToNotifyRecord, Escalation, Offer, Provider, Referral
+from services.intake.models import (
+    ConsentRecord,
+    Disclosure,
+    DutyToNotifyRecord,
+    Escalation,
+    Offer,
+    Provider,
+    Referral,
+)
 from services.intake.routing import ProviderEntry
 
 
@@ -115,6 +123,15 @@ class DutyToNotifyRecords(abc.ABC):
 
     @abc.abstractmethod
     def add(self, record: DutyToNotifyRecord) -> None: ...
+
+
+class ConsentRecords(abc.ABC):
+    @abc.abstractmethod
+    def add(self, record: ConsentRecord) -> None: ...
+
+    @abc.abstractmethod
+    def of(self, referral_id: str) -> list[ConsentRecord]:
+        """The referral's records, oldest first (obtained, then recorded): the last of a purpose is in force."""
 
 
 # --- over PostgreSQL (or SQLite), in the unit of work's session ----------------------------------------
@@ -224,3 +241,19 @@ class SqlDutyToNotifyRecords(DutyToNotifyRecords):
 
     def add(self, record: DutyToNotifyRecord) -> None:
         self._session.add(record)
+
+
+class SqlConsentRecords(ConsentRecords):
+    def __init__(self, session: Session):
+        self._session = session
+
+    def add(self, record: ConsentRecord) -> None:
+        self._session.add(record)
+
+    def of(self, referral_id: str) -> list[ConsentRecord]:
+        statement = (
+            select(ConsentRecord)
+            .where(ConsentRecord.referral_id == referral_id)
+            .order_by(ConsentRecord.obtained_at, ConsentRecord.recorded_at, ConsentRecord.id)
+        )
+        return list(self._session.scalars(statement))

@@ -16,12 +16,14 @@ from sqlalchemy.orm import Session
 from services.intake.models import Inbox, Outbox
 from services.intake.repositories import (
     Conflict,
+    ConsentRecords,
     Disclosures,
     DutyToNotifyRecords,
     Escalations,
     Offers,
     Providers,
     Referrals,
+    SqlConsentRecords,
     SqlDisclosures,
     SqlDutyToNotifyRecords,
     SqlEscalations,
@@ -39,6 +41,7 @@ class IntakeUnitOfWork(UnitOfWork):
     escalations: Escalations
     disclosures: Disclosures
     duty_to_notify: DutyToNotifyRecords
+    consents: ConsentRecords
 
     def stage_recorded(self) -> None:
         """Stage every event the unit's referrals recorded, once each."""
@@ -62,6 +65,7 @@ class SqlIntakeUnitOfWork(SqlUnitOfWork, IntakeUnitOfWork):
         self.escalations = SqlEscalations(session)
         self.disclosures = SqlDisclosures(session)
         self.duty_to_notify = SqlDutyToNotifyRecords(session)
+        self.consents = SqlConsentRecords(session)
 
     def commit(self) -> None:
         try:

@@ -34,6 +34,7 @@ WEBHOOK_EXTRA_KEYS = (
     "reason",
     "is_child",
     "outcome",  # case.closed: a code (contracts.events.ClosureOutcome)
+    "purpose",  # referral.consent_withdrawn: a code (contracts.events.ConsentPurpose)
     # clock.* and transition.*: ids, kinds and dates only.
     "clock_id",
     "transition_id",

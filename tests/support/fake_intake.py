@@ -11,9 +11,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from services.intake.models import Disclosure, DutyToNotifyRecord, Escalation, Offer, Provider, Referral
+from services.intake.models import (
+    ConsentRecord,
+    Disclosure,
+    DutyToNotifyRecord,
+    Escalation,
+    Offer,
+    Provider,
+    Referral,
+)
 from services.intake.repositories import (
     Conflict,
+    ConsentRecords,
     Disclosures,
     DutyToNotifyRecords,
     Escalations,
@@ -135,6 +144,19 @@ class FakeDutyToNotifyRecords(DutyToNotifyRecords):
         self.rows.append(record)
 
 
+class FakeConsentRecords(ConsentRecords):
+    def __init__(self) -> None:
+        self.rows: list[ConsentRecord] = []
+
+    def add(self, record: ConsentRecord) -> None:
+        self.rows.append(record)
+
+    def of(self, referral_id: str) -> list[ConsentRecord]:
+        # sorted() is stable: records obtained at the same moment stay in the order they were added.
+        mine = [r for r in self.rows if r.referral_id == referral_id]
+        return sorted(mine, key=lambda r: (r.obtained_at, r.recorded_at))
+
+
 class FakeIntakeUnitOfWork(FakeUnitOfWork, IntakeUnitOfWork):
     def __init__(self) -> None:
         super().__init__()
@@ -144,6 +166,7 @@ class FakeIntakeUnitOfWork(FakeUnitOfWork, IntakeUnitOfWork):
         self.escalations: FakeEscalations = FakeEscalations()
         self.disclosures: FakeDisclosures = FakeDisclosures()
         self.duty_to_notify: FakeDutyToNotifyRecords = FakeDutyToNotifyRecords()
+        self.consents: FakeConsentRecords = FakeConsentRecords()
 
     def commit(self) -> None:
         self.stage_recorded()

@@ -198,6 +198,7 @@ def test_known_event_types():
     assert set(EVENT_TYPES) == {
         "referral.received",
         "referral.allocated",
+        "referral.consent_withdrawn",
         "referral.escalated",
         "referral.withdrawn",
         "referral.transferred",
