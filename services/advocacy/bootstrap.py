@@ -20,6 +20,7 @@ from sqlalchemy.orm import sessionmaker
 
 from services.advocacy.casework.cases import Casework
 from services.advocacy.casework.closure import Closure
+from services.advocacy.casework.consent import CaseConsent
 from services.advocacy.config import AdvocacyConfig
 from services.advocacy.continuity.handover import Handover
 from services.advocacy.continuity.nrm import NrmRecords
@@ -47,6 +48,7 @@ class Continuity:
     policy: Policy
     wall_clock: WallClock
     closure: Closure
+    consent: CaseConsent
 
 
 def assemble(provider_id: str, policy: Policy, wall_clock: WallClock) -> Continuity:
@@ -55,7 +57,8 @@ def assemble(provider_id: str, policy: Policy, wall_clock: WallClock) -> Continu
     nrm = NrmRecords(provider_id, policy, transitions)
     casework = Casework(provider_id, on_open=nrm.plan_for_new_case)
     closure = Closure(casework, transitions)
-    return Continuity(casework, nrm, transitions, handover, policy, wall_clock, closure)
+    consent = CaseConsent(transitions, closure)
+    return Continuity(casework, nrm, transitions, handover, policy, wall_clock, closure, consent)
 
 
 def make_continuity(config: AdvocacyConfig, wall_clock: WallClock | None = None) -> Continuity:

@@ -203,6 +203,10 @@ OPEN_TRANSITION_STATUSES = (TRANSITION_PLANNED, TRANSITION_IN_PROGRESS)
 # The checklist of a transition. Re-consent applies only at 18: a child needs no consent to be referred,
 # an adult does (DESIGN 2), and 70% of young people drop out at this point today.
 CONSENT_REOBTAINED = "consent_reobtained"
+# The young person's decision that completes a turning_18 transition (casework.consent): consent given, the case
+# continues as an adult's; refused, the transition completes and the case closes, never a forced `missed`.
+CONSENT_GIVEN, CONSENT_REFUSED = "consent_given", "consent_refused"
+TURNING_18_DECISIONS = (CONSENT_GIVEN, CONSENT_REFUSED)
 CHECKLIST_ITEMS = (
     CONSENT_REOBTAINED,
     "receiving_agency_informed",

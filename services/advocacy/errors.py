@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from services.advocacy import domain
+from services.advocacy.casework.consent import ConsentInvalid
 from shared.web import error_body
 
 STATUS_OF: dict[type[domain.CaseworkError], int] = {
@@ -25,6 +26,7 @@ STATUS_OF: dict[type[domain.CaseworkError], int] = {
     domain.CaseNotOpen: 409,
     domain.TransitionClosed: 409,
     domain.ChecklistIncomplete: 409,
+    ConsentInvalid: 422,
 }
 # Where a body names it (a transition's advocate to hand over to), an unknown advocate is bad input.
 NAMED_IN_A_BODY: dict[type[domain.CaseworkError], int] = {domain.AdvocateNotFound: 422}

@@ -40,6 +40,7 @@ def subscriptions(continuity: Continuity, intake: ReferralSource, *, auto_accept
             lambda u, e: on_allocation_transferred(u, e, continuity=continuity, intake=intake),
         )
         .on(events.CaseHandover, lambda u, e: on_case_handover(u, e, continuity=continuity))
+        .on(events.ConsentWithdrawn, lambda u, e: on_consent_withdrawn(u, e, continuity=continuity))
         .complete()
     )
 
@@ -132,6 +133,14 @@ def on_case_handover(uow: AdvocacyUnitOfWork, event: Event, *, continuity: Conti
     case = continuity.handover.receive(uow, event)
     _trace(event, continuity.casework)
     log.info("handed-over case received", extra={"case_id": case.id, "referral_id": case.referral_id})
+
+
+def on_consent_withdrawn(uow: AdvocacyUnitOfWork, event: Event, *, continuity: Continuity) -> None:
+    """intake: the person withdrew their advocacy consent. The case closes with `consent_withdrawn`."""
+    case = continuity.consent.on_withdrawn(uow, event)
+    if case is not None:
+        _trace(event, continuity.casework)
+        log.info("case closed: consent withdrawn", extra={"case_id": case.id, "referral_id": case.referral_id})
 
 
 def _trace(event: Event, casework: Casework) -> None:

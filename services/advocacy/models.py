@@ -25,7 +25,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from services.advocacy.continuity.deadlines import nature_of
 from shared.clock import utcnow
 from shared.db import UTCDateTime
-from shared.idempotency import IdempotencyKeyMixin
 from shared.inbox import InboxMixin
 from shared.outbox import OutboxMixin
 
@@ -122,10 +121,6 @@ class Outbox(Base, OutboxMixin):
 
 class Inbox(Base, InboxMixin):
     pass
-
-
-class IdempotencyKey(Base, IdempotencyKeyMixin):
-    """A POST's Idempotency-Key and its first response (shared.idempotency)."""
 
 
 # --- continuity of care (issue 4): the NRM record, its clocks, and transitions -------------------------
@@ -232,3 +227,25 @@ class Transition(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     missed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # turning_18's: the young person's decision, consent_given or consent_refused (casework.consent).
+    decision: Mapped[str | None] = mapped_column(String(20))
+
+
+class CaseConsentRecord(Base):
+    """The case's copy of a consent record (casework.consent): the advocate's own, each also sent to intake,
+    which owns consent (`case.consent_recorded`), and a withdrawal intake told us of (`consent.withdrawn`)."""
+
+    __tablename__ = "case_consent_records"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    provider_id: Mapped[str] = mapped_column(String(64))
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
+    purpose: Mapped[str] = mapped_column(String(20))  # nrm_referral | advocacy | data_sharing
+    given: Mapped[bool] = mapped_column(Boolean)
+    obtained_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    obtained_by: Mapped[str] = mapped_column(String(200))  # an advocate's id, or "referrer" for intake's
+    interpreter_used: Mapped[bool] = mapped_column(Boolean, default=False)
+    recipients: Mapped[list[str]] = mapped_column(JSON, default=list)
+    source: Mapped[str] = mapped_column(String(20))  # advocate | intake
+    recorded_by: Mapped[str] = mapped_column(String(200))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -25,6 +25,7 @@ from services.advocacy.continuity.deadlines import ANNOUNCED, BREACHABLE
 from services.advocacy.models import (
     Advocate,
     Case,
+    CaseConsentRecord,
     Clock,
     Inbox,
     NrmDecision,
@@ -158,6 +159,15 @@ class Transitions(abc.ABC):
         once; by id."""
 
 
+class CaseConsents(abc.ABC):
+    @abc.abstractmethod
+    def of_case(self, case_id: str) -> list[CaseConsentRecord]:
+        """Oldest first: obtained, then recorded."""
+
+    @abc.abstractmethod
+    def add(self, record: CaseConsentRecord) -> None: ...
+
+
 class AdvocacyUnitOfWork(UnitOfWork):
     provider_id: str
     advocates: Advocates
@@ -167,6 +177,7 @@ class AdvocacyUnitOfWork(UnitOfWork):
     nrm: NrmRecords
     clocks: Clocks
     transitions: Transitions
+    consents: CaseConsents
 
 
 # --- over the instance's database ---------------------------------------------------------------------------
@@ -188,6 +199,7 @@ class SqlAdvocacyUnitOfWork(SqlUnitOfWork, AdvocacyUnitOfWork):
         self.nrm = _SqlNrmRecords(session)
         self.clocks = _SqlClocks(session, self.provider_id)
         self.transitions = _SqlTransitions(session, self.provider_id)
+        self.consents = _SqlCaseConsents(session, self.provider_id)
 
 
 class _Sql:
@@ -383,6 +395,19 @@ class _SqlTransitions(_Sql, Transitions):
         if not ids:
             return []
         return list(self.session.scalars(select(Transition).where(Transition.id.in_(ids)).order_by(Transition.id)))
+
+
+class _SqlCaseConsents(_Sql, CaseConsents):
+    def of_case(self, case_id: str) -> list[CaseConsentRecord]:
+        statement = (
+            select(CaseConsentRecord)
+            .where(CaseConsentRecord.provider_id == self.provider_id, CaseConsentRecord.case_id == case_id)
+            .order_by(CaseConsentRecord.obtained_at, CaseConsentRecord.recorded_at, CaseConsentRecord.id)
+        )
+        return list(self.session.scalars(statement))
+
+    def add(self, record: CaseConsentRecord) -> None:
+        self.session.add(record)
 
 
 def _open_cases():

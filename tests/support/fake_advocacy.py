@@ -16,6 +16,7 @@ from services.advocacy.continuity.deadlines import ANNOUNCED, BREACHABLE, nature
 from services.advocacy.models import (
     Advocate,
     Case,
+    CaseConsentRecord,
     Clock,
     NrmDecision,
     NrmReconsideration,
@@ -28,6 +29,7 @@ from services.advocacy.uow import (
     DUE_SOON,
     AdvocacyUnitOfWork,
     Advocates,
+    CaseConsents,
     Cases,
     Clocks,
     NrmRecords,
@@ -242,6 +244,18 @@ class FakeTransitions(Transitions):
         return sorted(claimed, key=lambda t: t.id)
 
 
+class FakeCaseConsents(CaseConsents):
+    def __init__(self) -> None:
+        self.rows: list[CaseConsentRecord] = []
+
+    def of_case(self, case_id: str) -> list[CaseConsentRecord]:
+        mine = [r for r in self.rows if r.case_id == case_id]
+        return sorted(mine, key=lambda r: (r.obtained_at, r.recorded_at))
+
+    def add(self, record: CaseConsentRecord) -> None:
+        self.rows.append(record)
+
+
 class FakeAdvocacyUnitOfWork(FakeUnitOfWork, AdvocacyUnitOfWork):
     def __init__(self, provider_id: str) -> None:
         super().__init__()
@@ -253,3 +267,4 @@ class FakeAdvocacyUnitOfWork(FakeUnitOfWork, AdvocacyUnitOfWork):
         self.nrm = FakeNrmRecords()
         self.clocks = FakeClocks(self.cases)
         self.transitions = FakeTransitions(self.cases)
+        self.consents = FakeCaseConsents()

@@ -126,17 +126,28 @@ class Transitions:
             timeline.note(uow, case.offer_id, domain.TRANSITION_UPDATED_KIND, actor, detail, transition.updated_at)
         return transition
 
-    def complete(self, uow: AdvocacyUnitOfWork, case: Case, transition_id: str, *, actor: str) -> Transition:
+    def complete(
+        self, uow: AdvocacyUnitOfWork, case: Case, transition_id: str, *, actor: str, decision: str | None = None
+    ) -> Transition:
+        """`decision`: turning_18's answer (casework.consent checks it): given is the re-consent on the checklist;
+        refused completes it whatever is left, as that outcome."""
         ensure_open(case)
         transition = self.get(uow, case, transition_id, lock=True)
         domain.ensure_open_transition(transition.id, transition.status)
-        domain.ensure_checklist_complete(transition.id, transition.checklist)
+        if decision == domain.CONSENT_GIVEN:
+            transition.checklist = {**transition.checklist, domain.CONSENT_REOBTAINED: True}
+        if decision != domain.CONSENT_REFUSED:
+            domain.ensure_checklist_complete(transition.id, transition.checklist)
+        if decision is not None:
+            transition.decision = decision
         now = utcnow()
         if transition.kind == domain.ADVOCATE_HANDOVER and transition.to_advocate_id:
             self._hand_to_advocate(uow, case, transition.to_advocate_id, actor)
         transition.status, transition.completed_at, transition.updated_at = domain.TRANSITION_COMPLETED, now, now
         self._stop_clocks(uow, case, transition, now)
         detail = f"{transition.kind} transition {transition.id} completed"
+        if transition.decision:  # turning_18: the young person's decision
+            detail += f": {transition.decision}"
         timeline.note(uow, case.offer_id, domain.TRANSITION_COMPLETED_KIND, actor, detail, now)
         timeline.stage(uow, case, events.TransitionCompleted, **transition_event_data(transition))
         if transition.kind == domain.PROVIDER_HANDOVER:

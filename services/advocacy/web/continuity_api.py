@@ -22,6 +22,7 @@ from services.advocacy.web.schemas import (
     NrmUpdateSchema,
     ReconsiderationCreateSchema,
     ReconsiderationSchema,
+    TransitionCompletionSchema,
     TransitionCreateSchema,
     TransitionQuerySchema,
     TransitionSchema,
@@ -138,14 +139,20 @@ def update_transition(body, case_id: str, transition_id: str):
 
 @blp.route("/cases/<case_id>/transitions/<transition_id>/completion", methods=["POST"])
 @own("cases:write")
+@blp.arguments(TransitionCompletionSchema)
 @blp.response(200, TransitionSchema)
-def complete_transition(case_id: str, transition_id: str):
+def complete_transition(body, case_id: str, transition_id: str):
     """Complete a transition whose checklist is done. An advocate_handover reassigns the case; a
-    provider_handover sends it to the receiving provider's instance and closes it here."""
+    provider_handover sends it to the receiving provider's instance and closes it here. A turning_18 one takes
+    the young person's `decision` (required; 422 on any other kind): `consent_given` records advocacy consent
+    (sent to intake) and the case continues; `consent_refused` completes it with that outcome and closes the
+    case `declined_adult_support_at_18`."""
     advocacy = instance()
     with advocacy.unit_of_work() as uow:
         case = advocacy.continuity.casework.case(uow, case_id)
-        transition = advocacy.continuity.transitions.complete(uow, case, transition_id, actor=current_principal().sub)
+        transition = advocacy.continuity.consent.complete_transition(
+            uow, case, transition_id, actor=current_principal().sub, decision=body.get("decision")
+        )
         return records.transition_view(transition)
 
 

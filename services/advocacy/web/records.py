@@ -86,4 +86,5 @@ def transition_view(transition: Transition) -> dict[str, Any]:
         "created_at": transition.created_at,
         "completed_at": transition.completed_at,
         "missed_at": transition.missed_at,
+        "decision": transition.decision,
     }

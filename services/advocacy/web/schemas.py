@@ -5,6 +5,8 @@ Unknown fields are rejected (marshmallow's default `unknown = RAISE`): nothing c
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from marshmallow import Schema, fields, validate
 
 from services.advocacy import domain
@@ -249,3 +251,48 @@ class TransitionSchema(Schema):
     created_at = fields.DateTime()
     completed_at = fields.DateTime(allow_none=True)
     missed_at = fields.DateTime(allow_none=True)
+    decision = fields.String(
+        allow_none=True,
+        metadata={"enum": list(domain.TURNING_18_DECISIONS), "description": "turning_18's: the young person's"},
+    )
+
+
+# --- consent (issue 12 item 4): the case's records, sent to intake; turning_18's decision ---------------
+
+
+class ConsentCreateSchema(Schema):
+    purpose = fields.String(required=True, validate=validate.OneOf(("nrm_referral", "advocacy", "data_sharing")))
+    given = fields.Boolean(required=True)
+    obtained_at = fields.AwareDateTime(required=True, default_timezone=UTC)
+    obtained_by = fields.String(
+        validate=validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$", error="An advocate's id."),
+        metadata={"description": "The id of the advocate who obtained it (the case's advocate when omitted)."},
+    )
+    interpreter_used = fields.Boolean(load_default=False)
+    recipients = fields.List(
+        fields.String(validate=validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$", error="An organisation id.")),
+        load_default=list,
+        validate=validate.Length(max=50),
+        metadata={"description": "Organisation ids the person agreed may read the referral: data_sharing only."},
+    )
+
+
+class ConsentRecordSchema(Schema):
+    id = fields.String()
+    case_id = fields.String()
+    purpose = fields.String(metadata={"enum": ["nrm_referral", "advocacy", "data_sharing"]})
+    given = fields.Boolean()
+    obtained_at = fields.DateTime()
+    obtained_by = fields.String()
+    interpreter_used = fields.Boolean()
+    recipients = fields.List(fields.String())
+    source = fields.String(metadata={"enum": ["advocate", "intake"]})
+    recorded_at = fields.DateTime()
+
+
+class TransitionCompletionSchema(Schema):
+    decision = fields.String(
+        load_default=None,
+        validate=validate.OneOf(domain.TURNING_18_DECISIONS),
+        metadata={"description": "turning_18 only, and required there: the young person's decision."},
+    )
