@@ -8,9 +8,11 @@ from contracts.events import CATALOGUE, INTAKE_SERVICE
 from services.intake import consent_api
 from services.intake.api import EXTENSION, escalations_blp, providers_blp, referrals_blp
 from services.intake.bootstrap import bootstrap
+from services.intake.models import IdempotencyKey
 from shared.auth import TokenVerifier
 from shared.config import Settings
 from shared.db import is_ready
+from shared.idempotency import SqlKeyStore, init_idempotency
 from shared.logs import configure_logging
 from shared.messaging.asyncapi import document
 from shared.telemetry import setup_tracing
@@ -32,6 +34,8 @@ def create_app(settings: Settings | None = None, *, verifier: TokenVerifier | No
         asyncapi=document(CATALOGUE, INTAKE_SERVICE, title="intake events", version="1.0.0"),
     )
     app.extensions[EXTENSION] = intake  # the routes' (api.instance()) and the tests' one handle on it
+    # Before the blueprints: it documents the header on each POST as they are registered.
+    init_idempotency(app, api, SqlKeyStore(intake.sessions, IdempotencyKey))
     api.register_blueprint(referrals_blp)
     api.register_blueprint(escalations_blp)
     api.register_blueprint(providers_blp)

@@ -26,6 +26,7 @@ from services.intake.domain import (
 )
 from shared.clock import utcnow
 from shared.db import UTCDateTime
+from shared.idempotency import IdempotencyKeyMixin
 from shared.inbox import InboxMixin
 from shared.messaging.catalogue import EventData
 from shared.outbox import OutboxMixin
@@ -364,3 +365,7 @@ class Outbox(Base, OutboxMixin):
 
 class Inbox(Base, InboxMixin):
     pass
+
+
+class IdempotencyKey(Base, IdempotencyKeyMixin):
+    """A POST's Idempotency-Key and its first response (shared.idempotency)."""

@@ -7,9 +7,11 @@ from flask import Flask
 from contracts.events import CATALOGUE, NOTIFICATIONS
 from services.notifications.api import EXTENSION, blp
 from services.notifications.bootstrap import Notifications, bootstrap
+from services.notifications.models import IdempotencyKey
 from shared.auth import TokenVerifier
 from shared.config import Settings
 from shared.db import is_ready
+from shared.idempotency import SqlKeyStore, init_idempotency
 from shared.logs import configure_logging
 from shared.messaging.asyncapi import document
 from shared.telemetry import setup_tracing
@@ -45,5 +47,7 @@ def create_app(
         asyncapi=document(CATALOGUE, NOTIFICATIONS, title="notifications events", version="1.0.0"),
     )
     app.extensions[EXTENSION] = notifications  # the routes' (api.instance()) and the tests' one handle on it
+    # Before the blueprints: it documents the header on each POST as they are registered.
+    init_idempotency(app, api, SqlKeyStore(notifications.sessions, IdempotencyKey))
     api.register_blueprint(blp)
     return app

@@ -9,6 +9,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.clock import utcnow
 from shared.db import UTCDateTime
+from shared.idempotency import IdempotencyKeyMixin
 from shared.inbox import InboxMixin
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
@@ -20,6 +21,10 @@ class Base(DeclarativeBase):
 
 class Inbox(Base, InboxMixin):
     pass
+
+
+class IdempotencyKey(Base, IdempotencyKeyMixin):
+    """A POST's Idempotency-Key and its first response (shared.idempotency)."""
 
 
 class Subscription(Base):
