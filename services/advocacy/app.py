@@ -9,12 +9,14 @@ from contracts.events import ADVOCACY, CATALOGUE
 from services.advocacy.bootstrap import bootstrap
 from services.advocacy.config import settings_from_env
 from services.advocacy.continuity.wall_clock import WallClock
+from services.advocacy.models import IdempotencyKey
 from services.advocacy.web import casework_api, consent_api, continuity_api
 from services.advocacy.web.context import EXTENSION
 from services.advocacy.web.page import init_page
 from shared.auth import TokenVerifier
 from shared.config import Settings
 from shared.db import is_ready
+from shared.idempotency import SqlKeyStore, init_idempotency
 from shared.logs import configure_logging
 from shared.messaging.asyncapi import document
 from shared.telemetry import setup_tracing
@@ -44,6 +46,8 @@ def create_app(
         asyncapi=document(CATALOGUE, ADVOCACY, title="advocacy events", version="1.0.0"),
     )
     app.extensions[EXTENSION] = advocacy  # the routes', and the tests', one handle on the instance
+    # Before the blueprints: it documents the header on each POST as they are registered.
+    init_idempotency(app, api, SqlKeyStore(advocacy.sessions, IdempotencyKey))
     api.register_blueprint(casework_api.blp)
     api.register_blueprint(continuity_api.blp)
     api.register_blueprint(consent_api.blp)

@@ -25,6 +25,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from services.advocacy.continuity.deadlines import nature_of
 from shared.clock import utcnow
 from shared.db import UTCDateTime
+from shared.idempotency import IdempotencyKeyMixin
 from shared.inbox import InboxMixin
 from shared.outbox import OutboxMixin
 
@@ -121,6 +122,10 @@ class Outbox(Base, OutboxMixin):
 
 class Inbox(Base, InboxMixin):
     pass
+
+
+class IdempotencyKey(Base, IdempotencyKeyMixin):
+    """A POST's Idempotency-Key and its first response (shared.idempotency)."""
 
 
 # --- continuity of care (issue 4): the NRM record, its clocks, and transitions -------------------------
