@@ -11,6 +11,10 @@ information)". So the record holds statistical codes only (no name, date of birt
 referral id, external reference or hash of the body), and its date is the month of the referral, never a
 timestamp: a month is what quarterly statistics need, and one record among a month's cannot be joined to a
 referral by its time of arrival.
+
+What this does not hide: the record is written in the referral's transaction (one POST is all or nothing), so
+someone reading PostgreSQL's system columns (xmin, ctid) could still pair the two rows; the tables' own
+columns cannot. Moving the records to a store of their own, or to counts, would close that too.
 """
 
 from __future__ import annotations
