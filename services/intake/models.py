@@ -333,6 +333,8 @@ class ConsentRecord(Base):
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     recorded_by: Mapped[str] = mapped_column(String(100))  # the organisation that recorded it
     source: Mapped[str] = mapped_column(String(20))  # submission | referrer | provider
+    # Never loaded (lazy="raise"): declared so that one flush inserts a new referral before its first records.
+    referral: Mapped[Referral] = relationship(lazy="raise")
 
 
 class DutyToNotifyRecord(Base):
