@@ -442,6 +442,66 @@ class TransitionMissed(TransitionNews, frozen=True):
 
 # --- a charity -> another charity: a provider handover ------------------------------------------------
 
+# A provider handover is offered first and answered by the receiver (issue 12 item 6): only an accepted one
+# sends the case (case.handover). Each is addressed to the other party and spoken for by its own party, so a
+# provider can neither offer in another's name nor answer a handover offered to another.
+
+
+@event(
+    "case.handover_offered",
+    publisher=PROVIDER,
+    speaks_for="from_provider_id",
+    addressed_by="to_provider_id",
+    consumers=[ADVOCACY],
+    description=(
+        "A provider offers to hand a case over, with the minimised summary an offer carries (nothing that "
+        "identifies the person), to be answered by respond_by; the case stays with the sender until accepted."
+    ),
+)
+class CaseHandoverOffered(EventData, frozen=True):
+    handover_id: Id  # the sender's provider_handover transition
+    referral_id: Id
+    case_id: Id
+    from_provider_id: ProviderId
+    to_provider_id: ProviderId
+    offered_at: Instant
+    respond_by: Instant
+    summary: ReferralSummary
+    org_id: OrgId | None = None
+
+
+class HandoverAnswer(EventData, frozen=True):
+    handover_id: Id
+    referral_id: Id
+    case_id: Id  # the sender's case
+    from_provider_id: ProviderId
+    to_provider_id: ProviderId
+    answered_at: Instant
+
+
+@event(
+    "case.handover_accepted",
+    publisher=PROVIDER,
+    speaks_for="to_provider_id",
+    addressed_by="from_provider_id",
+    consumers=[ADVOCACY],
+    description="The receiving provider accepted a handover, with an advocate who has room: the sender sends the case.",
+)
+class CaseHandoverAccepted(HandoverAnswer, frozen=True):
+    pass
+
+
+@event(
+    "case.handover_declined",
+    publisher=PROVIDER,
+    speaks_for="to_provider_id",
+    addressed_by="from_provider_id",
+    consumers=[ADVOCACY],
+    description="The receiving provider declined a handover, with a coded reason: the case stays with the sender.",
+)
+class CaseHandoverDeclined(HandoverAnswer, frozen=True):
+    reason: DeclineReason
+
 
 class HandedOverDecision(EventData, frozen=True):
     id: Id

@@ -25,6 +25,7 @@ from services.advocacy.config import AdvocacyConfig
 from services.advocacy.continuity.handover import Handover
 from services.advocacy.continuity.nrm import NrmRecords
 from services.advocacy.continuity.policy import Policy, PolicyError, load_policy
+from services.advocacy.continuity.relocation import Relocation
 from services.advocacy.continuity.transitions import Transitions
 from services.advocacy.continuity.wall_clock import SystemClock, WallClock
 from services.advocacy.models import Outbox
@@ -51,9 +52,17 @@ class Continuity:
     consent: CaseConsent
 
 
-def assemble(provider_id: str, policy: Policy, wall_clock: WallClock) -> Continuity:
-    handover = Handover(provider_id)
-    transitions = Transitions(provider_id, wall_clock, handover=handover)
+def assemble(
+    provider_id: str,
+    policy: Policy,
+    wall_clock: WallClock,
+    *,
+    handover_response_hours: float = 72.0,
+    regions: frozenset[str] = frozenset(),
+) -> Continuity:
+    handover = Handover(provider_id, wall_clock, response_hours=handover_response_hours)
+    relocation = Relocation(provider_id, policy, regions)
+    transitions = Transitions(provider_id, wall_clock, handover=handover, relocation=relocation)
     nrm = NrmRecords(provider_id, policy, transitions)
     casework = Casework(provider_id, on_open=nrm.plan_for_new_case)
     closure = Closure(casework, transitions)
@@ -67,7 +76,13 @@ def make_continuity(config: AdvocacyConfig, wall_clock: WallClock | None = None)
         policy = load_policy(overrides=config.nrm_policy, extra_file=config.nrm_policy_file)
     except (PolicyError, OSError) as exc:
         raise ConfigError(f"NRM_POLICY / NRM_POLICY_FILE: {exc}") from None
-    return assemble(config.provider_id, policy, wall_clock or SystemClock())
+    return assemble(
+        config.provider_id,
+        policy,
+        wall_clock or SystemClock(),
+        handover_response_hours=config.handover_response_hours,
+        regions=config.regions,
+    )
 
 
 @dataclass(frozen=True)

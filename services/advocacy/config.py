@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from contracts.events import REGIONS
 from shared.config import ConfigError, Settings, env_bool, env_int, env_positive
 
 DEFAULT_INTAKE_URL = "http://127.0.0.1:8001"
@@ -34,6 +35,11 @@ class AdvocacyConfig:
     public_url: str = ""  # ADVOCACY_PUBLIC_URL: where the page is served, for the OIDC redirect URI
     authorize_url: str = ""  # AUTH_AUTHORIZE_URL: the identity provider's OIDC authorization endpoint
     trusted_publishers: frozenset[str] = frozenset()  # Settings.trusted_publishers
+    # Provider handover (issue 12 item 6): how long a receiving provider has to answer an offered handover, and
+    # the regions this provider serves (PROVIDER_REGIONS, comma-separated; empty: every region), so a relocation
+    # out of them plans a provider handover.
+    handover_response_hours: float = 72.0
+    regions: frozenset[str] = frozenset()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AdvocacyConfig:
@@ -58,6 +64,8 @@ class AdvocacyConfig:
             public_url=(env.get("ADVOCACY_PUBLIC_URL") or "").rstrip("/"),
             authorize_url=env.get("AUTH_AUTHORIZE_URL", ""),
             trusted_publishers=settings.trusted_publishers,
+            handover_response_hours=env_positive(env, "HANDOVER_RESPONSE_HOURS", 72.0, unit="hours"),
+            regions=_regions(env.get("PROVIDER_REGIONS", "")),
         )
 
     @property
@@ -68,3 +76,11 @@ class AdvocacyConfig:
     @property
     def queue(self) -> str:
         return f"advocacy.{self.provider_id}"
+
+
+def _regions(value: str) -> frozenset[str]:
+    regions = frozenset(part.strip() for part in value.split(",") if part.strip())
+    unknown = sorted(regions - set(REGIONS))
+    if unknown:
+        raise ConfigError(f"PROVIDER_REGIONS: {', '.join(unknown)} not a region; one of {', '.join(REGIONS)}")
+    return regions

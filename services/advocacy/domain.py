@@ -269,6 +269,63 @@ class DecisionNotOfCase(CaseworkError):
     field = "decision_id"
 
 
+# --- provider handover offers and relocation (issue 12 item 6) --------------------------------------------
+
+HANDOVER_PENDING, HANDOVER_ACCEPTED, HANDOVER_DECLINED, HANDOVER_EXPIRED = "pending", "accepted", "declined", "expired"
+HANDOVER_STATUSES = (HANDOVER_PENDING, HANDOVER_ACCEPTED, HANDOVER_DECLINED, HANDOVER_EXPIRED)
+# Timeline kinds of a handover, at the sender and at the receiver.
+HANDOVER_OFFERED_KIND = "handover_offered"
+HANDOVER_ACCEPTED_KIND = "handover_accepted"
+HANDOVER_DECLINED_KIND = "handover_declined"
+HANDOVER_UNANSWERED_KIND = "handover_unanswered"
+CASE_RELOCATED = "case_relocated"
+# What a sender's provider_handover transition records when it did not happen (its `outcome`).
+OUTCOME_UNANSWERED = "unanswered"
+OUTCOME_ACCEPTED = "accepted"
+
+
+class HandoverNotFound(CaseworkError):
+    pass
+
+
+class HandoverNotPending(CaseworkError):
+    """Only a pending handover, within its deadline, can be answered: an answer is final."""
+
+
+class HandoverAwaitingAnswer(CaseworkError):
+    """A provider handover has been offered: it completes when the receiving provider accepts."""
+
+
+class RegionUnknown(CaseworkError):
+    """A relocation's new_region is not a region (contracts.events.Region), or a transition of another kind
+    names one."""
+
+    field = "new_region"
+
+
+class RegionNotServed(CaseworkError):
+    """A relocation to a region this provider does not serve needs the provider the case hands over to."""
+
+    field = "receiving_provider_id"
+
+
+def ensure_handover_pending(handover_id: str, status: str, respond_by, now) -> None:
+    if status != HANDOVER_PENDING:
+        raise HandoverNotPending(f"handover {handover_id} is {status}: it can no longer be answered")
+    if now > respond_by:
+        raise HandoverNotPending(f"handover {handover_id} was to be answered by {respond_by.isoformat()}: too late")
+
+
+def serves(regions: Iterable[str], region: str | None) -> bool:
+    """Whether a provider serving `regions` serves `region`: an empty set means no regions are configured."""
+    wanted = set(regions)
+    return not wanted or region is None or region in wanted
+
+
+def decline_outcome(reason: str) -> str:
+    return f"declined: {reason}"
+
+
 def checklist_for(kind: str) -> dict[str, bool]:
     return {item: False for item in CHECKLIST_ITEMS if item != CONSENT_REOBTAINED or kind == TURNING_18}
 

@@ -26,6 +26,11 @@ STATUS_OF: dict[type[domain.CaseworkError], int] = {
     domain.CaseNotOpen: 409,
     domain.TransitionClosed: 409,
     domain.ChecklistIncomplete: 409,
+    domain.HandoverNotFound: 404,
+    domain.HandoverNotPending: 409,
+    domain.HandoverAwaitingAnswer: 409,
+    domain.RegionNotServed: 422,
+    domain.RegionUnknown: 422,
     ConsentInvalid: 422,
 }
 # Where a body names it (a transition's advocate to hand over to), an unknown advocate is bad input.

@@ -40,6 +40,9 @@ def subscriptions(continuity: Continuity, intake: ReferralSource, *, auto_accept
             lambda u, e: on_allocation_transferred(u, e, continuity=continuity, intake=intake),
         )
         .on(events.CaseHandover, lambda u, e: on_case_handover(u, e, continuity=continuity))
+        .on(events.CaseHandoverOffered, lambda u, e: on_case_handover_offered(u, e, continuity=continuity))
+        .on(events.CaseHandoverAccepted, lambda u, e: on_case_handover_accepted(u, e, continuity=continuity))
+        .on(events.CaseHandoverDeclined, lambda u, e: on_case_handover_declined(u, e, continuity=continuity))
         .on(events.ConsentWithdrawn, lambda u, e: on_consent_withdrawn(u, e, continuity=continuity))
         .complete()
     )
@@ -129,10 +132,40 @@ def on_allocation_transferred(
 
 
 def on_case_handover(uow: AdvocacyUnitOfWork, event: Event, *, continuity: Continuity) -> None:
-    """Another provider handed a case over to us: it arrives `opening`, with its timeline and clocks."""
+    """Another provider handed over a case we accepted: it arrives `opening`, with its timeline and clocks."""
     case = continuity.handover.receive(uow, event)
     _trace(event, continuity.casework)
-    log.info("handed-over case received", extra={"case_id": case.id, "referral_id": case.referral_id})
+    if case is not None:
+        log.info("handed-over case received", extra={"case_id": case.id, "referral_id": case.referral_id})
+
+
+def on_case_handover_offered(uow: AdvocacyUnitOfWork, event: Event, *, continuity: Continuity) -> None:
+    """Another provider offers us a case: it waits in GET /v1/handovers for our answer."""
+    handover = continuity.handover.record_offer(uow, event)
+    _trace(event, continuity.casework)
+    log.info("handover offered", extra={"handover_id": handover.id, "referral_id": handover.referral_id})
+
+
+def on_case_handover_accepted(uow: AdvocacyUnitOfWork, event: Event, *, continuity: Continuity) -> None:
+    """The receiving provider accepted our handover: the transition completes and the case goes to it."""
+    answered = continuity.handover.answered(uow, event.data)
+    if answered is None:
+        return
+    case, transition = answered
+    continuity.transitions.complete_handover(uow, case, transition, actor=event.source)
+    _trace(event, continuity.casework)
+    log.info("handover accepted; case sent", extra={"case_id": case.id, "transition_id": transition.id})
+
+
+def on_case_handover_declined(uow: AdvocacyUnitOfWork, event: Event, *, continuity: Continuity) -> None:
+    """The receiving provider declined our handover: the case stays here with its advocate."""
+    answered = continuity.handover.answered(uow, event.data)
+    if answered is None:
+        return
+    case, transition = answered
+    continuity.handover.declined(uow, case, transition, event.data, actor=event.source)
+    _trace(event, continuity.casework)
+    log.info("handover declined; case stays", extra={"case_id": case.id, "transition_id": transition.id})
 
 
 def on_consent_withdrawn(uow: AdvocacyUnitOfWork, event: Event, *, continuity: Continuity) -> None:

@@ -234,6 +234,37 @@ class Transition(Base):
     missed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # turning_18's: the young person's decision, consent_given or consent_refused (casework.consent).
     decision: Mapped[str | None] = mapped_column(String(20))
+    # A relocation's destination: on completion the case's NRM region becomes it (issue 12 item 6).
+    new_region: Mapped[str | None] = mapped_column(String(40))
+    # A provider_handover offered to the receiving provider, answered by `respond_by`; `outcome` says how it
+    # ended when it did not complete (declined with a code, unanswered).
+    offered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    respond_by: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    outcome: Mapped[str | None] = mapped_column(String(40))
+
+
+class Handover(Base):
+    """A provider handover offered to this provider (`case.handover_offered`): its id is the sender's
+    transition id; `summary` is the minimised one an offer keeps. Once accepted, the case stands on the offer
+    row `handover-<id>` with the advocate chosen, counted in their caseload until the case arrives."""
+
+    __tablename__ = "handovers"
+    __table_args__ = (Index("ix_handovers_provider_status", "provider_id", "status", "respond_by"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    provider_id: Mapped[str] = mapped_column(String(64))
+    from_provider_id: Mapped[str] = mapped_column(String(64))
+    referral_id: Mapped[str] = mapped_column(String(64), index=True)
+    from_case_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20))
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON)
+    offered_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    respond_by: Mapped[datetime] = mapped_column(UTCDateTime())
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    responded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    advocate_id: Mapped[str | None] = mapped_column(ForeignKey("advocates.id"))
+    decline_reason: Mapped[str | None] = mapped_column(String(20))
+    decline_note: Mapped[str | None] = mapped_column(Text)  # stays here: never in an event
 
 
 class CaseConsentRecord(Base):

@@ -27,6 +27,7 @@ from services.advocacy.models import (
     Case,
     CaseConsentRecord,
     Clock,
+    Handover,
     Inbox,
     NrmDecision,
     NrmReconsideration,
@@ -156,7 +157,30 @@ class Transitions(abc.ABC):
     @abc.abstractmethod
     def claim_missed(self, day: date, now: datetime, limit: int) -> list[Transition]:
         """Mark up to `limit` transitions of open cases still open after their planned date as missed, each
-        once; by id."""
+        once; by id. A provider handover offered and awaiting its answer is not missed: its deadline rules."""
+
+    @abc.abstractmethod
+    def claim_unanswered(self, now: datetime, limit: int) -> list[Transition]:
+        """Mark up to `limit` offered provider handovers still open past their `respond_by` as cancelled,
+        `unanswered`, each once; by id."""
+
+
+class Handovers(abc.ABC):
+    """Provider handovers offered to this provider."""
+
+    @abc.abstractmethod
+    def get(self, handover_id: str, *, lock: bool = False) -> Handover | None: ...
+
+    @abc.abstractmethod
+    def of_status(self, status: str) -> list[Handover]:
+        """By deadline, soonest first."""
+
+    @abc.abstractmethod
+    def add(self, handover: Handover) -> None: ...
+
+    @abc.abstractmethod
+    def claim_expired(self, now: datetime, limit: int) -> list[Handover]:
+        """Mark up to `limit` pending handovers past their `respond_by` as expired, each once; by id."""
 
 
 class CaseConsents(abc.ABC):
@@ -177,6 +201,7 @@ class AdvocacyUnitOfWork(UnitOfWork):
     nrm: NrmRecords
     clocks: Clocks
     transitions: Transitions
+    handovers: Handovers
     consents: CaseConsents
 
 
@@ -199,6 +224,7 @@ class SqlAdvocacyUnitOfWork(SqlUnitOfWork, AdvocacyUnitOfWork):
         self.nrm = _SqlNrmRecords(session)
         self.clocks = _SqlClocks(session, self.provider_id)
         self.transitions = _SqlTransitions(session, self.provider_id)
+        self.handovers = _SqlHandovers(session, self.provider_id)
         self.consents = _SqlCaseConsents(session, self.provider_id)
 
 
@@ -379,6 +405,7 @@ class _SqlTransitions(_Sql, Transitions):
         candidates = (
             select(Transition.id)
             .where(Transition.provider_id == self.provider_id, is_open, Transition.planned_for < day)
+            .where(Transition.offered_at.is_(None))
             .where(Transition.case_id.in_(_open_cases()))
             .order_by(Transition.planned_for, Transition.id)
             .limit(limit)
@@ -395,6 +422,63 @@ class _SqlTransitions(_Sql, Transitions):
         if not ids:
             return []
         return list(self.session.scalars(select(Transition).where(Transition.id.in_(ids)).order_by(Transition.id)))
+
+    def claim_unanswered(self, now: datetime, limit: int) -> list[Transition]:
+        is_open = Transition.status.in_(domain.OPEN_TRANSITION_STATUSES)
+        late = (is_open, Transition.offered_at.is_not(None), Transition.respond_by < now)
+        candidates = (
+            select(Transition.id)
+            .where(Transition.provider_id == self.provider_id, *late)
+            .order_by(Transition.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        claimed = self.session.execute(
+            update(Transition)
+            .where(Transition.id.in_(candidates.scalar_subquery()), *late)
+            .values(status=domain.TRANSITION_CANCELLED, outcome=domain.OUTCOME_UNANSWERED, updated_at=now)
+            .returning(Transition.id)
+            .execution_options(synchronize_session=False)
+        )
+        ids = [row[0] for row in claimed]
+        if not ids:
+            return []
+        return list(self.session.scalars(select(Transition).where(Transition.id.in_(ids)).order_by(Transition.id)))
+
+
+class _SqlHandovers(_Sql, Handovers):
+    def get(self, handover_id: str, *, lock: bool = False) -> Handover | None:
+        query = select(Handover).where(Handover.id == handover_id, Handover.provider_id == self.provider_id)
+        return self.session.scalars(query.with_for_update() if lock else query).one_or_none()
+
+    def of_status(self, status: str) -> list[Handover]:
+        query = select(Handover).where(Handover.provider_id == self.provider_id, Handover.status == status)
+        return list(self.session.scalars(query.order_by(Handover.respond_by, Handover.id)))
+
+    def add(self, handover: Handover) -> None:
+        self.session.add(handover)
+        self.session.flush()
+
+    def claim_expired(self, now: datetime, limit: int) -> list[Handover]:
+        late = (Handover.status == domain.HANDOVER_PENDING, Handover.respond_by < now)
+        candidates = (
+            select(Handover.id)
+            .where(Handover.provider_id == self.provider_id, *late)
+            .order_by(Handover.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        claimed = self.session.execute(
+            update(Handover)
+            .where(Handover.id.in_(candidates.scalar_subquery()), *late)
+            .values(status=domain.HANDOVER_EXPIRED)
+            .returning(Handover.id)
+            .execution_options(synchronize_session=False)
+        )
+        ids = [row[0] for row in claimed]
+        if not ids:
+            return []
+        return list(self.session.scalars(select(Handover).where(Handover.id.in_(ids)).order_by(Handover.id)))
 
 
 class _SqlCaseConsents(_Sql, CaseConsents):

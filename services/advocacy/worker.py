@@ -45,7 +45,11 @@ def build_loops(
     )
     # One scheduler per worker process; on PostgreSQL several workers may run it (each clock fires once).
     scheduler = ClockScheduler(
-        advocacy.unit_of_work, config.provider_id, continuity.wall_clock, interval=config.clock_tick_seconds
+        advocacy.unit_of_work,
+        config.provider_id,
+        continuity.wall_clock,
+        interval=config.clock_tick_seconds,
+        handover=continuity.handover,
     )
     return {"consumer": consumer.run, "relay": advocacy.relay.run, "clocks": scheduler.run}
 

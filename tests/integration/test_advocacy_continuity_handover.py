@@ -42,6 +42,16 @@ def wait_for_case(instance, referral_id: str, timeout: float = 20) -> Case:
     raise AssertionError(f"no case for referral {referral_id} at {instance.provider_id}")
 
 
+def accept_when_offered(sender, receiver, case_id: str, transition_id: str, timeout: float = 20) -> dict:
+    """The completed provider_handover was offered: the receiving instance lists it and accepts it."""
+    deadline = time.monotonic() + timeout
+    while not receiver.get("/v1/handovers") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    [offered] = receiver.get("/v1/handovers")
+    assert offered["id"] == transition_id and offered["from_provider_id"] == sender.provider_id
+    return receiver.post(f"/v1/handovers/{transition_id}/accept", {}, status=200)
+
+
 def test_a_provider_handover_moves_the_case_with_its_timeline_to_the_receiving_instance(make_instance):
     sender, receiver = make_instance("charity-from"), make_instance("charity-to")
     sending, receiving = sender.loops(), receiver.loops()
@@ -50,7 +60,12 @@ def test_a_provider_handover_moves_the_case_with_its_timeline_to_the_receiving_i
     birthday = date.fromisoformat(dob).replace(year=date.fromisoformat(dob).year + 18).isoformat()
     referral = disclosed(child=True, dob=dob, referred=referred)
     watch = tap(sender, "case.handover.*")
-    with running(sending["consumer"]), running(sending["relay"]), running(receiving["consumer"]):
+    with (
+        running(sending["consumer"]),
+        running(sending["relay"]),
+        running(receiving["consumer"]),
+        running(receiving["relay"]),
+    ):
         case_id = open_case_over_the_broker(sender, referral)
         assert birthday in {c["due_on"] for c in sender.get(f"/v1/cases/{case_id}/nrm")["clocks"]}
         sender.post(
@@ -62,8 +77,10 @@ def test_a_provider_handover_moves_the_case_with_its_timeline_to_the_receiving_i
         )
         sender.client.patch(f"/v1/cases/{case_id}/transitions/{handover['id']}", json={"checklist": ALL_DONE},
                             headers=sender.headers)  # fmt: skip
-        done = sender.post(f"/v1/cases/{case_id}/transitions/{handover['id']}/completion", status=200)
-        assert done["status"] == "completed"
+        offered = sender.post(f"/v1/cases/{case_id}/transitions/{handover['id']}/completion", status=200)
+        assert offered["status"] == "in_progress" and offered["respond_by"]  # offered, awaiting the answer
+        accept_when_offered(sender, receiver, case_id, handover["id"])
+        wait_until(lambda: sender.get(f"/v1/cases/{case_id}")["status"] == "closed")
         received = wait_for_case(receiver, referral["id"])
         [(properties, body)] = drain(sender.amqp_url, watch, expect=1)
         # The case waits, opening, until intake has moved the allocation and the referral can be fetched.
@@ -166,7 +183,12 @@ def test_after_a_handover_the_receiving_provider_fetches_the_referral_once_intak
     sending, receiving = sender.loops(), receiver.loops()
     referral = disclosed(referred=date(2026, 1, 5))
     watch = tap(sender, "case.handed_over")
-    with running(sending["consumer"]), running(sending["relay"]), running(receiving["consumer"]):
+    with (
+        running(sending["consumer"]),
+        running(sending["relay"]),
+        running(receiving["consumer"]),
+        running(receiving["relay"]),
+    ):
         case_id = open_case_over_the_broker(sender, referral)
         handover = sender.post(
             f"/v1/cases/{case_id}/transitions",
@@ -175,6 +197,7 @@ def test_after_a_handover_the_receiving_provider_fetches_the_referral_once_intak
         sender.client.patch(f"/v1/cases/{case_id}/transitions/{handover['id']}", json={"checklist": ALL_DONE},
                             headers=sender.headers)  # fmt: skip
         sender.post(f"/v1/cases/{case_id}/transitions/{handover['id']}/completion", status=200)
+        accept_when_offered(sender, receiver, case_id, handover["id"])
         received = wait_for_case(receiver, referral["id"])
         [(_, body)] = drain(sender.amqp_url, watch, expect=1)  # intake hears of it and moves the allocation
         told = json.loads(body)["data"]

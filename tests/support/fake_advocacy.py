@@ -18,6 +18,7 @@ from services.advocacy.models import (
     Case,
     CaseConsentRecord,
     Clock,
+    Handover,
     NrmDecision,
     NrmReconsideration,
     NrmRecord,
@@ -32,6 +33,7 @@ from services.advocacy.uow import (
     CaseConsents,
     Cases,
     Clocks,
+    Handovers,
     NrmRecords,
     NrmRow,
     Offers,
@@ -235,6 +237,7 @@ class FakeTransitions(Transitions):
                 for t in self.rows.values()
                 if t.status in domain.OPEN_TRANSITION_STATUSES
                 and t.planned_for < day
+                and t.offered_at is None
                 and self._cases.rows[t.case_id].status == domain.CASE_OPEN
             ),
             key=lambda t: (t.planned_for, t.id),
@@ -242,6 +245,47 @@ class FakeTransitions(Transitions):
         for transition in claimed:
             transition.status, transition.missed_at, transition.updated_at = domain.TRANSITION_MISSED, now, now
         return sorted(claimed, key=lambda t: t.id)
+
+    def claim_unanswered(self, now: datetime, limit: int) -> list[Transition]:
+        claimed = sorted(
+            (
+                t
+                for t in self.rows.values()
+                if t.status in domain.OPEN_TRANSITION_STATUSES
+                and t.offered_at is not None
+                and t.respond_by is not None
+                and t.respond_by < now
+            ),
+            key=lambda t: t.id,
+        )[:limit]
+        for transition in claimed:
+            transition.status, transition.outcome = domain.TRANSITION_CANCELLED, domain.OUTCOME_UNANSWERED
+            transition.updated_at = now
+        return claimed
+
+
+class FakeHandovers(Handovers):
+    def __init__(self) -> None:
+        self.rows: dict[str, Handover] = {}
+
+    def get(self, handover_id: str, *, lock: bool = False) -> Handover | None:
+        return self.rows.get(handover_id)
+
+    def of_status(self, status: str) -> list[Handover]:
+        found = [h for h in self.rows.values() if h.status == status]
+        return sorted(found, key=lambda h: (h.respond_by, h.id))
+
+    def add(self, handover: Handover) -> None:
+        if handover.id in self.rows:
+            raise AssertionError(f"handover {handover.id} exists: the primary key would refuse it")
+        self.rows[handover.id] = handover
+
+    def claim_expired(self, now: datetime, limit: int) -> list[Handover]:
+        pending = self.of_status(domain.HANDOVER_PENDING)
+        claimed = sorted((h for h in pending if h.respond_by < now), key=lambda h: h.id)[:limit]
+        for handover in claimed:
+            handover.status = domain.HANDOVER_EXPIRED
+        return claimed
 
 
 class FakeCaseConsents(CaseConsents):
@@ -267,4 +311,5 @@ class FakeAdvocacyUnitOfWork(FakeUnitOfWork, AdvocacyUnitOfWork):
         self.nrm = FakeNrmRecords()
         self.clocks = FakeClocks(self.cases)
         self.transitions = FakeTransitions(self.cases)
+        self.handovers = FakeHandovers()
         self.consents = FakeCaseConsents()

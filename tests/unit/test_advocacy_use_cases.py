@@ -332,12 +332,19 @@ def test_a_provider_handover_sends_the_case_to_the_receiver_who_opens_it_once_in
         )  # fmt: skip
         sender.rules.transitions.update(sender.uow, case, move.id, actor="a", ticks=dict.fromkeys(move.checklist, True))
         sender.rules.transitions.complete(sender.uow, case, move.id, actor="a")
+    assert case.status == domain.CASE_OPEN  # offered first (tests/unit/test_advocacy_handover.py)
+    receiver.advocate()
+    [(offered, _)] = [(e, k) for e, k in sender.uow.published if e.type == "case.handover_offered"]
+    receiver.consume(arriving(offered.data, publisher=f"advocacy-{PROVIDER}"))
+    with receiver.uow:
+        receiver.rules.handover.accept(receiver.uow, move.id, actor="a")
+    [accepted] = [e for e, _ in receiver.uow.published if e.type == "case.handover_accepted"]
+    sender.consume(arriving(accepted.data, publisher=f"advocacy-{OTHER}"))
     assert case.status == domain.CASE_CLOSED and sender.uow.clocks.running(case.id) == []
     [(handover_event, key)] = [(e, k) for e, k in sender.uow.published if e.type == "case.handover"]
     assert key == f"case.handover.{OTHER}"
     assert [e.data.to_provider_id for e, _ in sender.uow.published if e.type == "case.handed_over"] == [OTHER]
 
-    receiver.advocate(max_caseload=0)  # nobody has room: the case still goes to the least loaded advocate
     receiver.consume(arriving(handover_event.data, publisher=f"advocacy-{PROVIDER}"))
     [received] = receiver.uow.cases.rows.values()
     assert received.status == domain.CASE_OPENING and received.referral is None

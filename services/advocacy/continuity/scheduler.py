@@ -18,6 +18,7 @@ from datetime import datetime
 from contracts import events
 from services.advocacy import domain
 from services.advocacy.casework import timeline
+from services.advocacy.continuity.handover import Handover
 from services.advocacy.continuity.transitions import transition_event_data
 from services.advocacy.continuity.wall_clock import SystemClock, WallClock, today
 from services.advocacy.models import Clock, Transition
@@ -34,10 +35,11 @@ class Fired:
     due_soon: int = 0
     breached: int = 0
     missed: int = 0
+    unanswered: int = 0  # provider handovers past their deadline, offered by us or to us
 
     @property
     def total(self) -> int:
-        return self.due_soon + self.breached + self.missed
+        return self.due_soon + self.breached + self.missed + self.unanswered
 
 
 class ClockScheduler:
@@ -49,8 +51,10 @@ class ClockScheduler:
         *,
         interval: float = 60.0,
         batch_size: int = 200,
+        handover: Handover | None = None,
     ):
         self._units = units
+        self._handover = handover or Handover(provider_id, wall_clock or SystemClock())
         self.provider_id = provider_id
         self.wall_clock = wall_clock or SystemClock()
         self._interval = interval
@@ -84,10 +88,14 @@ class ClockScheduler:
             due_soon = uow.clocks.claim(DUE_SOON, day, now, self._batch)
             breached = uow.clocks.claim(BREACHED, day, now, self._batch)
             missed = uow.transitions.claim_missed(day, now, self._batch)
+            # A handover unanswered by its deadline leaves the case with the sender; the receiver's lapses.
+            unanswered = uow.transitions.claim_unanswered(now, self._batch)
+            expired = uow.handovers.claim_expired(now, self._batch)
             self._publish_clocks(uow, due_soon, events.ClockDueSoon, domain.CLOCK_DUE_SOON, now)
             self._publish_clocks(uow, breached, events.ClockBreached, domain.CLOCK_BREACHED, now)
             self._publish_missed(uow, missed, now)
-        return Fired(len(due_soon), len(breached), len(missed))
+            self._handover.unanswered(uow, unanswered, actor=ACTOR)
+        return Fired(len(due_soon), len(breached), len(missed), len(unanswered) + len(expired))
 
     @staticmethod
     def _publish_clocks(

@@ -2,8 +2,10 @@
 a checklist, completed or flagged as missed (DESIGN 2).
 
 A relocation keeps the advocate: only an `advocate_handover` changes who holds the case, and only when it
-is completed. A `provider_handover` moves the case to another provider's instance when it is completed
-(`handover.py`). Each change writes a timeline entry; planned, completed and missed are published.
+is completed. Completing a `provider_handover` offers it to the receiving provider; it completes, and the
+case moves to that provider's instance, when the receiver accepts (`handover.py`). A relocation with a
+`new_region` changes the case's region on completion, and plans a provider handover when this provider does
+not serve it (`relocation.py`). Each change writes a timeline entry; planned, completed and missed are published.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 from contracts import events
 from services.advocacy import domain
 from services.advocacy.casework import timeline
-from services.advocacy.continuity.wall_clock import WallClock
+from services.advocacy.continuity.wall_clock import WallClock, today
 from services.advocacy.models import Advocate, Case, Transition
 from services.advocacy.uow import AdvocacyUnitOfWork
 from shared.clock import utcnow
 
 if TYPE_CHECKING:
     from services.advocacy.continuity.handover import Handover
+    from services.advocacy.continuity.relocation import Relocation
 
 ORIGIN_PERSON = "planned by a person"
 
@@ -40,10 +43,11 @@ def transition_event_data(transition: Transition) -> dict[str, Any]:
 
 
 class Transitions:
-    def __init__(self, provider_id: str, wall_clock: WallClock, *, handover: Handover):
+    def __init__(self, provider_id: str, wall_clock: WallClock, *, handover: Handover, relocation: Relocation):
         self.provider_id = provider_id
         self.wall_clock = wall_clock
         self.handover = handover  # sends a completed provider_handover: wired at construction, never later
+        self.relocation = relocation  # a completed relocation's new region and its clocks
 
     def plan(
         self,
@@ -58,6 +62,7 @@ class Transitions:
         to_advocate_id: str | None = None,
         date_basis: str = "exact",
         origin: str = ORIGIN_PERSON,
+        new_region: str | None = None,
     ) -> Transition:
         ensure_open(case)
         domain.ensure_transition_fields(
@@ -67,6 +72,7 @@ class Transitions:
             own_provider_id=self.provider_id,
             receiving_agency=receiving_agency,
         )
+        self.relocation.check_plan(kind, new_region, receiving_provider_id)
         if to_advocate_id is not None:
             self._advocate(uow, to_advocate_id)
         now = utcnow()
@@ -86,6 +92,7 @@ class Transitions:
             created_by=actor,
             created_at=now,
             updated_at=now,
+            new_region=new_region,
         )
         uow.transitions.add(transition)
         detail = f"{kind} transition {transition.id} planned for {planned_for.isoformat()} ({date_basis}); {origin}"
@@ -140,9 +147,23 @@ class Transitions:
             domain.ensure_checklist_complete(transition.id, transition.checklist)
         if decision is not None:
             transition.decision = decision
+        if transition.kind == domain.PROVIDER_HANDOVER:
+            # Offered first: it completes when the receiving provider accepts (complete_handover).
+            self.handover.offer(uow, case, transition, actor=actor)
+            return transition
+        return self._finish(uow, case, transition, actor=actor)
+
+    def complete_handover(self, uow: AdvocacyUnitOfWork, case: Case, transition: Transition, *, actor: str):
+        """The receiving provider accepted the offered provider_handover: it completes and the case goes."""
+        return self._finish(uow, case, transition, actor=actor)
+
+    def _finish(self, uow: AdvocacyUnitOfWork, case: Case, transition: Transition, *, actor: str) -> Transition:
         now = utcnow()
         if transition.kind == domain.ADVOCATE_HANDOVER and transition.to_advocate_id:
             self._hand_to_advocate(uow, case, transition.to_advocate_id, actor)
+        moved_on = today(self.wall_clock)
+        if transition.kind == domain.RELOCATION:
+            self.relocation.move(uow, case, transition, actor=actor, on=moved_on)
         transition.status, transition.completed_at, transition.updated_at = domain.TRANSITION_COMPLETED, now, now
         self._stop_clocks(uow, case, transition, now)
         detail = f"{transition.kind} transition {transition.id} completed"
@@ -152,6 +173,13 @@ class Transitions:
         timeline.stage(uow, case, events.TransitionCompleted, **transition_event_data(transition))
         if transition.kind == domain.PROVIDER_HANDOVER:
             self.handover.send(uow, case, transition, actor=actor)
+        if transition.kind == domain.RELOCATION and self.relocation.needs_handover(transition.new_region):
+            origin = f"relocation to {transition.new_region}, not served here"
+            receiver = transition.receiving_provider_id
+            self.plan(
+                uow, case, kind=domain.PROVIDER_HANDOVER, planned_for=moved_on, actor=actor,
+                receiving_provider_id=receiver, origin=origin,
+            )  # fmt: skip
         return transition
 
     def cancel_open(self, uow: AdvocacyUnitOfWork, case: Case, *, actor: str, now: datetime) -> list[Transition]:

@@ -86,5 +86,9 @@ def transition_view(transition: Transition) -> dict[str, Any]:
         "created_at": transition.created_at,
         "completed_at": transition.completed_at,
         "missed_at": transition.missed_at,
+        "new_region": transition.new_region,
+        "offered_at": transition.offered_at,
+        "respond_by": transition.respond_by,
+        "outcome": transition.outcome,
         "decision": transition.decision,
     }

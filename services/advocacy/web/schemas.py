@@ -9,6 +9,7 @@ from datetime import UTC
 
 from marshmallow import Schema, fields, validate
 
+from contracts.events import REGIONS
 from services.advocacy import domain
 from services.advocacy.continuity import deadlines
 
@@ -218,6 +219,15 @@ class TransitionCreateSchema(Schema):
         validate=validate.Regexp(r"^[a-z0-9][a-z0-9-]{1,62}$", error="A provider id: 2-63 of a-z, 0-9 and -."),
     )
     to_advocate_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=64))
+    new_region = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.OneOf(REGIONS),
+        metadata={
+            "description": "A relocation's destination: on completion the case's region, and that nation's NRM "
+            "policy, change (a region this provider does not serve also needs receiving_provider_id)."
+        },
+    )
 
 
 # The items an update may tick, as properties: the OpenAPI document states them (a dict's keys it cannot).
@@ -251,6 +261,13 @@ class TransitionSchema(Schema):
     created_at = fields.DateTime()
     completed_at = fields.DateTime(allow_none=True)
     missed_at = fields.DateTime(allow_none=True)
+    new_region = fields.String(allow_none=True)
+    offered_at = fields.DateTime(allow_none=True, metadata={"description": "A provider_handover offered then"})
+    respond_by = fields.DateTime(allow_none=True, metadata={"description": "The receiving provider answers by"})
+    outcome = fields.String(
+        allow_none=True,
+        metadata={"description": "How a provider_handover ended: accepted, `declined: <decline code>`, unanswered"},
+    )
     decision = fields.String(
         allow_none=True,
         metadata={"enum": list(domain.TURNING_18_DECISIONS), "description": "turning_18's: the young person's"},
@@ -296,3 +313,31 @@ class TransitionCompletionSchema(Schema):
         validate=validate.OneOf(domain.TURNING_18_DECISIONS),
         metadata={"description": "turning_18 only, and required there: the young person's decision."},
     )
+
+
+# --- provider handovers offered to this provider (issue 12 item 6) ---------------------------------------
+
+
+class HandoverQuerySchema(Schema):
+    status = fields.String(
+        load_default=domain.HANDOVER_PENDING,
+        validate=validate.OneOf(domain.HANDOVER_STATUSES),
+        metadata={"description": "Which handovers: those awaiting an answer when omitted."},
+    )
+
+
+class HandoverSchema(Schema):
+    """A case another provider offers to hand over: the minimised summary an offer carries, to decide on."""
+
+    id = fields.String()
+    referral_id = fields.String()
+    from_provider_id = fields.String()
+    status = fields.String(metadata={"enum": list(domain.HANDOVER_STATUSES)})
+    summary = fields.Nested(OfferSummarySchema)
+    offered_at = fields.DateTime()
+    respond_by = fields.DateTime()
+    responded_at = fields.DateTime(allow_none=True)
+    advocate_id = fields.String(allow_none=True)
+    decline_reason = fields.String(allow_none=True)
+    decline_note = fields.String(allow_none=True)
+    case_id = fields.String(allow_none=True, metadata={"description": "The case here, once accepted"})
