@@ -13,11 +13,14 @@ from collections.abc import Callable
 from datetime import date
 
 from flask import Blueprint, Flask, abort, current_app, flash, g, redirect, render_template, request, url_for
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from contracts.events import REGIONS
 from services.advocacy import domain
 from services.advocacy.continuity import deadlines
 from services.advocacy.continuity.wall_clock import today
-from services.advocacy.models import Advocate, Case
+from services.advocacy.models import Advocate, Case, Offer
 from services.advocacy.uow import AdvocacyUnitOfWork
 from services.advocacy.web import auth, labels, records
 from services.advocacy.web.caseload import caseload, person_label, upcoming_transitions
@@ -199,6 +202,7 @@ def case_page(case_id: str):
             advocates=[a for a in names.items() if a[0] != case.advocate_id],
             stages=deadlines.STAGES,
             kinds=domain.TRANSITION_KINDS,
+            regions=REGIONS,
             today=day,
         )
 
@@ -257,6 +261,7 @@ def plan_transition(case_id: str):
             receiving_agency=given("receiving_agency"),
             receiving_provider_id=given("receiving_provider_id"),
             to_advocate_id=given("to_advocate_id"),
+            new_region=given("new_region"),
         )
 
     return _act(case_id, plan, f"{labels.transition_label(kind)} planned.")
@@ -277,10 +282,12 @@ def tick_checklist(case_id: str, transition_id: str):
 
 @page.post("/cases/<case_id>/transitions/<transition_id>/completion")
 def complete_transition(case_id: str, transition_id: str):
-    transitions = instance().continuity.transitions
+    # turning_18 is completed with the young person's decision (casework.consent), one button each.
+    consent = instance().continuity.consent
+    decision = request.form.get("decision") or None
     return _act(
         case_id,
-        lambda uow, case, who: transitions.complete(uow, case, transition_id, actor=who),
+        lambda uow, case, who: consent.complete_transition(uow, case, transition_id, actor=who, decision=decision),
         "Transition completed.",
     )
 
@@ -320,6 +327,116 @@ def close_case(case_id: str):
 
 
 CLOSURE_NOTE_LENGTH = 400  # as the API's (web.schemas.ClosureSchema)
+
+
+# --- the inbox: offers and provider handovers to answer (a coordinator's) ----------------------------------
+
+DECLINE_LABELS = {
+    "no_capacity": "No capacity",
+    "eligibility": "Not eligible for this service",
+    "complex_needs": "Needs we cannot meet",
+    "no_single_sex_place": "No single-sex place",
+    "safety_conflict": "Safety conflict (links to the exploiters)",
+    "already_supported": "Already supported elsewhere",
+    "not_contactable": "Not contactable",
+    "other": "Other (say why in the note)",
+}
+
+
+@page.get("/offers")
+def inbox():
+    advocacy = instance()
+    with advocacy.unit_of_work() as uow:
+        advocate = _require_coordinator(uow)
+        loads = uow.cases.caseloads()
+        advocates = [
+            {"id": a.id, "name": a.name, "caseload": loads.get(a.id, 0), "max_caseload": a.max_caseload}
+            for a in uow.advocates.all()
+            if a.active
+        ]
+        return render_template(
+            "offers.html",
+            advocate=advocate,
+            offers=_pending_offers(uow.session, uow.provider_id),
+            handovers=uow.handovers.of_status(domain.HANDOVER_PENDING),
+            advocates=advocates,
+            decline_reasons=[(code, DECLINE_LABELS.get(code, code)) for code in domain.DECLINE_REASONS],
+        )
+
+
+@page.post("/offers/<offer_id>/accept")
+def accept_offer(offer_id: str):
+    casework = instance().continuity.casework
+    chosen = (request.form.get("advocate_id") or "").strip() or None
+    return _answer(
+        lambda uow, who: casework.accept_offer(uow, offer_id, actor=who, advocate_id=chosen), "Offer accepted."
+    )
+
+
+@page.post("/offers/<offer_id>/decline")
+def decline_offer(offer_id: str):
+    casework = instance().continuity.casework
+    reason, note = _decline_form()
+    if reason is None:
+        return redirect(url_for("page.inbox"))
+    return _answer(
+        lambda uow, who: casework.decline_offer(uow, offer_id, actor=who, reason=reason, note=note), "Offer declined."
+    )
+
+
+@page.post("/handovers/<handover_id>/accept")
+def accept_handover(handover_id: str):
+    handover = instance().continuity.handover
+    chosen = (request.form.get("advocate_id") or "").strip() or None
+    return _answer(
+        lambda uow, who: handover.accept(uow, handover_id, actor=who, advocate_id=chosen), "Handover accepted."
+    )
+
+
+@page.post("/handovers/<handover_id>/decline")
+def decline_handover(handover_id: str):
+    handover = instance().continuity.handover
+    reason, note = _decline_form()
+    if reason is None:
+        return redirect(url_for("page.inbox"))
+    return _answer(
+        lambda uow, who: handover.decline(uow, handover_id, actor=who, reason=reason, note=note), "Handover declined."
+    )
+
+
+def _require_coordinator(uow: AdvocacyUnitOfWork) -> Advocate:
+    advocate = _require_advocate(uow)
+    if advocate.role != domain.ROLE_COORDINATOR:
+        abort(403)  # a coordinator allocates new work
+    return advocate
+
+
+def _pending_offers(session: Session, provider_id: str) -> list[Offer]:
+    query = select(Offer).where(Offer.provider_id == provider_id, Offer.status == domain.OFFER_PENDING)
+    return list(session.scalars(query.order_by(Offer.respond_by, Offer.id)))
+
+
+def _decline_form() -> tuple[str | None, str | None]:
+    reason, note = request.form.get("reason", ""), (request.form.get("note") or "").strip() or None
+    if reason not in domain.DECLINE_REASONS or (note is not None and len(note) > DECLINE_NOTE_LENGTH):
+        flash(f"Choose a reason; a note has at most {DECLINE_NOTE_LENGTH} characters.", "error")
+        return None, None
+    return reason, note
+
+
+DECLINE_NOTE_LENGTH = 2000  # as the API's (web.schemas.DeclineOfferSchema)
+
+
+def _answer(do: Callable[[AdvocacyUnitOfWork, str], object], done: str):
+    """Run one inbox answer; a refused rule (already answered, nobody with room) comes back as a message."""
+    try:
+        with instance().unit_of_work() as uow:
+            do(uow, _actor(_require_coordinator(uow)))
+    except domain.CaseworkError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("page.inbox"))
+    flash(done, "success")
+    return redirect(url_for("page.inbox"))
 
 
 def _date(raw: str | None) -> date | None:
