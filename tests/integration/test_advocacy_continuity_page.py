@@ -190,3 +190,21 @@ def test_the_page_says_minimums_in_plain_words_and_only_a_missed_deadline_is_ove
     assert case_links(kalo)[0] == demo_id(PROVIDER, 101, "case") and caseload.count("Overdue") == 1
     missed = kalo.get(f"/cases/{demo_id(PROVIDER, 101, 'case')}").get_data(as_text=True)
     assert "Reasonable-grounds decision expected: by " in missed and "Overdue" in missed
+
+
+def test_the_case_page_completes_turning_18_with_the_young_persons_decision(page):
+    app, idp = page
+    lead, _ = oidc_sign_in(app, idp, "sa@p.example")  # the coordinator sees every case
+    case_id = demo_id(PROVIDER, 102, "case")  # 17 years 10 months: turning 18 is planned
+    html = lead.get(f"/cases/{case_id}").get_data(as_text=True)
+    assert 'value="consent_given"' in html and 'value="consent_refused"' in html
+    advocacy = app.extensions["advocacy"]
+    with advocacy.unit_of_work() as uow:
+        [turning_18] = [t.id for t in uow.transitions.of_case(case_id) if t.kind == "turning_18"]
+    token = re.search(r'name="csrf_token" value="([^"]+)"', html)[1]
+    form = {"decision": "consent_refused", "csrf_token": token}
+    assert lead.post(f"/cases/{case_id}/transitions/{turning_18}/completion", data=form).status_code == 302
+    with advocacy.unit_of_work() as uow:
+        case = uow.cases.get(case_id)
+        transition = uow.transitions.get(case_id, turning_18)
+        assert (case.status, transition.status, transition.decision) == ("closed", "completed", "consent_refused")
