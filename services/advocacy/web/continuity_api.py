@@ -143,7 +143,10 @@ def update_transition(body, case_id: str, transition_id: str):
 @blp.response(200, TransitionSchema)
 def complete_transition(body, case_id: str, transition_id: str):
     """Complete a transition whose checklist is done. An advocate_handover reassigns the case; a
-    provider_handover sends it to the receiving provider's instance and closes it here. A turning_18 one takes
+    provider_handover is offered to the receiving provider (case.handover_offered; 409 when already offered)
+    and stays `in_progress`: it completes, and the case leaves, when that provider accepts; a relocation with
+    a `new_region` changes the case's region (422 naming the field for a region not served without
+    receiving_provider_id). A turning_18 one takes
     the young person's `decision` (required; 422 on any other kind): `consent_given` records advocacy consent
     (sent to intake) and the case continues; `consent_refused` completes it with that outcome and closes the
     case `declined_adult_support_at_18`."""
