@@ -179,13 +179,11 @@ def migrations_config(migrations: Path, url: str) -> Config:
 
 
 def upgrade(migrations: Path, url: str) -> None:
-    """Bring the database at `url` to the newest revision of the migration history in `migrations`.
-
-    "heads": every branch of the history, so migrations written side by side apply before a merge revision
-    joins them (alembic's "head" refuses a history with two heads)."""
+    """Bring the database at `url` to the newest revision of the migration history in `migrations` (one head:
+    migrations written side by side are joined by a merge revision before they land)."""
     from alembic import command
 
-    command.upgrade(migrations_config(migrations, url), "heads")
+    command.upgrade(migrations_config(migrations, url), "head")
 
 
 def run_migrations_from_env(metadata) -> None:

@@ -18,7 +18,7 @@ def test_the_migrations_match_the_models_and_run_down_and_up(service, fresh_data
     config = alembic_config(service, url)
     command.check(config)  # raises when the models and the migrated schema differ
     command.downgrade(config, "base")
-    command.upgrade(config, "heads")
+    command.upgrade(config, "head")
     command.check(config)
 
 
