@@ -98,6 +98,10 @@ class ConsentSchema(Schema):
     advocacy = fields.Boolean(required=True)
     data_sharing = fields.Boolean(required=True)
     obtained_at = fields.AwareDateTime(default_timezone=UTC)
+    obtained_by = fields.String(
+        validate=validate.Length(1, 200),
+        metadata={"description": "Who obtained it (a role or an organisation); the referring org when omitted."},
+    )
     interpreter_used = fields.Boolean(load_default=False)
 
 

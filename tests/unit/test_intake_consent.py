@@ -59,6 +59,14 @@ def test_the_submissions_consent_becomes_the_first_records_obtained_by_the_refer
     }
 
 
+def test_the_submission_may_say_who_obtained_the_consent(uow, use):
+    body = referral_body()
+    body["consent"]["obtained_by"] = "modern slavery single point of contact"
+    referral, _ = submit(use, body)
+    records = consent.records_for(use.units, POLICE, referral.id)
+    assert {r.obtained_by for r in records} == {"modern slavery single point of contact"}
+
+
 def test_the_latest_record_of_a_purpose_is_the_one_in_force(uow, use):
     referral, _ = submit(use)
     add(use, referral.id, "nrm_referral", given=False)
