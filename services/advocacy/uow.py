@@ -365,19 +365,15 @@ class _SqlClocks(_Sql, Clocks):
             .where(Clock.case_id.in_(_open_cases()))
             .order_by(Clock.due_on, Clock.id)
             .limit(limit)
-            .with_for_update(skip_locked=True)
         )
-        claimed = self.session.execute(
-            update(Clock)
-            .where(Clock.id.in_(candidates.scalar_subquery()), fired_at.is_(None), Clock.stopped_at.is_(None))
-            .values({fired_at: now})
-            .returning(Clock.id)
-            .execution_options(synchronize_session=False)
+        return _claim(
+            self.session,
+            Clock,
+            candidates,
+            (fired_at.is_(None), Clock.stopped_at.is_(None)),
+            {fired_at: now},
+            order_by=(Clock.due_on, Clock.id),
         )
-        ids = [row[0] for row in claimed]
-        if not ids:
-            return []
-        return list(self.session.scalars(select(Clock).where(Clock.id.in_(ids)).order_by(Clock.due_on, Clock.id)))
 
 
 class _SqlTransitions(_Sql, Transitions):
@@ -409,19 +405,15 @@ class _SqlTransitions(_Sql, Transitions):
             .where(Transition.case_id.in_(_open_cases()))
             .order_by(Transition.planned_for, Transition.id)
             .limit(limit)
-            .with_for_update(skip_locked=True)
         )
-        claimed = self.session.execute(
-            update(Transition)
-            .where(Transition.id.in_(candidates.scalar_subquery()), is_open)
-            .values(status=domain.TRANSITION_MISSED, missed_at=now, updated_at=now)
-            .returning(Transition.id)
-            .execution_options(synchronize_session=False)
+        return _claim(
+            self.session,
+            Transition,
+            candidates,
+            (is_open,),
+            {"status": domain.TRANSITION_MISSED, "missed_at": now, "updated_at": now},
+            order_by=(Transition.id,),
         )
-        ids = [row[0] for row in claimed]
-        if not ids:
-            return []
-        return list(self.session.scalars(select(Transition).where(Transition.id.in_(ids)).order_by(Transition.id)))
 
     def claim_unanswered(self, now: datetime, limit: int) -> list[Transition]:
         is_open = Transition.status.in_(domain.OPEN_TRANSITION_STATUSES)
@@ -431,19 +423,15 @@ class _SqlTransitions(_Sql, Transitions):
             .where(Transition.provider_id == self.provider_id, *late)
             .order_by(Transition.id)
             .limit(limit)
-            .with_for_update(skip_locked=True)
         )
-        claimed = self.session.execute(
-            update(Transition)
-            .where(Transition.id.in_(candidates.scalar_subquery()), *late)
-            .values(status=domain.TRANSITION_CANCELLED, outcome=domain.OUTCOME_UNANSWERED, updated_at=now)
-            .returning(Transition.id)
-            .execution_options(synchronize_session=False)
+        return _claim(
+            self.session,
+            Transition,
+            candidates,
+            late,
+            {"status": domain.TRANSITION_CANCELLED, "outcome": domain.OUTCOME_UNANSWERED, "updated_at": now},
+            order_by=(Transition.id,),
         )
-        ids = [row[0] for row in claimed]
-        if not ids:
-            return []
-        return list(self.session.scalars(select(Transition).where(Transition.id.in_(ids)).order_by(Transition.id)))
 
 
 class _SqlHandovers(_Sql, Handovers):
@@ -466,19 +454,10 @@ class _SqlHandovers(_Sql, Handovers):
             .where(Handover.provider_id == self.provider_id, *late)
             .order_by(Handover.id)
             .limit(limit)
-            .with_for_update(skip_locked=True)
         )
-        claimed = self.session.execute(
-            update(Handover)
-            .where(Handover.id.in_(candidates.scalar_subquery()), *late)
-            .values(status=domain.HANDOVER_EXPIRED)
-            .returning(Handover.id)
-            .execution_options(synchronize_session=False)
+        return _claim(
+            self.session, Handover, candidates, late, {"status": domain.HANDOVER_EXPIRED}, order_by=(Handover.id,)
         )
-        ids = [row[0] for row in claimed]
-        if not ids:
-            return []
-        return list(self.session.scalars(select(Handover).where(Handover.id.in_(ids)).order_by(Handover.id)))
 
 
 class _SqlCaseConsents(_Sql, CaseConsents):
@@ -492,6 +471,23 @@ class _SqlCaseConsents(_Sql, CaseConsents):
 
     def add(self, record: CaseConsentRecord) -> None:
         self.session.add(record)
+
+
+def _claim(session: Session, model, candidates, still: tuple, values: dict, *, order_by: tuple) -> list:
+    """Claim rows for one worker: lock the `candidates` (SKIP LOCKED, so two workers never take one row), set
+    `values` on those that still match `still`, and return them in `order_by`."""
+    locked = candidates.with_for_update(skip_locked=True).scalar_subquery()
+    claimed = session.execute(
+        update(model)
+        .where(model.id.in_(locked), *still)
+        .values(values)
+        .returning(model.id)
+        .execution_options(synchronize_session=False)
+    )
+    ids = [row[0] for row in claimed]
+    if not ids:
+        return []
+    return list(session.scalars(select(model).where(model.id.in_(ids)).order_by(*order_by)))
 
 
 def _open_cases():
