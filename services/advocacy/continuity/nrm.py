@@ -219,21 +219,7 @@ class NrmRecords:
     ) -> None:
         now = utcnow()
         for spec in specs:
-            clock = Clock(
-                id=str(uuid.uuid4()),
-                provider_id=self.provider_id,
-                case_id=case.id,
-                kind=spec.kind,
-                nature=spec.nature,
-                starts_on=spec.starts_on,
-                due_on=spec.due_on,
-                notice_on=spec.notice_on,
-                policy_version=spec.policy_version,
-                basis=spec.basis[:200],
-                transition_id=transition_id,
-                created_at=now,
-            )
-            uow.clocks.add(clock)
+            uow.clocks.add(clock_from(spec, case, now, transition_id=transition_id))
             detail = f"{spec.kind} clock due {spec.due_on.isoformat()} ({spec.basis}; policy {spec.policy_version})"
             timeline.note(uow, case.offer_id, domain.CLOCK_STARTED, actor, detail, now)
 
@@ -261,3 +247,21 @@ def _date(value: Any) -> date | None:
         except ValueError:
             return None
     return None
+
+
+def clock_from(spec: deadlines.ClockSpec, case: Case, now: datetime, *, transition_id: str | None = None) -> Clock:
+    """The row of a clock that starts now, as `spec` computed it."""
+    return Clock(
+        id=str(uuid.uuid4()),
+        provider_id=case.provider_id,
+        case_id=case.id,
+        kind=spec.kind,
+        nature=spec.nature,
+        starts_on=spec.starts_on,
+        due_on=spec.due_on,
+        notice_on=spec.notice_on,
+        policy_version=spec.policy_version,
+        basis=spec.basis[:200],
+        transition_id=transition_id,
+        created_at=now,
+    )

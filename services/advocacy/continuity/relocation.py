@@ -16,7 +16,7 @@ the provider that can (`receiving_provider_id`), and completing it plans a provi
 
 from __future__ import annotations
 
-import uuid
+import dataclasses
 from collections.abc import Iterable
 from datetime import date
 
@@ -24,6 +24,7 @@ from contracts.events import REGIONS
 from services.advocacy import domain
 from services.advocacy.casework import timeline
 from services.advocacy.continuity import deadlines
+from services.advocacy.continuity.nrm import clock_from
 from services.advocacy.continuity.policy import Policy, PolicyError
 from services.advocacy.models import Case, Clock, NrmRecord, Transition
 from services.advocacy.uow import AdvocacyUnitOfWork
@@ -79,20 +80,8 @@ class Relocation:
         timeline.note(uow, case.offer_id, domain.CASE_RELOCATED, actor, detail, now)
         for clock, spec in self._recomputed(uow, case, region):
             clock.stopped_at, clock.stopped_reason = now, f"relocated to {region}: recomputed"
-            moved = Clock(
-                id=str(uuid.uuid4()),
-                provider_id=self.provider_id,
-                case_id=case.id,
-                kind=spec.kind,
-                nature=spec.nature,
-                starts_on=spec.starts_on,
-                due_on=spec.due_on,
-                notice_on=spec.notice_on,
-                policy_version=spec.policy_version,
-                basis=f"{spec.basis}; {region} from {on.isoformat()}"[:200],
-                created_at=now,
-            )
-            uow.clocks.add(moved)
+            moved = dataclasses.replace(spec, basis=f"{spec.basis}; {region} from {on.isoformat()}")
+            uow.clocks.add(clock_from(moved, case, now))
             detail = f"{clock.kind} clock due {clock.due_on.isoformat()} now due {spec.due_on.isoformat()} ({region})"
             timeline.note(uow, case.offer_id, domain.CLOCK_STARTED, actor, detail, now)
 
