@@ -128,13 +128,16 @@ class ReferralSummary(EventData, frozen=True):
 # --- intake -> notifications: the referrer's view (webhook types) --------------------------------------
 
 
-class ReferralNews(EventData, frozen=True):
+class ReferralNews(EventData, frozen=True, kw_only=True):
     """What every event for the referring agency says: which referral, whose, and where it stands."""
 
     referral_id: Id
     org_id: OrgId
     external_reference: ExternalReference
     status: ReferralStatus
+    # A child's local authority (the children's services covering the child's ONS code in intake's agency
+    # directory): notifications tells it too (issue 13). None for an adult, or a code no agency covers.
+    local_authority_org_id: OrgId | None = None
 
 
 @event("referral.received", publisher=INTAKE, consumers=[NOTIFICATIONS], description="Intake stored a referral.")
@@ -378,10 +381,12 @@ def case_news(name: str, description: str):
     return event(name, publisher=PROVIDER, speaks_for="provider_id", consumers=[NOTIFICATIONS], description=description)
 
 
-class CaseNews(EventData, frozen=True):
+class CaseNews(EventData, frozen=True, kw_only=True):
     referral_id: Id
     case_id: Id
     provider_id: ProviderId
+    # The child's local authority, as intake resolved it at referral (ReferralNews.local_authority_org_id).
+    local_authority_org_id: OrgId | None = None
 
 
 @case_news("case.opened", "The provider opened the case with the referral intake disclosed to it.")
@@ -438,6 +443,33 @@ class TransitionCompleted(TransitionNews, frozen=True):
 @case_news("transition.missed", "A transition was still open after its planned date.")
 class TransitionMissed(TransitionNews, frozen=True):
     pass
+
+
+# --- an advocate's day (issue 13 items 2-3): a survivor nobody has reached, a high safeguarding risk -------
+# Ids, codes and dates only: the contact's and the flag's notes stay at the charity. A child's local authority
+# (item 4) rides on CaseNews, as on every case event.
+
+RiskKind = Literal["re_trafficking", "missing", "exploiters_nearby", "self_harm", "detention", "other"]
+RISK_KINDS, RISK_LEVELS = get_args(RiskKind), get_args(RiskLevel)
+
+
+@case_news(
+    "case.contact_overdue",
+    "Nobody has reached the person for longer than the no-contact rule (the policy table's no_contact_adult or "
+    "no_contact_child), counted from the last reached contact or the case's opening: once per episode.",
+)
+class CaseContactOverdue(CaseNews, frozen=True):
+    is_child: bool
+    counted_from: EventDate
+    due_on: EventDate
+    policy_version: PolicyVersion
+
+
+@case_news("case.risk_raised", "A safeguarding risk flag was raised on the case at level high: its kind and level.")
+class CaseRiskRaised(CaseNews, frozen=True):
+    risk_id: Id
+    kind: RiskKind
+    level: RiskLevel
 
 
 # --- a charity -> another charity: a provider handover ------------------------------------------------

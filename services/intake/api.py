@@ -13,7 +13,7 @@ from sqlalchemy import select
 from services.intake import directory, errors, referrals
 from services.intake.bootstrap import Intake
 from services.intake.domain import Pathway, offer_summary
-from services.intake.models import Escalation, Offer, Provider, Referral
+from services.intake.models import Agency, Escalation, Offer, Provider, Referral
 from services.intake.schemas import (
     PROVIDER_ID,
     EscalationSchema,
@@ -53,6 +53,7 @@ def referral_view(referral: Referral, *, detail: bool, offers: list[Offer] | Non
         "duty_to_notify_recorded": referral.duty_to_notify_recorded,
         "duty_to_notify_rule": referral.duty_to_notify_rule,
         "is_child": referral.is_child,
+        "local_authority_org_id": referral.local_authority_org_id,
         "received_at": referral.received_at,
         "updated_at": referral.updated_at,
         "allocation": None,
@@ -130,7 +131,12 @@ def read_referral(referral_id):
     """Read a referral and its offer history. Its body only for its own org, or the provider it is
     allocated to (a logged disclosure); a coordinator sees its progress."""
     referral, offers, show_body = referrals.read(instance().use_cases.units, current_principal(), referral_id)
-    return referral_view(referral, detail=show_body, offers=offers)
+    view = referral_view(referral, detail=show_body, offers=offers)
+    if referral.local_authority_org_id is not None:
+        with instance().sessions() as session:
+            agency = session.get(Agency, referral.local_authority_org_id)
+        view["local_authority_name"] = agency.name if agency is not None else None
+    return view
 
 
 @referrals_blp.route("/<referral_id>/withdrawal", methods=["POST"])

@@ -224,5 +224,6 @@ def _withdrawn(uow: IntakeUnitOfWork, referral: Referral, row: ConsentRecord, so
             status=cast(events.ReferralStatus, referral.status),
             purpose=ADVOCACY,
             provider_id=holder,
+            local_authority_org_id=referral.local_authority_org_id,
         )
     )

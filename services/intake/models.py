@@ -64,6 +64,9 @@ class Referral(Base):
     case_id: Mapped[str | None] = mapped_column(String(36))
     advocate: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A child's children's services, resolved from location.local_authority at referral (agencies.resolve):
+    # every later event about the child names it, so notifications tells it too.
+    local_authority_org_id: Mapped[str | None] = mapped_column(String(100))
 
     def __init__(self, **columns: Any):
         super().__init__(**columns)
@@ -89,6 +92,7 @@ class Referral(Base):
         body: dict[str, Any],
         at: datetime,
         duty_to_notify_rule: str | None = None,
+        local_authority_org_id: str | None = None,
     ) -> Referral:
         referral = cls(
             id=str(uuid.uuid4()),
@@ -104,6 +108,7 @@ class Referral(Base):
             updated_at=at,
             body=body,
             duty_to_notify_rule=duty_to_notify_rule,
+            local_authority_org_id=local_authority_org_id,
         )
         received = events.ReferralReceived(
             referral_id=referral.id,
@@ -113,6 +118,7 @@ class Referral(Base):
             pathway=cast(events.Pathway, pathway.pathway),
             is_child=pathway.is_child,
             region=cast(events.Region, region),  # the validated body's codes
+            local_authority_org_id=local_authority_org_id,
         )
         referral.events.append(received)
         return referral
@@ -241,6 +247,7 @@ class Referral(Base):
             org_id=self.org_id,
             external_reference=self.external_reference,
             status=cast(events.ReferralStatus, self.status),  # the column holds only these
+            local_authority_org_id=self.local_authority_org_id,
             **data,
         )
 
@@ -282,6 +289,20 @@ class Provider(Base):
     sexes: Mapped[list[str] | None] = mapped_column(JSON)  # a sex-specific service; None serves everyone
     # When the provider's own instance last reported its spare places (provider.capacity_changed).
     capacity_reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class Agency(Base):
+    """An organisation in the agency directory (issue 13): police, a local authority's children's services, a
+    first responder. Its `local_authority_codes` (ONS codes) say where it acts: for a child found there, the
+    children's services agency covering the code is told of the child's referral (agencies.resolve)."""
+
+    __tablename__ = "agencies"
+
+    org_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(30), index=True)  # agencies.AGENCY_KINDS
+    local_authority_codes: Mapped[list[str]] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from services.intake import consent, domain, duty_to_notify, routing
+from services.intake import agencies, consent, domain, duty_to_notify, routing
 from services.intake.models import DutyToNotifyRecord, Offer, Referral
 from services.intake.offering import Offering
 from services.intake.repositories import Conflict
@@ -69,6 +69,7 @@ def submit(units: IntakeUnits, offering: Offering, submission: Submission) -> tu
                 body=stored,
                 at=now,
                 duty_to_notify_rule=rule.id if rule is not None else None,
+                local_authority_org_id=agencies.childrens_services_for(uow, pathway.is_child, body["location"]),
             )
             # Chosen before the referral joins the unit: nothing is written before it reaches the status
             # routing gives it, so one INSERT writes the row and no UPDATE follows.

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from services.intake.models import (
+    Agency,
     ConsentRecord,
     Disclosure,
     DutyToNotifyRecord,
@@ -103,6 +104,20 @@ class Providers(abc.ABC):
     def directory(self) -> list[ProviderEntry]:
         """Every provider as routing sees it: the places it reported less the offers it has not answered yet
         (a place held open for a pending offer is not free for the next referral)."""
+
+
+class Agencies(abc.ABC):
+    """The agency directory (services.intake.agencies)."""
+
+    @abc.abstractmethod
+    def add(self, agency: Agency) -> None: ...
+
+    @abc.abstractmethod
+    def get(self, org_id: str) -> Agency | None: ...
+
+    @abc.abstractmethod
+    def covering(self, code: str, *, kind: str) -> list[Agency]:
+        """The agencies of `kind` whose local_authority_codes hold the ONS `code`, by org id."""
 
 
 class Escalations(abc.ABC):
@@ -213,6 +228,23 @@ class SqlProviders(Providers):
             )
             for p in self._session.scalars(select(Provider)).all()
         ]
+
+
+class SqlAgencies(Agencies):
+    def __init__(self, session: Session):
+        self._session = session
+
+    def add(self, agency: Agency) -> None:
+        self._session.add(agency)
+
+    def get(self, org_id: str) -> Agency | None:
+        return self._session.get(Agency, org_id)
+
+    def covering(self, code: str, *, kind: str) -> list[Agency]:
+        # The codes are a JSON list: matched here, not with one dialect's JSON operators (SQLite in dev). The
+        # directory holds a few hundred agencies at most.
+        of_kind = self._session.scalars(select(Agency).where(Agency.kind == kind).order_by(Agency.org_id))
+        return [agency for agency in of_kind if code in agency.local_authority_codes]
 
 
 class SqlEscalations(Escalations):

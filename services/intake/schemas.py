@@ -167,6 +167,15 @@ class ReferralSummarySchema(Schema):
         },
     )
     is_child = fields.Boolean()
+    local_authority_org_id = fields.String(
+        allow_none=True,
+        metadata={
+            "description": (
+                "A child's local authority: the children's services agency (GET /v1/directory/agencies) covering "
+                "location.local_authority, resolved at referral and told of the child's progress; null otherwise."
+            )
+        },
+    )
     received_at = fields.DateTime()
     updated_at = fields.DateTime()
     allocation = fields.Nested(AllocationSchema, allow_none=True)
@@ -186,6 +195,9 @@ class ReferralDetailSchema(ReferralSummarySchema):
     """The referral's progress (offers) and, for its own org and the provider it is allocated to only, its body."""
 
     offers = fields.List(fields.Nested(OfferHistorySchema))
+    local_authority_name = fields.String(
+        allow_none=True, metadata={"description": "The name of local_authority_org_id in the agency directory."}
+    )
 
     referred_at = fields.DateTime()
     referrer = fields.Dict()
@@ -259,3 +271,59 @@ class ProviderOutSchema(ProviderInSchema):
     id = fields.String()
     capacity_reported_at = fields.DateTime(allow_none=True)
     updated_at = fields.DateTime()
+
+
+# --- the agency directory (issue 13): PUT /v1/agencies/{org_id}, GET /v1/directory/* ---------------------
+
+# What an agency is: the org kinds of shared.auth that are agencies, and children's services (a local
+# authority's department that leads for a child: Children Act 1989 s17 and s47, Working Together 2023).
+AGENCY_KINDS = ("childrens_services", "local_authority", "police", "first_responder")
+ONS_CODE = r"^[EWSN]\d{8}$"
+MAX_LOCAL_AUTHORITY_CODES = 400  # the UK has about 360 local authorities
+
+
+class AgencyInSchema(Schema):
+    name = fields.String(required=True, validate=validate.Length(1, 200))
+    kind = fields.String(
+        required=True,
+        validate=validate.OneOf(AGENCY_KINDS),
+        metadata={
+            "description": (
+                "childrens_services: a local authority's children's services, told of each child referred in "
+                "the areas it covers; local_authority (its other services), police, first_responder."
+            )
+        },
+    )
+    local_authority_codes = fields.List(
+        fields.String(validate=validate.Regexp(ONS_CODE, error="Not an ONS code such as E09000033.")),
+        required=True,
+        validate=validate.Length(max=MAX_LOCAL_AUTHORITY_CODES),
+        metadata={"description": "The local authorities (ONS codes) it acts for; at least one for childrens_services."},
+    )
+
+    @validates_schema
+    def _children_services_cover_somewhere(self, data, **_):
+        if data.get("kind") == "childrens_services" and not data.get("local_authority_codes"):
+            raise ValidationError(
+                "childrens_services must cover at least one local authority.", field_name="local_authority_codes"
+            )
+
+
+class AgencyOutSchema(AgencyInSchema):
+    org_id = fields.String()
+    updated_at = fields.DateTime()
+
+
+class DirectoryProviderSchema(Schema):
+    """A provider as a charity may see it, to choose a receiving provider: its id and name."""
+
+    id = fields.String()
+    name = fields.String()
+
+
+class DirectoryAgencySchema(Schema):
+    """An agency as a charity may see it, to choose a receiving agency: its org id, name and kind."""
+
+    org_id = fields.String()
+    name = fields.String()
+    kind = fields.String(metadata={"enum": list(AGENCY_KINDS)})

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from services.intake.models import Inbox, Outbox
 from services.intake.repositories import (
+    Agencies,
     Conflict,
     ConsentRecords,
     Disclosures,
@@ -23,6 +24,7 @@ from services.intake.repositories import (
     Offers,
     Providers,
     Referrals,
+    SqlAgencies,
     SqlConsentRecords,
     SqlDisclosures,
     SqlDutyToNotifyRecords,
@@ -42,6 +44,7 @@ class IntakeUnitOfWork(UnitOfWork):
     disclosures: Disclosures
     duty_to_notify: DutyToNotifyRecords
     consents: ConsentRecords
+    agencies: Agencies
 
     def stage_recorded(self) -> None:
         """Stage every event the unit's referrals recorded, once each."""
@@ -66,6 +69,7 @@ class SqlIntakeUnitOfWork(SqlUnitOfWork, IntakeUnitOfWork):
         self.disclosures = SqlDisclosures(session)
         self.duty_to_notify = SqlDutyToNotifyRecords(session)
         self.consents = SqlConsentRecords(session)
+        self.agencies = SqlAgencies(session)
 
     def commit(self) -> None:
         try:

@@ -25,6 +25,32 @@ EVENT_TYPES = tuple(entry.name for entry in CATALOGUE.consumed_by(NOTIFICATIONS)
 # only to the referring organisation: the agency taking a survivor on must hear of the plan.
 RECEIVING_AGENCY_EVENTS = ("transition.planned", "transition.completed", "transition.missed")
 
+# Sent to a child's local authority too (the children's services intake resolved from the child's ONS code,
+# an event's `local_authority_org_id`), when it subscribes: the child's referral and allocation, turning 18
+# (a transition of kind turning_18 only), lost contact and a high risk (issue 13). Children's services lead
+# for a child (Children Act 1989 s17 and s47): they must hear of these, and of nothing else.
+LOCAL_AUTHORITY_EVENTS = (
+    "referral.received",
+    "referral.allocated",
+    "transition.planned",
+    "transition.completed",
+    "transition.missed",
+    "case.contact_overdue",
+    "case.risk_raised",
+)
+LOCAL_AUTHORITY_TRANSITION_KINDS = ("turning_18",)
+
+
+def local_authority_recipient(event_type: str, data: Mapping[str, Any]) -> str | None:
+    """The child's local authority org this event also goes to, or None."""
+    org_id = data.get("local_authority_org_id")
+    if not isinstance(org_id, str) or event_type not in LOCAL_AUTHORITY_EVENTS:
+        return None
+    if event_type.startswith("transition.") and data.get("kind") not in LOCAL_AUTHORITY_TRANSITION_KINDS:
+        return None
+    return org_id
+
+
 # What an agency's webhook may carry beyond referral_id, external_reference and status. A whitelist, not a
 # blacklist: a field added to an event later (or a bug upstream) cannot leak personal data to a receiver.
 WEBHOOK_EXTRA_KEYS = (
@@ -44,6 +70,10 @@ WEBHOOK_EXTRA_KEYS = (
     "date_basis",
     "receiving_agency",
     "receiving_provider_id",
+    # case.contact_overdue and case.risk_raised (issue 13): dates, an id and codes.
+    "counted_from",
+    "risk_id",
+    "level",
 )
 
 MAX_URL_LENGTH = 2048

@@ -17,7 +17,12 @@ import uuid
 import msgspec
 
 from contracts import events
-from services.notifications.domain import RECEIVING_AGENCY_EVENTS, webhook_body, webhook_id
+from services.notifications.domain import (
+    RECEIVING_AGENCY_EVENTS,
+    local_authority_recipient,
+    webhook_body,
+    webhook_id,
+)
 from services.notifications.models import PENDING, Delivery, ReferralOwner
 from services.notifications.uow import NotificationsUnitOfWork
 from shared.clock import utcnow
@@ -43,7 +48,7 @@ def on_referral_news(uow: NotificationsUnitOfWork, event: Event) -> None:
         raise PermanentError(f"event org_id contradicts the org recorded for referral {news.referral_id}")
     if isinstance(news, events.ReferralAllocated | events.ReferralTransferred):
         owner.hold(news.provider_id, event.occurred_at())
-    _queue(uow, event, owner, [owner.org_id])
+    _queue(uow, event, owner, _with_local_authority(event, [owner.org_id]))
 
 
 def on_case_news(uow: NotificationsUnitOfWork, event: Event) -> None:
@@ -60,7 +65,16 @@ def on_case_news(uow: NotificationsUnitOfWork, event: Event) -> None:
     receiving = getattr(news, "receiving_agency", None)
     if event.type in RECEIVING_AGENCY_EVENTS and receiving and receiving != owner.org_id:
         orgs.append(receiving)  # the agency a transition hands the survivor to hears of it too
-    _queue(uow, event, owner, orgs)
+    _queue(uow, event, owner, _with_local_authority(event, orgs))
+
+
+def _with_local_authority(event: Event, orgs: list[str]) -> list[str]:
+    """`orgs`, and the child's local authority when the event is one it hears of (domain.LOCAL_AUTHORITY_EVENTS):
+    the org intake resolved for the child's own referral, so it hears of that child and of no other."""
+    local_authority = local_authority_recipient(event.type, msgspec.to_builtins(event.data))
+    if local_authority is not None and local_authority not in orgs:
+        return [*orgs, local_authority]
+    return orgs
 
 
 def _queue(uow: NotificationsUnitOfWork, event: Event, owner: ReferralOwner, orgs: list[str]) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from services.intake.models import (
+    Agency,
     ConsentRecord,
     Disclosure,
     DutyToNotifyRecord,
@@ -21,6 +22,7 @@ from services.intake.models import (
     Referral,
 )
 from services.intake.repositories import (
+    Agencies,
     Conflict,
     ConsentRecords,
     Disclosures,
@@ -117,6 +119,21 @@ class FakeProviders(Providers):
         ]
 
 
+class FakeAgencies(Agencies):
+    def __init__(self) -> None:
+        self.rows: dict[str, Agency] = {}
+
+    def add(self, agency: Agency) -> None:
+        self.rows[agency.org_id] = agency
+
+    def get(self, org_id: str) -> Agency | None:
+        return self.rows.get(org_id)
+
+    def covering(self, code: str, *, kind: str) -> list[Agency]:
+        found = [a for a in self.rows.values() if a.kind == kind and code in a.local_authority_codes]
+        return sorted(found, key=lambda a: a.org_id)
+
+
 class FakeEscalations(Escalations):
     def __init__(self) -> None:
         self.rows: list[Escalation] = []
@@ -167,6 +184,7 @@ class FakeIntakeUnitOfWork(FakeUnitOfWork, IntakeUnitOfWork):
         self.disclosures: FakeDisclosures = FakeDisclosures()
         self.duty_to_notify: FakeDutyToNotifyRecords = FakeDutyToNotifyRecords()
         self.consents: FakeConsentRecords = FakeConsentRecords()
+        self.agencies: FakeAgencies = FakeAgencies()
 
     def commit(self) -> None:
         self.stage_recorded()

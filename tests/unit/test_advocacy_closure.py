@@ -53,6 +53,7 @@ def test_case_closed_carries_the_outcome_code_and_never_the_note():
         "provider_id": PROVIDER,
         "outcome": "declined_adult_support_at_18",
         "status": "closed",
+        "local_authority_org_id": None,  # an adult's case: no local authority
     }
 
 

@@ -209,6 +209,8 @@ def test_known_event_types():
         "transition.planned",
         "transition.completed",
         "transition.missed",
+        "case.contact_overdue",
+        "case.risk_raised",
     }
 
 
