@@ -297,16 +297,9 @@ class AgencyInSchema(Schema):
     local_authority_codes = fields.List(
         fields.String(validate=validate.Regexp(ONS_CODE, error="Not an ONS code such as E09000033.")),
         required=True,
-        validate=validate.Length(max=MAX_LOCAL_AUTHORITY_CODES),
-        metadata={"description": "The local authorities (ONS codes) it acts for; at least one for childrens_services."},
+        validate=validate.Length(1, MAX_LOCAL_AUTHORITY_CODES),
+        metadata={"description": "The local authorities (ONS codes) it acts for: at least one."},
     )
-
-    @validates_schema
-    def _children_services_cover_somewhere(self, data, **_):
-        if data.get("kind") == "childrens_services" and not data.get("local_authority_codes"):
-            raise ValidationError(
-                "childrens_services must cover at least one local authority.", field_name="local_authority_codes"
-            )
 
 
 class AgencyOutSchema(AgencyInSchema):

@@ -17,7 +17,8 @@ from support.apps import service_app
 
 PROVIDER = "charity-f"
 TOKENS = {
-    "intake": ("platform", "coordinator", "referrals:write referrals:read providers:admin"),  # every intake route
+    # every intake route (cases:read: the directories a charity reads)
+    "intake": ("platform", "coordinator", "referrals:write referrals:read providers:admin cases:read"),
     "advocacy": (PROVIDER, "provider", "offers:respond cases:read cases:write"),
     "notifications": ("met-police", "police", "subscriptions:write referrals:read"),
 }

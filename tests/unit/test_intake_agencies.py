@@ -98,8 +98,9 @@ def test_two_childrens_services_covering_one_code_resolve_to_the_first_by_org_id
         ({"name": "X", "kind": "childrens_services", "local_authority_codes": []}, "local_authority_codes"),
         ({"name": "X", "kind": "childrens_services", "local_authority_codes": ["E0900003"]}, "local_authority_codes"),
         ({"name": "X", "kind": "school", "local_authority_codes": [WESTMINSTER]}, "kind"),
-        ({"name": "", "kind": "police", "local_authority_codes": []}, "name"),
-        ({"kind": "police", "local_authority_codes": []}, "name"),
+        ({"name": "X", "kind": "police", "local_authority_codes": []}, "local_authority_codes"),
+        ({"name": "", "kind": "police", "local_authority_codes": [WESTMINSTER]}, "name"),
+        ({"kind": "police", "local_authority_codes": [WESTMINSTER]}, "name"),
     ],
 )
 def test_an_agency_entry_that_breaks_a_rule_names_its_field(body, field):
