@@ -45,6 +45,7 @@ def test_closing_a_case_stops_its_clocks_cancels_its_transitions_frees_the_place
             "provider_id": PROVIDER,
             "outcome": "returned_home",
             "status": "closed",
+            "local_authority_org_id": None,  # an adult's case
         }
     ]
     assert "sister" not in json.dumps(staged(advocacy, "case.closed"))

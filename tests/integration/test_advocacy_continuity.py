@@ -215,6 +215,7 @@ def test_a_positive_rg_then_a_positive_cg_produce_the_right_clocks_and_a_move_on
         "date_basis": "exact",
         "receiving_agency": None,
         "receiving_provider_id": None,
+        "local_authority_org_id": None,  # an adult's case
     }
     kinds = [t["kind"] for t in charity.get(f"/v1/cases/{case_id}")["timeline"]]
     assert kinds.count("nrm_decision_recorded") == 2 and "transition_planned" in kinds

@@ -90,6 +90,7 @@ def test_allocation_fetches_the_referral_stores_it_opens_the_case_and_stages_cas
         "case_id": case["id"],
         "provider_id": PROVIDER,
         "status": "open",
+        "local_authority_org_id": None,  # an adult's case
     }
     assert "given_name" not in json.dumps(staged(advocacy, "case.opened"))
 
