@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from contracts.events import REGIONS
+from services.advocacy.casework.search import DEV_KEY as DEV_SEARCH_INDEX_KEY
 from shared.config import ConfigError, Settings, env_bool, env_int, env_positive
 
 DEFAULT_INTAKE_URL = "http://127.0.0.1:8001"
@@ -40,6 +41,9 @@ class AdvocacyConfig:
     # out of them plans a provider handover.
     handover_response_hours: float = 72.0
     regions: frozenset[str] = frozenset()
+    # SEARCH_INDEX_KEY: keys the blind index of names the page searches (casework.search). Required when the
+    # instance gets its tokens from a real identity provider; dev and tests use a fixed key.
+    search_index_key: str = DEV_SEARCH_INDEX_KEY
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AdvocacyConfig:
@@ -66,6 +70,7 @@ class AdvocacyConfig:
             trusted_publishers=settings.trusted_publishers,
             handover_response_hours=env_positive(env, "HANDOVER_RESPONSE_HOURS", 72.0, unit="hours"),
             regions=_regions(env.get("PROVIDER_REGIONS", "")),
+            search_index_key=_search_index_key(settings),
         )
 
     @property
@@ -76,6 +81,22 @@ class AdvocacyConfig:
     @property
     def queue(self) -> str:
         return f"advocacy.{self.provider_id}"
+
+
+MIN_SEARCH_KEY_LENGTH = 32
+
+
+def _search_index_key(settings: Settings) -> str:
+    key = settings.env.get("SEARCH_INDEX_KEY", "")
+    # Production: a real identity provider issues the service token (no dev signing key here).
+    production = bool(settings.auth_token_url) and not settings.auth_private_key_file
+    if not key:
+        if production:
+            raise ConfigError("SEARCH_INDEX_KEY is not set: the key of the case search's blind index (32+ characters)")
+        return DEV_SEARCH_INDEX_KEY
+    if len(key) < MIN_SEARCH_KEY_LENGTH:
+        raise ConfigError(f"SEARCH_INDEX_KEY has {len(key)} characters: at least {MIN_SEARCH_KEY_LENGTH}")
+    return key
 
 
 def _regions(value: str) -> frozenset[str]:

@@ -22,6 +22,7 @@ from shared.config import Settings
 
 PROVIDER = "charity-p"
 CLIENT_ID = "advocacy-page"
+SEARCH_KEY = "search-index-key-of-the-page-tests-0123456789"
 
 
 class StandInIdp:
@@ -65,6 +66,8 @@ def page(fresh_database, dev_keys):
         "AUTH_CLIENT_ID": CLIENT_ID,
         "AUTH_CLIENT_SECRET": "not-a-real-secret",
         "ADVOCACY_PUBLIC_URL": "https://advocacy.charity-p.example",
+        # Production-shaped (a real identity provider's token URL): the blind index's key is required.
+        "SEARCH_INDEX_KEY": SEARCH_KEY,
     }
     app = create_app(Settings.from_env("advocacy", env=env))
     advocacy = app.extensions["advocacy"]

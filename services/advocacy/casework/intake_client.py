@@ -13,6 +13,7 @@ from shared.auth.tokens import ServiceTokens
 from shared.messaging.errors import DependencyUnavailable
 
 TIMEOUT_SECONDS = 10
+DIRECTORY_TIMEOUT_SECONDS = 3  # a page waits on it: short, and a failure is remembered (web.directory)
 INTAKE = "intake"  # the dependency's name in /readyz
 
 
@@ -47,4 +48,21 @@ class IntakeClient:
         body = response.json()
         if not isinstance(body, dict):
             raise ValueError("intake answered with something other than a JSON object")
+        return body
+
+    def directory(self, which: str, *, timeout: float = DIRECTORY_TIMEOUT_SECONDS) -> list[dict[str, Any]]:
+        """intake's directory of `providers` or `agencies` (ids and names, scope cases:read), for the page's
+        choosers. Unreachable, slow or failing: DependencyUnavailable (the page then asks for a typed id)."""
+        try:
+            response = self._http.get(
+                f"{self._base_url}/v1/directory/{which}",
+                headers={"Authorization": f"Bearer {self._tokens.get()}", "Accept": "application/json"},
+                timeout=timeout,
+            )
+            response.raise_for_status()
+            body = response.json()
+        except (requests.RequestException, ValueError, OSError, KeyError) as exc:  # KeyError, OSError: no token
+            raise DependencyUnavailable(INTAKE, f"directory: {exc.__class__.__name__}") from None
+        if not isinstance(body, list) or not all(isinstance(row, dict) for row in body):
+            raise DependencyUnavailable(INTAKE, "directory: not a list of objects")
         return body

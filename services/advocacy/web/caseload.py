@@ -121,3 +121,48 @@ def upcoming_transitions(db: Session, advocate: Advocate, today: date) -> list[d
         }
         for t in rows
     ]
+
+
+@dataclass
+class Person:
+    """What the case page says about the person, from the disclosed referral (nothing before disclosure)."""
+
+    languages: list[str]
+    interpreter_needed: bool
+    age: str  # "29", "about 16 (estimated)", "age disputed", "not known"
+    contact_method: str | None  # a safe_contact method code
+    contact_value: str | None
+    may_leave_message: bool
+    external_reference: str | None
+
+
+def person_details(case: Case, today: date) -> Person | None:
+    referral = case.referral
+    if not referral:
+        return None
+    subject = referral.get("subject") or {}
+    contact = subject.get("safe_contact") or {}
+    return Person(
+        languages=list(subject.get("languages") or []),
+        interpreter_needed=bool(subject.get("interpreter_needed")),
+        age=_age(subject, today),
+        contact_method=contact.get("method"),
+        contact_value=contact.get("value"),
+        may_leave_message=bool(contact.get("safe_to_leave_message")),
+        external_reference=referral.get("external_reference"),
+    )
+
+
+def _age(subject: dict[str, Any], today: date) -> str:
+    if subject.get("age_disputed"):
+        return "age disputed"
+    born = subject.get("date_of_birth")
+    if born:
+        try:
+            birth = date.fromisoformat(str(born))
+        except ValueError:
+            return "not known"
+        years = today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
+        return str(years)
+    estimate = subject.get("age_estimate")
+    return f"about {estimate} (estimated)" if isinstance(estimate, int) else "not known"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date
+import re
+from datetime import date, datetime
 
 from services.advocacy.continuity import deadlines
 
@@ -62,3 +63,184 @@ def clock_words(kind: str, nature: str, state: str, due_on: date) -> str:
     if nature == deadlines.SUPPORT_END:
         return f"{label}: ended {day}" if state == deadlines.ENDED else f"{label}: ends {day}"
     return f"{label}: by {day}"
+
+
+# --- plain words for every other code the page shows (issue 13): no raw key reaches the HTML -------------
+
+REGION_LABELS = {
+    "london": "London",
+    "south_east": "South East",
+    "south_west": "South West",
+    "east_of_england": "East of England",
+    "east_midlands": "East Midlands",
+    "west_midlands": "West Midlands",
+    "yorkshire_and_humber": "Yorkshire and the Humber",
+    "north_east": "North East",
+    "north_west": "North West",
+    "wales": "Wales",
+    "scotland": "Scotland",
+    "northern_ireland": "Northern Ireland",
+}
+NEED_LABELS = {
+    "accommodation": "accommodation",
+    "legal": "legal advice",
+    "immigration": "immigration advice",
+    "health": "health",
+    "mental_health": "mental health",
+    "finance": "money",
+    "education": "education",
+    "employment": "work",
+    "family": "family",
+    "other": "other",
+}
+EXPLOITATION_LABELS = {
+    "labour": "labour",
+    "sexual": "sexual",
+    "criminal": "criminal",
+    "domestic_servitude": "domestic servitude",
+    "organ_removal": "organ removal",
+    "financial": "financial",
+    "other": "other",
+    "unknown": "not known",
+}
+CASE_STATUS_LABELS = {"opening": "Awaiting the referral", "open": "Open", "closed": "Closed"}
+TRANSITION_STATUS_LABELS = {
+    "planned": "Planned",
+    "in_progress": "In progress",
+    "completed": "Completed",
+    "missed": "Missed",
+    "cancelled": "Cancelled",
+    "offered": "Offered",
+}
+OFFER_STATUS_LABELS = {
+    "pending": "Waiting",
+    "accepted": "Accepted",
+    "declined": "Declined",
+    "expired": "Expired",
+    "withdrawn": "Withdrawn by the referrer",
+}
+CONTACT_METHOD_LABELS = {
+    "phone": "Phone",
+    "email": "Email",
+    "post": "Post",
+    "via_referrer": "Through the referrer",
+    "none": "Do not contact directly",
+}
+CONSENT_PURPOSE_LABELS = {
+    "nrm_referral": "Referral to the NRM",
+    "advocacy": "Advocacy support",
+    "data_sharing": "Sharing information",
+}
+TIMELINE_LABELS = {
+    "offer_received": "Offer received",
+    "offer_accepted": "Offer accepted",
+    "offer_declined": "Offer declined",
+    "offer_withdrawn": "Offer withdrawn",
+    "offer_expired": "Offer expired",
+    "referral_disclosed": "Referral received",
+    "case_opened": "Case opened",
+    "referral_withdrawn": "Referral withdrawn",
+    "case_closed": "Case closed",
+    "nrm_reference_recorded": "NRM reference recorded",
+    "nrm_decision_recorded": "NRM decision recorded",
+    "reconsideration_requested": "Reconsideration requested",
+    "clock_started": "Deadline started",
+    "clock_stopped": "Deadline stopped",
+    "clock_due_soon": "Deadline due soon",
+    "clock_breached": "Deadline missed",
+    "transition_planned": "Transition planned",
+    "transition_updated": "Transition updated",
+    "transition_completed": "Transition completed",
+    "transition_missed": "Transition missed",
+    "transition_cancelled": "Transition cancelled",
+    "transition_not_planned": "Transition not planned",
+    "case_handed_over": "Case handed over",
+    "case_received": "Case received",
+    "handover_offered": "Handover offered",
+    "handover_accepted": "Handover accepted",
+    "handover_declined": "Handover declined",
+    "handover_unanswered": "Handover unanswered",
+    "case_relocated": "Case relocated",
+    "consent_recorded": "Consent recorded",
+}
+POLICY_KEY_LABELS = {"rg_decision": "Reasonable-grounds decision", "cg_not_before": "Earliest CG decision"}
+# Words that stay capitals when a code is turned into words.
+ACRONYMS = {"nrm": "NRM", "rg": "RG", "cg": "CG", "uk": "UK"}
+# Codes known to carry a label, in any of the tables above (a timeline detail names them in passing).
+_WORDS_OF_CODES: dict[str, str] = {}
+for _table in (CLOCK_LABELS, TRANSITION_LABELS, CHECKLIST_LABELS, REGION_LABELS, NEED_LABELS, EXPLOITATION_LABELS):
+    _WORDS_OF_CODES.update(_table)
+CLOCK_NAMED = re.compile(r"\b([a-z0-9_]+) clock\b")  # "recovery_period clock due ...": a clock by its kind
+
+POLICY_VERSION = re.compile(r"(?:policy )?\b([a-z0-9_]+)@([a-z_*]+):(\d{4}-\d{2}-\d{2})(\+config)?")
+ISO_DATE = re.compile(r"\b(\d{4}-\d{2}-\d{2})(?:T[0-9:.]+(?:Z|[+-]\d{2}:\d{2})?)?")
+UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
+SNAKE = re.compile(r"\b[a-z0-9]+(?:_[a-z0-9]+)+\b")
+
+
+def words(code: str | None) -> str:
+    """Any code as words, capitals kept for acronyms: 'nrm_decision_recorded' -> 'NRM decision recorded'."""
+    if not code:
+        return ""
+    parts = [ACRONYMS.get(part, part) for part in code.split("_")]
+    text = " ".join(parts)
+    return text[:1].upper() + text[1:]
+
+
+def label(table: dict[str, str], code: str | None) -> str:
+    return table.get(code or "", words(code))
+
+
+def region_label(code: str | None) -> str:
+    return REGION_LABELS.get(code or "", words(code)) if code else "Region not known"
+
+
+def timeline_label(kind: str) -> str:
+    return label(TIMELINE_LABELS, kind)
+
+
+def day(on: date) -> str:
+    return on.strftime("%-d %b %Y")
+
+
+def policy_label(version: str) -> str:
+    """'recovery_period@*:2022-12-13' -> 'Recovery period rule from 13 Dec 2022' (for a region: 'Recovery
+    period rule for Scotland from 23 Jan 2023'; overridden by this instance's NRM_POLICY: '..., changed here')."""
+    found = POLICY_VERSION.fullmatch(version.strip())
+    if found is None:
+        return words(version)
+    key, region, since, local = found.groups()
+    name = POLICY_KEY_LABELS.get(key, words(key))
+    where = "" if region == "*" else f" for {region_label(region)}"
+    return f"{name} rule{where} from {day(date.fromisoformat(since))}" + (", changed here" if local else "")
+
+
+def plain(text: str, names: dict[str, str] | None = None) -> str:
+    """A timeline detail or a clock's basis in plain words: policy versions as rules, dates as days, an
+    advocate's id as their name (another id shortened), codes as words."""
+    names = names or {}
+    text = POLICY_VERSION.sub(lambda m: policy_label(m.group(0).removeprefix("policy ")), text)
+    text = ISO_DATE.sub(lambda m: day(date.fromisoformat(m.group(1))), text)
+    text = UUID.sub(lambda m: names.get(m.group(0), m.group(0)[:8]), text)
+    text = CLOCK_NAMED.sub(
+        lambda m: f"{clock_label(m.group(1))} deadline" if m.group(1) in CLOCK_LABELS else m[0], text
+    )
+    text = SNAKE.sub(lambda m: _WORDS_OF_CODES.get(m.group(0), words(m.group(0)).lower()), text)
+    return text
+
+
+def countdown(deadline: datetime | None, now: datetime) -> str:
+    """How long is left to answer, in words: 'answer within 5 hours', 'within 2 days', 'overdue'."""
+    if deadline is None:
+        return "no deadline"
+    seconds = (deadline - now).total_seconds()
+    if seconds <= 0:
+        return "deadline passed"
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"answer within {max(minutes, 1)} minute{'s' if minutes != 1 else ''}"
+    hours = int(seconds // 3600)
+    if hours < 48:
+        return f"answer within {hours} hour{'s' if hours != 1 else ''}"
+    days = hours // 24
+    return f"answer within {days} days"
