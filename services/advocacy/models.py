@@ -90,9 +90,17 @@ class Case(Base):
     status: Mapped[str] = mapped_column(String(20))
     # The full referral, disclosed by intake after allocation: special-category data, kept only here.
     referral: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # A child's local authority (children's services), as intake resolved it and disclosed it with the referral:
+    # every case.* and transition.* event names it, so notifications tells it too (issue 13).
+    local_authority_org_id: Mapped[str | None] = mapped_column(String(100))
+    local_authority_name: Mapped[str | None] = mapped_column(String(200))
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The no-contact rule (casework.contacts): the last contact that reached the person, and when the current
+    # episode without one was announced (`case.contact_overdue`, once; a new reached contact ends the episode).
+    last_reached_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    contact_overdue_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     offer: Mapped[Offer] = relationship(back_populates="case")
     advocate: Mapped[Advocate] = relationship()
@@ -285,3 +293,63 @@ class CaseConsentRecord(Base):
     source: Mapped[str] = mapped_column(String(20))  # advocate | intake
     recorded_by: Mapped[str] = mapped_column(String(200))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class CaseSearchToken(Base):
+    """One blind token of a case's names or reference (casework.search): a keyed HMAC, never the name."""
+
+    __tablename__ = "case_search_tokens"
+    __table_args__ = (Index("ix_case_search_tokens_digest", "provider_id", "digest"),)
+
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    provider_id: Mapped[str] = mapped_column(String(64))
+
+
+# --- an advocate's day (issue 13 items 2-3): the contact log, notes and risk flags ----------------------
+
+
+class CaseContact(Base):
+    """An attempt to reach the person (casework.contacts). The note is special-category: it stays here."""
+
+    __tablename__ = "case_contacts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    provider_id: Mapped[str] = mapped_column(String(64))
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    method: Mapped[str] = mapped_column(String(20))
+    outcome: Mapped[str] = mapped_column(String(20))
+    interpreter_used: Mapped[bool] = mapped_column(Boolean, default=False)
+    note: Mapped[str | None] = mapped_column(Text)  # never in an event, a log or the timeline
+    recorded_by: Mapped[str] = mapped_column(String(200))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class CaseNote(Base):
+    """An advocate's note on a case (casework.notes): special-category, kept only at the charity."""
+
+    __tablename__ = "case_notes"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    provider_id: Mapped[str] = mapped_column(String(64))
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    written_by: Mapped[str] = mapped_column(String(200))
+    written_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class RiskFlag(Base):
+    """A safeguarding risk on an open case (casework.risks); a `high` one is announced at once."""
+
+    __tablename__ = "risk_flags"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    provider_id: Mapped[str] = mapped_column(String(64))
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(30))
+    level: Mapped[str] = mapped_column(String(10))
+    review_on: Mapped[date] = mapped_column(Date)
+    note: Mapped[str | None] = mapped_column(Text)  # never in an event, a log or the timeline
+    raised_by: Mapped[str] = mapped_column(String(200))
+    raised_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -26,7 +26,14 @@ CaseEvent = TypeVar("CaseEvent", bound=events.CaseNews)
 
 
 def stage(uow: AdvocacyUnitOfWork, case: Case, event_type: type[CaseEvent], /, **data: Any) -> CaseEvent:
-    """Stage an event of `event_type` about `case`: its referral, the case and this provider, and `data`."""
-    payload = event_type(referral_id=case.referral_id, case_id=case.id, provider_id=case.provider_id, **data)
+    """Stage an event of `event_type` about `case`: its referral, the case, this provider, the child's local
+    authority (None for an adult), and `data`."""
+    payload = event_type(
+        referral_id=case.referral_id,
+        case_id=case.id,
+        provider_id=case.provider_id,
+        local_authority_org_id=case.local_authority_org_id,
+        **data,
+    )
     uow.stage(payload)
     return payload

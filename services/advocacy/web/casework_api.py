@@ -207,6 +207,8 @@ def _case_view(case: Case, timeline: list[TimelineEntry] | None = None) -> dict:
         "opened_at": case.opened_at,
         "updated_at": case.updated_at,
         "closed_at": case.closed_at,
+        "local_authority_org_id": case.local_authority_org_id,
+        "local_authority_name": case.local_authority_name,
     }
     if timeline is not None:
         view["referral"] = case.referral
