@@ -63,6 +63,7 @@ def ensure_cases(uow: SqlAdvocacyUnitOfWork, continuity: Continuity, advocates: 
         referred_at = datetime.combine(today - timedelta(days=referred_ago), datetime.min.time(), tzinfo=UTC)
         referral = _referral(seed, child, referred_at, region)
         case = _open_case(uow, provider_id, case_id, seed, advocates[who], referral, referred_at)
+        continuity.casework.index.write(uow, case, referral)  # searchable by name on the page
         continuity.nrm.plan_for_new_case(uow, case, referral, actor="demo-seed")
         for stage, outcome, ago in decisions:
             continuity.nrm.record_decision(

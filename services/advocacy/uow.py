@@ -17,7 +17,7 @@ import abc
 from collections.abc import Callable, Iterable
 from datetime import date, datetime
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, not_, or_, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from services.advocacy import domain
@@ -26,6 +26,9 @@ from services.advocacy.models import (
     Advocate,
     Case,
     CaseConsentRecord,
+    CaseContact,
+    CaseNote,
+    CaseSearchToken,
     Clock,
     Handover,
     Inbox,
@@ -34,6 +37,7 @@ from services.advocacy.models import (
     NrmRecord,
     Offer,
     Outbox,
+    RiskFlag,
     TimelineEntry,
     Transition,
 )
@@ -192,6 +196,55 @@ class CaseConsents(abc.ABC):
     def add(self, record: CaseConsentRecord) -> None: ...
 
 
+class CaseSearch(abc.ABC):
+    """The blind index (casework.search): digests only."""
+
+    @abc.abstractmethod
+    def replace(self, case_id: str, digests: set[str]) -> None:
+        """The case's tokens become exactly `digests`."""
+
+    @abc.abstractmethod
+    def holding_all(self, digests: list[str]) -> list[str]:
+        """Ids of this provider's cases holding every one of `digests` (none for an empty list)."""
+
+    @abc.abstractmethod
+    def with_nrm_reference(self, reference: str) -> list[str]:
+        """Ids of this provider's cases whose NRM reference is exactly `reference`."""
+
+
+class CaseContacts(abc.ABC):
+    @abc.abstractmethod
+    def of_case(self, case_id: str) -> list[CaseContact]:
+        """Newest first."""
+
+    @abc.abstractmethod
+    def add(self, contact: CaseContact) -> None: ...
+
+    @abc.abstractmethod
+    def claim_overdue(self, adult_before: datetime, child_before: datetime, now: datetime, limit: int) -> list[Case]:
+        """Mark up to `limit` open cases whose last reached contact (or opening, when none) is before
+        `child_before` for a child's case, `adult_before` for an adult's, and whose episode is not yet announced,
+        as announced at `now`, each once whoever else claims at the same moment; oldest first."""
+
+
+class CaseNotes(abc.ABC):
+    @abc.abstractmethod
+    def of_case(self, case_id: str) -> list[CaseNote]:
+        """Newest first."""
+
+    @abc.abstractmethod
+    def add(self, note: CaseNote) -> None: ...
+
+
+class RiskFlags(abc.ABC):
+    @abc.abstractmethod
+    def of_case(self, case_id: str) -> list[RiskFlag]:
+        """Newest first."""
+
+    @abc.abstractmethod
+    def add(self, flag: RiskFlag) -> None: ...
+
+
 class AdvocacyUnitOfWork(UnitOfWork):
     provider_id: str
     advocates: Advocates
@@ -203,6 +256,10 @@ class AdvocacyUnitOfWork(UnitOfWork):
     transitions: Transitions
     handovers: Handovers
     consents: CaseConsents
+    contacts: CaseContacts
+    notes: CaseNotes
+    risks: RiskFlags
+    search: CaseSearch
 
 
 # --- over the instance's database ---------------------------------------------------------------------------
@@ -226,6 +283,10 @@ class SqlAdvocacyUnitOfWork(SqlUnitOfWork, AdvocacyUnitOfWork):
         self.transitions = _SqlTransitions(session, self.provider_id)
         self.handovers = _SqlHandovers(session, self.provider_id)
         self.consents = _SqlCaseConsents(session, self.provider_id)
+        self.contacts = _SqlCaseContacts(session, self.provider_id)
+        self.notes = _SqlCaseNotes(session, self.provider_id)
+        self.risks = _SqlRiskFlags(session, self.provider_id)
+        self.search = _SqlCaseSearch(session, self.provider_id)
 
 
 class _Sql:
@@ -471,6 +532,79 @@ class _SqlCaseConsents(_Sql, CaseConsents):
 
     def add(self, record: CaseConsentRecord) -> None:
         self.session.add(record)
+
+
+class _SqlCaseSearch(_Sql, CaseSearch):
+    def replace(self, case_id: str, digests: set[str]) -> None:
+        self.session.execute(delete(CaseSearchToken).where(CaseSearchToken.case_id == case_id))
+        self.session.add_all(
+            CaseSearchToken(case_id=case_id, digest=d, provider_id=self.provider_id) for d in sorted(digests)
+        )
+
+    def holding_all(self, digests: list[str]) -> list[str]:
+        wanted = set(digests)
+        if not wanted:
+            return []
+        statement = (
+            select(CaseSearchToken.case_id)
+            .where(CaseSearchToken.provider_id == self.provider_id, CaseSearchToken.digest.in_(wanted))
+            .group_by(CaseSearchToken.case_id)
+            .having(func.count() == len(wanted))
+        )
+        return list(self.session.scalars(statement))
+
+    def with_nrm_reference(self, reference: str) -> list[str]:
+        statement = select(NrmRecord.case_id).where(
+            NrmRecord.provider_id == self.provider_id, NrmRecord.nrm_reference == reference
+        )
+        return list(self.session.scalars(statement))
+
+
+class _SqlCaseContacts(_Sql, CaseContacts):
+    def of_case(self, case_id: str) -> list[CaseContact]:
+        mine = (CaseContact.provider_id == self.provider_id, CaseContact.case_id == case_id)
+        statement = select(CaseContact).where(*mine).order_by(CaseContact.at.desc(), CaseContact.id)
+        return list(self.session.scalars(statement))
+
+    def add(self, contact: CaseContact) -> None:
+        self.session.add(contact)
+
+    def claim_overdue(self, adult_before: datetime, child_before: datetime, now: datetime, limit: int) -> list[Case]:
+        # The clocks' claim (see Clocks.claim): SKIP LOCKED candidates, then an UPDATE only a case whose episode
+        # is not yet announced passes; the event is staged in this same transaction, so it goes out once.
+        counted_from = func.coalesce(Case.last_reached_at, Case.opened_at)
+        child = func.coalesce(Case.referral["is_child"].as_boolean(), False)
+        lapsed = or_(and_(child, counted_from < child_before), and_(not_(child), counted_from < adult_before))
+        waiting = (Case.status == domain.CASE_OPEN, Case.contact_overdue_at.is_(None))
+        candidates = (
+            select(Case.id)
+            .where(Case.provider_id == self.provider_id, *waiting, lapsed)
+            .order_by(counted_from, Case.id)
+            .limit(limit)
+        )
+        return _claim(
+            self.session, Case, candidates, waiting, {Case.contact_overdue_at: now}, order_by=(counted_from, Case.id)
+        )
+
+
+class _SqlCaseNotes(_Sql, CaseNotes):
+    def of_case(self, case_id: str) -> list[CaseNote]:
+        mine = (CaseNote.provider_id == self.provider_id, CaseNote.case_id == case_id)
+        statement = select(CaseNote).where(*mine).order_by(CaseNote.written_at.desc(), CaseNote.id)
+        return list(self.session.scalars(statement))
+
+    def add(self, note: CaseNote) -> None:
+        self.session.add(note)
+
+
+class _SqlRiskFlags(_Sql, RiskFlags):
+    def of_case(self, case_id: str) -> list[RiskFlag]:
+        mine = (RiskFlag.provider_id == self.provider_id, RiskFlag.case_id == case_id)
+        statement = select(RiskFlag).where(*mine).order_by(RiskFlag.raised_at.desc(), RiskFlag.id)
+        return list(self.session.scalars(statement))
+
+    def add(self, flag: RiskFlag) -> None:
+        self.session.add(flag)
 
 
 def _claim(session: Session, model, candidates, still: tuple, values: dict, *, order_by: tuple) -> list:

@@ -17,12 +17,15 @@ from services.advocacy.models import (
     Advocate,
     Case,
     CaseConsentRecord,
+    CaseContact,
+    CaseNote,
     Clock,
     Handover,
     NrmDecision,
     NrmReconsideration,
     NrmRecord,
     Offer,
+    RiskFlag,
     TimelineEntry,
     Transition,
 )
@@ -31,12 +34,16 @@ from services.advocacy.uow import (
     AdvocacyUnitOfWork,
     Advocates,
     CaseConsents,
+    CaseContacts,
+    CaseNotes,
     Cases,
+    CaseSearch,
     Clocks,
     Handovers,
     NrmRecords,
     NrmRow,
     Offers,
+    RiskFlags,
     Timeline,
     Transitions,
 )
@@ -300,6 +307,73 @@ class FakeCaseConsents(CaseConsents):
         self.rows.append(record)
 
 
+class FakeCaseSearch(CaseSearch):
+    def __init__(self, nrm: FakeNrmRecords) -> None:
+        self.tokens: dict[str, set[str]] = {}  # case id -> digests
+        self._nrm = nrm
+
+    def replace(self, case_id: str, digests: set[str]) -> None:
+        self.tokens[case_id] = set(digests)
+
+    def holding_all(self, digests: list[str]) -> list[str]:
+        wanted = set(digests)
+        return [case_id for case_id, held in self.tokens.items() if wanted and wanted <= held]
+
+    def with_nrm_reference(self, reference: str) -> list[str]:
+        return [r.case_id for r in self._nrm.records.values() if r.nrm_reference == reference]
+
+
+class FakeCaseContacts(CaseContacts):
+    def __init__(self, cases: FakeCases) -> None:
+        self.rows: list[CaseContact] = []
+        self._cases = cases
+
+    def of_case(self, case_id: str) -> list[CaseContact]:
+        return sorted((c for c in self.rows if c.case_id == case_id), key=lambda c: c.at, reverse=True)
+
+    def add(self, contact: CaseContact) -> None:
+        self.rows.append(contact)
+
+    def claim_overdue(self, adult_before: datetime, child_before: datetime, now: datetime, limit: int) -> list[Case]:
+        def lapsed(case: Case) -> bool:
+            since = case.last_reached_at or case.opened_at
+            return since < (child_before if (case.referral or {}).get("is_child") else adult_before)
+
+        claimed = sorted(
+            (
+                c
+                for c in self._cases.rows.values()
+                if c.status == domain.CASE_OPEN and c.contact_overdue_at is None and lapsed(c)
+            ),
+            key=lambda c: (c.last_reached_at or c.opened_at, c.id),
+        )[:limit]
+        for case in claimed:
+            case.contact_overdue_at = now
+        return claimed
+
+
+class FakeCaseNotes(CaseNotes):
+    def __init__(self) -> None:
+        self.rows: list[CaseNote] = []
+
+    def of_case(self, case_id: str) -> list[CaseNote]:
+        return sorted((n for n in self.rows if n.case_id == case_id), key=lambda n: n.written_at, reverse=True)
+
+    def add(self, note: CaseNote) -> None:
+        self.rows.append(note)
+
+
+class FakeRiskFlags(RiskFlags):
+    def __init__(self) -> None:
+        self.rows: list[RiskFlag] = []
+
+    def of_case(self, case_id: str) -> list[RiskFlag]:
+        return sorted((r for r in self.rows if r.case_id == case_id), key=lambda r: r.raised_at, reverse=True)
+
+    def add(self, flag: RiskFlag) -> None:
+        self.rows.append(flag)
+
+
 class FakeAdvocacyUnitOfWork(FakeUnitOfWork, AdvocacyUnitOfWork):
     def __init__(self, provider_id: str) -> None:
         super().__init__()
@@ -313,3 +387,7 @@ class FakeAdvocacyUnitOfWork(FakeUnitOfWork, AdvocacyUnitOfWork):
         self.transitions = FakeTransitions(self.cases)
         self.handovers = FakeHandovers()
         self.consents = FakeCaseConsents()
+        self.contacts = FakeCaseContacts(self.cases)
+        self.notes = FakeCaseNotes()
+        self.risks = FakeRiskFlags()
+        self.search = FakeCaseSearch(self.nrm)

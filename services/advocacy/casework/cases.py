@@ -17,6 +17,7 @@ import msgspec
 from contracts import events
 from services.advocacy import domain
 from services.advocacy.casework import timeline
+from services.advocacy.casework.search import SearchIndex
 from services.advocacy.models import Advocate, Case, Offer
 from services.advocacy.uow import AdvocacyUnitOfWork
 from shared.clock import utcnow
@@ -28,8 +29,10 @@ OnOpen = Callable[[AdvocacyUnitOfWork, Case, dict[str, Any]], None]
 
 
 class Casework:
-    def __init__(self, provider_id: str, *, on_open: OnOpen | None = None):
+    def __init__(self, provider_id: str, *, on_open: OnOpen | None = None, index: SearchIndex | None = None):
         self.provider_id = provider_id
+        # The blind index of names and references the page searches (casework.search), written at opening.
+        self.index = index or SearchIndex()
         # Continuity of care (continuity.nrm.NrmRecords.plan_for_new_case): the NRM clocks and a child's
         # turning_18 transition start in the unit of work that opens the case.
         self.on_open = on_open
@@ -189,9 +192,14 @@ class Casework:
     def _open(self, uow: AdvocacyUnitOfWork, case: Case, referral: dict[str, Any], actor: str) -> None:
         now = utcnow()
         case.referral, case.status, case.updated_at = referral, domain.CASE_OPEN, now
+        self.index.write(uow, case, referral)
         timeline.note(uow, case.offer_id, domain.REFERRAL_DISCLOSED, actor, "full referral fetched from intake", now)
         timeline.note(uow, case.offer_id, domain.CASE_OPENED, actor, f"case {case.id} open", now)
-        uow.stage(events.CaseOpened(referral_id=case.referral_id, case_id=case.id, provider_id=self.provider_id))
+        # The child's local authority came with the referral (intake resolved it at referral): from here on every
+        # event about the case names it (timeline.stage).
+        case.local_authority_org_id = _text(referral.get("local_authority_org_id"))
+        case.local_authority_name = _text(referral.get("local_authority_name"))
+        timeline.stage(uow, case, events.CaseOpened)
 
     def withdraw_referral(self, uow: AdvocacyUnitOfWork, referral_id: str, *, actor: str) -> int:
         """The referrer withdrew the referral: a pending offer lapses, a live case closes.
@@ -243,3 +251,8 @@ class Casework:
         uow.stage(
             events.ProviderCapacityChanged(provider_id=self.provider_id, capacity=spare, advocates=len(advocates))
         )
+
+
+def _text(value: Any) -> str | None:
+    """A string intake sent, or None for anything else (an older intake sends no local authority)."""
+    return value if isinstance(value, str) and value else None
