@@ -21,6 +21,10 @@ from sqlalchemy.orm import sessionmaker
 from services.advocacy.casework.cases import Casework
 from services.advocacy.casework.closure import Closure
 from services.advocacy.casework.consent import CaseConsent
+from services.advocacy.casework.contacts import Contacts
+from services.advocacy.casework.notes import Notes
+from services.advocacy.casework.risks import Risks
+from services.advocacy.casework.search import SearchIndex
 from services.advocacy.config import AdvocacyConfig
 from services.advocacy.continuity.handover import Handover
 from services.advocacy.continuity.nrm import NrmRecords
@@ -50,6 +54,9 @@ class Continuity:
     wall_clock: WallClock
     closure: Closure
     consent: CaseConsent
+    contacts: Contacts  # the contact log and the no-contact rule
+    notes: Notes
+    risks: Risks
 
 
 def assemble(
@@ -59,15 +66,18 @@ def assemble(
     *,
     handover_response_hours: float = 72.0,
     regions: frozenset[str] = frozenset(),
+    search_index_key: str | None = None,
 ) -> Continuity:
     handover = Handover(provider_id, wall_clock, response_hours=handover_response_hours)
     relocation = Relocation(provider_id, policy, regions)
     transitions = Transitions(provider_id, wall_clock, handover=handover, relocation=relocation)
     nrm = NrmRecords(provider_id, policy, transitions)
-    casework = Casework(provider_id, on_open=nrm.plan_for_new_case)
+    index = SearchIndex(search_index_key) if search_index_key else SearchIndex()
+    casework = Casework(provider_id, on_open=nrm.plan_for_new_case, index=index)
     closure = Closure(casework, transitions)
     consent = CaseConsent(transitions, closure)
-    return Continuity(casework, nrm, transitions, handover, policy, wall_clock, closure, consent)
+    care = (Contacts(policy, wall_clock), Notes(wall_clock), Risks(wall_clock))
+    return Continuity(casework, nrm, transitions, handover, policy, wall_clock, closure, consent, *care)
 
 
 def make_continuity(config: AdvocacyConfig, wall_clock: WallClock | None = None) -> Continuity:
@@ -82,6 +92,7 @@ def make_continuity(config: AdvocacyConfig, wall_clock: WallClock | None = None)
         wall_clock or SystemClock(),
         handover_response_hours=config.handover_response_hours,
         regions=config.regions,
+        search_index_key=config.search_index_key,
     )
 
 

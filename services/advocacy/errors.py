@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from services.advocacy import domain
 from services.advocacy.casework.consent import ConsentInvalid
+from services.advocacy.casework.contacts import CareInvalid
 from shared.web import error_body
 
 STATUS_OF: dict[type[domain.CaseworkError], int] = {
@@ -32,6 +33,7 @@ STATUS_OF: dict[type[domain.CaseworkError], int] = {
     domain.RegionNotServed: 422,
     domain.RegionUnknown: 422,
     ConsentInvalid: 422,
+    CareInvalid: 422,
 }
 # Where a body names it (a transition's advocate to hand over to), an unknown advocate is bad input.
 NAMED_IN_A_BODY: dict[type[domain.CaseworkError], int] = {domain.AdvocateNotFound: 422}

@@ -50,6 +50,7 @@ def build_loops(
         continuity.wall_clock,
         interval=config.clock_tick_seconds,
         handover=continuity.handover,
+        contacts=continuity.contacts,
     )
     return {"consumer": consumer.run, "relay": advocacy.relay.run, "clocks": scheduler.run}
 

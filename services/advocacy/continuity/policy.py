@@ -31,6 +31,9 @@ KEYS = (
     "reconsideration_window",
     "turning_18_notice",
     "clock_notice",
+    # The no-contact rule (casework.contacts): practice guidance, not statute.
+    "no_contact_adult",
+    "no_contact_child",
 )
 
 

@@ -1,4 +1,5 @@
-"""The clock scheduler: publishes `clock.due_soon`, `clock.breached` and `transition.missed`, each once.
+"""The clock scheduler: publishes `clock.due_soon`, `clock.breached`, `transition.missed` and, by the no-contact
+rule, `case.contact_overdue` (casework.contacts), each once.
 
 The database decides who fires what: the unit of work's `clocks.claim` and `transitions.claim_missed` mark
 the rows fired in one UPDATE that only a row not yet fired passes (services.advocacy.uow), and the events are
@@ -18,7 +19,9 @@ from datetime import datetime
 from contracts import events
 from services.advocacy import domain
 from services.advocacy.casework import timeline
+from services.advocacy.casework.contacts import Contacts
 from services.advocacy.continuity.handover import Handover
+from services.advocacy.continuity.policy import load_policy
 from services.advocacy.continuity.transitions import transition_event_data
 from services.advocacy.continuity.wall_clock import SystemClock, WallClock, today
 from services.advocacy.models import Clock, Transition
@@ -36,10 +39,11 @@ class Fired:
     breached: int = 0
     missed: int = 0
     unanswered: int = 0  # provider handovers past their deadline, offered by us or to us
+    contact_overdue: int = 0  # cases nobody has reached for longer than the no-contact rule
 
     @property
     def total(self) -> int:
-        return self.due_soon + self.breached + self.missed + self.unanswered
+        return self.due_soon + self.breached + self.missed + self.unanswered + self.contact_overdue
 
 
 class ClockScheduler:
@@ -52,9 +56,12 @@ class ClockScheduler:
         interval: float = 60.0,
         batch_size: int = 200,
         handover: Handover | None = None,
+        contacts: Contacts | None = None,
     ):
         self._units = units
         self._handover = handover or Handover(provider_id, wall_clock or SystemClock())
+        # The shipped policy table when none is given (the worker passes its configured one).
+        self._contacts = contacts or Contacts(load_policy(), wall_clock or SystemClock())
         self.provider_id = provider_id
         self.wall_clock = wall_clock or SystemClock()
         self._interval = interval
@@ -91,11 +98,12 @@ class ClockScheduler:
             # A handover unanswered by its deadline leaves the case with the sender; the receiver's lapses.
             unanswered = uow.transitions.claim_unanswered(now, self._batch)
             expired = uow.handovers.claim_expired(now, self._batch)
+            overdue = self._contacts.announce_overdue(uow, now, self._batch)
             self._publish_clocks(uow, due_soon, events.ClockDueSoon, domain.CLOCK_DUE_SOON, now)
             self._publish_clocks(uow, breached, events.ClockBreached, domain.CLOCK_BREACHED, now)
             self._publish_missed(uow, missed, now)
             self._handover.unanswered(uow, unanswered, actor=ACTOR)
-        return Fired(len(due_soon), len(breached), len(missed), len(unanswered) + len(expired))
+        return Fired(len(due_soon), len(breached), len(missed), len(unanswered) + len(expired), len(overdue))
 
     @staticmethod
     def _publish_clocks(

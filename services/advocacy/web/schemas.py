@@ -9,8 +9,9 @@ from datetime import UTC
 
 from marshmallow import Schema, fields, validate
 
-from contracts.events import REGIONS
+from contracts.events import REGIONS, RISK_KINDS, RISK_LEVELS
 from services.advocacy import domain
+from services.advocacy.casework import contacts
 from services.advocacy.continuity import deadlines
 
 ISO_639_1 = validate.Regexp(r"^[a-z]{2}$", error="Not an ISO 639-1 code (two lower-case letters).")
@@ -117,6 +118,16 @@ class CaseSummarySchema(Schema):
     opened_at = fields.DateTime()
     updated_at = fields.DateTime()
     closed_at = fields.DateTime(allow_none=True)
+    local_authority_org_id = fields.String(
+        allow_none=True,
+        metadata={
+            "description": (
+                "A child's local authority (its children's services), resolved by intake from the child's ONS "
+                "code: told of the referral, allocation, turning 18, lost contact and high risk. Null for an adult."
+            )
+        },
+    )
+    local_authority_name = fields.String(allow_none=True, metadata={"description": "Its name in intake's directory."})
 
 
 class CaseSchema(CaseSummarySchema):
@@ -341,3 +352,69 @@ class HandoverSchema(Schema):
     decline_reason = fields.String(allow_none=True)
     decline_note = fields.String(allow_none=True)
     case_id = fields.String(allow_none=True, metadata={"description": "The case here, once accepted"})
+
+
+# --- an advocate's day (issue 13 items 2-3): the contact log, notes and risk flags -----------------------
+# Their notes are special-category: kept at the charity, never in an event, a log line or the timeline.
+
+CONTACT_METHODS, CONTACT_OUTCOMES = contacts.METHODS, contacts.OUTCOMES
+
+
+class ContactCreateSchema(Schema):
+    at = fields.AwareDateTime(
+        required=True, default_timezone=UTC, metadata={"description": "When: not in the future (422)."}
+    )
+    method = fields.String(required=True, validate=validate.OneOf(CONTACT_METHODS))
+    outcome = fields.String(
+        required=True,
+        validate=validate.OneOf(CONTACT_OUTCOMES),
+        metadata={"description": "Only `reached` is a successful contact (it ends a no-contact episode)."},
+    )
+    interpreter_used = fields.Boolean(required=True)
+    note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=10_000))
+
+
+class ContactSchema(Schema):
+    id = fields.String()
+    case_id = fields.String()
+    at = fields.DateTime()
+    method = fields.String(metadata={"enum": list(CONTACT_METHODS)})
+    outcome = fields.String(metadata={"enum": list(CONTACT_OUTCOMES)})
+    interpreter_used = fields.Boolean()
+    note = fields.String(allow_none=True)
+    recorded_by = fields.String()
+    recorded_at = fields.DateTime()
+
+
+class NoteCreateSchema(Schema):
+    text = fields.String(required=True, validate=validate.Length(min=1, max=10_000))
+
+
+class NoteSchema(Schema):
+    id = fields.String()
+    case_id = fields.String()
+    text = fields.String()
+    written_by = fields.String()
+    written_at = fields.DateTime()
+
+
+class RiskCreateSchema(Schema):
+    kind = fields.String(required=True, validate=validate.OneOf(RISK_KINDS))
+    level = fields.String(
+        required=True,
+        validate=validate.OneOf(RISK_LEVELS),
+        metadata={"description": "`high` publishes `case.risk_raised` (ids, kind and level) at once."},
+    )
+    review_on = fields.Date(required=True, metadata={"description": "The date to review it by: not in the past."})
+    note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=10_000))
+
+
+class RiskSchema(Schema):
+    id = fields.String()
+    case_id = fields.String()
+    kind = fields.String(metadata={"enum": list(RISK_KINDS)})
+    level = fields.String(metadata={"enum": list(RISK_LEVELS)})
+    review_on = fields.Date()
+    note = fields.String(allow_none=True)
+    raised_by = fields.String()
+    raised_at = fields.DateTime()
