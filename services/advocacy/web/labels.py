@@ -162,7 +162,35 @@ TIMELINE_LABELS = {
     "handover_unanswered": "Handover unanswered",
     "case_relocated": "Case relocated",
     "consent_recorded": "Consent recorded",
+    "contact_logged": "Contact logged",
+    "contact_overdue": "No contact for too long",
+    "note_added": "Note added",
+    "risk_raised": "Risk flag raised",
 }
+CONTACT_HOW_LABELS = {
+    "phone": "Phone",
+    "in_person": "In person",
+    "video": "Video call",
+    "text": "Text message",
+    "email": "Email",
+    "via_third_party": "Through someone else",
+}
+CONTACT_OUTCOME_LABELS = {
+    "reached": "Reached",
+    "no_answer": "No answer",
+    "unsafe_to_talk": "Unsafe to talk",
+    "message_left": "Message left",
+    "wrong_number": "Wrong number",
+}
+RISK_KIND_LABELS = {
+    "re_trafficking": "Re-trafficking",
+    "missing": "Missing",
+    "exploiters_nearby": "Exploiters nearby",
+    "self_harm": "Self-harm",
+    "detention": "Detention",
+    "other": "Other",
+}
+RISK_LEVEL_LABELS = {"low": "Low", "medium": "Medium", "high": "High"}
 POLICY_KEY_LABELS = {"rg_decision": "Reasonable-grounds decision", "cg_not_before": "Earliest CG decision"}
 # Words that stay capitals when a code is turned into words.
 ACRONYMS = {"nrm": "NRM", "rg": "RG", "cg": "CG", "uk": "UK"}
@@ -170,6 +198,7 @@ ACRONYMS = {"nrm": "NRM", "rg": "RG", "cg": "CG", "uk": "UK"}
 _WORDS_OF_CODES: dict[str, str] = {}
 for _table in (CLOCK_LABELS, TRANSITION_LABELS, CHECKLIST_LABELS, REGION_LABELS, NEED_LABELS, EXPLOITATION_LABELS):
     _WORDS_OF_CODES.update(_table)
+_WORDS_OF_CODES.update({k: v.lower() for k, v in {**RISK_KIND_LABELS, **CONTACT_OUTCOME_LABELS}.items()})
 CLOCK_NAMED = re.compile(r"\b([a-z0-9_]+) clock\b")  # "recovery_period clock due ...": a clock by its kind
 
 POLICY_VERSION = re.compile(r"(?:policy )?\b([a-z0-9_]+)@([a-z_*]+):(\d{4}-\d{2}-\d{2})(\+config)?")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
-from datetime import date
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 
 from flask import Blueprint, Flask, abort, current_app, flash, g, redirect, render_template, request, url_for
 from sqlalchemy import select
@@ -18,16 +19,23 @@ from sqlalchemy.orm import Session
 
 from contracts.events import REGIONS
 from services.advocacy import domain
+from services.advocacy.casework.intake_client import IntakeClient
+from services.advocacy.config import AdvocacyConfig
 from services.advocacy.continuity import deadlines
 from services.advocacy.continuity.wall_clock import today
-from services.advocacy.models import Advocate, Case, Offer
+from services.advocacy.models import Advocate, Case, Offer, RiskFlag
 from services.advocacy.uow import AdvocacyUnitOfWork
 from services.advocacy.web import auth, labels, records
-from services.advocacy.web.caseload import caseload, person_label, upcoming_transitions
+from services.advocacy.web.attention import needs_attention
+from services.advocacy.web.caseload import CaseRow, caseload, person_details, person_label, upcoming_transitions
 from services.advocacy.web.context import EXTENSION, instance
+from services.advocacy.web.directory import Directory, Fetch
+from shared.auth.tokens import ServiceTokens
+from shared.config import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 OIDC = "advocacy.oidc"  # the app's extension holding its auth.Oidc
+DIRECTORY = "advocacy.directory"  # the app's extension holding its web.directory.Directory
 
 page = Blueprint("page", __name__, template_folder="templates", static_folder="static", static_url_path="/assets")
 
@@ -44,7 +52,17 @@ def init_page(app: Flask) -> None:
         SESSION_COOKIE_SECURE=not config.dev_signin,
     )
     app.extensions[OIDC] = auth.Oidc(advocacy.settings, config)
+    app.extensions[DIRECTORY] = Directory(_directory_fetch(advocacy.settings, config))
     app.register_blueprint(page)
+
+
+def _directory_fetch(settings: Settings, config: AdvocacyConfig) -> Fetch | None:
+    """intake's directories through the intake client, with this provider's token; None without a token."""
+    try:
+        tokens = ServiceTokens(settings, org=config.provider_id, org_kind="provider", scopes=["cases:read"])
+    except ConfigError:
+        return None
+    return IntakeClient(config.intake_url, tokens).directory
 
 
 def _dev_secret(dev_signin: bool) -> str:
@@ -67,6 +85,25 @@ def helpers():
         "clock_state_label": labels.clock_state_label,
         "checklist_label": lambda k: labels.CHECKLIST_LABELS.get(k, k),
         "provider_id": instance().provider_id,
+        "region_label": labels.region_label,
+        "timeline_label": labels.timeline_label,
+        "policy_label": labels.policy_label,
+        "plain": labels.plain,
+        "words": labels.words,
+        "day": labels.day,
+        "need_labels": lambda codes: [labels.label(labels.NEED_LABELS, c) for c in codes or []],
+        "exploitation_labels": lambda codes: [labels.label(labels.EXPLOITATION_LABELS, c) for c in codes or []],
+        "case_status_label": lambda c: labels.label(labels.CASE_STATUS_LABELS, c),
+        "transition_status_label": lambda c: labels.label(labels.TRANSITION_STATUS_LABELS, c),
+        "offer_status_label": lambda c: labels.label(labels.OFFER_STATUS_LABELS, c),
+        "contact_method_label": lambda c: labels.label(labels.CONTACT_METHOD_LABELS, c),
+        "consent_purpose_label": lambda c: labels.label(labels.CONSENT_PURPOSE_LABELS, c),
+        "decline_label": lambda c: DECLINE_LABELS.get(c or "", labels.words(c)),
+        "closure_label": lambda c: CLOSURE_LABELS.get(c or "", labels.words(c)),
+        "contact_how_label": lambda c: labels.label(labels.CONTACT_HOW_LABELS, c),
+        "contact_outcome_label": lambda c: labels.label(labels.CONTACT_OUTCOME_LABELS, c),
+        "risk_kind_label": lambda c: labels.label(labels.RISK_KIND_LABELS, c),
+        "risk_level_label": lambda c: labels.label(labels.RISK_LEVEL_LABELS, c),
     }
 
 
@@ -169,13 +206,113 @@ def my_caseload():
     with advocacy.unit_of_work() as uow:
         advocate = _require_advocate(uow)
         day = today(advocacy.continuity.wall_clock)
+        status = 200
+        try:
+            filters = Filters.from_query(request.args, coordinator=advocate.role == domain.ROLE_COORDINATOR)
+        except ValueError as exc:  # a bad parameter: say which, and show the caseload unfiltered
+            flash(str(exc), "error")
+            filters, status = Filters(), 400
+        flagged = _flagged(uow.session, uow.provider_id, filters.risk) if filters.risk else set()
+        rows = filters.apply(caseload(uow.session, advocate, day), day, flagged)
+        shown = rows[(filters.page - 1) * PAGE_SIZE : filters.page * PAGE_SIZE]
         return render_template(
             "caseload.html",
             advocate=advocate,
-            rows=caseload(uow.session, advocate, day),
+            rows=shown,
+            total=len(rows),
+            filters=filters,
+            pages=max(1, -(-len(rows) // PAGE_SIZE)),
+            advocates=sorted((a for a in uow.advocates.all() if a.active), key=lambda a: a.name),
+            within_choices=WITHIN_DAYS,
+            risk_levels=list(labels.RISK_LEVEL_LABELS.items()),
             upcoming=upcoming_transitions(uow.session, advocate, day),
+            # Lost contact and high risks (issue 13): the coordinator's to act on.
+            attention=needs_attention(uow.session, advocate),
             today=day,
-        )
+        ), status
+
+
+PAGE_SIZE = 25
+WITHIN_DAYS = (7, 14, 30, 90)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The caseload's filters and page, from query parameters of ids and numbers only (never a name)."""
+
+    advocate_id: str = ""
+    within: int | None = None  # next deadline within this many days (overdue included)
+    page: int = 1
+    risk: str = ""  # a risk level: cases with a flag at that level
+
+    @classmethod
+    def from_query(cls, args, *, coordinator: bool) -> Filters:
+        advocate_id = (args.get("advocate") or "").strip() if coordinator else ""
+        if len(advocate_id) > 36:
+            raise ValueError("Filter advocate: choose one of this provider's advocates.")
+        within = _whole(args.get("within"), "within", 1, 366)
+        risk = args.get("risk") or ""
+        if risk and risk not in labels.RISK_LEVEL_LABELS:
+            raise ValueError(f"Filter risk: one of {', '.join(labels.RISK_LEVEL_LABELS)}.")
+        return cls(advocate_id, within, _whole(args.get("page"), "page", 1, 10_000) or 1, risk)
+
+    def apply(self, rows: list[CaseRow], day: date, flagged: set[str]) -> list[CaseRow]:
+        """`flagged`: the cases with a risk flag at the level asked for."""
+        if self.risk:
+            rows = [r for r in rows if r.case.id in flagged]
+        if self.advocate_id:
+            rows = [r for r in rows if r.case.advocate_id == self.advocate_id]
+        if self.within is not None:
+            until = day + timedelta(days=self.within)
+            rows = [r for r in rows if r.next is not None and r.next.on <= until]
+        return rows
+
+    def query(self, **changes) -> dict[str, str | int]:
+        """The query parameters of these filters with `changes`, for a link (empty ones left out)."""
+        values = {"advocate": self.advocate_id, "within": self.within, "risk": self.risk, "page": self.page, **changes}
+        return {k: v for k, v in values.items() if v and not (k == "page" and v == 1)}
+
+
+def _flagged(session: Session, provider_id: str, level: str) -> set[str]:
+    query = select(RiskFlag.case_id).where(RiskFlag.provider_id == provider_id, RiskFlag.level == level)
+    return set(session.scalars(query))
+
+
+def _whole(raw: str | None, name: str, low: int, high: int) -> int | None:
+    if raw in (None, ""):
+        return None
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ValueError(f"Filter {name}: a whole number from {low} to {high}.")
+    return int(raw)
+
+
+# --- search by name or reference: POST only, so the words never sit in a URL, a log line or the history ------
+
+SEARCH_LENGTH = 200
+
+
+@page.get("/search")
+def search_form():
+    """The form only: a query in the URL is ignored (names never travel in URLs)."""
+    advocacy = instance()
+    with advocacy.unit_of_work() as uow:
+        return render_template("search.html", advocate=_require_advocate(uow), results=None, searched=False)
+
+
+@page.post("/search")
+def search():
+    text = (request.form.get("q") or "").strip()
+    advocacy = instance()
+    with advocacy.unit_of_work() as uow:
+        advocate = _require_advocate(uow)
+        if not text or len(text) > SEARCH_LENGTH:
+            flash(f"Type a name or a reference (at most {SEARCH_LENGTH} characters).", "error")
+            return render_template("search.html", advocate=advocate, results=None, searched=False), 400
+        found = uow.cases.by_ids(advocacy.continuity.casework.index.find(uow, text))
+        coordinator = advocate.role == domain.ROLE_COORDINATOR
+        mine = [c for c in found.values() if coordinator or c.advocate_id == advocate.id]
+        results = sorted(((person_label(c), c) for c in mine), key=lambda r: (r[0], r[1].id))
+        return render_template("search.html", advocate=advocate, results=results, searched=True)
 
 
 @page.get("/cases/<case_id>")
@@ -188,13 +325,30 @@ def case_page(case_id: str):
         day = today(advocacy.continuity.wall_clock)
         names = {a.id: a.name for a in uow.advocates.all()}
         record = nrm.record(uow, case) if case.status == domain.CASE_OPEN else None
+        directory: Directory = current_app.extensions[DIRECTORY]
+        live = case.status == domain.CASE_OPEN  # only an open case plans a transition
+        agencies, providers = (directory.agencies(), directory.providers()) if live else (None, None)
         return render_template(
             "case.html",
             advocate=advocate,
             case=case,
             label=person_label(case),
+            person=person_details(case, day),
             record=record,
             decisions=uow.nrm.decisions_of(case.id),
+            reconsiderations=uow.nrm.reconsiderations_of(case.id),
+            consents=uow.consents.of_case(case.id),
+            purposes=list(labels.CONSENT_PURPOSE_LABELS.items()),
+            contacts=uow.contacts.of_case(case.id),
+            notes=uow.notes.of_case(case.id),
+            risks=uow.risks.of_case(case.id),
+            contact_methods=list(labels.CONTACT_HOW_LABELS.items()),
+            contact_outcomes=list(labels.CONTACT_OUTCOME_LABELS.items()),
+            risk_kinds=list(labels.RISK_KIND_LABELS.items()),
+            risk_levels=list(labels.RISK_LEVEL_LABELS.items()),
+            agencies=agencies,
+            providers=None if providers is None else [p for p in providers if p[0] != case.provider_id],
+            directory_names=dict((agencies or []) + (providers or [])),
             clocks=[records.clock_view(c, day) for c in uow.clocks.of_case(case.id)],
             transitions=uow.transitions.of_case(case.id),
             timeline=uow.timeline.of_offer(case.offer_id),
@@ -327,6 +481,137 @@ def close_case(case_id: str):
 
 
 CLOSURE_NOTE_LENGTH = 400  # as the API's (web.schemas.ClosureSchema)
+NRM_REFERENCE_LENGTH = 64  # as the API's (web.schemas.NrmUpdateSchema)
+
+
+@page.post("/cases/<case_id>/nrm-reference")
+def set_nrm_reference(case_id: str):
+    reference = (request.form.get("nrm_reference") or "").strip()
+    if len(reference) > NRM_REFERENCE_LENGTH:
+        flash(f"An NRM reference has at most {NRM_REFERENCE_LENGTH} characters.", "error")
+        return redirect(url_for("page.case_page", case_id=case_id))
+    nrm = instance().continuity.nrm
+    return _act(
+        case_id,
+        lambda uow, case, who: nrm.set_reference(uow, case, reference or None, actor=who),
+        "NRM reference saved." if reference else "NRM reference removed.",
+    )
+
+
+@page.post("/cases/<case_id>/reconsiderations")
+def request_reconsideration(case_id: str):
+    decision_id, requested_on = request.form.get("decision_id", ""), _date(request.form.get("requested_on"))
+    if not decision_id or len(decision_id) > 64 or requested_on is None:
+        flash("Choose the decision to reconsider and the date it was requested.", "error")
+        return redirect(url_for("page.case_page", case_id=case_id))
+    nrm = instance().continuity.nrm
+    return _act(
+        case_id,
+        lambda uow, case, who: nrm.request_reconsideration(
+            uow, case, decision_id=decision_id, requested_on=requested_on, actor=who
+        ),
+        "Reconsideration request recorded.",
+    )
+
+
+CONSENT_RECIPIENTS = 50  # as the API's (web.schemas.ConsentCreateSchema)
+CARE_TEXT_LENGTH = 10_000  # a contact's note, a note, a risk's note: as the API's (web.schemas)
+
+
+def _text(name: str) -> str | None:
+    return (request.form.get(name) or "").strip() or None
+
+
+@page.post("/cases/<case_id>/contacts")
+def log_contact(case_id: str):
+    at, note = _datetime(request.form.get("at")), _text("note")
+    method, outcome = request.form.get("method", ""), request.form.get("outcome", "")
+    if (
+        at is None
+        or method not in labels.CONTACT_HOW_LABELS
+        or outcome not in labels.CONTACT_OUTCOME_LABELS
+        or (note is not None and len(note) > CARE_TEXT_LENGTH)
+    ):
+        flash("Say when, how and with what outcome you tried to reach the person.", "error")
+        return redirect(url_for("page.case_page", case_id=case_id))
+    contacts = instance().continuity.contacts
+    return _act(
+        case_id,
+        lambda uow, case, who: contacts.log(
+            uow,
+            case,
+            at=at,
+            method=method,
+            outcome=outcome,
+            actor=who,
+            interpreter_used=request.form.get("interpreter_used") == "yes",
+            note=note,
+        ),
+        "Contact logged.",
+    )
+
+
+@page.post("/cases/<case_id>/notes")
+def add_note(case_id: str):
+    text = _text("text")
+    if text is None or len(text) > CARE_TEXT_LENGTH:
+        flash(f"Write the note (at most {CARE_TEXT_LENGTH} characters).", "error")
+        return redirect(url_for("page.case_page", case_id=case_id))
+    notes = instance().continuity.notes
+    return _act(case_id, lambda uow, case, who: notes.add(uow, case, text=text, actor=who), "Note added.")
+
+
+@page.post("/cases/<case_id>/risks")
+def raise_risk(case_id: str):
+    kind, level = request.form.get("kind", ""), request.form.get("level", "")
+    review_on, note = _date(request.form.get("review_on")), _text("note")
+    if (
+        kind not in labels.RISK_KIND_LABELS
+        or level not in labels.RISK_LEVEL_LABELS
+        or review_on is None
+        or (note is not None and len(note) > CARE_TEXT_LENGTH)
+    ):
+        flash("Choose the kind of risk, its level and the date to review it by.", "error")
+        return redirect(url_for("page.case_page", case_id=case_id))
+    risks = instance().continuity.risks
+    return _act(
+        case_id,
+        lambda uow, case, who: risks.raise_flag(
+            uow, case, kind=kind, level=level, review_on=review_on, actor=who, note=note
+        ),
+        "Risk flag raised.",
+    )
+
+
+@page.post("/cases/<case_id>/consent")
+def record_consent(case_id: str):
+    purpose, given = request.form.get("purpose", ""), request.form.get("given", "")
+    obtained_at = _datetime(request.form.get("obtained_at"))
+    recipients = [r for r in (request.form.get("recipients") or "").replace(",", " ").split() if r]
+    if (
+        purpose not in labels.CONSENT_PURPOSE_LABELS
+        or given not in ("yes", "no")
+        or obtained_at is None
+        or len(recipients) > CONSENT_RECIPIENTS
+        or any(len(r) > 100 for r in recipients)
+    ):
+        flash("Choose what the consent is for, whether it was given and when it was obtained.", "error")
+        return redirect(url_for("page.case_page", case_id=case_id))
+    consent = instance().continuity.consent
+    return _act(
+        case_id,
+        lambda uow, case, who: consent.record(
+            uow,
+            case,
+            purpose=purpose,
+            given=given == "yes",
+            obtained_at=obtained_at,
+            actor=who,
+            interpreter_used=request.form.get("interpreter_used") == "yes",
+            recipients=recipients,
+        ),
+        "Consent recorded.",
+    )
 
 
 # --- the inbox: offers and provider handovers to answer (a coordinator's) ----------------------------------
@@ -350,18 +635,40 @@ def inbox():
         advocate = _require_coordinator(uow)
         loads = uow.cases.caseloads()
         advocates = [
-            {"id": a.id, "name": a.name, "caseload": loads.get(a.id, 0), "max_caseload": a.max_caseload}
-            for a in uow.advocates.all()
+            {
+                "id": a.id,
+                "name": a.name,
+                "caseload": loads.get(a.id, 0),
+                "max_caseload": a.max_caseload,
+                "languages": a.languages or [],
+                "full": loads.get(a.id, 0) >= a.max_caseload,
+            }
+            for a in sorted(uow.advocates.all(), key=lambda a: a.name)
             if a.active
         ]
         return render_template(
             "offers.html",
             advocate=advocate,
             offers=_pending_offers(uow.session, uow.provider_id),
+            answered=_answered_offers(uow.session, uow.provider_id),
             handovers=uow.handovers.of_status(domain.HANDOVER_PENDING),
             advocates=advocates,
             decline_reasons=[(code, DECLINE_LABELS.get(code, code)) for code in domain.DECLINE_REASONS],
+            countdown=lambda deadline: labels.countdown(deadline, datetime.now(UTC)),
         )
+
+
+ANSWERED_SHOWN = 50
+
+
+def _answered_offers(session: Session, provider_id: str) -> list[Offer]:
+    """Offers answered, expired or withdrawn, latest first (a handover's offer row is not an offer we had)."""
+    query = select(Offer).where(
+        Offer.provider_id == provider_id,
+        Offer.status != domain.OFFER_PENDING,
+        Offer.id.not_like(f"{domain.HANDOVER_OFFER_PREFIX}%"),
+    )
+    return list(session.scalars(query.order_by(Offer.updated_at.desc(), Offer.id).limit(ANSWERED_SHOWN)))
 
 
 @page.post("/offers/<offer_id>/accept")
@@ -444,3 +751,12 @@ def _date(raw: str | None) -> date | None:
         return date.fromisoformat(raw or "")
     except ValueError:
         return None
+
+
+def _datetime(raw: str | None) -> datetime | None:
+    """A form's `datetime-local` value, read as UTC (the page's times are UTC)."""
+    try:
+        at = datetime.fromisoformat(raw or "")
+    except ValueError:
+        return None
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at
