@@ -156,6 +156,12 @@ def test_a_childs_local_authority_gets_its_referral_allocation_and_turning_18_wi
             c.referral_id: (c.local_authority_org_id, c.local_authority_name) for c in session.scalars(select(Case))
         }
     assert kept == {child_id: (COUNCIL, CHILDRENS_SERVICES["name"]), adult_id: (None, None)}
+    shown = {
+        case["referral_id"]: case for case in advocacy.client.get("/v1/cases", headers=advocacy.headers).get_json()
+    }
+    child_case = advocacy.client.get(f"/v1/cases/{shown[child_id]['id']}", headers=advocacy.headers).get_json()
+    assert (child_case["local_authority_org_id"], child_case["local_authority_name"]) == kept[child_id]
+    assert shown[adult_id]["local_authority_org_id"] is None
 
 
 def test_the_agency_directory_validates_names_each_bad_field_and_lists_for_a_charity(intake, auth_header):
