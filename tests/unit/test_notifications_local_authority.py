@@ -21,7 +21,15 @@ from support.fake_notifications import FakeNotificationsUnitOfWork
 pytestmark = pytest.mark.unit
 
 REFERRER, LOCAL_AUTHORITY, OTHER_COUNCIL = "police-synthetic", "council-cs-synthetic", "council-cs-elsewhere"
-EVERYTHING = ["referral.received", "referral.allocated", "referral.escalated", "transition.planned", "case.opened"]
+EVERYTHING = [
+    "referral.received",
+    "referral.allocated",
+    "referral.escalated",
+    "transition.planned",
+    "case.opened",
+    "case.contact_overdue",
+    "case.risk_raised",
+]
 
 
 @pytest.fixture
@@ -149,6 +157,50 @@ def test_the_local_authority_hears_of_turning_18_but_not_of_other_transitions_or
     assert orgs_told(uow, escalated) == {REFERRER}
     assert orgs_told(uow, eighteen) == {REFERRER, LOCAL_AUTHORITY}
     assert orgs_told(uow, relocation) == {REFERRER}
+
+
+def test_a_childs_local_authority_hears_that_nobody_has_reached_the_child_and_of_a_high_risk(uow, handle):
+    subscribed(uow, REFERRER)
+    subscribed(uow, LOCAL_AUTHORITY)
+    subscribed(uow, OTHER_COUNCIL)
+    referral_id = str(uuid.uuid4())
+    handle(received(referral_id, LOCAL_AUTHORITY))
+    handle(
+        news(
+            "referral.allocated",
+            referral_id,
+            LOCAL_AUTHORITY,
+            status="allocated",
+            provider_id="charity-a",
+            case_id="case-la-1",
+        )
+    )
+    case = {"referral_id": referral_id, "case_id": "case-la-1", "provider_id": "charity-a"}
+    overdue = payload(
+        "case.contact_overdue",
+        **case,
+        local_authority_org_id=LOCAL_AUTHORITY,
+        is_child=True,
+        counted_from="2026-11-20",
+        due_on="2026-11-27",
+        policy_version="no_contact_child@*:2009-04-01",
+    )
+    risk = payload(
+        "case.risk_raised",
+        **case,
+        local_authority_org_id=LOCAL_AUTHORITY,
+        risk_id=str(uuid.uuid4()),
+        kind="missing",
+        level="high",
+    )
+    for event in (arriving(overdue, publisher="advocacy-charity-a"), arriving(risk, publisher="advocacy-charity-a")):
+        handle(event)
+        assert orgs_told(uow, event) == {REFERRER, LOCAL_AUTHORITY}
+        sent = {d.org_id: json.loads(d.payload)["data"] for d in uow.delivered_to(event.id).values()}
+        told = sent[LOCAL_AUTHORITY]
+        assert told["referral_id"] == referral_id and told["external_reference"] is None, told
+        ids_and_codes = {"referral_id", "external_reference", "status", "case_id", "provider_id", "is_child"}
+        assert set(told) <= ids_and_codes | {"counted_from", "due_on", "risk_id", "kind", "level"}, told
 
 
 def test_an_adults_referral_tells_no_local_authority(uow, handle):
