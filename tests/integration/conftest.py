@@ -8,6 +8,10 @@ import uuid
 import pika
 import pytest
 
+from services.migrate import migrate
+from services.notifications.app import create_app as notifications_app
+from services.notifications.bootstrap import bootstrap as notifications_bootstrap
+from shared.config import Settings
 from shared.messaging.topology import declare_exchanges
 from support.advocacy import PROVIDER, SCOPES, Instance
 from support.apps import service_app
@@ -21,6 +25,19 @@ def intake(fresh_database, dev_keys):
     app = service_app("intake", fresh_database("intake"), dev_keys)
     yield app, app.extensions["intake"].sessions
     app.extensions["intake"].engine.dispose()
+
+
+@pytest.fixture
+def notifications(fresh_database, dev_keys):
+    """notifications' bootstrapped instance on a fresh, migrated PostgreSQL database (webhooks to 127.0.0.1
+    allowed, no retry waits), and a test client of its app."""
+    url = fresh_database("notifications")
+    migrate("notifications", url)
+    env = {"NOTIFICATIONS_DATABASE_URL": url, "AUTH_PUBLIC_KEY_FILE": str(dev_keys[1])}
+    env |= {"WEBHOOK_ALLOW_PRIVATE": "true", "WEBHOOK_RETRY_SCHEDULE": "0"}
+    root = notifications_bootstrap(Settings.from_env("notifications", env=env), instrument=False)
+    yield root, notifications_app(notifications=root).test_client()
+    root.engine.dispose()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ their 4xx, who may read the referral's body, and a refusal at 18."""
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -16,59 +15,15 @@ from standardwebhooks import Webhook
 from services.advocacy.models import Outbox as AdvocacyOutbox
 from services.intake.models import Outbox as IntakeOutbox
 from services.intake.worker import QUEUE
-from services.migrate import migrate
-from services.notifications.app import create_app as notifications_app
-from services.notifications.bootstrap import bootstrap as notifications_bootstrap
-from shared.config import Settings
 from shared.inbox import EventHandlers
-from shared.messaging.envelope import Event
-from shared.messaging.relay import OutboxRelay
 from shared.testing import referral_body
 from support.advocacy import PROVIDER, add_advocate, deliver
-from support.amqp import declare_tap, drain, running
+from support.flows import IntakeOverHttp, relayed
 from support.receivers import WebhookReceiver
 
 POLICE = ("met-police", "police", "referrals:write referrals:read")
 ADMIN = ("platform", "coordinator", "providers:admin")
 COUNCIL = ("leeds-city-council", "local_authority", "referrals:read")
-
-
-def relayed(amqp_url: str, sessions, outbox, *keys: str) -> dict[str, Event]:
-    """The events staged under `keys`, as their consumers receive them: relayed to the real broker, taken from a
-    queue bound to each key, with the publisher RabbitMQ validated."""
-    taps = {key: f"consent-test.{key}" for key in keys}
-    for key, tap in taps.items():
-        declare_tap(amqp_url, tap, key)
-    relay = OutboxRelay(amqp_url, sessions, outbox, name="consent-test", poll_interval=0.05)
-    with running(relay.run):
-        got = {key: drain(amqp_url, tap, expect=1)[0] for key, tap in taps.items()}
-    return {
-        key: dataclasses.replace(Event.from_json(body), routing_key=key, publisher=properties.user_id)
-        for key, (properties, body) in got.items()
-    }
-
-
-class IntakeOverHttp:
-    """advocacy's intake client, answered by the intake app under test with the provider's own token."""
-
-    def __init__(self, client, headers):
-        self.client, self.headers = client, headers
-
-    def fetch_referral(self, referral_id: str) -> dict:
-        response = self.client.get(f"/v1/referrals/{referral_id}", headers=self.headers)
-        assert response.status_code == 200, response.get_json()
-        return response.get_json()
-
-
-@pytest.fixture
-def notifications(fresh_database, dev_keys):
-    url = fresh_database("notifications")
-    migrate("notifications", url)
-    env = {"NOTIFICATIONS_DATABASE_URL": url, "AUTH_PUBLIC_KEY_FILE": str(dev_keys[1])}
-    env |= {"WEBHOOK_ALLOW_PRIVATE": "true", "WEBHOOK_RETRY_SCHEDULE": "0"}
-    root = notifications_bootstrap(Settings.from_env("notifications", env=env), instrument=False)
-    yield root, notifications_app(notifications=root).test_client()
-    root.engine.dispose()
 
 
 @pytest.fixture

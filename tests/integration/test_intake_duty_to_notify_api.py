@@ -18,6 +18,7 @@ from shared.messaging.relay import OutboxRelay
 from shared.testing import referral_body
 from support.advocacy import PROVIDER, add_advocate, deliver
 from support.amqp import declare_tap, drain, running
+from support.flows import IntakeOverHttp
 
 POLICE = ("met-police", "police", "referrals:write referrals:read")
 ADMIN = ("platform", "coordinator", "providers:admin")
@@ -33,18 +34,6 @@ def through_broker(amqp_url: str, sessions, outbox, routing_key: str) -> Event:
     with running(relay.run):
         [(properties, body)] = drain(amqp_url, tap, expect=1)
     return dataclasses.replace(Event.from_json(body), routing_key=routing_key, publisher=properties.user_id)
-
-
-class IntakeOverHttp:
-    """advocacy's intake client, answered by the intake app under test (the provider's own token)."""
-
-    def __init__(self, client, headers):
-        self.client, self.headers = client, headers
-
-    def fetch_referral(self, referral_id: str) -> dict:
-        response = self.client.get(f"/v1/referrals/{referral_id}", headers=self.headers)
-        assert response.status_code == 200
-        return response.get_json()
 
 
 def test_an_advocacy_only_referral_reaches_the_charity_while_the_dtn_record_holds_nothing_linkable(

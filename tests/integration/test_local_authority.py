@@ -7,12 +7,8 @@ agency directory's API and its 4xx."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import uuid
 
-import pika
-import pytest
 from sqlalchemy import select
 from standardwebhooks import Webhook
 
@@ -20,16 +16,11 @@ from services.advocacy.models import Case
 from services.advocacy.models import Outbox as AdvocacyOutbox
 from services.intake.models import Outbox as IntakeOutbox
 from services.intake.worker import QUEUE
-from services.migrate import migrate
-from services.notifications.app import create_app as notifications_app
-from services.notifications.bootstrap import bootstrap as notifications_bootstrap
-from shared.config import Settings
 from shared.inbox import EventHandlers
 from shared.messaging.envelope import Event
-from shared.messaging.relay import OutboxRelay
 from shared.testing import referral_body
 from support.advocacy import PROVIDER, add_advocate, deliver
-from support.amqp import declare_tap, drain, running
+from support.flows import IntakeOverHttp, relayed
 from support.receivers import WebhookReceiver
 
 POLICE = ("met-police", "police", "referrals:write referrals:read")
@@ -41,50 +32,6 @@ CHILDRENS_SERVICES = {
     "local_authority_codes": ["E09000033"],
 }
 LA_EVENTS = ["referral.received", "referral.allocated", "referral.escalated", "transition.planned", "case.opened"]
-
-
-def relayed(amqp_url: str, sessions, outbox, *keys: str) -> dict[str, Event]:
-    """The events staged under `keys`, as their consumers receive them: relayed to the real broker and taken from
-    a queue of this test's own bound to each key (deleted after), with the publisher RabbitMQ validated."""
-    taps = {key: f"local-authority-test.{uuid.uuid4().hex[:8]}.{key}" for key in keys}
-    for key, tap in taps.items():
-        declare_tap(amqp_url, tap, key)
-    relay = OutboxRelay(amqp_url, sessions, outbox, name="local-authority-test", poll_interval=0.05)
-    try:
-        with running(relay.run):
-            got = {key: drain(amqp_url, tap, expect=1)[0] for key, tap in taps.items()}
-    finally:
-        with pika.BlockingConnection(pika.URLParameters(amqp_url)) as connection:
-            channel = connection.channel()
-            for tap in taps.values():
-                channel.queue_delete(tap)
-    return {
-        key: dataclasses.replace(Event.from_json(body), routing_key=key, publisher=properties.user_id)
-        for key, (properties, body) in got.items()
-    }
-
-
-class IntakeOverHttp:
-    """advocacy's intake client, answered by the intake app under test with the provider's own token."""
-
-    def __init__(self, client, headers):
-        self.client, self.headers = client, headers
-
-    def fetch_referral(self, referral_id: str) -> dict:
-        response = self.client.get(f"/v1/referrals/{referral_id}", headers=self.headers)
-        assert response.status_code == 200, response.get_json()
-        return response.get_json()
-
-
-@pytest.fixture
-def notifications(fresh_database, dev_keys):
-    url = fresh_database("notifications")
-    migrate("notifications", url)
-    env = {"NOTIFICATIONS_DATABASE_URL": url, "AUTH_PUBLIC_KEY_FILE": str(dev_keys[1])}
-    env |= {"WEBHOOK_ALLOW_PRIVATE": "true", "WEBHOOK_RETRY_SCHEDULE": "0"}
-    root = notifications_bootstrap(Settings.from_env("notifications", env=env), instrument=False)
-    yield root, notifications_app(notifications=root).test_client()
-    root.engine.dispose()
 
 
 def test_a_childs_local_authority_gets_its_referral_allocation_and_turning_18_with_no_personal_data(
