@@ -135,7 +135,8 @@ advocacy: venv keys ## One more charity's instance: PROVIDER_ID=<id> PORT=<port>
 webhook-echo: venv ## A stand-in agency webhook endpoint on http://127.0.0.1:9000 (WEBHOOK_SECRET= verifies)
 	$(BIN)/python scripts/webhook_echo.py
 
-# The AsyncAPI project's JSON Schemas (tests/integration/test_asyncapi.py), exactly as package-lock.json pins them.
+# The AsyncAPI project's JSON Schemas (tests/integration/test_asyncapi.py) and axe-core (the advocate's page's
+# accessibility test, tests/e2e/test_advocate_page_accessibility.py), exactly as package-lock.json pins them.
 # The stamp lives in node_modules/, so removing node_modules reinstalls (npm ci removes it first anyway).
 CONTRACTS := tests/contracts
 CONTRACTS_STAMP := $(CONTRACTS)/node_modules/.installed
