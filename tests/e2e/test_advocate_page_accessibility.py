@@ -28,6 +28,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 AXE = ROOT / "tests" / "contracts" / "node_modules" / "axe-core" / "axe.min.js"  # `make test` installs it
 WCAG_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 LANGUAGES = ("en",)  # the page's languages: each page is audited in each
+CLOSED_IN = {"en": 103, "cy": 101}  # the demo case each language's audit closes (the keyboard walk closes 104)
 PROVIDER = "demo-charity"
 OFFERS = ("a11y-offer-keyboard", "a11y-offer-pending", "a11y-offer-declined")
 HANDOVER = "a11y-handover"
@@ -112,7 +113,8 @@ def with_lang(url: str, lang: str) -> str:
 
 def sign_in(page, base: str, lang: str, who: str) -> None:
     page.goto(with_lang(f"{base}/signin", lang))
-    page.locator("select[name=advocate_id]").select_option(label=who)
+    choice = page.locator("select[name=advocate_id]")
+    choice.select_option(choice.locator("option", has_text=who).get_attribute("value"))  # a name: not translated
     page.locator("form[action$='/signin/dev'] button[type=submit]").click()
     page.wait_for_load_state()
 
@@ -160,7 +162,7 @@ def test_axe_finds_no_wcag_2_2_aa_violation_on_any_page_of_the_advocates_page(pa
 
     # A coordinator: the caseload with needs attention and filters, the inbox, case pages with every form.
     page = new_page(browser)
-    sign_in(page, page_url, lang, "Coordinator Sazu Demo (coordinator)")
+    sign_in(page, page_url, lang, "Coordinator Sazu Demo")
     audit("caseload of a coordinator")
     page.goto(with_lang(f"{page_url}/caseload?page=2", lang))
     audit("caseload, second page")
@@ -176,7 +178,7 @@ def test_axe_finds_no_wcag_2_2_aa_violation_on_any_page_of_the_advocates_page(pa
     for number in (101, 102, 103, 104):
         page.goto(with_lang(f"{page_url}/cases/{demo_id(PROVIDER, number, 'case')}", lang))
         audit(f"case page {number}")
-    case = f"{page_url}/cases/{demo_id(PROVIDER, 103, 'case')}"
+    case = f"{page_url}/cases/{demo_id(PROVIDER, CLOSED_IN[lang], 'case')}"
     page.goto(with_lang(case, lang))
     closure = page.locator("form[action$='/closure']")
     closure.locator("select").first.select_option(index=1)
