@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
@@ -36,7 +37,8 @@ class Deadline:
     @property
     def soon(self) -> str | None:
         """What the page says when it is near: a minimum is a date to prepare for, not to meet."""
-        return {rules.DEADLINE: "Due soon", rules.SUPPORT_END: "Ends soon"}.get(self.nature)
+        words = {rules.DEADLINE: _("Due soon"), rules.SUPPORT_END: _("Ends soon")}
+        return words.get(self.nature)
 
 
 def _still_ahead(clock: Clock, today: date) -> bool:
@@ -62,7 +64,7 @@ def person_label(case: Case) -> str:
     is none yet: the page then shows the case's short id."""
     subject = (case.referral or {}).get("subject") or {}
     name = " ".join(part for part in (subject.get("given_name"), subject.get("family_name")) if part)
-    return name or f"Case {case.id[:8]}"
+    return name or _("Case %(id)s", id=case.id[:8])
 
 
 def visible_cases(db: Session, advocate: Advocate) -> list[Case]:
@@ -155,14 +157,14 @@ def person_details(case: Case, today: date) -> Person | None:
 
 def _age(subject: dict[str, Any], today: date) -> str:
     if subject.get("age_disputed"):
-        return "age disputed"
+        return _("age disputed")
     born = subject.get("date_of_birth")
     if born:
         try:
             birth = date.fromisoformat(str(born))
         except ValueError:
-            return "not known"
+            return _("not known")
         years = today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
         return str(years)
     estimate = subject.get("age_estimate")
-    return f"about {estimate} (estimated)" if isinstance(estimate, int) else "not known"
+    return _("about %(num)d (estimated)", num=estimate) if isinstance(estimate, int) else _("not known")

@@ -5,7 +5,11 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 
+from flask_babel import gettext as _
+from flask_babel import ngettext, pgettext
+
 from services.advocacy.continuity import deadlines
+from services.advocacy.web import i18n
 
 TRANSITION_LABELS = {
     "turning_18": "Turning 18",
@@ -32,6 +36,8 @@ CLOCK_STATE_LABELS = {
     deadlines.REACHED: "Reached",
     deadlines.ENDED: "Ended",
 }
+CLOCK_STATE_CONTEXT = "clock state"
+DECISION_LABELS = {deadlines.POSITIVE: "Positive %(stage)s decision", deadlines.NEGATIVE: "Negative %(stage)s decision"}
 CHECKLIST_LABELS = {
     "consent_reobtained": "Consent re-obtained at 18",
     "receiving_agency_informed": "Receiving agency informed",
@@ -40,29 +46,48 @@ CHECKLIST_LABELS = {
 }
 
 
+# Every table's words are English msgids of the Welsh catalogue (translations/cy): looked up, then translated.
+
+
 def transition_label(kind: str) -> str:
-    return TRANSITION_LABELS.get(kind, kind.replace("_", " "))
+    return _(TRANSITION_LABELS[kind]) if kind in TRANSITION_LABELS else kind.replace("_", " ")
 
 
 def clock_label(kind: str) -> str:
-    return CLOCK_LABELS.get(kind, kind.replace("_", " "))
+    return _(CLOCK_LABELS[kind]) if kind in CLOCK_LABELS else kind.replace("_", " ")
 
 
 def clock_state_label(state: str) -> str:
-    return CLOCK_STATE_LABELS.get(state, state.replace("_", " "))
+    # "Reached" is also a contact's outcome, in Welsh another word: the clock's carries a context.
+    if state not in CLOCK_STATE_LABELS:
+        return state.replace("_", " ")
+    return pgettext(CLOCK_STATE_CONTEXT, CLOCK_STATE_LABELS[state])
+
+
+def decision_label(outcome: str, stage: str) -> str:
+    """'Positive RG decision', 'Negative CG decision' (in Welsh the adjective follows: a whole message each)."""
+    return _(DECISION_LABELS[outcome]) % {"stage": stage.upper()} if outcome in DECISION_LABELS else words(outcome)
+
+
+def checklist_label(item: str) -> str:
+    return _(CHECKLIST_LABELS[item]) if item in CHECKLIST_LABELS else item
 
 
 def clock_words(kind: str, nature: str, state: str, due_on: date) -> str:
     """A clock in plain words, by its nature: "Earliest CG decision: from 21 Nov 2026", "Minimum recovery
     period: reached", "Move-on support: ends 3 Feb 2027", "Reasonable-grounds decision expected: by 6 Mar 2026"."""
-    label, day = clock_label(kind), due_on.strftime("%-d %b %Y")
+    label, day = clock_label(kind), i18n.day(due_on)
     if nature == deadlines.MINIMUM:
         if kind == deadlines.CG_NOT_BEFORE:
-            return f"{label}: from {day}"
-        return f"{label}: reached" if state == deadlines.REACHED else f"{label}: until {day}"
+            return _("%(label)s: from %(day)s", label=label, day=day)
+        if state == deadlines.REACHED:
+            return _("%(label)s: reached", label=label)
+        return _("%(label)s: until %(day)s", label=label, day=day)
     if nature == deadlines.SUPPORT_END:
-        return f"{label}: ended {day}" if state == deadlines.ENDED else f"{label}: ends {day}"
-    return f"{label}: by {day}"
+        if state == deadlines.ENDED:
+            return _("%(label)s: ended %(day)s", label=label, day=day)
+        return _("%(label)s: ends %(day)s", label=label, day=day)
+    return _("%(label)s: by %(day)s", label=label, day=day)
 
 
 # --- plain words for every other code the page shows (issue 13): no raw key reaches the HTML -------------
@@ -191,7 +216,18 @@ RISK_KIND_LABELS = {
     "other": "Other",
 }
 RISK_LEVEL_LABELS = {"low": "Low", "medium": "Medium", "high": "High"}
-POLICY_KEY_LABELS = {"rg_decision": "Reasonable-grounds decision", "cg_not_before": "Earliest CG decision"}
+POLICY_KEY_LABELS = {  # the keys of nrm_policy.csv
+    "rg_decision": "Reasonable-grounds decision",
+    "cg_not_before": "Earliest CG decision",
+    "recovery_period": "Recovery period",
+    "reconsideration_window": "Reconsideration window",
+    "move_on": "Move on",
+    "exit_period": "Exit period",
+    "clock_notice": "Clock notice",
+    "turning_18_notice": "Turning 18 notice",
+    "no_contact_adult": "No contact adult",
+    "no_contact_child": "No contact child",
+}
 # Words that stay capitals when a code is turned into words.
 ACRONYMS = {"nrm": "NRM", "rg": "RG", "cg": "CG", "uk": "UK"}
 # Codes known to carry a label, in any of the tables above (a timeline detail names them in passing).
@@ -217,11 +253,16 @@ def words(code: str | None) -> str:
 
 
 def label(table: dict[str, str], code: str | None) -> str:
-    return table.get(code or "", words(code))
+    return _(table[code]) if code in table else words(code)
+
+
+def choices(table: dict[str, str]) -> list[tuple[str, str]]:
+    """A form's options: each code with its words."""
+    return [(code, _(text)) for code, text in table.items()]
 
 
 def region_label(code: str | None) -> str:
-    return REGION_LABELS.get(code or "", words(code)) if code else "Region not known"
+    return label(REGION_LABELS, code) if code else _("Region not known")
 
 
 def timeline_label(kind: str) -> str:
@@ -229,7 +270,7 @@ def timeline_label(kind: str) -> str:
 
 
 def day(on: date) -> str:
-    return on.strftime("%-d %b %Y")
+    return i18n.day(on)
 
 
 def policy_label(version: str) -> str:
@@ -239,9 +280,13 @@ def policy_label(version: str) -> str:
     if found is None:
         return words(version)
     key, region, since, local = found.groups()
-    name = POLICY_KEY_LABELS.get(key, words(key))
-    where = "" if region == "*" else f" for {region_label(region)}"
-    return f"{name} rule{where} from {day(date.fromisoformat(since))}" + (", changed here" if local else "")
+    name = label(POLICY_KEY_LABELS, key)
+    since_day = day(date.fromisoformat(since))
+    if region == "*":
+        text = _("%(name)s rule from %(day)s", name=name, day=since_day)
+    else:
+        text = _("%(name)s rule for %(region)s from %(day)s", name=name, region=region_label(region), day=since_day)
+    return text + (_(", changed here") if local else "")
 
 
 def plain(text: str, names: dict[str, str] | None = None) -> str:
@@ -261,15 +306,15 @@ def plain(text: str, names: dict[str, str] | None = None) -> str:
 def countdown(deadline: datetime | None, now: datetime) -> str:
     """How long is left to answer, in words: 'answer within 5 hours', 'within 2 days', 'overdue'."""
     if deadline is None:
-        return "no deadline"
+        return _("no deadline")
     seconds = (deadline - now).total_seconds()
     if seconds <= 0:
-        return "deadline passed"
+        return _("deadline passed")
     minutes = int(seconds // 60)
     if minutes < 60:
-        return f"answer within {max(minutes, 1)} minute{'s' if minutes != 1 else ''}"
+        minutes = max(minutes, 1)
+        return ngettext("answer within %(num)d minute", "answer within %(num)d minutes", minutes)
     hours = int(seconds // 3600)
     if hours < 48:
-        return f"answer within {hours} hour{'s' if hours != 1 else ''}"
-    days = hours // 24
-    return f"answer within {days} days"
+        return ngettext("answer within %(num)d hour", "answer within %(num)d hours", hours)
+    return _("answer within %(num)d days", num=hours // 24)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from flask import Blueprint, Flask, abort, current_app, flash, g, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -25,7 +26,7 @@ from services.advocacy.continuity import deadlines
 from services.advocacy.continuity.wall_clock import today
 from services.advocacy.models import Advocate, Case, Offer, RiskFlag
 from services.advocacy.uow import AdvocacyUnitOfWork
-from services.advocacy.web import auth, labels, records
+from services.advocacy.web import auth, i18n, labels, records
 from services.advocacy.web.attention import needs_attention
 from services.advocacy.web.caseload import CaseRow, caseload, person_details, person_label, upcoming_transitions
 from services.advocacy.web.context import EXTENSION, instance
@@ -51,6 +52,7 @@ def init_page(app: Flask) -> None:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=not config.dev_signin,
     )
+    i18n.init_i18n(app, secure=not config.dev_signin)
     app.extensions[OIDC] = auth.Oidc(advocacy.settings, config)
     app.extensions[DIRECTORY] = Directory(_directory_fetch(advocacy.settings, config))
     app.register_blueprint(page)
@@ -83,7 +85,7 @@ def helpers():
         "clock_label": labels.clock_label,
         "clock_words": labels.clock_words,
         "clock_state_label": labels.clock_state_label,
-        "checklist_label": lambda k: labels.CHECKLIST_LABELS.get(k, k),
+        "checklist_label": labels.checklist_label,
         "provider_id": instance().provider_id,
         "region_label": labels.region_label,
         "timeline_label": labels.timeline_label,
@@ -91,6 +93,12 @@ def helpers():
         "plain": labels.plain,
         "words": labels.words,
         "day": labels.day,
+        "long_day": lambda on: i18n.day(on, long=True),
+        "html_lang": i18n.html_lang,
+        "moment": i18n.moment,
+        "decision_label": labels.decision_label,
+        "free_text_lang": i18n.free_text_lang,
+        "language": i18n.language,
         "need_labels": lambda codes: [labels.label(labels.NEED_LABELS, c) for c in codes or []],
         "exploitation_labels": lambda codes: [labels.label(labels.EXPLOITATION_LABELS, c) for c in codes or []],
         "case_status_label": lambda c: labels.label(labels.CASE_STATUS_LABELS, c),
@@ -98,8 +106,8 @@ def helpers():
         "offer_status_label": lambda c: labels.label(labels.OFFER_STATUS_LABELS, c),
         "contact_method_label": lambda c: labels.label(labels.CONTACT_METHOD_LABELS, c),
         "consent_purpose_label": lambda c: labels.label(labels.CONSENT_PURPOSE_LABELS, c),
-        "decline_label": lambda c: DECLINE_LABELS.get(c or "", labels.words(c)),
-        "closure_label": lambda c: CLOSURE_LABELS.get(c or "", labels.words(c)),
+        "decline_label": lambda c: labels.label(DECLINE_LABELS, c),
+        "closure_label": lambda c: labels.label(CLOSURE_LABELS, c),
         "contact_how_label": lambda c: labels.label(labels.CONTACT_HOW_LABELS, c),
         "contact_outcome_label": lambda c: labels.label(labels.CONTACT_OUTCOME_LABELS, c),
         "risk_kind_label": lambda c: labels.label(labels.RISK_KIND_LABELS, c),
@@ -165,7 +173,7 @@ def dev_signin():
     with advocacy.unit_of_work() as uow:
         advocate = uow.advocates.get(request.form.get("advocate_id", ""))
         if advocate is None or not advocate.active:
-            flash("Choose one of the advocates listed.", "error")
+            flash(_("Choose one of the advocates listed."), "error")
             return redirect(url_for("page.signin"))
         auth.sign_in(advocate)
     log.info("advocate signed in (dev)", extra={"advocate_id": advocate.id, "provider_id": advocacy.provider_id})
@@ -224,7 +232,7 @@ def my_caseload():
             pages=max(1, -(-len(rows) // PAGE_SIZE)),
             advocates=sorted((a for a in uow.advocates.all() if a.active), key=lambda a: a.name),
             within_choices=WITHIN_DAYS,
-            risk_levels=list(labels.RISK_LEVEL_LABELS.items()),
+            risk_levels=labels.choices(labels.RISK_LEVEL_LABELS),
             upcoming=upcoming_transitions(uow.session, advocate, day),
             # Lost contact and high risks (issue 13): the coordinator's to act on.
             attention=needs_attention(uow.session, advocate),
@@ -306,7 +314,7 @@ def search():
     with advocacy.unit_of_work() as uow:
         advocate = _require_advocate(uow)
         if not text or len(text) > SEARCH_LENGTH:
-            flash(f"Type a name or a reference (at most {SEARCH_LENGTH} characters).", "error")
+            flash(_("Type a name or a reference (at most %(num)d characters).", num=SEARCH_LENGTH), "error")
             return render_template("search.html", advocate=advocate, results=None, searched=False), 400
         found = uow.cases.by_ids(advocacy.continuity.casework.index.find(uow, text))
         coordinator = advocate.role == domain.ROLE_COORDINATOR
@@ -338,14 +346,14 @@ def case_page(case_id: str):
             decisions=uow.nrm.decisions_of(case.id),
             reconsiderations=uow.nrm.reconsiderations_of(case.id),
             consents=uow.consents.of_case(case.id),
-            purposes=list(labels.CONSENT_PURPOSE_LABELS.items()),
+            purposes=labels.choices(labels.CONSENT_PURPOSE_LABELS),
             contacts=uow.contacts.of_case(case.id),
             notes=uow.notes.of_case(case.id),
             risks=uow.risks.of_case(case.id),
-            contact_methods=list(labels.CONTACT_HOW_LABELS.items()),
-            contact_outcomes=list(labels.CONTACT_OUTCOME_LABELS.items()),
-            risk_kinds=list(labels.RISK_KIND_LABELS.items()),
-            risk_levels=list(labels.RISK_LEVEL_LABELS.items()),
+            contact_methods=labels.choices(labels.CONTACT_HOW_LABELS),
+            contact_outcomes=labels.choices(labels.CONTACT_OUTCOME_LABELS),
+            risk_kinds=labels.choices(labels.RISK_KIND_LABELS),
+            risk_levels=labels.choices(labels.RISK_LEVEL_LABELS),
             agencies=agencies,
             providers=None if providers is None else [p for p in providers if p[0] != case.provider_id],
             directory_names=dict((agencies or []) + (providers or [])),
@@ -382,7 +390,7 @@ def record_decision(case_id: str):
     stage, outcome = request.form.get("stage", ""), request.form.get("outcome", "")
     decided_on = _date(request.form.get("decided_on"))
     if stage not in deadlines.STAGES or outcome not in deadlines.OUTCOMES or decided_on is None:
-        flash("Choose the decision, its outcome and the date it was made.", "error")
+        flash(_("Choose the decision, its outcome and the date it was made."), "error")
         return redirect(url_for("page.case_page", case_id=case_id))
     nrm = instance().continuity.nrm
     return _act(
@@ -390,7 +398,7 @@ def record_decision(case_id: str):
         lambda uow, case, who: nrm.record_decision(
             uow, case, stage=stage, outcome=outcome, decided_on=decided_on, actor=who
         ),
-        f"{outcome.capitalize()} {stage.upper()} decision recorded.",
+        _("%(decision)s recorded.", decision=labels.decision_label(outcome, stage)),
     )
 
 
@@ -398,7 +406,7 @@ def record_decision(case_id: str):
 def plan_transition(case_id: str):
     kind, planned_for = request.form.get("kind", ""), _date(request.form.get("planned_for"))
     if kind not in domain.TRANSITION_KINDS or planned_for is None:
-        flash("Choose the kind of transition and its planned date.", "error")
+        flash(_("Choose the kind of transition and its planned date."), "error")
         return redirect(url_for("page.case_page", case_id=case_id))
     transitions = instance().continuity.transitions
 
@@ -418,7 +426,7 @@ def plan_transition(case_id: str):
             new_region=given("new_region"),
         )
 
-    return _act(case_id, plan, f"{labels.transition_label(kind)} planned.")
+    return _act(case_id, plan, _("%(transition)s planned.", transition=labels.transition_label(kind)))
 
 
 @page.post("/cases/<case_id>/transitions/<transition_id>/checklist")
@@ -431,7 +439,7 @@ def tick_checklist(case_id: str, transition_id: str):
         ticks = {item: item in ticked for item in current.checklist}
         return transitions.update(uow, case, transition_id, actor=who, ticks=ticks)
 
-    return _act(case_id, tick, "Checklist saved.")
+    return _act(case_id, tick, _("Checklist saved."))
 
 
 @page.post("/cases/<case_id>/transitions/<transition_id>/completion")
@@ -442,7 +450,7 @@ def complete_transition(case_id: str, transition_id: str):
     return _act(
         case_id,
         lambda uow, case, who: consent.complete_transition(uow, case, transition_id, actor=who, decision=decision),
-        "Transition completed.",
+        _("Transition completed."),
     )
 
 
@@ -463,20 +471,20 @@ CLOSURE_LABELS = {
 
 @page.context_processor
 def closure_choices():
-    return {"closure_outcomes": [(code, CLOSURE_LABELS.get(code, code)) for code in domain.CLOSURE_OUTCOMES]}
+    return {"closure_outcomes": [(code, labels.label(CLOSURE_LABELS, code)) for code in domain.CLOSURE_OUTCOMES]}
 
 
 @page.post("/cases/<case_id>/closure")
 def close_case(case_id: str):
     outcome, note = request.form.get("outcome", ""), (request.form.get("note") or "").strip() or None
     if outcome not in domain.CLOSURE_OUTCOMES or (note is not None and len(note) > CLOSURE_NOTE_LENGTH):
-        flash(f"Choose how the case ended; a note has at most {CLOSURE_NOTE_LENGTH} characters.", "error")
+        flash(_("Choose how the case ended; a note has at most %(num)d characters.", num=CLOSURE_NOTE_LENGTH), "error")
         return redirect(url_for("page.case_page", case_id=case_id))
     closure = instance().continuity.closure
     return _act(
         case_id,
         lambda uow, case, who: closure.close(uow, case, outcome=outcome, note=note, actor=who),
-        "Case closed.",
+        _("Case closed."),
     )
 
 
@@ -488,13 +496,13 @@ NRM_REFERENCE_LENGTH = 64  # as the API's (web.schemas.NrmUpdateSchema)
 def set_nrm_reference(case_id: str):
     reference = (request.form.get("nrm_reference") or "").strip()
     if len(reference) > NRM_REFERENCE_LENGTH:
-        flash(f"An NRM reference has at most {NRM_REFERENCE_LENGTH} characters.", "error")
+        flash(_("An NRM reference has at most %(num)d characters.", num=NRM_REFERENCE_LENGTH), "error")
         return redirect(url_for("page.case_page", case_id=case_id))
     nrm = instance().continuity.nrm
     return _act(
         case_id,
         lambda uow, case, who: nrm.set_reference(uow, case, reference or None, actor=who),
-        "NRM reference saved." if reference else "NRM reference removed.",
+        _("NRM reference saved.") if reference else _("NRM reference removed."),
     )
 
 
@@ -502,7 +510,7 @@ def set_nrm_reference(case_id: str):
 def request_reconsideration(case_id: str):
     decision_id, requested_on = request.form.get("decision_id", ""), _date(request.form.get("requested_on"))
     if not decision_id or len(decision_id) > 64 or requested_on is None:
-        flash("Choose the decision to reconsider and the date it was requested.", "error")
+        flash(_("Choose the decision to reconsider and the date it was requested."), "error")
         return redirect(url_for("page.case_page", case_id=case_id))
     nrm = instance().continuity.nrm
     return _act(
@@ -510,7 +518,7 @@ def request_reconsideration(case_id: str):
         lambda uow, case, who: nrm.request_reconsideration(
             uow, case, decision_id=decision_id, requested_on=requested_on, actor=who
         ),
-        "Reconsideration request recorded.",
+        _("Reconsideration request recorded."),
     )
 
 
@@ -532,7 +540,7 @@ def log_contact(case_id: str):
         or outcome not in labels.CONTACT_OUTCOME_LABELS
         or (note is not None and len(note) > CARE_TEXT_LENGTH)
     ):
-        flash("Say when, how and with what outcome you tried to reach the person.", "error")
+        flash(_("Say when, how and with what outcome you tried to reach the person."), "error")
         return redirect(url_for("page.case_page", case_id=case_id))
     contacts = instance().continuity.contacts
     return _act(
@@ -547,7 +555,7 @@ def log_contact(case_id: str):
             interpreter_used=request.form.get("interpreter_used") == "yes",
             note=note,
         ),
-        "Contact logged.",
+        _("Contact logged."),
     )
 
 
@@ -555,10 +563,10 @@ def log_contact(case_id: str):
 def add_note(case_id: str):
     text = _text("text")
     if text is None or len(text) > CARE_TEXT_LENGTH:
-        flash(f"Write the note (at most {CARE_TEXT_LENGTH} characters).", "error")
+        flash(_("Write the note (at most %(num)d characters).", num=CARE_TEXT_LENGTH), "error")
         return redirect(url_for("page.case_page", case_id=case_id))
     notes = instance().continuity.notes
-    return _act(case_id, lambda uow, case, who: notes.add(uow, case, text=text, actor=who), "Note added.")
+    return _act(case_id, lambda uow, case, who: notes.add(uow, case, text=text, actor=who), _("Note added."))
 
 
 @page.post("/cases/<case_id>/risks")
@@ -571,7 +579,7 @@ def raise_risk(case_id: str):
         or review_on is None
         or (note is not None and len(note) > CARE_TEXT_LENGTH)
     ):
-        flash("Choose the kind of risk, its level and the date to review it by.", "error")
+        flash(_("Choose the kind of risk, its level and the date to review it by."), "error")
         return redirect(url_for("page.case_page", case_id=case_id))
     risks = instance().continuity.risks
     return _act(
@@ -579,7 +587,7 @@ def raise_risk(case_id: str):
         lambda uow, case, who: risks.raise_flag(
             uow, case, kind=kind, level=level, review_on=review_on, actor=who, note=note
         ),
-        "Risk flag raised.",
+        _("Risk flag raised."),
     )
 
 
@@ -595,7 +603,7 @@ def record_consent(case_id: str):
         or len(recipients) > CONSENT_RECIPIENTS
         or any(len(r) > 100 for r in recipients)
     ):
-        flash("Choose what the consent is for, whether it was given and when it was obtained.", "error")
+        flash(_("Choose what the consent is for, whether it was given and when it was obtained."), "error")
         return redirect(url_for("page.case_page", case_id=case_id))
     consent = instance().continuity.consent
     return _act(
@@ -610,7 +618,7 @@ def record_consent(case_id: str):
             interpreter_used=request.form.get("interpreter_used") == "yes",
             recipients=recipients,
         ),
-        "Consent recorded.",
+        _("Consent recorded."),
     )
 
 
@@ -653,7 +661,7 @@ def inbox():
             answered=_answered_offers(uow.session, uow.provider_id),
             handovers=uow.handovers.of_status(domain.HANDOVER_PENDING),
             advocates=advocates,
-            decline_reasons=[(code, DECLINE_LABELS.get(code, code)) for code in domain.DECLINE_REASONS],
+            decline_reasons=[(code, labels.label(DECLINE_LABELS, code)) for code in domain.DECLINE_REASONS],
             countdown=lambda deadline: labels.countdown(deadline, datetime.now(UTC)),
         )
 
@@ -676,7 +684,7 @@ def accept_offer(offer_id: str):
     casework = instance().continuity.casework
     chosen = (request.form.get("advocate_id") or "").strip() or None
     return _answer(
-        lambda uow, who: casework.accept_offer(uow, offer_id, actor=who, advocate_id=chosen), "Offer accepted."
+        lambda uow, who: casework.accept_offer(uow, offer_id, actor=who, advocate_id=chosen), _("Offer accepted.")
     )
 
 
@@ -687,7 +695,8 @@ def decline_offer(offer_id: str):
     if reason is None:
         return redirect(url_for("page.inbox"))
     return _answer(
-        lambda uow, who: casework.decline_offer(uow, offer_id, actor=who, reason=reason, note=note), "Offer declined."
+        lambda uow, who: casework.decline_offer(uow, offer_id, actor=who, reason=reason, note=note),
+        _("Offer declined."),
     )
 
 
@@ -696,7 +705,7 @@ def accept_handover(handover_id: str):
     handover = instance().continuity.handover
     chosen = (request.form.get("advocate_id") or "").strip() or None
     return _answer(
-        lambda uow, who: handover.accept(uow, handover_id, actor=who, advocate_id=chosen), "Handover accepted."
+        lambda uow, who: handover.accept(uow, handover_id, actor=who, advocate_id=chosen), _("Handover accepted.")
     )
 
 
@@ -707,7 +716,8 @@ def decline_handover(handover_id: str):
     if reason is None:
         return redirect(url_for("page.inbox"))
     return _answer(
-        lambda uow, who: handover.decline(uow, handover_id, actor=who, reason=reason, note=note), "Handover declined."
+        lambda uow, who: handover.decline(uow, handover_id, actor=who, reason=reason, note=note),
+        _("Handover declined."),
     )
 
 
@@ -726,7 +736,7 @@ def _pending_offers(session: Session, provider_id: str) -> list[Offer]:
 def _decline_form() -> tuple[str | None, str | None]:
     reason, note = request.form.get("reason", ""), (request.form.get("note") or "").strip() or None
     if reason not in domain.DECLINE_REASONS or (note is not None and len(note) > DECLINE_NOTE_LENGTH):
-        flash(f"Choose a reason; a note has at most {DECLINE_NOTE_LENGTH} characters.", "error")
+        flash(_("Choose a reason; a note has at most %(num)d characters.", num=DECLINE_NOTE_LENGTH), "error")
         return None, None
     return reason, note
 
