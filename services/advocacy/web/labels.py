@@ -228,6 +228,13 @@ POLICY_KEY_LABELS = {  # the keys of nrm_policy.csv
     "no_contact_adult": "No contact adult",
     "no_contact_child": "No contact child",
 }
+# The platform's own actors on a timeline (the handlers', the scheduler's, the demo's); others are org ids.
+ACTOR_LABELS = {
+    "scheduler": "the scheduler",
+    "auto-accept": "automatic acceptance",
+    "handover": "the handover",
+    "demo-seed": "the demo data",
+}
 # Words that stay capitals when a code is turned into words.
 ACRONYMS = {"nrm": "NRM", "rg": "RG", "cg": "CG", "uk": "UK"}
 # Codes known to carry a label, in any of the tables above (a timeline detail names them in passing).
@@ -301,6 +308,13 @@ def plain(text: str, names: dict[str, str] | None = None) -> str:
     )
     text = SNAKE.sub(lambda m: _WORDS_OF_CODES.get(m.group(0), words(m.group(0)).lower()), text)
     return text
+
+
+def actor_label(actor: str, names: dict[str, str]) -> str:
+    """Who did it: an advocate by name, the platform's own actors in words, anyone else by their id."""
+    if actor.startswith("advocate:"):
+        return names.get(actor.split(":", 1)[1], actor)
+    return _(ACTOR_LABELS[actor]) if actor in ACTOR_LABELS else plain(actor)
 
 
 def countdown(deadline: datetime | None, now: datetime) -> str:

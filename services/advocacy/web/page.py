@@ -97,6 +97,7 @@ def helpers():
         "html_lang": i18n.html_lang,
         "moment": i18n.moment,
         "decision_label": labels.decision_label,
+        "actor_label": labels.actor_label,
         "free_text_lang": i18n.free_text_lang,
         "language": i18n.language,
         "need_labels": lambda codes: [labels.label(labels.NEED_LABELS, c) for c in codes or []],
