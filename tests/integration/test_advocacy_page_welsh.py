@@ -108,6 +108,12 @@ def test_every_page_renders_in_welsh_with_no_english_message_left_and_english_co
     done = lead.post(f"/cases/{cases[0]}/notes", data={"text": "Synthetic note.", "csrf_token": token_of(caseload)},
                      follow_redirects=True).get_data(as_text=True)  # fmt: skip
     assert "Ychwanegwyd y nodyn." in done  # a flash message too
+    answer = {"advocate_id": "", "csrf_token": token_of(caseload)}
+    assert "Derbyniwyd y cynnig." in lead.post("/offers/o-cy/accept", data=answer, follow_redirects=True).get_data(
+        as_text=True
+    )
+    again = lead.post("/offers/o-cy/accept", data=answer, follow_redirects=True).get_data(as_text=True)
+    assert "Nid oes modd ateb y cynnig hwn mwyach." in again and not english_left(again)  # a refused rule, in Welsh
     case = lead.get(f"/cases/{demo_id(PROVIDER, 103, 'case')}").get_data(as_text=True)
     assert any(f" {month} 20" in case for month in WELSH_MONTHS), "dates use Welsh month names"
     english = lead.get("/caseload?lang=en").get_data(as_text=True)

@@ -380,7 +380,7 @@ def _act(case_id: str, do: UseCase, done: str):
             advocate = _require_advocate(uow)
             do(uow, _visible_case(uow, advocate, case_id), _actor(advocate))
     except domain.CaseworkError as exc:  # rolled back: nothing of the refused change stays
-        flash(str(exc), "error")
+        flash(_refusal(exc), "error")
         return redirect(url_for("page.case_page", case_id=case_id))
     flash(done, "success")
     return redirect(url_for("page.case_page", case_id=case_id))
@@ -751,10 +751,36 @@ def _answer(do: Callable[[AdvocacyUnitOfWork, str], object], done: str):
         with instance().unit_of_work() as uow:
             do(uow, _actor(_require_coordinator(uow)))
     except domain.CaseworkError as exc:
-        flash(str(exc), "error")
+        flash(_refusal(exc), "error")
         return redirect(url_for("page.inbox"))
     flash(done, "success")
     return redirect(url_for("page.inbox"))
+
+
+# A refused rule on a Welsh page, by its kind (the English page shows the rule's own message, as the API does).
+REFUSAL_LABELS = {
+    domain.OfferNotPending: "This offer can no longer be answered.",
+    domain.HandoverNotPending: "This handover can no longer be answered.",
+    domain.NoAdvocateAvailable: "No active advocate has room for another case.",
+    domain.AdvocateUnavailable: "That advocate is inactive or has a full caseload.",
+    domain.AdvocateNotFound: "Choose one of this provider's advocates.",
+    domain.CaseNotOpen: "The case is not open: it can no longer change.",
+    domain.TransitionClosed: "A completed or missed transition cannot change.",
+    domain.ChecklistIncomplete: "Finish the checklist before completing the transition.",
+    domain.TransitionInvalid: "The transition lacks what its kind needs: a receiving provider or a new advocate.",
+    domain.RegionNotServed: "A relocation to a region this provider does not serve needs the receiving provider.",
+    domain.HandoverAwaitingAnswer: "The handover completes when the receiving provider accepts it.",
+    domain.DecisionAlreadyRecorded: "The case has a decision of this stage already.",
+    domain.DecisionUndatable: "No NRM rule covers that date.",
+    domain.DecisionNotOfCase: "Choose one of this case's decisions.",
+}
+
+
+def _refusal(exc: domain.CaseworkError) -> str:
+    if i18n.language() == i18n.ENGLISH:
+        return str(exc)
+    known = next((text for kind, text in REFUSAL_LABELS.items() if isinstance(exc, kind)), None)
+    return _(known) if known else _("The change was refused: check the form and try again.")
 
 
 def _date(raw: str | None) -> date | None:
