@@ -27,7 +27,7 @@ from support.processes import ROOT, Platform
 CHROMIUM = Path("/usr/bin/chromium")
 AXE = ROOT / "tests" / "contracts" / "node_modules" / "axe-core" / "axe.min.js"  # `make test` installs it
 WCAG_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
-LANGUAGES = ("en",)  # the page's languages: each page is audited in each
+LANGUAGES = ("en", "cy")  # the page's languages: each page is audited in each
 CLOSED_IN = {"en": 103, "cy": 101}  # the demo case each language's audit closes (the keyboard walk closes 104)
 PROVIDER = "demo-charity"
 OFFERS = ("a11y-offer-keyboard", "a11y-offer-pending", "a11y-offer-declined")
