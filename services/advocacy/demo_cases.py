@@ -17,7 +17,9 @@ from sqlalchemy import delete, func, update
 from contracts.events import CATALOGUE, NOTIFICATIONS
 from services.advocacy import domain
 from services.advocacy.bootstrap import Continuity
+from services.advocacy.casework.contacts import CONTACT_OVERDUE_KIND, counted_from
 from services.advocacy.casework.timeline import note
+from services.advocacy.continuity.wall_clock import LONDON
 from services.advocacy.models import Advocate, Case, Clock, Offer, Outbox
 from services.advocacy.uow import SqlAdvocacyUnitOfWork
 from shared.testing import date_of_birth_for_age, referral_body
@@ -30,14 +32,20 @@ COORDINATOR: dict[str, Any] = {
     "languages": ["en"],
 }
 
-# (seed, advocate index, child, referred days ago, region, decisions as (stage, outcome, days ago))
-DEMO_CASES: tuple[tuple[int, int, bool, int, str, tuple[tuple[str, str, int], ...]], ...] = (
-    (101, 0, False, 50, "london", ()),  # no RG decision, expected 43 days ago: overdue
-    (102, 0, True, 10, "north_west", (("rg", "positive", 3),)),  # 17 years 10 months: turning 18 soon
+# (seed, advocate index, child, referred days ago, region, decisions as (stage, outcome, days ago),
+#  contacts as (days ago, method, outcome))
+DemoCase = tuple[int, int, bool, int, str, tuple[tuple[str, str, int], ...], tuple[tuple[int, str, str], ...]]
+DEMO_CASES: tuple[DemoCase, ...] = (
+    # No RG decision, expected 43 days ago: overdue. Last reached 20 days ago, so it needs attention too.
+    (101, 0, False, 50, "london", (), ((45, "in_person", "reached"), (20, "phone", "reached"),
+                                       (3, "phone", "no_answer"))),
+    # 17 years 10 months: turning 18 soon.
+    (102, 0, True, 10, "north_west", (("rg", "positive", 3),), ((9, "in_person", "reached"), (2, "video", "reached"))),
     # Both minimums reached 20 days ago: support continues until the CG decision, so not overdue (issue 12).
-    (103, 1, False, 60, "london", (("rg", "positive", 50),)),
-    (104, 1, False, 30, "scotland", (("rg", "positive", 20),)),  # Scotland: 90-day recovery period
-)
+    (103, 1, False, 60, "london", (("rg", "positive", 50),), ((6, "phone", "reached"),)),
+    # Scotland: 90-day recovery period.
+    (104, 1, False, 30, "scotland", (("rg", "positive", 20),), ((4, "in_person", "reached"),)),
+)  # fmt: skip
 
 
 def demo_id(provider_id: str, seed: int, what: str) -> str:
@@ -56,7 +64,7 @@ def ensure_cases(uow: SqlAdvocacyUnitOfWork, continuity: Continuity, advocates: 
     """Create the demo cases that are missing. Returns how many were created now."""
     created = 0
     provider_id = continuity.casework.provider_id
-    for seed, who, child, referred_ago, region, decisions in DEMO_CASES:
+    for seed, who, child, referred_ago, region, decisions, contacts in DEMO_CASES:
         case_id = demo_id(provider_id, seed, "case")
         if uow.cases.get(case_id) is not None:
             continue
@@ -74,18 +82,27 @@ def ensure_cases(uow: SqlAdvocacyUnitOfWork, continuity: Continuity, advocates: 
                 decided_on=today - timedelta(days=ago),
                 actor=f"advocate:{advocates[who].id}",
             )
-        _announce_nothing(uow, case)
+        now, actor = continuity.wall_clock.now(), f"advocate:{advocates[who].id}"
+        for ago, method, outcome in contacts:
+            at = now - timedelta(days=ago)
+            continuity.contacts.log(uow, case, at=at, method=method, outcome=outcome, actor=actor)
+        _announce_nothing(uow, continuity, case)
         created += 1
     return created
 
 
-def _announce_nothing(uow: SqlAdvocacyUnitOfWork, case: Case) -> None:
+def _announce_nothing(uow: SqlAdvocacyUnitOfWork, continuity: Continuity, case: Case) -> None:
     """A demo case has no referral at intake, so no agency hears of it: nobody could (notifications would
-    retry its events, then park them). Its clocks count as announced already, and what seeding staged goes
-    (demo tooling, on the database itself: the rules staged those events as they would for a real case)."""
+    retry its events, then park them). Its clocks, and a no-contact episode it is in, count as announced
+    already, and what seeding staged goes (demo tooling, on the database itself: the rules staged those events
+    as they would for a real case)."""
     session = uow.session
     session.flush()
-    now = datetime.now(UTC)
+    now = continuity.wall_clock.now()
+    if case.contact_overdue_at is None and continuity.contacts.lapsed(case, now):
+        case.contact_overdue_at = now  # shown under "Needs attention", as a real episode would be
+        since = counted_from(case).astimezone(LONDON).date().isoformat()
+        note(uow, case.offer_id, CONTACT_OVERDUE_KIND, "demo-seed", f"no successful contact since {since}", now)
     session.execute(
         update(Clock)
         .where(Clock.case_id == case.id)

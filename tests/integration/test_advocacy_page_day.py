@@ -23,7 +23,8 @@ from test_advocacy_continuity_page import (  # the same page fixture and sign-in
 from services.advocacy import domain
 from services.advocacy.casework.intake_client import IntakeClient
 from services.advocacy.casework.search import name_tokens
-from services.advocacy.demo_cases import demo_id
+from services.advocacy.continuity.scheduler import ClockScheduler
+from services.advocacy.demo_cases import CASE_NEWS, DEMO_CASES, demo_id
 from services.advocacy.models import Case, CaseSearchToken, NrmRecord, Offer, Outbox
 from services.advocacy.web.directory import Directory
 from services.advocacy.web.page import DIRECTORY
@@ -335,7 +336,8 @@ def test_the_case_page_logs_contacts_adds_notes_and_raises_risk_flags_and_the_ca
     raised = kalo.post(f"{url}/risks", data=risk, follow_redirects=True).get_data(as_text=True)
     assert "Risk flag raised." in raised and "Exploiters nearby" in raised
     contacts = re.search(r'<table class="table" id="contacts">.*?</table>', raised, re.S)[0]
-    assert contacts.count("<tr>") == 4 and "Message left" in contacts and "In person" in contacts
+    assert contacts.count("<tr>") == 1 + 3 + 3  # the header, the demo seed's three, these three
+    assert "Message left" in contacts and "In person" in contacts
     for bad in ({"kind": "ghosts"}, {"level": "extreme"}, {"review_on": ""}):
         refused = kalo.post(f"{url}/risks", data={**risk, **bad}, follow_redirects=True)
         assert "Choose the kind of risk" in refused.get_data(as_text=True)
@@ -361,3 +363,28 @@ def test_a_childs_case_page_says_which_local_authority_is_informed(page):  # noq
     html = lead.get(f"/cases/{case_id}").get_data(as_text=True)
     assert "<dt>Local authority informed</dt><dd>Cardiff Children&#39;s Services</dd>" in html
     assert "Local authority informed" not in lead.get(f"/cases/{demo_id(PROVIDER, 101, 'case')}").get_data(as_text=True)
+
+
+def test_the_demo_cases_announce_nothing_and_one_needs_attention_for_lost_contact(page):  # noqa: F811
+    """`make run`'s demo cases have no referral at intake: seeding stages no event an agency would be told, and
+    the scheduler finds no lapsed contact to announce (notifications would park it, unknown). The case last
+    reached 20 days ago is shown as a real lapsed one would be; the others were reached within the rule."""
+    app, idp = page
+    advocacy = app.extensions["advocacy"]
+    demo_referrals = {demo_id("referral", seed, "referral") for seed, *_ in DEMO_CASES}
+    with advocacy.sessions.begin() as session:
+        staged = session.scalars(select(Outbox).where(Outbox.type.in_(CASE_NEWS))).all()
+        assert not [row.type for row in staged if any(r in json.dumps(row.payload) for r in demo_referrals)]
+    scheduler = ClockScheduler(advocacy.unit_of_work, PROVIDER, advocacy.continuity.wall_clock,
+                               contacts=advocacy.continuity.contacts)  # fmt: skip
+    assert scheduler.tick().total == 0
+
+    lead, _ = oidc_sign_in(app, idp, "sa@p.example")
+    caseload = lead.get("/caseload").get_data(as_text=True)
+    attention = caseload.split('id="needs-attention"', 1)[1].split("</ul>", 1)[0]
+    assert f'data-case-id="{demo_id(PROVIDER, 101, "case")}"' in attention and "No contact" in attention
+    for seed in (102, 103, 104):
+        assert demo_id(PROVIDER, seed, "case") not in attention
+    html = lead.get(f"/cases/{demo_id(PROVIDER, 101, 'case')}").get_data(as_text=True)
+    log = html.split('id="contacts"', 1)[1].split("</table>", 1)[0]
+    assert log.count("<td>Reached</td>") == 2 and log.count("<td>No answer</td>") == 1  # the seed's contacts
