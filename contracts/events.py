@@ -26,10 +26,13 @@ INTAKE_SERVICE, ADVOCACY, NOTIFICATIONS = "intake", "advocacy", "notifications"
 # add-provider.sh names it so), with source `/advocacy/<provider id>`.
 INTAKE: Final = "intake"
 PROVIDER: Final = "provider"
+# Notifications speaks only to confirm an erasure (issue 14), as a platform service: its trusted broker user.
+NOTIFIER: Final = "notifications"
 PROVIDER_USER_PREFIX = "advocacy-"
 VOICES = (
     Voice(INTAKE, service=INTAKE_SERVICE, source="/intake"),
     Voice(PROVIDER, service=ADVOCACY, source="/advocacy", user_prefix=PROVIDER_USER_PREFIX),
+    Voice(NOTIFIER, service=NOTIFICATIONS, source="/notifications"),
 )
 # The service that speaks with each voice (a provider's events come from its advocacy instance).
 PUBLISHING_SERVICE = {voice.name: voice.service for voice in VOICES}
@@ -371,6 +374,78 @@ class ConsentWithdrawn(EventData, frozen=True):
 class ReferralConsentWithdrawn(ReferralNews, frozen=True):
     purpose: ConsentPurpose
     provider_id: ProviderId | None = None
+
+
+# --- data-subject rights (issue 14): erasure and rectification, to every recipient of a referral --------
+
+# Who received something about a referral and is asked to act on it: a charity (`provider.<provider id>`)
+# or notifications. An addressed event's routing key ends with it: `referral.erasure_requested.provider.<p>`.
+RECIPIENT_PATTERN = r"^(provider\.[a-z0-9][a-z0-9-]{1,62}|notifications)$"
+Recipient = Annotated[str, Meta(pattern=RECIPIENT_PATTERN, description="provider.<id> or notifications")]
+RECIPIENT_ADDRESSES = {ADVOCACY: "provider.{address}", NOTIFICATIONS: "notifications"}
+# What a rectification may change (PATCH /v1/referrals/{id}), by section of the referral.
+RectifiedSection = Literal["subject", "referrer", "needs", "risk"]
+# What a recipient keeps after an erasure, without identifiers, and why (GET .../erasure's `kept`).
+KeptRecord = Annotated[str, Meta(pattern=r"^[a-z0-9_]{1,40}$", description="a record kind, e.g. case_outcome")]
+KeptBecause = Literal["legal_hold", "statistics", "audit"]
+
+
+class Kept(EventData, frozen=True):
+    record: KeptRecord
+    because: KeptBecause
+
+
+def provider_recipient(provider_id: str) -> str:
+    return f"provider.{provider_id}"
+
+
+@event(
+    "referral.erasure_requested",
+    publisher=INTAKE,
+    consumers=[ADVOCACY, NOTIFICATIONS],
+    addressed_by="recipient",
+    address_as=RECIPIENT_ADDRESSES,
+    description="The referral's personal data is to be erased (UK GDPR Art. 17, 19): the recipient erases its "
+    "copy in one transaction and answers erasure.completed.",
+)
+class ReferralErasureRequested(EventData, frozen=True):
+    referral_id: Id
+    erasure_id: Id
+    recipient: Recipient
+    requested_at: Instant
+
+
+@event(
+    "referral.rectified",
+    publisher=INTAKE,
+    consumers=[ADVOCACY],
+    addressed_by="recipient",
+    address_as={ADVOCACY: RECIPIENT_ADDRESSES[ADVOCACY]},
+    description="The referring organisation corrected the referral (Art. 16): the charity holding a case "
+    "fetches it again (a recorded disclosure) so its copy matches.",
+)
+class ReferralRectified(EventData, frozen=True):
+    referral_id: Id
+    recipient: Recipient
+    rectified_at: Instant
+    sections: list[RectifiedSection]
+
+
+@event(
+    "erasure.completed",
+    publisher=(PROVIDER, NOTIFIER),
+    speaks_for="provider_id",
+    consumers=[INTAKE_SERVICE],
+    description="A recipient erased its copy of the referral: a charity (`provider_id` set) or notifications "
+    "(`provider_id` null); `kept` says what it keeps without identifiers, and why.",
+)
+class ErasureCompleted(EventData, frozen=True):
+    referral_id: Id
+    erasure_id: Id
+    recipient: Recipient
+    erased_at: Instant
+    provider_id: ProviderId | None = None
+    kept: list[Kept] = []
 
 
 # --- a charity -> notifications (the referrer's and receiving agencies' webhooks) ----------------------

@@ -17,6 +17,7 @@ from services.advocacy.bootstrap import Continuity
 from services.advocacy.casework.cases import Casework
 from services.advocacy.casework.intake_client import ReferralSource
 from services.advocacy.uow import AdvocacyUnitOfWork
+from shared.inbox import not_yet_handled
 from shared.messaging.catalogue import Subscriptions
 from shared.messaging.envelope import Event
 from shared.messaging.errors import PermanentError
@@ -44,6 +45,8 @@ def subscriptions(continuity: Continuity, intake: ReferralSource, *, auto_accept
         .on(events.CaseHandoverAccepted, lambda u, e: on_case_handover_accepted(u, e, continuity=continuity))
         .on(events.CaseHandoverDeclined, lambda u, e: on_case_handover_declined(u, e, continuity=continuity))
         .on(events.ConsentWithdrawn, lambda u, e: on_consent_withdrawn(u, e, continuity=continuity))
+        .on(events.ReferralErasureRequested, not_yet_handled)
+        .on(events.ReferralRectified, not_yet_handled)
         .complete()
     )
 

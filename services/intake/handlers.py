@@ -16,6 +16,7 @@ from services.intake.models import Offer, Referral
 from services.intake.offering import Offering
 from services.intake.uow import IntakeUnitOfWork
 from shared.clock import utcnow
+from shared.inbox import not_yet_handled
 from shared.messaging.catalogue import Subscriptions
 from shared.messaging.envelope import Event
 from shared.messaging.errors import PermanentError
@@ -102,5 +103,6 @@ def subscriptions(offering: Offering) -> Subscriptions:
         .on(events.ProviderCapacityChanged, on_capacity_changed)
         .on(events.CaseHandedOver, on_case_handed_over)
         .on(events.CaseConsentRecorded, on_case_consent_recorded)
+        .on(events.ErasureCompleted, not_yet_handled)
         .complete()
     )

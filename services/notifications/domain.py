@@ -16,10 +16,12 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from contracts.events import CATALOGUE, NOTIFICATIONS
+from contracts.events import CATALOGUE, NOTIFICATIONS, ReferralErasureRequested
 
-# The webhook types: every event the catalogue sends notifications (contracts.events).
-EVENT_TYPES = tuple(entry.name for entry in CATALOGUE.consumed_by(NOTIFICATIONS))
+# Sent to notifications itself, never passed on: an erasure request is for notifications' own copy.
+OWN_BUSINESS = (ReferralErasureRequested,)
+# The webhook types: every other event the catalogue sends notifications (contracts.events).
+EVENT_TYPES = tuple(e.name for e in CATALOGUE.consumed_by(NOTIFICATIONS) if e.data not in OWN_BUSINESS)
 
 # Sent to the organisation named as a transition's receiving agency too (when it subscribes to them), not
 # only to the referring organisation: the agency taking a survivor on must hear of the plan.

@@ -26,6 +26,7 @@ from services.notifications.domain import (
 from services.notifications.models import PENDING, Delivery, ReferralOwner
 from services.notifications.uow import NotificationsUnitOfWork
 from shared.clock import utcnow
+from shared.inbox import not_yet_handled
 from shared.messaging.catalogue import Subscriptions
 from shared.messaging.envelope import Event
 from shared.messaging.errors import PermanentError
@@ -131,5 +132,8 @@ def _queue(uow: NotificationsUnitOfWork, event: Event, owner: ReferralOwner, org
 def subscriptions() -> Subscriptions:
     handled = Subscriptions(events.CATALOGUE, events.NOTIFICATIONS)
     for entry in events.CATALOGUE.consumed_by(events.NOTIFICATIONS):
+        if entry.data is events.ReferralErasureRequested:
+            handled.on(entry.data, not_yet_handled)
+            continue
         handled.on(entry.data, on_referral_news if entry.publisher == events.INTAKE else on_case_news)
     return handled.complete()

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from shared.messaging import CONTENT_TYPE, EXCHANGE
-from shared.messaging.catalogue import Catalogue, EventType
+from shared.messaging.catalogue import Catalogue, EventType, Voice
 from shared.messaging.envelope import REQUIRED
 
 SCHEMAS = "#/components/schemas/{name}"
@@ -27,7 +27,7 @@ AMQP_BINDING = {
 
 def document(catalogue: Catalogue, service: str, *, title: str, version: str) -> dict[str, Any]:
     """`service`'s AsyncAPI 3.0.0 document: the event types it publishes (`send`) and consumes (`receive`)."""
-    sends = [e for e in catalogue if e.voice.service == service]
+    sends = [e for e in catalogue if any(v.service == service for v in e.voices)]
     receives = catalogue.consumed_by(service)
     events = list({e.name: e for e in sends + receives}.values())  # once each: a service may send and receive one
     refs, schemas = msgspec.json.schema_components([e.data for e in events], ref_template=SCHEMAS)
@@ -65,14 +65,19 @@ def document(catalogue: Catalogue, service: str, *, title: str, version: str) ->
 
 def publisher_rule(entry: EventType) -> str:
     """Who may publish `entry` and who may bind it, in words (the rules of catalogue.may_publish)."""
-    voice = entry.voice
-    if not voice.is_party:
-        rule = f"Publisher rule: only {voice.name} publishes it, as the platform's own (trusted) broker user(s)."
-    else:
-        rule = (
-            f"Publisher rule: only the {voice.name} named by `{entry.speaks_for}` publishes it, as its broker user "
-            f"`{voice.user_prefix}<{entry.speaks_for}>`, or a trusted platform user."
-        )
+    rules = []
+    for voice in entry.voices:
+        if not voice.is_party:
+            rules.append(f"only {voice.name} publishes it, as the platform's own (trusted) broker user(s)")
+        else:
+            rules.append(
+                f"only the {voice.name} named by `{entry.speaks_for}` publishes it, as its broker user "
+                f"`{voice.user_prefix}<{entry.speaks_for}>`, or a trusted platform user"
+            )
+    if len(rules) == 1:
+        rule = f"Publisher rule: {rules[0]}."
+    else:  # a party's and a platform's voice: the payload's speaks_for field says which
+        rule = f"Publisher rule: with `{entry.speaks_for}` set, {rules[0]}; without it, {rules[1]}."
     if entry.addressed_by:
         rule += (
             f" Addressed: the routing key ends with `{entry.addressed_by}`, and only the queue of the party it "
@@ -108,13 +113,16 @@ def _operation(entry: EventType, action: str) -> dict[str, Any]:
     }
 
 
-def _message(entry: EventType, data: dict[str, Any]) -> dict[str, Any]:
-    voice = entry.voice
+def _source(entry: EventType, voice: Voice) -> dict[str, Any]:
     if not voice.is_party:
-        source = {"type": "string", "const": voice.source}
-    else:
-        party = f"`{voice.source}/<{entry.speaks_for}>`"
-        source = {"type": "string", "pattern": f"^{re.escape(voice.source)}/", "description": party}
+        return {"type": "string", "const": voice.source}
+    party = f"`{voice.source}/<{entry.speaks_for}>`"
+    return {"type": "string", "pattern": f"^{re.escape(voice.source)}/", "description": party}
+
+
+def _message(entry: EventType, data: dict[str, Any]) -> dict[str, Any]:
+    sources = [_source(entry, voice) for voice in entry.voices]
+    source = sources[0] if len(sources) == 1 else {"oneOf": sources}
     envelope = {
         "type": "object",
         # What a consumer needs: subject must equal the payload's subject field, data must match its schema.

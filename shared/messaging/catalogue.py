@@ -67,7 +67,7 @@ D = TypeVar("D", bound=EventData)
 class EventType:
     name: str  # past tense, dotted: `referral.offered`
     data: type[EventData]
-    voice: Voice
+    voices: tuple[Voice, ...]  # who may publish it: usually one voice; the first is its primary
     consumers: tuple[str, ...]
     description: str
     # An addressed event's routing key is `<name>.<value of this field>`, bound only by that party's queue.
@@ -76,20 +76,43 @@ class EventType:
     speaks_for: str | None = None
     # The envelope's `subject` is this field's value (e.g. the referral an event is about).
     subject_field: str = "referral_id"
+    # What the addressed field says for each consumer, `{address}` standing for the consumer's own address
+    # (its party id): `provider.{address}` for a charity, a constant for a service. Default: the address.
+    address_as: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def voice(self) -> Voice:
+        return self.voices[0]
+
+    def voice_of(self, data: EventData) -> Voice:
+        """The voice a payload is published in: a party's when it names one (`speaks_for`), else the
+        platform's own (an event that both a party and a platform service publish)."""
+        if len(self.voices) == 1:
+            return self.voices[0]
+        party = self.speaker(data) is not None
+        return next(v for v in self.voices if v.is_party == party)
 
     def routing_key(self, data: EventData) -> str:
         return self.name if self.addressed_by is None else f"{self.name}.{getattr(data, self.addressed_by)}"
 
-    def binding(self, address: str | None) -> str:
+    def address_for(self, consumer: str | None, address: str | None) -> str | None:
+        """The addressed field's value for an event sent to `consumer`, whose own address is `address`."""
+        template = dict(self.address_as).get(consumer or "", "{address}")
+        if "{address}" in template and not address:
+            return None
+        return template.format(address=address)
+
+    def binding(self, address: str | None, consumer: str | None = None) -> str:
         if self.addressed_by is None:
             return self.name
-        if not address:
+        value = self.address_for(consumer, address)
+        if not value:
             raise ValueError(f"{self.name} is addressed by {self.addressed_by}: its consumer needs its own address")
-        return f"{self.name}.{address}"
+        return f"{self.name}.{value}"
 
     @property
     def publisher(self) -> str:
-        """The name of the voice it is published in."""
+        """The name of the (primary) voice it is published in."""
         return self.voice.name
 
     def speaker(self, data: EventData) -> str | None:
@@ -97,7 +120,7 @@ class EventType:
         return getattr(data, self.speaks_for) if self.speaks_for else None
 
     def source(self, data: EventData) -> str:
-        return self.voice.source_for(self.speaker(data))
+        return self.voice_of(data).source_for(self.speaker(data))
 
 
 def may_publish(
@@ -141,14 +164,17 @@ class Catalogue:
         self,
         name: str,
         *,
-        publisher: str,
+        publisher: str | tuple[str, ...],
         consumers: Iterable[str],
         description: str,
         addressed_by: str | None = None,
         speaks_for: str | None = None,
         subject_field: str = "referral_id",
+        address_as: dict[str, str] | None = None,
     ) -> Callable[[type[D]], type[D]]:
-        """Class decorator: the payload struct below is event type `name`."""
+        """Class decorator: the payload struct below is event type `name`. `publisher` names its voice, or
+        a party's voice and a platform voice when both publish it (the payload's `speaks_for` field, set or
+        None, says which)."""
 
         def register(data: type[D]) -> type[D]:
             if name in self._by_name or data in self._by_data:
@@ -157,12 +183,18 @@ class Catalogue:
             for role, field in (("addressed_by", addressed_by), ("speaks_for", speaks_for), ("subject", subject_field)):
                 if field is not None and field not in fields:
                     raise ValueError(f"{name}: {role} names {field!r}, which its payload does not have")
-            voice = self.voices.get(publisher)
-            if voice is None:
-                raise ValueError(f"{name}: publisher {publisher!r} is none of the catalogue's voices")
-            if voice.is_party != (speaks_for is not None):
+            names = (publisher,) if isinstance(publisher, str) else tuple(publisher)
+            unknown = [p for p in names if p not in self.voices]
+            if unknown or not names:
+                raise ValueError(f"{name}: publisher {unknown or names!r} is none of the catalogue's voices")
+            voices = tuple(self.voices[p] for p in names)
+            parties = sum(v.is_party for v in voices)
+            if (parties > 0) != (speaks_for is not None):
                 raise ValueError(f"{name}: an event in a party's voice says whom it speaks for; no other does")
-            entry = EventType(name, data, voice, tuple(consumers), description, addressed_by, speaks_for, subject_field)
+            if len(voices) > 1 and (parties != 1 or len(voices) != 2):
+                raise ValueError(f"{name}: two voices publish an event only as one party's and one platform's")
+            entry = EventType(name, data, voices, tuple(consumers), description, addressed_by, speaks_for,
+                              subject_field, tuple((address_as or {}).items()))  # fmt: skip
             self._by_name[name], self._by_data[data] = entry, entry
             data.__event_type__ = entry  # type: ignore[attr-defined]
             return data
@@ -179,7 +211,7 @@ class Catalogue:
         return self._by_data[data if isinstance(data, type) else type(data)]
 
     def published_by(self, publisher: str) -> list[EventType]:
-        return [e for e in self if e.publisher == publisher]
+        return [e for e in self if any(v.name == publisher for v in e.voices)]
 
     def consumed_by(self, service: str) -> list[EventType]:
         return [e for e in self if service in e.consumers]
@@ -187,11 +219,13 @@ class Catalogue:
     def bindings(self, consumer: str, address: str | None = None) -> tuple[str, ...]:
         """The routing keys `consumer`'s queue binds: every event sent to it, an addressed one with `address`.
         (A complete Subscriptions binds exactly these.)"""
-        return tuple(e.binding(address) for e in self.consumed_by(consumer))
+        return tuple(e.binding(address, consumer) for e in self.consumed_by(consumer))
 
     # --- consuming ------------------------------------------------------------------------------------
 
-    def accept(self, event: Event, *, trusted: Collection[str], address: str | None = None) -> Event:
+    def accept(
+        self, event: Event, *, trusted: Collection[str], address: str | None = None, consumer: str | None = None
+    ) -> Event:
         """The event with its payload typed, if it keeps its contract; else Refused with the reason."""
         entry = self._by_name.get(event.type)
         if entry is None:
@@ -205,7 +239,7 @@ class Catalogue:
             raise Refused(f"{entry.name} payload does not match its schema: {_reason(exc)}") from None
         if key is not None and key != entry.routing_key(data):
             raise Refused(f"routing key does not match {entry.name}'s {entry.addressed_by}")
-        if entry.addressed_by and getattr(data, entry.addressed_by) != address:
+        if entry.addressed_by and getattr(data, entry.addressed_by) != entry.address_for(consumer, address):
             raise Refused(f"{entry.name} is addressed to another party than this consumer")
         if event.subject != getattr(data, entry.subject_field):
             raise Refused(f"{entry.name}'s subject is not its {entry.subject_field}")
@@ -213,9 +247,9 @@ class Catalogue:
             # Only the platform's users may put a message back on a queue's own paths with its original
             # publisher in the headers: from anyone else those headers would be a forged user_id.
             raise Refused(f"{entry.name} was put back on this queue by {event.relayed_by!r}, not by the platform")
-        speaker = entry.speaker(data)
-        if not may_publish(event.publisher, speaker, trusted, entry.voice.user_prefix):
-            raise Refused(f"publisher {event.publisher!r} may not publish {entry.name} for {entry.voice.whom(speaker)}")
+        speaker, voice = entry.speaker(data), entry.voice_of(data)
+        if not may_publish(event.publisher, speaker, trusted, voice.user_prefix):
+            raise Refused(f"publisher {event.publisher!r} may not publish {entry.name} for {voice.whom(speaker)}")
         if event.source != entry.source(data):
             raise Refused(f"{entry.name}'s source is not its publisher's")
         return dataclasses.replace(event, data=data)
@@ -252,4 +286,4 @@ class Subscriptions:
 
     @property
     def bindings(self) -> tuple[str, ...]:
-        return tuple(self.catalogue[name].binding(self.address) for name in self._handlers)
+        return tuple(self.catalogue[name].binding(self.address, self.consumer) for name in self._handlers)

@@ -169,10 +169,10 @@ def test_advocacy_receives_handovers_and_sends_acceptances(served):
     assert found["send", "offer.accepted"]["address"] == "offer.accepted"
 
 
-def test_notifications_receives_clock_breaches_and_sends_nothing(served):
+def test_notifications_receives_clock_breaches_and_sends_only_its_erasure_confirmations(served):
     found = operations(served("notifications"))
-    assert ("receive", "clock.breached") in found
-    assert {action for action, _ in found} == {"receive"}
+    assert ("receive", "clock.breached") in found and ("receive", "referral.erasure_requested") in found
+    assert {name for action, name in found if action == "send"} == {"erasure.completed"}
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -225,3 +225,51 @@ def test_a_consumer_without_a_handler_for_an_event_sent_to_it_or_with_one_it_is_
     with pytest.raises(ValueError, match="needs its own address"):
         Subscriptions(CATALOGUE, ADVOCACY).on(CATALOGUE["referral.offered"].data, lambda s, e: None).bindings  # noqa: B018
     assert {e.name for e in CATALOGUE.consumed_by(INTAKE_SERVICE)} >= {"offer.accepted", "case.handed_over"}
+
+
+# --- data-subject rights: one request type for each kind of recipient, one confirmation from two voices ---
+
+ERASURE = payload(
+    "referral.erasure_requested",
+    referral_id="r-1",
+    erasure_id="e-1",
+    recipient="provider.charity-a",
+    requested_at="2026-12-01T09:00:00+00:00",
+)
+
+
+def test_an_erasure_request_is_addressed_to_a_charity_as_provider_id_and_to_notifications_by_name():
+    entry = CATALOGUE["referral.erasure_requested"]
+    assert entry.binding("charity-a", ADVOCACY) == "referral.erasure_requested.provider.charity-a"
+    assert entry.binding(None, NOTIFICATIONS) == "referral.erasure_requested.notifications"
+    accepted = CATALOGUE.accept(arriving(ERASURE, publisher="intake-user"), trusted=TRUSTED, address="charity-a",
+                                consumer=ADVOCACY)  # fmt: skip
+    assert accepted.data.recipient == "provider.charity-a"
+    with pytest.raises(Refused, match="addressed to another"):
+        CATALOGUE.accept(arriving(ERASURE, publisher="intake-user"), trusted=TRUSTED, address="charity-b",
+                         consumer=ADVOCACY)  # fmt: skip
+    to_notifications = msgspec.structs.replace(ERASURE, recipient="notifications")
+    with pytest.raises(Refused, match="addressed to another"):  # notifications' request is not a charity's
+        CATALOGUE.accept(arriving(to_notifications, publisher="intake-user"), trusted=TRUSTED, address="charity-a",
+                         consumer=ADVOCACY)  # fmt: skip
+    assert CATALOGUE.accept(arriving(to_notifications, publisher="intake-user"), trusted=TRUSTED,
+                            consumer=NOTIFICATIONS).data.recipient == "notifications"  # fmt: skip
+
+
+def test_an_erasure_is_confirmed_by_a_charity_in_its_own_voice_or_by_notifications_as_the_platform():
+    done = {"referral_id": "r-1", "erasure_id": "e-1", "erased_at": "2026-12-01T09:01:00+00:00"}
+    charity = payload("erasure.completed", recipient="provider.charity-a", provider_id="charity-a", **done)
+    notifications = payload("erasure.completed", recipient="notifications", **done)
+    assert CATALOGUE.accept(arriving(charity, publisher="advocacy-charity-a"), trusted=TRUSTED).source == (
+        "/advocacy/charity-a"
+    )
+    assert CATALOGUE.accept(arriving(notifications, publisher="intake-user"), trusted=TRUSTED).source == (
+        "/notifications"
+    )
+    with pytest.raises(Refused, match="may not publish erasure.completed for notifications"):
+        CATALOGUE.accept(arriving(notifications, publisher="advocacy-charity-a"), trusted=TRUSTED)  # not a charity's
+    with pytest.raises(Refused, match="source"):
+        CATALOGUE.accept(arriving(notifications, publisher="intake-user", source="/advocacy"), trusted=TRUSTED)
+    with pytest.raises(Refused, match="may not publish"):
+        CATALOGUE.accept(arriving(charity, publisher="advocacy-charity-b"), trusted=TRUSTED)
+    assert [e.name for e in CATALOGUE.published_by("notifications")] == ["erasure.completed"]
