@@ -26,6 +26,9 @@ SCOPES = (
     "cases:read",
     "cases:write",
     "subscriptions:write",
+    # A platform DPO (org_kind ops) or the platform's service token (org_kind service): data-subject rights,
+    # erasure and subject access (shared.subject_access).
+    "referrals:erase",
 )
 ALGORITHMS = ["RS256"]
 
