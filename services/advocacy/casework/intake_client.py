@@ -18,9 +18,10 @@ INTAKE = "intake"  # the dependency's name in /readyz
 
 
 class ReferralSource(Protocol):
-    """What the allocation.confirmed and allocation.transferred handlers need: tests pass a fake."""
+    """What the allocation.confirmed, allocation.transferred and referral.rectified handlers need: tests pass a
+    fake."""
 
-    def fetch_referral(self, referral_id: str) -> dict[str, Any]: ...
+    def fetch_referral(self, referral_id: str, *, purpose: str | None = None) -> dict[str, Any]: ...
 
 
 class IntakeClient:
@@ -30,14 +31,16 @@ class IntakeClient:
         self._timeout = timeout
         self._http = requests.Session()
 
-    def fetch_referral(self, referral_id: str) -> dict[str, Any]:
-        """The referral as intake returns it. Intake unreachable, too slow or answering 5xx is intake briefly
+    def fetch_referral(self, referral_id: str, *, purpose: str | None = None) -> dict[str, Any]:
+        """The referral as intake returns it; `purpose` (e.g. rectification) is recorded with the disclosure,
+        case_opening when None. Intake unreachable, too slow or answering 5xx is intake briefly
         down (DependencyUnavailable: the consumer holds the message and retries it in place, in order); any
         other non-2xx raises as an ordinary failure (retried, then parked): waiting would not change it."""
         try:
             response = self._http.get(
                 f"{self._base_url}/v1/referrals/{referral_id}",
                 headers={"Authorization": f"Bearer {self._tokens.get()}", "Accept": "application/json"},
+                params={"purpose": purpose} if purpose else None,
                 timeout=self._timeout,
             )
         except (requests.ConnectionError, requests.Timeout) as exc:
