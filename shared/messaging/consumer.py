@@ -281,8 +281,11 @@ class Consumer:
                 if held is not None:
                     giving_back = True
                     lanes.given_back[index].append((item, held))
-            except Exception:  # the connection went away under us: the broker redelivers, the inbox dedupes
-                log.warning("could not settle a message; it will be redelivered", exc_info=True)
+            except Exception as exc:  # the connection went away under us: the broker redelivers, the inbox dedupes
+                # One WARNING line with the reason, as for a reconnect attempt; the traceback only at DEBUG.
+                reason = f"{type(exc).__name__}: {exc}"
+                log.warning("could not settle a message; it will be redelivered", extra={"reason": reason})
+                log.debug("could not settle a message", exc_info=exc)
 
     def _hold(self, channel: _ThreadsafeChannel, item: Delivery, held: Held, lanes: _Lanes) -> Held | None:
         """Retry `item` in place until it settles (None) or the lane must give it back (the Held state): it has
