@@ -15,9 +15,11 @@ from contracts import events
 from services.advocacy import domain
 from services.advocacy.bootstrap import Continuity
 from services.advocacy.casework.cases import Casework
+from services.advocacy.casework.erasure import erase_referral
 from services.advocacy.casework.intake_client import ReferralSource
+from services.advocacy.casework.rectification import on_rectified
 from services.advocacy.uow import AdvocacyUnitOfWork
-from shared.inbox import not_yet_handled
+from shared.clock import utcnow
 from shared.messaging.catalogue import Subscriptions
 from shared.messaging.envelope import Event
 from shared.messaging.errors import PermanentError
@@ -45,8 +47,8 @@ def subscriptions(continuity: Continuity, intake: ReferralSource, *, auto_accept
         .on(events.CaseHandoverAccepted, lambda u, e: on_case_handover_accepted(u, e, continuity=continuity))
         .on(events.CaseHandoverDeclined, lambda u, e: on_case_handover_declined(u, e, continuity=continuity))
         .on(events.ConsentWithdrawn, lambda u, e: on_consent_withdrawn(u, e, continuity=continuity))
-        .on(events.ReferralErasureRequested, not_yet_handled)
-        .on(events.ReferralRectified, not_yet_handled)
+        .on(events.ReferralErasureRequested, lambda u, e: on_erasure_requested(u, e, casework=casework))
+        .on(events.ReferralRectified, lambda u, e: on_referral_rectified(u, e, casework=casework, intake=intake))
         .complete()
     )
 
@@ -177,6 +179,37 @@ def on_consent_withdrawn(uow: AdvocacyUnitOfWork, event: Event, *, continuity: C
     if case is not None:
         _trace(event, continuity.casework)
         log.info("case closed: consent withdrawn", extra={"case_id": case.id, "referral_id": case.referral_id})
+
+
+def on_erasure_requested(uow: AdvocacyUnitOfWork, event: Event, *, casework: Casework) -> None:
+    """intake: erase what this provider holds about the referral (casework.erasure), and say so, with what it
+    keeps, in this same transaction. A repeat request answers again; a referral never seen here is confirmed."""
+    requested: events.ReferralErasureRequested = event.data
+    live = any(c.status in domain.LIVE_CASE_STATUSES for c in uow.erasures.cases_of(requested.referral_id))
+    now = utcnow()
+    kept = erase_referral(uow, requested.referral_id, now)
+    if live:  # an advocate's place is free again: capacity is news about the provider, not the person
+        casework.announce_capacity(uow)
+    uow.stage(
+        events.ErasureCompleted(
+            referral_id=requested.referral_id,
+            erasure_id=requested.erasure_id,
+            recipient=events.provider_recipient(casework.provider_id),
+            erased_at=now,
+            provider_id=casework.provider_id,
+            kept=kept,
+        )
+    )
+    _trace(event, casework)
+    log.info("referral erased", extra={"referral_id": requested.referral_id, "erasure_id": requested.erasure_id})
+
+
+def on_referral_rectified(uow: AdvocacyUnitOfWork, event: Event, *, casework: Casework, intake: ReferralSource) -> None:
+    """The referrer corrected the referral at intake: fetch it again and replace our copy (casework.rectification)."""
+    corrected = on_rectified(uow, event, casework=casework, intake=intake)
+    if corrected:
+        _trace(event, casework)
+        log.info("referral rectified", extra={"referral_id": event.subject, "cases": len(corrected)})
 
 
 def _trace(event: Event, casework: Casework) -> None:

@@ -31,6 +31,7 @@ from services.advocacy.models import (
     CaseSearchToken,
     Clock,
     Handover,
+    IdempotencyKey,
     Inbox,
     NrmDecision,
     NrmReconsideration,
@@ -41,6 +42,7 @@ from services.advocacy.models import (
     TimelineEntry,
     Transition,
 )
+from shared.db import scrub_files
 from shared.uow import SqlUnitOfWork, UnitOfWork
 
 NrmRow = NrmRecord | NrmDecision | NrmReconsideration
@@ -245,8 +247,30 @@ class RiskFlags(abc.ABC):
     def add(self, flag: RiskFlag) -> None: ...
 
 
+class Erasures(abc.ABC):
+    """What an erasure (casework.erasure) finds and removes about one referral, beyond the other repositories."""
+
+    @abc.abstractmethod
+    def cases_of(self, referral_id: str) -> list[Case]:
+        """This provider's cases of the referral, whatever their status (a handed-over one too), by id."""
+
+    @abc.abstractmethod
+    def handovers_of(self, referral_id: str) -> list[Handover]:
+        """Provider handovers of the referral offered to this provider, by id."""
+
+    @abc.abstractmethod
+    def delete_case_records(self, case_ids: list[str]) -> None:
+        """Delete the cases' contacts, notes, risk flags, consent records and search tokens."""
+
+    @abc.abstractmethod
+    def forget_messages(self, ids: set[str]) -> None:
+        """Delete the stored idempotent responses and the outbox rows (sent or not) that name any of `ids`."""
+
+
 class AdvocacyUnitOfWork(UnitOfWork):
     provider_id: str
+    # Set by an erasure: once this unit commits, the database files are scrubbed (shared.db.scrub_files).
+    scrub_after_commit: bool = False
     advocates: Advocates
     offers: Offers
     cases: Cases
@@ -260,6 +284,7 @@ class AdvocacyUnitOfWork(UnitOfWork):
     notes: CaseNotes
     risks: RiskFlags
     search: CaseSearch
+    erasures: Erasures
 
 
 # --- over the instance's database ---------------------------------------------------------------------------
@@ -287,6 +312,13 @@ class SqlAdvocacyUnitOfWork(SqlUnitOfWork, AdvocacyUnitOfWork):
         self.notes = _SqlCaseNotes(session, self.provider_id)
         self.risks = _SqlRiskFlags(session, self.provider_id)
         self.search = _SqlCaseSearch(session, self.provider_id)
+        self.erasures = _SqlErasures(session, self.provider_id)
+
+    def commit(self) -> None:
+        super().commit()
+        if self.scrub_after_commit:  # an erasure: no erased value left in SQLite's files either
+            self.scrub_after_commit = False
+            scrub_files(self.session.get_bind())  # type: ignore[arg-type]  # an Engine: sessions bind to one
 
 
 class _Sql:
@@ -605,6 +637,34 @@ class _SqlRiskFlags(_Sql, RiskFlags):
 
     def add(self, flag: RiskFlag) -> None:
         self.session.add(flag)
+
+
+class _SqlErasures(_Sql, Erasures):
+    def cases_of(self, referral_id: str) -> list[Case]:
+        query = select(Case).where(Case.provider_id == self.provider_id, Case.referral_id == referral_id)
+        return list(self.session.scalars(query.order_by(Case.id)))
+
+    def handovers_of(self, referral_id: str) -> list[Handover]:
+        query = select(Handover).where(Handover.provider_id == self.provider_id, Handover.referral_id == referral_id)
+        return list(self.session.scalars(query.order_by(Handover.id)))
+
+    def delete_case_records(self, case_ids: list[str]) -> None:
+        if not case_ids:
+            return
+        for model in (CaseContact, CaseNote, RiskFlag, CaseConsentRecord, CaseSearchToken):
+            self.session.execute(delete(model).where(model.case_id.in_(case_ids)))
+
+    def forget_messages(self, ids: set[str]) -> None:
+        if not ids:
+            return
+        named = or_(*(Outbox.payload.contains(i, autoescape=True) for i in sorted(ids)))
+        self.session.execute(delete(Outbox).where(named).execution_options(synchronize_session=False))
+        # A stored response is bytes (JSON or not): matched here, in the at most TTL of rows there are.
+        needles = [i.encode() for i in ids]
+        stored = self.session.execute(select(IdempotencyKey.id, IdempotencyKey.body)).all()
+        doomed = [key for key, body in stored if body and any(n in body for n in needles)]
+        if doomed:
+            self.session.execute(delete(IdempotencyKey).where(IdempotencyKey.id.in_(doomed)))
 
 
 def _claim(session: Session, model, candidates, still: tuple, values: dict, *, order_by: tuple) -> list:

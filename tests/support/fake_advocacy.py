@@ -39,6 +39,7 @@ from services.advocacy.uow import (
     Cases,
     CaseSearch,
     Clocks,
+    Erasures,
     Handovers,
     NrmRecords,
     NrmRow,
@@ -374,6 +375,31 @@ class FakeRiskFlags(RiskFlags):
         self.rows.append(flag)
 
 
+class FakeErasures(Erasures):
+    def __init__(self, uow: FakeAdvocacyUnitOfWork) -> None:
+        self._uow = uow
+        self.forgotten: set[str] = set()  # ids whose stored responses and outbox rows were deleted
+
+    def cases_of(self, referral_id: str) -> list[Case]:
+        return sorted((c for c in self._uow.cases.rows.values() if c.referral_id == referral_id), key=lambda c: c.id)
+
+    def handovers_of(self, referral_id: str) -> list[Handover]:
+        found = (h for h in self._uow.handovers.rows.values() if h.referral_id == referral_id)
+        return sorted(found, key=lambda h: h.id)
+
+    def delete_case_records(self, case_ids: list[str]) -> None:
+        doomed = set(case_ids)
+        uow = self._uow
+        uow.contacts.rows = [r for r in uow.contacts.rows if r.case_id not in doomed]
+        uow.notes.rows = [r for r in uow.notes.rows if r.case_id not in doomed]
+        uow.risks.rows = [r for r in uow.risks.rows if r.case_id not in doomed]
+        uow.consents.rows = [r for r in uow.consents.rows if r.case_id not in doomed]
+        uow.search.tokens = {c: d for c, d in uow.search.tokens.items() if c not in doomed}
+
+    def forget_messages(self, ids: set[str]) -> None:
+        self.forgotten |= ids
+
+
 class FakeAdvocacyUnitOfWork(FakeUnitOfWork, AdvocacyUnitOfWork):
     def __init__(self, provider_id: str) -> None:
         super().__init__()
@@ -391,3 +417,4 @@ class FakeAdvocacyUnitOfWork(FakeUnitOfWork, AdvocacyUnitOfWork):
         self.notes = FakeCaseNotes()
         self.risks = FakeRiskFlags()
         self.search = FakeCaseSearch(self.nrm)
+        self.erasures = FakeErasures(self)
