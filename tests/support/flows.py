@@ -42,7 +42,8 @@ class IntakeOverHttp:
     def __init__(self, client, headers):
         self.client, self.headers = client, headers
 
-    def fetch_referral(self, referral_id: str) -> dict:
-        response = self.client.get(f"/v1/referrals/{referral_id}", headers=self.headers)
+    def fetch_referral(self, referral_id: str, *, purpose: str | None = None) -> dict:
+        query = {"purpose": purpose} if purpose else None
+        response = self.client.get(f"/v1/referrals/{referral_id}", headers=self.headers, query_string=query)
         assert response.status_code == 200, response.get_json()
         return response.get_json()
