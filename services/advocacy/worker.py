@@ -13,6 +13,7 @@ from services.advocacy.config import settings_from_env
 from services.advocacy.continuity.scheduler import ClockScheduler
 from services.advocacy.continuity.wall_clock import WallClock
 from services.advocacy.handlers import subscriptions
+from services.advocacy.retention import retention as advocacy_retention
 from shared.auth.tokens import ServiceTokens
 from shared.config import Settings
 from shared.health_server import health_address
@@ -20,6 +21,7 @@ from shared.inbox import EventHandlers
 from shared.logs import configure_logging
 from shared.messaging.consumer import Consumer
 from shared.messaging.worker import Loop, main_exit, run_loops
+from shared.retention import retention_loop
 from shared.telemetry import setup_tracing
 
 log = logging.getLogger(__name__)
@@ -52,7 +54,10 @@ def build_loops(
         handover=continuity.handover,
         contacts=continuity.contacts,
     )
-    return {"consumer": consumer.run, "relay": advocacy.relay.run, "clocks": scheduler.run}
+    # The retention table's step (contracts/retention.csv), on the same clock: each row is claimed once.
+    step = advocacy_retention(advocacy.unit_of_work, config.provider_id)
+    kept = retention_loop(step, settings.env, continuity.wall_clock.now)
+    return {"consumer": consumer.run, "relay": advocacy.relay.run, "clocks": scheduler.run, "retention": kept.run}
 
 
 def main() -> int:

@@ -1,4 +1,5 @@
-"""intake's worker: consumes providers' answers and capacity, expires overdue offers, relays the outbox."""
+"""intake's worker: consumes providers' answers and capacity, expires overdue offers, relays the outbox, and
+applies the retention table (contracts/retention.csv)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import datetime
 
 from services.intake.bootstrap import Intake, bootstrap
 from services.intake.expiry import Expiry
+from services.intake.retention import retention as intake_retention
 from shared.clock import utcnow
 from shared.config import Settings
 from shared.db import is_unavailable
@@ -18,6 +20,7 @@ from shared.inbox import EventHandlers
 from shared.logs import configure_logging
 from shared.messaging.consumer import Consumer
 from shared.messaging.worker import Loop, main_exit, run_loops
+from shared.retention import retention_loop
 from shared.telemetry import setup_tracing
 
 log = logging.getLogger(__name__)
@@ -59,7 +62,9 @@ def loops(intake: Intake, settings: Settings) -> dict[str, Loop]:
     handlers = EventHandlers(QUEUE, use.units, use.handlers, trusted=intake.config.trusted_publishers)
     consumer = Consumer.from_settings(settings, QUEUE, use.handlers.bindings, handlers)
     sweep = DeadlineSweep(use.expiry, intake.config.sweep_seconds)
-    return {"consumer": consumer.run, "relay": intake.relay.run, "deadlines": sweep.run}
+    # The retention table's step (contracts/retention.csv), in every worker at once: each row is claimed once.
+    kept = retention_loop(intake_retention(intake.sessions), settings.env, utcnow)
+    return {"consumer": consumer.run, "relay": intake.relay.run, "deadlines": sweep.run, "retention": kept.run}
 
 
 def build(settings: Settings) -> dict[str, Loop]:

@@ -1,27 +1,33 @@
 """`python -m services.notifications.worker`: consume referral events, queue and send their webhooks.
 
-Two loops: the consumer of queue `notifications` (turns events into pending deliveries, in one
-transaction with the inbox row) and the webhook dispatcher (sends them). Notifications publishes no events,
-so there is no outbox relay.
+The consumer of queue `notifications` (turns events into pending deliveries, in one transaction with the
+inbox row), the webhook dispatcher (sends them) and the retention step (contracts/retention.csv).
+The outbox relay publishes notifications' one event, erasure.completed (issue 14).
 """
 
 from __future__ import annotations
 
 from services.notifications.bootstrap import QUEUE, bootstrap
+from services.notifications.retention import retention as notifications_retention
+from shared.clock import utcnow
 from shared.config import Settings
 from shared.health_server import health_address
 from shared.logs import configure_logging
 from shared.messaging.consumer import Consumer
 from shared.messaging.worker import Loop, main_exit, run_loops
+from shared.retention import retention_loop
 from shared.telemetry import setup_tracing
 
 
 def build_loops(settings: Settings, *, queue: str = QUEUE) -> dict[str, Loop]:
-    notifications = bootstrap(settings, queue=queue)
+    notifications = bootstrap(settings, queue=queue, relay=True)
+    assert notifications.relay is not None  # asked for above
     handlers = notifications.handlers
     # The queue binds exactly the event types handled: the webhook types.
     consumer = Consumer.from_settings(settings, queue, handlers.subscriptions.bindings, handlers)
-    return {"consumer": consumer.run, "dispatcher": notifications.dispatcher.run}
+    # The retention table's step (contracts/retention.csv), in every worker at once: each row is claimed once.
+    kept = retention_loop(notifications_retention(notifications.units), settings.env, utcnow)
+    return {"consumer": consumer.run, "dispatcher": notifications.dispatcher.run, "relay": notifications.relay.run, "retention": kept.run}
 
 
 def main() -> int:
