@@ -37,10 +37,10 @@ class IntakeClient:
         down (DependencyUnavailable: the consumer holds the message and retries it in place, in order); any
         other non-2xx raises as an ordinary failure (retried, then parked): waiting would not change it."""
         try:
+            query = f"?purpose={purpose}" if purpose else ""  # a fixed code (rectification), never personal data
             response = self._http.get(
-                f"{self._base_url}/v1/referrals/{referral_id}",
+                f"{self._base_url}/v1/referrals/{referral_id}{query}",
                 headers={"Authorization": f"Bearer {self._tokens.get()}", "Accept": "application/json"},
-                params={"purpose": purpose} if purpose else None,
                 timeout=self._timeout,
             )
         except (requests.ConnectionError, requests.Timeout) as exc:
