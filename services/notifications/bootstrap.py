@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
@@ -20,10 +21,14 @@ from services.notifications.config import WebhookSettings
 from services.notifications.dispatcher import WebhookDispatcher
 from services.notifications.egress import UrlGuard
 from services.notifications.handlers import subscriptions
+from services.notifications.models import Outbox
 from services.notifications.uow import SqlNotificationsUnitOfWork
 from shared.config import Settings
 from shared.db import make_engine, make_session_factory
 from shared.inbox import EventHandlers
+
+if TYPE_CHECKING:
+    from shared.messaging.relay import OutboxRelay
 
 QUEUE = "notifications"
 
@@ -38,16 +43,32 @@ class Notifications:
     guard: UrlGuard
     dispatcher: WebhookDispatcher
     handlers: EventHandlers  # the consumer's: each event in a unit of work with its inbox row
+    relay: OutboxRelay | None = None  # the worker's: publishes erasure.completed (issue 14)
 
 
-def bootstrap(settings: Settings, *, queue: str = QUEUE, instrument: bool = True) -> Notifications:
-    """`queue` names the consumer's queue and its inbox rows; `instrument=False` leaves the engine untraced."""
+def bootstrap(settings: Settings, *, queue: str = QUEUE, instrument: bool = True, relay: bool = False) -> Notifications:
+    """`queue` names the consumer's queue and its inbox rows; `instrument=False` leaves the engine untraced;
+    `relay`: with the outbox relay (the worker's), as the platform's broker user (a trusted publisher)."""
     webhooks = WebhookSettings.from_env(settings.env)
     engine = make_engine(settings.database_url, instrument=instrument)
     sessions = make_session_factory(engine)
     guard = UrlGuard(webhooks.allow_private)
     dispatcher = WebhookDispatcher(sessions, webhooks, guard=guard)
-    # A committed delivery wakes the dispatcher at once rather than at its next poll.
-    units = functools.partial(SqlNotificationsUnitOfWork, sessions, after_commit=dispatcher.wake)
+    outbox_relay = None
+    if relay:
+        # Imported here: the relay brings pika, which an API process never loads (test_api_footprint).
+        from shared.messaging.relay import OutboxRelay
+
+        outbox_relay = OutboxRelay(
+            settings.amqp_url, sessions, Outbox, name="notifications", poll_interval=settings.outbox_poll_interval
+        )
+    wakes = [dispatcher.wake] + ([outbox_relay.wake] if outbox_relay is not None else [])
+
+    def woken() -> None:
+        for wake in wakes:
+            wake()
+
+    # A committed delivery wakes the dispatcher (and an erasure.completed the relay) at once, not at the next poll.
+    units = functools.partial(SqlNotificationsUnitOfWork, sessions, after_commit=woken)
     handlers = EventHandlers(queue, units, subscriptions(), trusted=settings.trusted_publishers)
-    return Notifications(settings, webhooks, engine, sessions, units, guard, dispatcher, handlers)
+    return Notifications(settings, webhooks, engine, sessions, units, guard, dispatcher, handlers, outbox_relay)

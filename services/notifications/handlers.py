@@ -26,7 +26,6 @@ from services.notifications.domain import (
 from services.notifications.models import PENDING, Delivery, ReferralOwner
 from services.notifications.uow import NotificationsUnitOfWork
 from shared.clock import utcnow
-from shared.inbox import not_yet_handled
 from shared.messaging.catalogue import Subscriptions
 from shared.messaging.envelope import Event
 from shared.messaging.errors import PermanentError
@@ -67,6 +66,37 @@ def on_case_news(uow: NotificationsUnitOfWork, event: Event) -> None:
     if event.type in RECEIVING_AGENCY_EVENTS and receiving and receiving != owner.org_id:
         orgs.append(receiving)  # the agency a transition hands the survivor to hears of it too
     _queue(uow, event, owner, _with_local_authority(event, orgs))
+
+
+ERASED = "erased: the referral's personal data was erased"
+# What notifications keeps of an erased referral, without personal data: the delivery log (which org was sent
+# which event type, when and how it went), the org's own audit of what it was told; and the holder row
+# (referral id, org, provider: ids only), so a provider's late event about it is still routed, not retried.
+ERASURE_KEEPS = (
+    events.Kept(record="delivery_log", because="audit"),
+    events.Kept(record="referral_holder", because="audit"),
+)
+
+
+def on_erasure_requested(uow: NotificationsUnitOfWork, event: Event) -> None:
+    """intake: erase the referral's personal data here, in this one transaction, and answer erasure.completed
+    as the platform's notifications (provider_id None). A repeat, or a referral never seen, answers the same."""
+    requested: events.ReferralErasureRequested = event.data
+    known = uow.owners.forget_reference(requested.referral_id)
+    erased = uow.deliveries.erase_of(requested.referral_id, ERASED)
+    uow.responses.forget_naming(requested.referral_id)
+    uow.scrub_after_commit = True
+    uow.stage(
+        events.ErasureCompleted(
+            referral_id=requested.referral_id,
+            erasure_id=requested.erasure_id,
+            recipient=requested.recipient,
+            erased_at=utcnow(),
+            provider_id=None,
+            kept=list(ERASURE_KEEPS) if known or erased else [],
+        )
+    )
+    log.info("referral erased", extra={"referral_id": requested.referral_id, "deliveries": erased})
 
 
 def _with_local_authority(event: Event, orgs: list[str]) -> list[str]:
@@ -133,7 +163,7 @@ def subscriptions() -> Subscriptions:
     handled = Subscriptions(events.CATALOGUE, events.NOTIFICATIONS)
     for entry in events.CATALOGUE.consumed_by(events.NOTIFICATIONS):
         if entry.data is events.ReferralErasureRequested:
-            handled.on(entry.data, not_yet_handled)
+            handled.on(entry.data, on_erasure_requested)
             continue
         handled.on(entry.data, on_referral_news if entry.publisher == events.INTAKE else on_case_news)
     return handled.complete()

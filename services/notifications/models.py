@@ -1,4 +1,5 @@
-"""The notifications database: subscriptions, deliveries, who owns each referral, and the inbox."""
+"""The notifications database: subscriptions, deliveries, who owns each referral, the inbox and the outbox
+(notifications publishes one event: erasure.completed)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from shared.clock import utcnow
 from shared.db import UTCDateTime
 from shared.idempotency import IdempotencyKeyMixin
 from shared.inbox import InboxMixin
+from shared.outbox import OutboxMixin
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 
@@ -20,6 +22,10 @@ class Base(DeclarativeBase):
 
 
 class Inbox(Base, InboxMixin):
+    pass
+
+
+class Outbox(Base, OutboxMixin):
     pass
 
 

@@ -12,12 +12,14 @@ import abc
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from services.notifications.models import FAILED, PENDING, Delivery, ReferralOwner, Subscription
+from services.notifications.models import FAILED, PENDING, Delivery, IdempotencyKey, ReferralOwner, Subscription
 from shared.clock import utcnow
 from shared.db import insert_or_ignore
+
+ERASED_BODY = ""  # an erased delivery's payload: nothing left to send
 
 
 class ReferralOwners(abc.ABC):
@@ -30,6 +32,18 @@ class ReferralOwners(abc.ABC):
     def remember(self, referral_id: str, org_id: str, external_reference: str | None) -> ReferralOwner:
         """The referral's owner as first recorded: by this call when it is the first, else as recorded
         before (first writer wins, even against a consumer racing this one). The caller compares the org."""
+
+    @abc.abstractmethod
+    def forget_reference(self, referral_id: str) -> bool:
+        """Erasure: the referrer's own reference for the referral is forgotten; False if the referral is unknown."""
+
+
+class StoredResponses(abc.ABC):
+    """The stored first responses of POSTs with an Idempotency-Key (shared.idempotency)."""
+
+    @abc.abstractmethod
+    def forget_naming(self, text: str) -> None:
+        """Erasure: delete every stored response whose body names `text` (a referral id)."""
 
 
 class WebhookSubscriptions(abc.ABC):
@@ -65,7 +79,13 @@ class Deliveries(abc.ABC):
     @abc.abstractmethod
     def requeue_failed(self, subscription_id: str, since: datetime, now: datetime) -> int:
         """Queue again (Delivery.requeue) each failed delivery of the subscription created at or after `since`;
-        how many."""
+        how many. An erased one (its body gone) is never sent again."""
+
+    @abc.abstractmethod
+    def erase_of(self, referral_id: str, reason: str) -> int:
+        """Erasure: the referral's deliveries lose their bodies (ids, dates, the referrer's reference) and their
+        trace; those still pending fail with `reason`, never sent. The log stays: which org, what type, when,
+        how it went. How many."""
 
 
 # --- SQLAlchemy ---------------------------------------------------------------------------------------------
@@ -110,6 +130,25 @@ class SqlReferralOwners(ReferralOwners):
             self._session.execute(insert, values)
             owner = self._session.get_one(ReferralOwner, referral_id)  # ours, or that of a consumer that won the race
         return owner
+
+    def forget_reference(self, referral_id: str) -> bool:
+        owner = self.get(referral_id)
+        if owner is not None:
+            owner.external_reference = None
+        return owner is not None
+
+
+class SqlStoredResponses(StoredResponses):
+    def __init__(self, session: Session):
+        self._session = session
+
+    def forget_naming(self, text: str) -> None:
+        # A body is bytes (JSON or not): matched here, in the at most a day of rows there are (shared.idempotency).
+        needle = text.encode()
+        stored = self._session.execute(select(IdempotencyKey.id, IdempotencyKey.body)).all()
+        doomed = [key for key, body in stored if body and needle in body]
+        if doomed:
+            self._session.execute(delete(IdempotencyKey).where(IdempotencyKey.id.in_(doomed)))
 
 
 class SqlWebhookSubscriptions(WebhookSubscriptions):
@@ -164,8 +203,25 @@ class SqlDeliveries(Deliveries):
                 Delivery.subscription_id == subscription_id,
                 Delivery.status == FAILED,
                 Delivery.created_at >= since,
+                Delivery.payload != ERASED_BODY,
             )
             .values(status=PENDING, attempts=0, next_attempt_at=now, delivered_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount  # type: ignore[attr-defined]
+
+    def erase_of(self, referral_id: str, reason: str) -> int:
+        mine = Delivery.referral_id == referral_id
+        self._session.execute(
+            update(Delivery)
+            .where(mine, Delivery.status == PENDING)
+            .values(status=FAILED, next_attempt_at=None, last_error=reason)
+            .execution_options(synchronize_session=False)
+        )
+        result = self._session.execute(
+            update(Delivery)
+            .where(mine)
+            .values(payload=ERASED_BODY, traceparent=None, tracestate=None)
             .execution_options(synchronize_session=False)
         )
         return result.rowcount  # type: ignore[attr-defined]

@@ -2,7 +2,7 @@
 
 The consumer of queue `notifications` (turns events into pending deliveries, in one transaction with the
 inbox row), the webhook dispatcher (sends them) and the retention step (contracts/retention.csv).
-Notifications publishes no events, so there is no outbox relay.
+The outbox relay publishes notifications' one event, erasure.completed (issue 14).
 """
 
 from __future__ import annotations
@@ -20,13 +20,19 @@ from shared.telemetry import setup_tracing
 
 
 def build_loops(settings: Settings, *, queue: str = QUEUE) -> dict[str, Loop]:
-    notifications = bootstrap(settings, queue=queue)
+    notifications = bootstrap(settings, queue=queue, relay=True)
+    assert notifications.relay is not None  # asked for above
     handlers = notifications.handlers
     # The queue binds exactly the event types handled: the webhook types.
     consumer = Consumer.from_settings(settings, queue, handlers.subscriptions.bindings, handlers)
     # The retention table step (contracts/retention.csv), in every worker at once: each row is claimed once.
     kept = retention_loop(notifications_retention(notifications.units), settings.env, utcnow)
-    return {"consumer": consumer.run, "dispatcher": notifications.dispatcher.run, "retention": kept.run}
+    return {
+        "consumer": consumer.run,
+        "dispatcher": notifications.dispatcher.run,
+        "relay": notifications.relay.run,
+        "retention": kept.run,
+    }
 
 
 def main() -> int:

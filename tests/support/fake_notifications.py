@@ -11,7 +11,13 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from services.notifications.models import FAILED, PENDING, Delivery, ReferralOwner, Subscription
-from services.notifications.repositories import Deliveries, ReferralOwners, WebhookSubscriptions
+from services.notifications.repositories import (
+    ERASED_BODY,
+    Deliveries,
+    ReferralOwners,
+    StoredResponses,
+    WebhookSubscriptions,
+)
 from services.notifications.uow import NotificationsUnitOfWork
 from shared.clock import utcnow
 from support.uow import FakeUnitOfWork
@@ -31,6 +37,20 @@ class FakeReferralOwners(ReferralOwners):
                 referral_id=referral_id, org_id=org_id, external_reference=external_reference, first_seen_at=utcnow()
             ),
         )
+
+    def forget_reference(self, referral_id: str) -> bool:
+        owner = self.rows.get(referral_id)
+        if owner is not None:
+            owner.external_reference = None
+        return owner is not None
+
+
+class FakeStoredResponses(StoredResponses):
+    def __init__(self) -> None:
+        self.bodies: dict[str, bytes] = {}  # stored response bodies, by key id
+
+    def forget_naming(self, text: str) -> None:
+        self.bodies = {k: b for k, b in self.bodies.items() if text.encode() not in b}
 
 
 class FakeWebhookSubscriptions(WebhookSubscriptions):
@@ -66,10 +86,18 @@ class FakeDeliveries(Deliveries):
 
     def requeue_failed(self, subscription_id: str, since: datetime, now: datetime) -> int:
         mine = [d for d in self.rows if d.subscription_id == subscription_id]
-        failed = [d for d in mine if d.status == FAILED and d.created_at >= since]
+        failed = [d for d in mine if d.status == FAILED and d.created_at >= since and d.payload != ERASED_BODY]
         for delivery in failed:
             delivery.requeue(now)
         return len(failed)
+
+    def erase_of(self, referral_id: str, reason: str) -> int:
+        mine = [d for d in self.rows if d.referral_id == referral_id]
+        for delivery in mine:
+            if delivery.status == PENDING:
+                delivery.status, delivery.next_attempt_at, delivery.last_error = FAILED, None, reason
+            delivery.payload, delivery.traceparent, delivery.tracestate = ERASED_BODY, None, None
+        return len(mine)
 
 
 class FakeNotificationsUnitOfWork(FakeUnitOfWork, NotificationsUnitOfWork):
@@ -79,12 +107,14 @@ class FakeNotificationsUnitOfWork(FakeUnitOfWork, NotificationsUnitOfWork):
     owners: FakeReferralOwners
     subscriptions: FakeWebhookSubscriptions
     deliveries: FakeDeliveries
+    responses: FakeStoredResponses
 
     def __init__(self) -> None:
         super().__init__()
         self.owners = FakeReferralOwners()
         self.subscriptions = FakeWebhookSubscriptions()
         self.deliveries = FakeDeliveries()
+        self.responses = FakeStoredResponses()
 
     def delivered_to(self, event_id: str) -> dict[str, Delivery]:
         """The deliveries queued for one event, by subscription id."""
