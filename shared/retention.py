@@ -156,14 +156,14 @@ def load_table(text: str | None = None) -> RetentionTable:
 
 
 class Act(Protocol):
-    def __call__(self, uow: Any, ids: Sequence[Any], cutoff: datetime) -> None: ...
+    def __call__(self, uow: Any, ids: Sequence[Any], cutoff: datetime, now: datetime) -> None: ...
 
 
 def deleting(model: Any, key: str = "id", *still: Any) -> Act:
     """An act that deletes the claimed rows of `model` (by its `key` column; `still` narrows a key shared by
     several rows, e.g. an inbox message id per consumer, to the rows past the cutoff)."""
 
-    def act(uow: Any, ids: Sequence[Any], cutoff: datetime) -> None:
+    def act(uow: Any, ids: Sequence[Any], cutoff: datetime, now: datetime) -> None:
         column = getattr(model, key)
         conditions = [condition(cutoff) for condition in still]
         uow.session.execute(
@@ -224,7 +224,7 @@ def platform_targets(inbox: Any, outbox: Any | None, idempotency: Any) -> list[T
             "access_log",
             "access_log",
             lambda cutoff: select(access.c.id).where(access.c.at < cutoff),
-            lambda uow, ids, cutoff: uow.session.execute(delete(access).where(access.c.id.in_(list(ids)))),
+            lambda uow, ids, cutoff, now: uow.session.execute(delete(access).where(access.c.id.in_(list(ids)))),
             columns=("id", "at"),
             optional=True,
         )
@@ -236,7 +236,7 @@ def _never(cutoff: datetime) -> Select:
     raise AssertionError("a store that does not exist is never queried")
 
 
-def _nothing(uow: Any, ids: Sequence[Any], cutoff: datetime) -> None:
+def _nothing(uow: Any, ids: Sequence[Any], cutoff: datetime, now: datetime) -> None:
     raise AssertionError("a store that does not exist is never acted on")
 
 
@@ -320,7 +320,7 @@ class Retention:
             claim = target.candidates(rule.cutoff(now)).limit(self.batch).with_for_update(skip_locked=True)
             ids = list(uow.session.scalars(claim))
             if ids:
-                target.act(uow, ids, rule.cutoff(now))
+                target.act(uow, ids, rule.cutoff(now), now)
             return len(ids)
 
     def _present(self, session: Session) -> set[str]:

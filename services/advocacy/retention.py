@@ -1,6 +1,6 @@
 """advocacy's stores under the retention table (contracts/retention.csv; the step is shared.retention): one
-provider's closed cases, the summaries of offers it declined, the timelines of its closed cases, and the
-kit's inbox, outbox, idempotent responses and access log."""
+provider's closed cases (erased as on request, casework.erasure), the summaries of offers it declined, the
+timelines of its closed cases, and the kit's inbox, outbox, idempotent responses and access log."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, cast, delete, select, update
+from sqlalchemy import Text, cast, delete, func, select, update
 
 from services.advocacy import domain
+from services.advocacy.casework.erasure import erase_referral
 from services.advocacy.models import Case, IdempotencyKey, Inbox, Offer, Outbox, TimelineEntry
 from shared.retention import Retention, RetentionTable, Target, Unit, platform_targets
 
@@ -30,10 +31,30 @@ def declined_offers(provider_id: str) -> Callable[[datetime], Any]:
     return candidates
 
 
-def anonymise_offers(uow: Any, ids: Sequence[Any], cutoff: datetime) -> None:
+def anonymise_offers(uow: Any, ids: Sequence[Any], cutoff: datetime, now: datetime) -> None:
     """Keep the offer's status and dates (statistics on routing), without its summary or decline note."""
     statement = update(Offer).where(Offer.id.in_(list(ids))).values(summary={}, decline_note=None)
     uow.session.execute(statement.execution_options(synchronize_session=False))
+
+
+def closed_cases(provider_id: str) -> Callable[[datetime], Any]:
+    def candidates(cutoff: datetime):
+        return select(Case.id).where(
+            Case.provider_id == provider_id,
+            Case.status == domain.CASE_CLOSED,
+            Case.closed_at < cutoff,
+            func.coalesce(cast(Case.referral, Text), "null") != "null",  # its copy of the referral not erased yet
+        )
+
+    return candidates
+
+
+def erase_cases(uow: Any, ids: Sequence[Any], cutoff: datetime, now: datetime) -> None:
+    """The charity's erasure of each case's referral (casework.erasure, the same as on request), silently: no
+    erasure.completed, nobody asked; no case.closed, it is closed already."""
+    referrals = set(uow.session.scalars(select(Case.referral_id).where(Case.id.in_(list(ids)))))
+    for referral_id in sorted(referrals):
+        erase_referral(uow, referral_id, now)
 
 
 def closed_timelines(provider_id: str) -> Callable[[datetime], Any]:
@@ -46,13 +67,14 @@ def closed_timelines(provider_id: str) -> Callable[[datetime], Any]:
     return candidates
 
 
-def delete_timeline(uow: Any, ids: Sequence[Any], cutoff: datetime) -> None:
+def delete_timeline(uow: Any, ids: Sequence[Any], cutoff: datetime, now: datetime) -> None:
     statement = delete(TimelineEntry).where(TimelineEntry.seq.in_(list(ids)))
     uow.session.execute(statement.execution_options(synchronize_session=False))
 
 
 def targets(provider_id: str) -> list[Target]:
     return [
+        Target("closed_case", "cases", closed_cases(provider_id), erase_cases),
         Target("declined_offer_summary", "offers", declined_offers(provider_id), anonymise_offers),
         Target("timeline", "timeline_entries", closed_timelines(provider_id), delete_timeline),
         *platform_targets(Inbox, Outbox, IdempotencyKey),

@@ -4,6 +4,7 @@ exactly-once claim across two workers is tests/integration/test_retention.py."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
@@ -166,3 +167,40 @@ def test_the_command_refuses_an_unknown_service_and_a_bad_time(capsys):
     assert "unknown service 'billing': choose one of intake, advocacy, notifications" in capsys.readouterr().err
     assert main(["--now", "tomorrow"]) == 2
     assert "--now 'tomorrow' is not an ISO date" in capsys.readouterr().err
+
+
+def test_a_closed_case_past_six_years_is_erased_and_a_declined_summary_anonymised_once():
+    from services.advocacy import domain
+    from services.advocacy.models import Advocate, Case, Offer
+    from services.advocacy.models import Base as AdvocacyBase
+    from services.advocacy.uow import SqlAdvocacyUnitOfWork
+
+    engine = create_engine("sqlite://", poolclass=StaticPool)
+    AdvocacyBase.metadata.create_all(engine)
+    sessions = make_session_factory(engine)
+    closed, recent = NOW - timedelta(days=6 * 366), NOW - timedelta(days=5 * 365)
+    with sessions.begin() as session:
+        session.add(Advocate(id="adv-1", provider_id="p-1", name="A", email="a@p1.example", languages=["en"],
+                             max_caseload=5))  # fmt: skip
+        for n, at, status in ((1, closed, domain.OFFER_ACCEPTED), (2, recent, domain.OFFER_ACCEPTED)):
+            session.add(Offer(id=f"o-{n}", provider_id="p-1", referral_id=f"r-{n}", status=status,
+                              summary={"region": "london"}, offered_at=at, updated_at=at))  # fmt: skip
+            session.add(Case(id=f"c-{n}", provider_id="p-1", referral_id=f"r-{n}", offer_id=f"o-{n}",
+                             advocate_id="adv-1", status=domain.CASE_CLOSED, referral={"subject": {"name": "X"}},
+                             opened_at=at, closed_at=at))  # fmt: skip
+        session.add(Offer(id="o-3", provider_id="p-1", referral_id="r-3", status=domain.OFFER_DECLINED,
+                          summary={"region": "london"}, decline_note="no room", offered_at=NOW - timedelta(days=40),
+                          updated_at=NOW - timedelta(days=31)))  # fmt: skip
+    step = advocacy_retention.retention(functools.partial(SqlAdvocacyUnitOfWork, sessions, "p-1"), "p-1")
+
+    due = {o.kind: o.count for o in step.due(NOW)}
+    assert (due["closed_case"], due["declined_offer_summary"]) == (1, 1)
+    done = {o.kind: o.count for o in step.run(NOW)}
+    assert (done["closed_case"], done["declined_offer_summary"]) == (1, 1)
+    assert {o.kind: o.count for o in step.due(NOW)}["closed_case"] == 0  # once
+    with sessions() as session:
+        assert session.get(Case, "c-1").referral is None and session.get(Case, "c-1").status == domain.CASE_CLOSED
+        assert session.get(Case, "c-2").referral == {"subject": {"name": "X"}}  # five years: kept
+        declined = session.get(Offer, "o-3")
+        assert (declined.summary, declined.decline_note, declined.status) == ({}, None, domain.OFFER_DECLINED)
+    engine.dispose()
