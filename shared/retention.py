@@ -336,7 +336,7 @@ class Retention:
         missing = sorted({t.table for t in self.targets if not t.optional and t.table not in present})
         if missing:
             raise RetentionError(
-                f"{self.service}'s database has no {', '.join(missing)} table: run `referrals-migrate {self.service}`"
+                f"the {self.service} database has no {', '.join(missing)} table: run `referrals-migrate {self.service}`"
             )
         return present
 
