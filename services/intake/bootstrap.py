@@ -9,6 +9,7 @@ wake-up every unit's commit calls.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -23,7 +24,7 @@ from services.intake.models import Outbox
 from services.intake.offering import Offering
 from services.intake.uow import IntakeUnits, SqlIntakeUnitOfWork
 from shared.config import Settings
-from shared.db import make_engine, make_session_factory
+from shared.db import make_engine, make_session_factory, scrub_files
 from shared.messaging.catalogue import Subscriptions
 
 if TYPE_CHECKING:
@@ -38,11 +39,21 @@ class UseCases:
     offering: Offering
     expiry: Expiry
     handlers: Subscriptions
+    # After an erasure commits: no erased byte may stay in the database's files (shared.db.scrub_files).
+    after_erasure: Callable[[], None] = lambda: None
 
     @classmethod
-    def over(cls, units: IntakeUnits, policy: ResponsePolicy) -> UseCases:
+    def over(
+        cls, units: IntakeUnits, policy: ResponsePolicy, *, after_erasure: Callable[[], None] | None = None
+    ) -> UseCases:
         offering = Offering(policy)
-        return cls(units=units, offering=offering, expiry=Expiry(units, offering), handlers=subscriptions(offering))
+        return cls(
+            units=units,
+            offering=offering,
+            expiry=Expiry(units, offering),
+            handlers=subscriptions(offering),
+            after_erasure=after_erasure or (lambda: None),
+        )
 
 
 @dataclass(frozen=True)
@@ -71,4 +82,5 @@ def bootstrap(settings: Settings, *, relay: bool = False, instrument: bool = Tru
     units = functools.partial(
         SqlIntakeUnitOfWork, sessions, after_commit=outbox_relay.wake if outbox_relay is not None else None
     )
-    return Intake(config, engine, sessions, UseCases.over(units, config.response), outbox_relay)
+    use_cases = UseCases.over(units, config.response, after_erasure=functools.partial(scrub_files, engine))
+    return Intake(config, engine, sessions, use_cases, outbox_relay)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from services.intake.domain import ResponsePolicy
 from services.intake.schemas import REGIONS
@@ -14,6 +15,8 @@ class IntakeConfig:
     response: ResponsePolicy
     sweep_seconds: float
     trusted_publishers: frozenset[str]
+    # How long a recipient asked to erase a referral may stay silent before GET .../erasure shows it overdue.
+    erasure_ack: timedelta = timedelta(hours=24)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IntakeConfig:
@@ -21,12 +24,16 @@ class IntakeConfig:
         default_hours = env_float(env, "OFFER_RESPONSE_HOURS", 24.0)
         if default_hours <= 0:
             raise ConfigError(f"OFFER_RESPONSE_HOURS={default_hours} must be above 0")
+        erasure_ack_hours = env_float(env, "ERASURE_ACK_HOURS", 24.0)
+        if erasure_ack_hours <= 0:
+            raise ConfigError(f"ERASURE_ACK_HOURS={erasure_ack_hours} must be above 0")
         return cls(
             response=ResponsePolicy(
                 default_hours, parse_hours_by_region(env.get("OFFER_RESPONSE_HOURS_BY_REGION", ""))
             ),
             sweep_seconds=env_float(env, "OFFER_SWEEP_SECONDS", 5.0),
             trusted_publishers=settings.trusted_publishers,
+            erasure_ack=timedelta(hours=erasure_ack_hours),
         )
 
 

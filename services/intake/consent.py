@@ -14,6 +14,7 @@ in force. Nobody else (UK GDPR Art. 9: share the minimum, with whom the person a
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,17 +22,21 @@ from datetime import datetime, timedelta
 from typing import Any, Final, cast
 
 from contracts import events
-from services.intake.domain import ReferralRejected
-from services.intake.models import ConsentRecord, Disclosure, Referral
+from services.intake import recipients
+from services.intake.domain import ReferralErased, ReferralRejected
+from services.intake.models import ConsentRecord, Referral
 from services.intake.uow import IntakeUnitOfWork, IntakeUnits
 from shared.auth import Principal
 from shared.clock import utcnow
 from shared.messaging.envelope import Event
 from shared.messaging.errors import PermanentError
 
+log = logging.getLogger(__name__)
+
 PURPOSES = events.CONSENT_PURPOSES
 ADVOCACY: Final = "advocacy"
 DATA_SHARING: Final = "data_sharing"
+RECTIFICATION: Final = "rectification"  # a disclosure purpose: the holder's fetch after a rectification
 FROM_SUBMISSION, FROM_REFERRER, FROM_PROVIDER = "submission", "referrer", "provider"
 PROVIDER_KINDS = ("provider", "service")  # how a provider's instance calls intake
 PROVIDER_CLOCK_SKEW = timedelta(minutes=5)  # a charity's server clock may run a little ahead of intake's
@@ -69,8 +74,12 @@ def in_force(records: Iterable[ConsentRecord]) -> dict[str, ConsentRecord]:
     return latest
 
 
-def disclosure_purpose(referral: Referral, records: Iterable[ConsentRecord], principal: Principal) -> str | None:
-    """Why `principal` (not the referring org) may read the referral's body, or None: it may not."""
+def disclosure_purpose(
+    referral: Referral, records: Iterable[ConsentRecord], principal: Principal, *, stated: str | None = None
+) -> str | None:
+    """Why `principal` (not the referring org) may read the referral's body, or None: it may not. The provider
+    holding the case fetches it to open the case, or again after a rectification when it says so (`stated`
+    RECTIFICATION: the same right to read it, recorded with its own purpose)."""
     force = in_force(records)
     if (
         referral.status == "allocated"
@@ -78,7 +87,7 @@ def disclosure_purpose(referral: Referral, records: Iterable[ConsentRecord], pri
         and principal.org_kind in PROVIDER_KINDS
         and (referral.is_child or _given(force.get(ADVOCACY)))
     ):
-        return "case_opening"
+        return RECTIFICATION if stated == RECTIFICATION else "case_opening"
     sharing = force.get(DATA_SHARING)
     if _given(sharing) and principal.org in (sharing.recipients or []):  # type: ignore[union-attr]
         return "data_sharing"
@@ -133,6 +142,8 @@ def record_by_referrer(units: IntakeUnits, principal: Principal, referral_id: st
         referral = uow.referrals.get(referral_id, lock=True)  # records of one referral take turns
         if referral is None or referral.org_id != principal.org:
             raise ConsentNotFound(referral_id)
+        if referral.erased_at is not None:
+            raise ReferralErased(referral_id)
         return record(uow, referral, new, recorded_by=principal.org, source=FROM_REFERRER)
 
 
@@ -145,6 +156,8 @@ def records_for(units: IntakeUnits, principal: Principal, referral_id: str) -> l
         holder = referral.provider_id == principal.org and principal.org_kind in PROVIDER_KINDS
         if referral.org_id != principal.org and not holder:
             raise ConsentNotFound(referral_id)
+        if referral.erased_at is not None:
+            raise ReferralErased(referral_id)
         return uow.consents.of(referral.id)
 
 
@@ -155,6 +168,9 @@ def on_case_consent_recorded(uow: IntakeUnitOfWork, event: Event) -> None:
     referral = uow.referrals.get(recorded.referral_id, lock=True)
     if referral is None or referral.provider_id != recorded.provider_id:
         raise PermanentError("consent recorded by a provider that does not hold the referral")
+    if referral.erased_at is not None:  # asked to erase its copy meanwhile: nothing more is kept of it
+        log.info("consent recorded for an erased referral ignored", extra={"referral_id": referral.id})
+        return
     if referral.case_id is not None and referral.case_id != recorded.case_id:
         raise PermanentError("consent recorded for another case than the referral's")
     new = NewConsent(
@@ -172,15 +188,8 @@ def on_case_consent_recorded(uow: IntakeUnitOfWork, event: Event) -> None:
 
 
 def log_disclosure(uow: IntakeUnitOfWork, referral: Referral, principal: Principal, purpose: str) -> None:
-    uow.disclosures.add(
-        Disclosure(
-            referral_id=referral.id,
-            recipient_org=principal.org,
-            recipient_sub=principal.sub,
-            purpose=purpose,
-            disclosed_at=utcnow(),
-        )
-    )
+    kind = recipients.PROVIDER if principal.org_kind in PROVIDER_KINDS else recipients.ORG
+    recipients.record(uow, referral.id, principal.org, kind, purpose, sub=principal.sub)
 
 
 def _given(record: ConsentRecord | None) -> bool:

@@ -44,6 +44,10 @@ class CannotOffer(Exception):
     """The referral cannot be offered now: it is allocated, withdrawn or recorded, or an offer is waiting."""
 
 
+class ReferralErased(Exception):
+    """The referral's personal data was erased (services.intake.erasure): nothing more about it (410 Gone)."""
+
+
 class ReferralRejected(Exception):
     """The referral breaks a rule that the schema alone cannot see. `field` is the path at fault."""
 

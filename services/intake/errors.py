@@ -8,7 +8,7 @@ from collections.abc import Callable
 from flask_smorest import Blueprint
 
 from services.intake import referrals
-from services.intake.domain import CannotOffer, InvalidState, ReferralRejected
+from services.intake.domain import CannotOffer, InvalidState, ReferralErased, ReferralRejected
 from services.intake.offering import UnknownProvider
 from shared.web import error_body
 
@@ -18,6 +18,7 @@ REFUSALS: dict[type[Exception], tuple[int, str | None, str | None]] = {
     referrals.ReferralConflict: (409, "external_reference was already used for a different referral.", None),
     InvalidState: (409, None, None),
     CannotOffer: (409, None, None),
+    ReferralErased: (410, "The referral was erased: its personal data is gone.", "referral_id"),
     UnknownProvider: (422, "No such provider in the directory.", "provider_id"),
 }
 

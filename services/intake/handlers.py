@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 
 from contracts import events
+from services.intake import recipients
 from services.intake.consent import on_case_consent_recorded
+from services.intake.erasure import on_erasure_completed
 from services.intake.models import Offer, Referral
 from services.intake.offering import Offering
 from services.intake.uow import IntakeUnitOfWork
 from shared.clock import utcnow
-from shared.inbox import not_yet_handled
 from shared.messaging.catalogue import Subscriptions
 from shared.messaging.envelope import Event
 from shared.messaging.errors import PermanentError
@@ -88,10 +89,11 @@ def on_case_handed_over(uow: IntakeUnitOfWork, event: Event) -> None:
         raise PermanentError("handover names an unknown referral or receiving provider")
     if referral.provider_id != sender:
         raise PermanentError("handover of a referral the sender does not hold")
-    if referral.status != "allocated":
-        log.info("handover of a referral no longer allocated ignored", extra={"referral_id": referral.id})
+    if referral.status != "allocated" or referral.erased_at is not None:
+        log.info("handover of a referral no longer allocated, or erased, ignored", extra={"referral_id": referral.id})
         return
     referral.transfer(receiver, utcnow())
+    recipients.record(uow, referral.id, receiver, recipients.PROVIDER, recipients.HANDOVER)
 
 
 def subscriptions(offering: Offering) -> Subscriptions:
@@ -103,6 +105,6 @@ def subscriptions(offering: Offering) -> Subscriptions:
         .on(events.ProviderCapacityChanged, on_capacity_changed)
         .on(events.CaseHandedOver, on_case_handed_over)
         .on(events.CaseConsentRecorded, on_case_consent_recorded)
-        .on(events.ErasureCompleted, not_yet_handled)
+        .on(events.ErasureCompleted, on_erasure_completed)
         .complete()
     )

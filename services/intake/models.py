@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, reconstructor, relationship
 
 from contracts import events
@@ -67,6 +67,8 @@ class Referral(Base):
     # A child's children's services, resolved from location.local_authority at referral (agencies.resolve):
     # every later event about the child names it, so notifications tells it too.
     local_authority_org_id: Mapped[str | None] = mapped_column(String(100))
+    # When its personal data was erased (services.intake.erasure): what is left are codes and dates.
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     def __init__(self, **columns: Any):
         super().__init__(**columns)
@@ -331,10 +333,28 @@ class Disclosure(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     referral_id: Mapped[str] = mapped_column(ForeignKey("referrals.id"), index=True)
-    recipient_org: Mapped[str] = mapped_column(String(100))
-    recipient_sub: Mapped[str] = mapped_column(String(200))
+    recipient_org: Mapped[str] = mapped_column(String(100))  # a provider id, "notifications" or an org id
+    # provider | notifications | org (services.intake.erasure.RECIPIENT_KINDS)
+    recipient_kind: Mapped[str] = mapped_column(String(20), default="org", server_default="org")
+    recipient_sub: Mapped[str | None] = mapped_column(String(200))  # who fetched it; None for an event
+    # offer_summary | case_opening | handover | referral_events | data_sharing
     purpose: Mapped[str] = mapped_column(String(100))
     disclosed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    referral: Mapped[Referral] = relationship(lazy="raise")  # as Offer.referral: the referral is inserted first
+
+
+class Rectification(Base):
+    """One correction of a referral by its referring organisation (UK GDPR Art. 16; services.intake.rectification):
+    when, by whom (org and subject) and which sections, never the values."""
+
+    __tablename__ = "rectifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    referral_id: Mapped[str] = mapped_column(ForeignKey("referrals.id"), index=True)
+    rectified_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    org_id: Mapped[str] = mapped_column(String(100))
+    sub: Mapped[str] = mapped_column(String(200))
+    sections: Mapped[list[str]] = mapped_column(JSON)  # subject | referrer | needs | risk
 
 
 class ConsentRecord(Base):
@@ -392,3 +412,38 @@ class Inbox(Base, InboxMixin):
 
 class IdempotencyKey(Base, IdempotencyKeyMixin):
     """A POST's Idempotency-Key and its first response (shared.idempotency)."""
+
+
+class Erasure(Base):
+    """A request to erase a referral's personal data (UK GDPR Art. 17; services.intake.erasure), one per
+    referral. `reason` is the requester's free text about the request, not about the person: shown on GET,
+    never in an event or a log. `kept`: what intake keeps without identifiers, and why."""
+
+    __tablename__ = "erasures"
+    __table_args__ = (UniqueConstraint("referral_id", name="uq_erasures_referral"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    referral_id: Mapped[str] = mapped_column(ForeignKey("referrals.id"))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    requested_by: Mapped[str] = mapped_column(String(100))  # the requesting organisation
+    reason: Mapped[str] = mapped_column(Text)
+    kept: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # when the last recipient confirmed
+    recipients: Mapped[list[ErasureRecipient]] = relationship(
+        order_by="ErasureRecipient.id", lazy="selectin", cascade="all, delete-orphan"
+    )
+
+
+class ErasureRecipient(Base):
+    """One recipient asked to erase its copy (Art. 19): `provider.<id>` or `notifications`, and its answer."""
+
+    __tablename__ = "erasure_recipients"
+    __table_args__ = (UniqueConstraint("erasure_id", "recipient", name="uq_erasure_recipients_recipient"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    erasure_id: Mapped[str] = mapped_column(ForeignKey("erasures.id"))
+    recipient: Mapped[str] = mapped_column(String(80))
+    kind: Mapped[str] = mapped_column(String(20))  # provider | notifications
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    kept: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)  # what it keeps, and why

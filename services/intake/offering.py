@@ -6,7 +6,7 @@ first, then its offers). Who is offered is routing.py's choice; what happens to 
 
 from __future__ import annotations
 
-from services.intake import routing
+from services.intake import recipients, routing
 from services.intake.domain import CannotOffer, ResponsePolicy
 from services.intake.models import Offer, Referral
 from services.intake.uow import IntakeUnitOfWork
@@ -63,4 +63,5 @@ class Offering:
         respond_by = self.policy.respond_by(now, referral.region)
         offer = referral.offer(provider_id, at=now, respond_by=respond_by, offered_by=offered_by)
         uow.offers.add(offer)
+        recipients.record(uow, referral.id, provider_id, recipients.PROVIDER, recipients.OFFER_SUMMARY)
         return offer

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from services.intake import agencies, consent, domain, duty_to_notify, routing
+from services.intake import agencies, consent, domain, duty_to_notify, erasure, routing
 from services.intake.models import DutyToNotifyRecord, Offer, Referral
 from services.intake.offering import Offering
 from services.intake.repositories import Conflict
@@ -101,13 +101,18 @@ def submit(units: IntakeUnits, offering: Offering, submission: Submission) -> tu
         return existing, False
 
 
-def read(units: IntakeUnits, principal: Principal, referral_id: str) -> tuple[Referral, list[Offer], bool]:
+def read(
+    units: IntakeUnits, principal: Principal, referral_id: str, *, purpose: str | None = None
+) -> tuple[Referral, list[Offer], bool]:
     """Returns (referral, its offers, whether its body may be shown). Its own org reads all of it; the provider
-    it is allocated to too, and that disclosure is logged; a coordinator sees its progress but not its body."""
+    it is allocated to too, and that disclosure is logged (with the `purpose` it states, e.g. rectification);
+    a coordinator sees its progress but not its body."""
     with units() as uow:
         referral = uow.referrals.get(referral_id)
         if referral is None:
             raise NotFound(referral_id)
+        if referral.erased_at is not None and principal.org in (referral.org_id, referral.provider_id):
+            erasure.gone(referral)  # 410 for those who knew of it; 404 for anyone else, as ever
         offers = uow.offers.of(referral.id)
         if referral.org_id == principal.org:
             return referral, offers, True
@@ -115,9 +120,9 @@ def read(units: IntakeUnits, principal: Principal, referral_id: str) -> tuple[Re
             return referral, offers, False
         # The provider holding the case while advocacy consent is in force, or a recipient the person agreed to
         # share it with (services.intake.consent); each a logged disclosure.
-        purpose = consent.disclosure_purpose(referral, uow.consents.of(referral.id), principal)
-        if purpose is not None:
-            consent.log_disclosure(uow, referral, principal, purpose)
+        why = consent.disclosure_purpose(referral, uow.consents.of(referral.id), principal, stated=purpose)
+        if why is not None and referral.erased_at is None:
+            consent.log_disclosure(uow, referral, principal, why)
             return referral, offers, True
         raise NotFound(referral_id)  # never a 403 that confirms it exists
 
@@ -138,6 +143,7 @@ def withdraw(units: IntakeUnits, principal: Principal, referral_id: str) -> Refe
         referral = uow.referrals.get(referral_id, lock=True)
         if referral is None or referral.org_id != principal.org:
             raise NotFound(referral_id)
+        erasure.gone(referral)
         referral.withdraw(uow.offers.of(referral.id), utcnow())
         return referral
 

@@ -11,7 +11,7 @@ import abc
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from services.intake.models import (
@@ -19,9 +19,13 @@ from services.intake.models import (
     ConsentRecord,
     Disclosure,
     DutyToNotifyRecord,
+    Erasure,
     Escalation,
+    IdempotencyKey,
     Offer,
+    Outbox,
     Provider,
+    Rectification,
     Referral,
 )
 from services.intake.routing import ProviderEntry
@@ -131,6 +135,34 @@ class Escalations(abc.ABC):
 class Disclosures(abc.ABC):
     @abc.abstractmethod
     def add(self, disclosure: Disclosure) -> None: ...
+
+    @abc.abstractmethod
+    def of(self, referral_id: str) -> list[Disclosure]:
+        """The referral's disclosures, oldest first: the record of its recipients."""
+
+    def recorded(self, referral_id: str, recipient_org: str, purpose: str) -> bool:
+        return any((d.recipient_org, d.purpose) == (recipient_org, purpose) for d in self.of(referral_id))
+
+
+class Erasures(abc.ABC):
+    @abc.abstractmethod
+    def add(self, erasure: Erasure) -> None: ...
+
+    @abc.abstractmethod
+    def of_referral(self, referral_id: str) -> Erasure | None: ...
+
+    @abc.abstractmethod
+    def get(self, erasure_id: str, *, lock: bool = False) -> Erasure | None: ...
+
+    @abc.abstractmethod
+    def forget_stored(self, referral_id: str) -> None:
+        """Delete what intake stored about the referral beside its records: the stored idempotent responses that
+        name it, and its outbox rows (the events about it, sent or not)."""
+
+
+class Rectifications(abc.ABC):
+    @abc.abstractmethod
+    def add(self, rectification: Rectification) -> None: ...
 
 
 class DutyToNotifyRecords(abc.ABC):
@@ -265,6 +297,47 @@ class SqlDisclosures(Disclosures):
 
     def add(self, disclosure: Disclosure) -> None:
         self._session.add(disclosure)
+
+    def of(self, referral_id: str) -> list[Disclosure]:
+        statement = select(Disclosure).where(Disclosure.referral_id == referral_id).order_by(Disclosure.id)
+        return list(self._session.scalars(statement))
+
+    def recorded(self, referral_id: str, recipient_org: str, purpose: str) -> bool:
+        statement = select(Disclosure.id).where(
+            Disclosure.referral_id == referral_id,
+            Disclosure.recipient_org == recipient_org,
+            Disclosure.purpose == purpose,
+        )
+        return self._session.scalars(statement.limit(1)).first() is not None
+
+
+class SqlErasures(Erasures):
+    def __init__(self, session: Session):
+        self._session = session
+
+    def add(self, erasure: Erasure) -> None:
+        self._session.add(erasure)
+
+    def of_referral(self, referral_id: str) -> Erasure | None:
+        return self._session.scalars(select(Erasure).where(Erasure.referral_id == referral_id)).first()
+
+    def get(self, erasure_id: str, *, lock: bool = False) -> Erasure | None:
+        return self._session.get(Erasure, erasure_id, with_for_update=lock or None)
+
+    def forget_stored(self, referral_id: str) -> None:
+        # A referral id is a random UUID: where it appears, the row is about that referral.
+        self._session.execute(
+            delete(IdempotencyKey).where(IdempotencyKey.body.like(b"%" + referral_id.encode() + b"%"))
+        )
+        self._session.execute(delete(Outbox).where(Outbox.payload.like(f"%{referral_id}%")))
+
+
+class SqlRectifications(Rectifications):
+    def __init__(self, session: Session):
+        self._session = session
+
+    def add(self, rectification: Rectification) -> None:
+        self._session.add(rectification)
 
 
 class SqlDutyToNotifyRecords(DutyToNotifyRecords):

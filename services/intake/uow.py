@@ -13,6 +13,8 @@ from collections.abc import Callable
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from contracts import events
+from services.intake import recipients
 from services.intake.models import Inbox, Outbox
 from services.intake.repositories import (
     Agencies,
@@ -20,17 +22,21 @@ from services.intake.repositories import (
     ConsentRecords,
     Disclosures,
     DutyToNotifyRecords,
+    Erasures,
     Escalations,
     Offers,
     Providers,
+    Rectifications,
     Referrals,
     SqlAgencies,
     SqlConsentRecords,
     SqlDisclosures,
     SqlDutyToNotifyRecords,
+    SqlErasures,
     SqlEscalations,
     SqlOffers,
     SqlProviders,
+    SqlRectifications,
     SqlReferrals,
 )
 from shared.uow import SqlUnitOfWork, UnitOfWork
@@ -45,6 +51,8 @@ class IntakeUnitOfWork(UnitOfWork):
     duty_to_notify: DutyToNotifyRecords
     consents: ConsentRecords
     agencies: Agencies
+    erasures: Erasures
+    rectifications: Rectifications
 
     def stage_recorded(self) -> None:
         """Stage every event the unit's referrals recorded, once each."""
@@ -52,6 +60,9 @@ class IntakeUnitOfWork(UnitOfWork):
             recorded, referral.events = referral.events, []
             for data in recorded:
                 self.stage(data)
+            if any(isinstance(data, events.ReferralNews) for data in recorded):  # notifications' webhooks
+                new = any(isinstance(data, events.ReferralReceived) for data in recorded)
+                recipients.told_notifications(self, referral.id, first=new)
 
 
 IntakeUnits = Callable[[], IntakeUnitOfWork]
@@ -70,6 +81,8 @@ class SqlIntakeUnitOfWork(SqlUnitOfWork, IntakeUnitOfWork):
         self.duty_to_notify = SqlDutyToNotifyRecords(session)
         self.consents = SqlConsentRecords(session)
         self.agencies = SqlAgencies(session)
+        self.erasures = SqlErasures(session)
+        self.rectifications = SqlRectifications(session)
 
     def commit(self) -> None:
         try:

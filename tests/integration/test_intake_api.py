@@ -246,8 +246,9 @@ def test_the_allocated_provider_reads_the_referral_and_the_disclosure_is_logged(
     response = client.get(f"/v1/referrals/{created['id']}", headers=auth_header(*provider))
     assert response.status_code == 200 and response.get_json()["subject"]["given_name"]
     with intake[1]() as session:
-        disclosure = session.scalars(select(Disclosure)).one()
+        disclosure = session.scalars(select(Disclosure).where(Disclosure.purpose == "case_opening")).one()
     assert (disclosure.referral_id, disclosure.recipient_org) == (created["id"], "demo-charity")
+    assert disclosure.recipient_kind == "provider"
 
 
 def test_the_referring_org_lists_its_referrals_by_status(client, auth_header):

@@ -16,9 +16,11 @@ from services.intake.models import (
     ConsentRecord,
     Disclosure,
     DutyToNotifyRecord,
+    Erasure,
     Escalation,
     Offer,
     Provider,
+    Rectification,
     Referral,
 )
 from services.intake.repositories import (
@@ -27,9 +29,11 @@ from services.intake.repositories import (
     ConsentRecords,
     Disclosures,
     DutyToNotifyRecords,
+    Erasures,
     Escalations,
     Offers,
     Providers,
+    Rectifications,
     Referrals,
 )
 from services.intake.routing import ProviderEntry
@@ -152,6 +156,37 @@ class FakeDisclosures(Disclosures):
     def add(self, disclosure: Disclosure) -> None:
         self.rows.append(disclosure)
 
+    def of(self, referral_id: str) -> list[Disclosure]:
+        return [d for d in self.rows if d.referral_id == referral_id]
+
+
+class FakeErasures(Erasures):
+    def __init__(self) -> None:
+        self.rows: dict[str, Erasure] = {}
+        self.forgotten: list[str] = []  # referral ids whose idempotent responses and outbox rows were deleted
+
+    def add(self, erasure: Erasure) -> None:
+        if any(e.referral_id == erasure.referral_id for e in self.rows.values()):  # uq_erasures_referral
+            raise Conflict()
+        self.rows[erasure.id] = erasure
+
+    def of_referral(self, referral_id: str) -> Erasure | None:
+        return next((e for e in self.rows.values() if e.referral_id == referral_id), None)
+
+    def get(self, erasure_id: str, *, lock: bool = False) -> Erasure | None:
+        return self.rows.get(erasure_id)
+
+    def forget_stored(self, referral_id: str) -> None:
+        self.forgotten.append(referral_id)
+
+
+class FakeRectifications(Rectifications):
+    def __init__(self) -> None:
+        self.rows: list[Rectification] = []
+
+    def add(self, rectification: Rectification) -> None:
+        self.rows.append(rectification)
+
 
 class FakeDutyToNotifyRecords(DutyToNotifyRecords):
     def __init__(self) -> None:
@@ -185,6 +220,8 @@ class FakeIntakeUnitOfWork(FakeUnitOfWork, IntakeUnitOfWork):
         self.duty_to_notify: FakeDutyToNotifyRecords = FakeDutyToNotifyRecords()
         self.consents: FakeConsentRecords = FakeConsentRecords()
         self.agencies: FakeAgencies = FakeAgencies()
+        self.erasures: FakeErasures = FakeErasures()
+        self.rectifications: FakeRectifications = FakeRectifications()
 
     def commit(self) -> None:
         self.stage_recorded()
