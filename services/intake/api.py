@@ -10,7 +10,7 @@ from flask import current_app, g, url_for
 from flask_smorest import abort
 from sqlalchemy import select
 
-from services.intake import directory, errors, referrals
+from services.intake import directory, errors, rectification, referrals
 from services.intake.bootstrap import Intake
 from services.intake.domain import Pathway, offer_summary
 from services.intake.models import Agency, Escalation, Offer, Provider, Referral
@@ -21,9 +21,11 @@ from services.intake.schemas import (
     OfferHistorySchema,
     ProviderInSchema,
     ProviderOutSchema,
+    RectificationSchema,
     ReferralDetailSchema,
     ReferralInSchema,
     ReferralQuerySchema,
+    ReferralReadQuerySchema,
     ReferralSummarySchema,
 )
 from shared.auth import current_principal, requires
@@ -126,17 +128,36 @@ def submit_referral(body):
 
 @referrals_blp.route("/<referral_id>", methods=["GET"])
 @requires("referrals:read")
+@referrals_blp.arguments(ReferralReadQuerySchema, location="query", as_kwargs=True)
 @referrals_blp.response(200, ReferralDetailSchema)
-def read_referral(referral_id):
+def read_referral(referral_id, purpose=None):
     """Read a referral and its offer history. Its body only for its own org, or the provider it is
-    allocated to (a logged disclosure); a coordinator sees its progress."""
-    referral, offers, show_body = referrals.read(instance().use_cases.units, current_principal(), referral_id)
+    allocated to (a logged disclosure, with its purpose); a coordinator sees its progress."""
+    principal = current_principal()
+    referral, offers, show_body = referrals.read(instance().use_cases.units, principal, referral_id, purpose=purpose)
     view = referral_view(referral, detail=show_body, offers=offers)
     if referral.local_authority_org_id is not None:
         with instance().sessions() as session:
             agency = session.get(Agency, referral.local_authority_org_id)
         view["local_authority_name"] = agency.name if agency is not None else None
     return view
+
+
+@referrals_blp.route("/<referral_id>", methods=["PATCH"])
+@requires("referrals:write")
+@referrals_blp.arguments(RectificationSchema, content_type="application/merge-patch+json")
+@referrals_blp.response(200, ReferralDetailSchema)
+@referrals_blp.alt_response(410, description="The referral was erased: nothing is left to correct")
+def rectify_referral(patch, referral_id):
+    """Correct a referral (UK GDPR Art. 16): a JSON Merge Patch (RFC 7396, `application/merge-patch+json`;
+    `application/json` is accepted too) of its subject, referrer, needs and risk, by the referring
+    organisation. The merged referral must pass the rules of a new referral (422 naming the field), or nothing
+    changes. Its pathway, routing and Duty to Notify record stand; a correction that would make the person a
+    child or an adult where they were not is refused. The charity holding its case is told to fetch it again
+    (referral.rectified). Idempotent by nature: the same patch again changes nothing and tells nobody (no
+    Idempotency-Key needed). Answers the referral as GET does."""
+    referral, offers = rectification.rectify(instance().use_cases.units, current_principal(), referral_id, patch)
+    return referral_view(referral, detail=True, offers=offers)
 
 
 @referrals_blp.route("/<referral_id>/withdrawal", methods=["POST"])

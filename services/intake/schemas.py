@@ -320,3 +320,29 @@ class DirectoryAgencySchema(Schema):
     org_id = fields.String()
     name = fields.String()
     kind = fields.String(metadata={"enum": list(AGENCY_KINDS)})
+
+
+# --- rectification (issue 14): PATCH /v1/referrals/{id} --------------------------------------------------
+
+
+class RectificationSchema(Schema):
+    """A JSON Merge Patch (RFC 7396) of the referral's correctable sections: a key set to null is removed, an
+    object merges key by key, anything else replaces. Any other key is refused (422 naming it). The merged
+    referral is checked as a new referral is."""
+
+    subject = fields.Dict(allow_none=True, metadata={"description": "Merged into the subject."})
+    referrer = fields.Dict(allow_none=True, metadata={"description": "Merged into the referrer."})
+    needs = fields.List(fields.Raw(), allow_none=True, metadata={"description": "Replaces the needs."})
+    risk = fields.Dict(allow_none=True, metadata={"description": "Merged into the risk."})
+
+
+class ReferralReadQuerySchema(Schema):
+    purpose = fields.String(
+        validate=validate.OneOf(("case_opening", "rectification")),
+        metadata={
+            "description": (
+                "Why the provider holding the case reads it, recorded with the disclosure: case_opening (the "
+                "default), or rectification (fetching it again after referral.rectified)."
+            )
+        },
+    )
