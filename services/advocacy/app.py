@@ -10,7 +10,14 @@ from services.advocacy.bootstrap import bootstrap
 from services.advocacy.config import settings_from_env
 from services.advocacy.continuity.wall_clock import WallClock
 from services.advocacy.models import IdempotencyKey
-from services.advocacy.web import care_api, casework_api, consent_api, continuity_api, handover_api
+from services.advocacy.web import (
+    care_api,
+    casework_api,
+    consent_api,
+    continuity_api,
+    handover_api,
+    subject_access_api,
+)
 from services.advocacy.web.context import EXTENSION
 from services.advocacy.web.page import init_page
 from shared.auth import TokenVerifier
@@ -53,6 +60,7 @@ def create_app(
     api.register_blueprint(consent_api.blp)
     api.register_blueprint(handover_api.blp)
     api.register_blueprint(care_api.blp)
+    api.register_blueprint(subject_access_api.blp)
     init_page(app)  # the advocate's page: HTML, outside /v1 and OpenAPI
     return app
 

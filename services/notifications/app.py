@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from contracts.events import CATALOGUE, NOTIFICATIONS
+from services.notifications import subject_access_api
 from services.notifications.api import EXTENSION, blp
 from services.notifications.bootstrap import Notifications, bootstrap
 from services.notifications.models import IdempotencyKey
@@ -50,4 +51,5 @@ def create_app(
     # Before the blueprints: it documents the header on each POST as they are registered.
     init_idempotency(app, api, SqlKeyStore(notifications.sessions, IdempotencyKey))
     api.register_blueprint(blp)
+    api.register_blueprint(subject_access_api.blp)
     return app

@@ -1,0 +1,38 @@
+"""notifications' subject access route (UK GDPR Art. 15): the referral's holder row (who referred it, who
+holds it), its deliveries (their bodies: ids and codes) and the subscriptions that received them (without
+their signing secrets). A referral notifications never heard of: 200 with empty sections."""
+
+from __future__ import annotations
+
+import json
+
+from services.notifications import models
+from services.notifications.api import instance
+from shared import subject_access
+from shared.web import Blueprint
+
+SKIP = ("outbox", "inbox", "idempotency_keys")
+SECRETS = ("secret", "previous_secret", "previous_secret_expires_at")
+
+blp = Blueprint(
+    "subject_access", __name__, url_prefix="/v1", description="Subject access (UK GDPR Art. 15): a DPO's copy."
+)
+
+
+@blp.route("/subject-access/<referral_id>", methods=["GET"])
+@subject_access.guarded
+@blp.response(200, subject_access.SubjectAccessSchema)
+@blp.alt_response(403, description="Not a platform DPO (org_kind ops) nor the platform's service token")
+def subject_access_copy(referral_id: str):
+    """What notifications holds about the person of this referral: `referral_owners` (its holder row),
+    `deliveries` (each webhook's body, ids and codes) and `subscriptions` (those that received them). Empty
+    sections when it holds nothing. For a platform DPO (`org_kind` `ops`) or the platform's service token, with
+    the scope `referrals:erase`."""
+    with instance().sessions() as session:
+        sections = subject_access.collect(session, models.Base, referral_id, skip=(*SKIP, "subscriptions"))
+        for delivery in sections.get("deliveries", []):
+            delivery["payload"] = json.loads(delivery["payload"])
+        received = {d["subscription_id"] for d in sections.get("deliveries", [])}
+        table = models.Subscription.__table__
+        sections["subscriptions"] = subject_access.rows_of(session, table, received, hidden=SECRETS)  # type: ignore[arg-type]
+    return subject_access.answer("notifications", referral_id, sections)

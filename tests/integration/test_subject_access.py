@@ -1,0 +1,163 @@
+"""Subject access (issue 14 item 5, Done when "`referrals-sar` returns every service's part for a referral held by
+two charities"), on the real PostgreSQL of intake, two charities and notifications and the real broker: a
+referral is offered to charity-a, which declines, then to charity-b, which accepts and opens its case (a recorded
+disclosure); notifications hears of it. The four APIs are served on real local ports, and `referrals-sar` asks
+each of them and writes every part. Also who may ask, and what an unknown referral gets from each."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from flask import Flask
+from werkzeug.serving import make_server
+
+from services import subject_access_cli as sar
+from services.advocacy.handlers import subscriptions
+from services.advocacy.models import Outbox as AdvocacyOutbox
+from services.intake.models import Outbox as IntakeOutbox
+from services.intake.worker import QUEUE
+from shared.inbox import EventHandlers
+from shared.messaging.envelope import Event
+from shared.testing import referral_body
+from support.advocacy import PROVIDER, add_advocate
+from support.apps import dispose, service_app
+from support.flows import IntakeOverHttp, relayed
+
+POLICE = ("met-police", "police", "referrals:write referrals:read")
+ADMIN = ("platform", "coordinator", "providers:admin")
+DPO = ("platform-dpo", "ops", "referrals:erase")
+SECOND = "charity-b"
+DIRECTORY = {"regions": ["london"], "serves": ["adult", "child"], "languages": ["sq"]}
+
+
+@contextmanager
+def served(*apps: Flask) -> Iterator[list[str]]:
+    """Each app on its own 127.0.0.1 port (werkzeug, threaded): their base URLs."""
+    servers = [make_server("127.0.0.1", 0, app, threaded=True) for app in apps]
+    threads = [threading.Thread(target=server.serve_forever, daemon=True) for server in servers]
+    for thread in threads:
+        thread.start()
+    try:
+        yield [f"http://127.0.0.1:{server.server_port}" for server in servers]
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+
+
+def test_referrals_sar_collects_intake_both_charities_and_notifications(
+    intake, advocacy, notifications, fresh_database, dev_keys, broker_url, auth_header, make_token, amqp_url, tmp_path
+):
+    app, sessions = intake
+    client = app.test_client()
+    root, notifications_client = notifications
+    second_app = service_app("advocacy", fresh_database("advocacy"), dev_keys, PROVIDER_ID=SECOND, AMQP_URL=broker_url)
+    try:
+        second = second_app.extensions["advocacy"]
+        admin = auth_header(*ADMIN)
+        for provider, places in ((PROVIDER, 5), (SECOND, 3)):  # the most spare places first: charity-a
+            body = {**DIRECTORY, "name": provider.title(), "capacity": places}
+            assert client.put(f"/v1/providers/{provider}", json=body, headers=admin).status_code == 201
+        add_advocate(advocacy)
+        headers_b = auth_header(SECOND, "provider", "offers:respond cases:read cases:write")
+        assert second_app.test_client().post(
+            "/v1/advocates",
+            json={"name": "Advocate Synthetic-Bo", "email": "bo@charity-b.example", "languages": ["sq"],
+                  "max_caseload": 5},
+            headers=headers_b,
+        ).status_code == 201  # fmt: skip
+        use = app.extensions["intake"].use_cases
+        to_intake = EventHandlers(QUEUE, use.units, use.handlers, trusted={"guest"})
+
+        def deliver(instance, provider: str, event: Event, *, auto_accept: bool = False) -> None:
+            reader = IntakeOverHttp(client, auth_header(provider, "provider", "referrals:read"))
+            handled = subscriptions(instance.continuity, reader, auto_accept=auto_accept)
+            EventHandlers(f"advocacy.{provider}", instance.unit_of_work, handled, trusted={"guest"})(event)
+
+        subscription = notifications_client.post(
+            "/v1/subscriptions",
+            json={"url": "http://127.0.0.1:9/hooks", "events": ["referral.received", "referral.allocated"]},
+            headers=auth_header("met-police", "police", "subscriptions:write"),
+        )
+        assert subscription.status_code == 201, subscription.get_json()
+        response = client.post("/v1/referrals", json=referral_body(seed=61), headers=auth_header(*POLICE))
+        assert response.status_code == 201, response.get_json()
+        referral_id = response.get_json()["id"]
+        first = relayed(amqp_url, sessions, IntakeOutbox, "referral.received", f"referral.offered.{PROVIDER}")
+        deliver(advocacy, PROVIDER, first[f"referral.offered.{PROVIDER}"])
+        [offer_a] = advocacy.client.get("/v1/offers", headers=advocacy.headers).get_json()
+        declined = advocacy.client.post(
+            f"/v1/offers/{offer_a['id']}/decline", json={"reason": "no_capacity"}, headers=advocacy.headers
+        )
+        assert declined.status_code == 200, declined.get_json()
+        to_intake(relayed(amqp_url, advocacy.sessions, AdvocacyOutbox, "offer.declined")["offer.declined"])
+        offered_b = relayed(amqp_url, sessions, IntakeOutbox, f"referral.offered.{SECOND}")
+        deliver(second, SECOND, offered_b[f"referral.offered.{SECOND}"], auto_accept=True)
+        to_intake(relayed(amqp_url, second.sessions, AdvocacyOutbox, "offer.accepted")["offer.accepted"])
+        allocated = relayed(amqp_url, sessions, IntakeOutbox, "referral.allocated", f"allocation.confirmed.{SECOND}")
+        deliver(second, SECOND, allocated[f"allocation.confirmed.{SECOND}"])  # opens the case: a full fetch
+        for event in (first["referral.received"], allocated["referral.allocated"]):
+            root.handlers(event)
+
+        apps = (app, advocacy.client.application, second_app, notifications_client.application)
+        with served(*apps) as (intake_url, a_url, b_url, notifications_url):
+            env = {
+                "SAR_TOKEN": make_token(*DPO),
+                "SAR_INTAKE_URL": intake_url,
+                "SAR_NOTIFICATIONS_URL": notifications_url,
+                "SAR_PROVIDER_URLS": f"{PROVIDER}={a_url},{SECOND}={b_url}",
+            }
+            assert sar.main([referral_id, "--out", str(tmp_path)], env=env) == 0
+            police = {"SAR_TOKEN": make_token(*POLICE)}
+            assert sar.main([referral_id, "--out", str(tmp_path / "no")], env={**env, **police}) == 1
+    finally:
+        dispose(second_app)
+
+    copy = json.loads((tmp_path / f"sar-{referral_id}.json").read_text())
+    parts = {part["service"]: part["answer"] for part in copy["parts"]}
+    assert list(parts) == ["intake", f"advocacy {SECOND}", f"advocacy {PROVIDER}", "notifications"]
+    assert {answer["referral_id"] for answer in parts.values()} == {referral_id}
+    at_intake = parts["intake"]["sections"]
+    assert [r["id"] for r in at_intake["referrals"]] == [referral_id]
+    subject = referral_body(seed=61)["subject"]
+    assert at_intake["referrals"][0]["body"]["subject"]["family_name"] == subject["family_name"]
+    assert sorted((o["provider_id"], o["status"]) for o in at_intake["offers"]) == [
+        (PROVIDER, "declined"),
+        (SECOND, "accepted"),
+    ]
+    assert {d["recipient_org"] for d in at_intake["disclosures"]} >= {SECOND}
+    assert at_intake["consent_records"]  # as submitted
+    at_b, at_a = parts[f"advocacy {SECOND}"], parts[f"advocacy {PROVIDER}"]
+    assert (at_b["provider_id"], at_a["provider_id"]) == (SECOND, PROVIDER)
+    assert [c["referral_id"] for c in at_b["sections"]["cases"]] == [referral_id]
+    assert at_b["sections"]["timeline_entries"] and at_b["sections"]["clocks"]
+    assert [o["status"] for o in at_a["sections"]["offers"]] == ["declined"] and at_a["sections"]["cases"] == []
+    held = parts["notifications"]["sections"]
+    assert [o["referral_id"] for o in held["referral_owners"]] == [referral_id]
+    assert sorted(d["event_type"] for d in held["deliveries"]) == ["referral.allocated", "referral.received"]
+    assert held["deliveries"][0]["payload"]["data"]["referral_id"] == referral_id
+    [received_by] = held["subscriptions"]
+    assert received_by["id"] == subscription.get_json()["id"] and "secret" not in received_by
+    page = (tmp_path / f"sar-{referral_id}.html").read_text()
+    assert all(f"<h2>{service}</h2>" in page for service in parts)
+
+
+def test_only_a_dpo_or_the_platform_may_ask_and_an_unknown_referral(intake, advocacy, notifications, auth_header):
+    app, _ = intake
+    root, notifications_client = notifications
+    clients = (app.test_client(), advocacy.client, notifications_client)
+    dpo, platform = auth_header(*DPO), auth_header("platform", "service", "referrals:erase")
+    for client in clients:
+        for headers in (auth_header(*POLICE), auth_header(PROVIDER, "provider", "referrals:erase cases:read")):
+            assert client.get("/v1/subject-access/nobody", headers=headers).status_code == 403
+        assert client.get("/v1/subject-access/nobody").status_code == 401
+    unknown = clients[0].get("/v1/subject-access/nobody", headers=dpo)
+    assert unknown.status_code == 404 and unknown.get_json()["message"] == "No such referral."
+    for client in clients[1:]:
+        answer = client.get("/v1/subject-access/nobody", headers=platform)
+        assert answer.status_code == 200
+        sections = answer.get_json()["sections"]
+        assert sections and all(rows == [] for rows in sections.values())
