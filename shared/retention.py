@@ -267,8 +267,12 @@ class Retention:
         table: RetentionTable | None = None,
         *,
         batch: int = BATCH,
+        after_erasure: Callable[[], None] | None = None,
     ):
+        """`after_erasure` runs once a transaction that erased has committed (shared.db.scrub_files, for a
+        service whose unit of work does not scrub by itself)."""
         self.service, self._units, self.targets, self.batch = service, units, tuple(targets), batch
+        self._after_erasure = after_erasure
         self.table = table or load_table()
         for target in self.targets:  # refused at start, not at the first run
             self.table.rule(target.kind, service, on=date.max)
@@ -321,7 +325,9 @@ class Retention:
             ids = list(uow.session.scalars(claim))
             if ids:
                 target.act(uow, ids, rule.cutoff(now), now)
-            return len(ids)
+        if ids and rule.action == "erase" and self._after_erasure is not None:
+            self._after_erasure()
+        return len(ids)
 
     def _present(self, session: Session) -> set[str]:
         """The targets' tables that exist with the columns they need."""

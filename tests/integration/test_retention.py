@@ -1,5 +1,5 @@
-"""Retention on PostgreSQL (issue 14 Done when): a run with time passed in erases exactly what the table says,
-once, across two workers racing (two engines, each its own step, as two intake workers would run it)."""
+"""Retention on PostgreSQL (issue 14 Done when): a run with time passed in erases and deletes exactly what the
+table says, once, across two workers racing (two engines, each its own step, as two intake workers run it)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
-from services.intake.models import DutyToNotifyRecord, Inbox, Outbox
+from services.intake.models import DutyToNotifyRecord, Inbox, Outbox, Referral
 from services.intake.retention import retention
 from services.migrate import migrate
 from services.retention import main as referrals_retention
@@ -23,6 +23,13 @@ def _dtn(month: str) -> DutyToNotifyRecord:
     fields = dict(rule="mlsa2015_s52", notifying_authority_kind="police", notified_month=month, region="london")
     fields |= dict(local_authority=None, nationality="unknown", sex="male", exploitation_types=["criminal"])
     return DutyToNotifyRecord.of(fields | dict(exploitation_locations=["uk"], exploited_as_child=False))
+
+
+def _referral(n: int, updated_at: datetime) -> Referral:
+    return Referral(id=str(uuid.uuid4()), org_id="met-police", external_reference=f"REF-{n}", request_hash="h",
+                    status="withdrawn", pathway="nrm", is_child=False, region="london", referred_at=updated_at,
+                    received_at=updated_at, updated_at=updated_at,
+                    body={"subject": {"name": f"Synthetic {n}"}})  # fmt: skip
 
 
 def _outbox(sent_at: datetime | None) -> Outbox:
@@ -41,6 +48,9 @@ def test_a_retention_run_does_what_the_table_says_once_across_two_workers_racing
         session.add_all([Inbox(consumer="intake", message_id=f"new-{n}", received_at=new) for n in range(KEPT)])
         session.add_all([_outbox(NOW - timedelta(days=8)) for _ in range(DUE)])
         session.add_all([_outbox(NOW - timedelta(days=6)) for _ in range(KEPT)] + [_outbox(None)])
+        # Never allocated, last changed 13 months ago (erased) or 11 (kept).
+        session.add_all([_referral(n, NOW - timedelta(days=396)) for n in range(DUE)])
+        session.add_all([_referral(DUE + n, NOW - timedelta(days=335)) for n in range(KEPT)])
     try:
         monkeypatch.setenv("INTAKE_DATABASE_URL", url)
         assert referrals_retention(["--dry-run", "--service", "intake", "--now", "2031-06-15T12:00:00Z"]) == 0
@@ -65,13 +75,18 @@ def test_a_retention_run_does_what_the_table_says_once_across_two_workers_racing
         for thread in threads:
             thread.join(timeout=60)
         assert len(results) == 2
-        for kind in ("dtn_statistics", "inbox", "outbox"):
+        for kind in ("dtn_statistics", "referral_never_allocated", "inbox", "outbox"):
             assert results[0][kind] + results[1][kind] == DUE, kind  # each row once, between them
         with sessions[0]() as session:
             assert session.scalar(select(func.count()).select_from(DutyToNotifyRecord)) == KEPT
             assert set(session.scalars(select(DutyToNotifyRecord.notified_month))) == {"2025-06"}
             assert session.scalar(select(func.count()).select_from(Inbox)) == KEPT
             assert session.scalar(select(func.count()).select_from(Outbox)) == KEPT + 1  # the unsent row stays
+            erased = session.scalars(select(Referral).where(Referral.erased_at.is_not(None))).all()
+            assert len(erased) == DUE and all(r.body == {} and r.erased_at == NOW for r in erased)
+            assert (
+                session.scalar(select(func.count()).select_from(Referral).where(Referral.erased_at.is_(None))) == KEPT
+            )
         assert all(o.count == 0 for o in steps[1].run(NOW))  # nothing more at the same time
     finally:
         for engine in engines:

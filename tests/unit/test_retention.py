@@ -14,7 +14,7 @@ from sqlalchemy.pool import StaticPool
 
 from services.advocacy import retention as advocacy_retention
 from services.intake import retention as intake_retention
-from services.intake.models import Base, DutyToNotifyRecord, Inbox, Outbox
+from services.intake.models import Base, DutyToNotifyRecord, Inbox, Outbox, Referral
 from services.notifications import retention as notifications_retention
 from shared import idempotency, retention
 from shared.db import make_session_factory
@@ -118,8 +118,19 @@ def _outbox(sent_at: datetime | None) -> Outbox:
     return Outbox(id=str(uuid.uuid4()), type="referral.received", routing_key="k", payload="{}", sent_at=sent_at)
 
 
+def _referral(n: int, status: str, updated_at: datetime, provider_id: str | None = None) -> Referral:
+    return Referral(id=f"r-{n}", org_id="met-police", external_reference=f"REF-{n}", request_hash="h", status=status,
+                    pathway="nrm", is_child=False, region="london", referred_at=updated_at, received_at=updated_at,
+                    updated_at=updated_at, body={"subject": {"name": "Synthetic Person"}}, provider_id=provider_id,
+                    accepted_at=updated_at if provider_id else None)  # fmt: skip
+
+
 def test_what_is_due_at_intake_is_what_the_table_says_and_a_run_does_it_once(intake_db):
     with intake_db.begin() as session:
+        # Never allocated: erased 12 months after its last change; an allocated one is the charity's to keep.
+        old, recent = NOW - timedelta(days=370), NOW - timedelta(days=300)
+        session.add_all([_referral(1, "withdrawn", old), _referral(2, "withdrawn", recent)])
+        session.add_all([_referral(3, "escalated", old), _referral(4, "allocated", old, "provider-a")])
         # DtN statistics: six years, counted from the month (2025-05 is past at 2031-06-15, 2025-06 is not).
         session.add_all([_dtn("2024-01"), _dtn("2025-05"), _dtn("2025-06")])
         session.add_all(
@@ -135,6 +146,7 @@ def test_what_is_due_at_intake_is_what_the_table_says_and_a_run_does_it_once(int
     due = {o.kind: o for o in step.due(NOW)}
     assert {kind: o.count for kind, o in due.items() if o.rule} == {
         "dtn_statistics": 2,
+        "referral_never_allocated": 2,
         "inbox": 1,
         "outbox": 1,
         "idempotent_responses": 0,
@@ -144,12 +156,15 @@ def test_what_is_due_at_intake_is_what_the_table_says_and_a_run_does_it_once(int
     assert "due 2 (delete)" in due["dtn_statistics"].line(done=False)
 
     done = {o.kind: o.count for o in step.run(NOW)}
-    assert (done["dtn_statistics"], done["inbox"], done["outbox"]) == (2, 1, 1)
+    assert (done["dtn_statistics"], done["referral_never_allocated"], done["inbox"], done["outbox"]) == (2, 2, 1, 1)
     assert all(o.count == 0 for o in step.run(NOW))  # once
     with intake_db() as session:
         assert session.scalars(select(DutyToNotifyRecord.notified_month)).all() == ["2025-06"]
         assert session.scalars(select(Inbox.message_id)).all() == ["new"]
         assert session.scalar(select(func.count()).select_from(Outbox)) == 2
+        erased = {r.id: r for r in session.scalars(select(Referral))}
+        assert erased["r-1"].body == {} and erased["r-1"].erased_at == NOW and erased["r-3"].body == {}
+        assert erased["r-2"].body and erased["r-4"].body and erased["r-4"].erased_at is None
     # Time passed in: a year later the rest of the DtN records are due too.
     assert {o.kind: o.count for o in step.due(NOW + timedelta(days=366))}["dtn_statistics"] == 1
 
