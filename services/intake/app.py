@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from contracts.events import CATALOGUE, INTAKE_SERVICE
-from services.intake import consent_api, directory_api, subject_access_api
+from services.intake import consent_api, directory_api, erasure_api, subject_access_api
 from services.intake.api import EXTENSION, escalations_blp, providers_blp, referrals_blp
 from services.intake.bootstrap import bootstrap
 from services.intake.models import IdempotencyKey
@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None, *, verifier: TokenVerifier | No
     api.register_blueprint(escalations_blp)
     api.register_blueprint(providers_blp)
     api.register_blueprint(consent_api.blp)
+    api.register_blueprint(erasure_api.blp)
     api.register_blueprint(directory_api.agencies_blp)
     api.register_blueprint(directory_api.directory_blp)
     api.register_blueprint(subject_access_api.blp)
