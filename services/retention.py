@@ -81,13 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         except SQLAlchemyError as exc:  # a one-line reason and the fix, not a traceback (nor the statement's values)
             var = f"{service.upper()}_DATABASE_URL"
             if is_unavailable(exc):
-                print(
-                    f"referrals-retention: {service}: database unreachable ({exc.__class__.__name__})", file=sys.stderr
-                )
-                print(f"  check that the database in {var} is up and reachable", file=sys.stderr)
+                fix = f"database unreachable ({exc.__class__.__name__}): check that {var} is up and reachable"
             else:
-                print(f"referrals-retention: {service}: database error ({exc.__class__.__name__})", file=sys.stderr)
-                print(f"  check that {var} is right and run `referrals-migrate {service}`", file=sys.stderr)
+                fix = f"database error ({exc.__class__.__name__}): check {var} and run `referrals-migrate {service}`"
+            print(f"referrals-retention: {service}: {fix}", file=sys.stderr)
             failed = 1
             continue
         for outcome in outcomes:
