@@ -12,6 +12,7 @@ from test_advocacy_use_cases import PROVIDER, Instance
 
 from contracts import events
 from services.advocacy import domain
+from services.advocacy.models import Handover
 from support.events import arriving, payload
 
 pytestmark = pytest.mark.unit
@@ -71,3 +72,31 @@ def test_an_offer_only_or_a_referral_never_seen_is_confirmed_the_same_way():
     first, second = charity.published(events.ErasureCompleted)
     assert [k.record for k in first.kept] == ["offer_outcomes", "case_timeline"]
     assert (second.referral_id, second.kept) == ("referral-never-seen", [])
+
+
+def test_a_charity_that_handed_the_case_over_erases_its_leftovers_and_a_handover_offer_too():
+    charity = Instance()
+    case = charity.open_case()
+    case.status = domain.CASE_CLOSED  # handed over: what stays here is closed
+    now = charity.clock.now()
+    charity.uow.handovers.add(
+        Handover(
+            id="handover-1",
+            provider_id=PROVIDER,
+            from_provider_id="charity-v",
+            referral_id=case.referral_id,
+            from_case_id="case-v",
+            status=domain.HANDOVER_DECLINED,
+            summary={"languages": ["sq"]},
+            offered_at=now,
+            respond_by=now,
+            decline_note="Synthetic decline note",
+        )
+    )
+
+    charity.consume(erasure_requested(case.referral_id))
+
+    handover = charity.uow.handovers.get("handover-1")
+    assert case.referral is None and (handover.summary, handover.decline_note) == ({}, None)
+    [done] = charity.published(events.ErasureCompleted)
+    assert "case_dates" in {k.record for k in done.kept}
