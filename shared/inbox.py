@@ -85,8 +85,3 @@ class EventHandlers:
                 log.info("duplicate delivery ignored", extra={"event_type": event.type, "event_id": event.id})
                 return
             handler(uow, event)
-
-
-def not_yet_handled(uow: object, event: Event) -> None:
-    """Placeholder while an event type's handler is being built (issue 14): nobody publishes it yet."""
-    raise PermanentError(f"{event.type} is not acted on by this service yet")
