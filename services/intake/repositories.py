@@ -325,10 +325,14 @@ class SqlErasures(Erasures):
         return self._session.get(Erasure, erasure_id, with_for_update=lock or None)
 
     def forget_stored(self, referral_id: str) -> None:
-        # A referral id is a random UUID: where it appears, the row is about that referral.
-        self._session.execute(
-            delete(IdempotencyKey).where(IdempotencyKey.body.like(b"%" + referral_id.encode() + b"%"))
-        )
+        # A referral id is a random UUID: where it appears, the row is about that referral. A stored body is
+        # bytes: PostgreSQL matches bytea with LIKE; SQLite's LIKE does not see into a BLOB, its instr() does.
+        needle = referral_id.encode()
+        if self._session.get_bind().dialect.name == "sqlite":
+            names = func.instr(IdempotencyKey.body, needle) > 0
+        else:
+            names = IdempotencyKey.body.like(b"%" + needle + b"%")
+        self._session.execute(delete(IdempotencyKey).where(names))
         self._session.execute(delete(Outbox).where(Outbox.payload.like(f"%{referral_id}%")))
 
 
