@@ -30,6 +30,7 @@ import requests
 from jinja2 import Environment
 
 PROG = "referrals-sar"
+PROVIDER, NOTIFICATIONS = "provider", "notifications"  # recipient kinds in intake's disclosures
 TIMEOUT = 30
 
 
@@ -110,11 +111,13 @@ def collect(
 
 
 def charities_in(answer: Mapping[str, Any]) -> list[str]:
-    """The charities an answer names: intake's offers and holder, and any `*provider_id` of a charity's rows
-    (its handovers and transitions name the charity on the other side). In order, once each."""
-    found: list[str] = []
+    """The charities an answer names: intake's record of recipients (its `disclosures` to a provider), then any
+    `*provider_id` of its rows (offers, the holder) or of a charity's (its handovers and transitions name the
+    charity on the other side). In order, once each."""
+    sections = answer.get("sections", {})
+    found = [r["recipient_org"] for r in sections.get("disclosures", []) if r.get("recipient_kind") == PROVIDER]
     own = answer.get("provider_id")
-    for rows in answer.get("sections", {}).values():
+    for rows in sections.values():
         for row in rows:
             for key, value in row.items():
                 if key.endswith("provider_id") and isinstance(value, str) and value and value != own:
@@ -123,10 +126,12 @@ def charities_in(answer: Mapping[str, Any]) -> list[str]:
 
 
 def other_recipients(intake_answer: Mapping[str, Any], charities: Iterable[str]) -> list[str]:
-    """Recipients in intake's record of recipients that are not charities asked here (no such endpoint)."""
-    asked = set(charities)
+    """Organisations in intake's record of recipients that are neither a charity asked here nor notifications
+    (an organisation the person agreed to share with): they have no such endpoint, and are asked directly."""
+    asked = set(charities) | {NOTIFICATIONS}
     rows = intake_answer.get("sections", {}).get("disclosures", [])
-    return sorted({r["recipient_org"] for r in rows if r.get("recipient_org") and r["recipient_org"] not in asked})
+    others = {r["recipient_org"] for r in rows if r.get("recipient_kind") not in (PROVIDER, NOTIFICATIONS)}
+    return sorted(others - asked)
 
 
 def _ask(name: str, base_url: str, referral_id: str, config: Config, get: Get, progress) -> dict[str, Any]:

@@ -118,7 +118,9 @@ def test_referrals_sar_collects_intake_both_charities_and_notifications(
 
     copy = json.loads((tmp_path / f"sar-{referral_id}.json").read_text())
     parts = {part["service"]: part["answer"] for part in copy["parts"]}
-    assert list(parts) == ["intake", f"advocacy {SECOND}", f"advocacy {PROVIDER}", "notifications"]
+    services = list(parts)
+    assert services[0] == "intake" and services[-1] == "notifications"
+    assert sorted(services[1:-1]) == [f"advocacy {PROVIDER}", f"advocacy {SECOND}"] and copy["other_recipients"] == []
     assert {answer["referral_id"] for answer in parts.values()} == {referral_id}
     at_intake = parts["intake"]["sections"]
     assert [r["id"] for r in at_intake["referrals"]] == [referral_id]
@@ -128,7 +130,13 @@ def test_referrals_sar_collects_intake_both_charities_and_notifications(
         (PROVIDER, "declined"),
         (SECOND, "accepted"),
     ]
-    assert {d["recipient_org"] for d in at_intake["disclosures"]} >= {SECOND}
+    recipients = {(d["recipient_org"], d["recipient_kind"], d["purpose"]) for d in at_intake["disclosures"]}
+    assert recipients == {
+        (PROVIDER, "provider", "offer_summary"),
+        (SECOND, "provider", "offer_summary"),
+        (SECOND, "provider", "case_opening"),
+        ("notifications", "notifications", "referral_events"),
+    }
     assert at_intake["consent_records"]  # as submitted
     at_b, at_a = parts[f"advocacy {SECOND}"], parts[f"advocacy {PROVIDER}"]
     assert (at_b["provider_id"], at_a["provider_id"]) == (SECOND, PROVIDER)

@@ -43,8 +43,9 @@ ANSWERS = {
                 {"provider_id": "charity-b", "status": "accepted"},
             ],
             "disclosures": [
-                {"recipient_org": "charity-b", "purpose": "case_opening"},
-                {"recipient_org": "some-council", "purpose": "data_sharing"},
+                {"recipient_org": "charity-b", "recipient_kind": "provider", "purpose": "case_opening"},
+                {"recipient_org": "notifications", "recipient_kind": "notifications", "purpose": "referral_events"},
+                {"recipient_org": "some-council", "recipient_kind": "org", "purpose": "data_sharing"},
             ],
         },
     ),
