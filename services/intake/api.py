@@ -130,6 +130,7 @@ def submit_referral(body):
 @requires("referrals:read")
 @referrals_blp.arguments(ReferralReadQuerySchema, location="query", as_kwargs=True)
 @referrals_blp.response(200, ReferralDetailSchema)
+@referrals_blp.alt_response(410, description="The referral was erased (to its own org and the charity that held it)")
 def read_referral(referral_id, purpose=None):
     """Read a referral and its offer history. Its body only for its own org, or the provider it is
     allocated to (a logged disclosure, with its purpose); a coordinator sees its progress."""
@@ -163,6 +164,7 @@ def rectify_referral(patch, referral_id):
 @referrals_blp.route("/<referral_id>/withdrawal", methods=["POST"])
 @requires("referrals:write")
 @referrals_blp.response(200, ReferralSummarySchema)
+@referrals_blp.alt_response(410, description="The referral was erased")
 def withdraw_referral(referral_id):
     """Withdraw a referral: a pending offer is cancelled and the provider told."""
     withdrawn = referrals.withdraw(instance().use_cases.units, current_principal(), referral_id)

@@ -60,6 +60,7 @@ blp.errorhandler(consent.ConsentNotFound)(lambda error: error_body(404, "No such
 @blp.alt_response(404, description="No such referral of your organisation")
 @blp.alt_response(422, description="A bad field (named), recipients on a purpose other than data_sharing, "
                   "or obtained_at in the future")  # fmt: skip
+@blp.alt_response(410, description="The referral was erased")
 def add_consent(body, referral_id: str):
     """Add a consent record for one purpose; the latest per purpose is in force. Withdrawing advocacy consent
     (`given: false`) closes the case at the provider holding it and tells the referrer's webhook."""
@@ -79,6 +80,7 @@ def add_consent(body, referral_id: str):
 @requires("referrals:read")
 @blp.response(200, ConsentRecordSchema(many=True))
 @blp.alt_response(404, description="No such referral of your organisation or of a case you hold")
+@blp.alt_response(410, description="The referral was erased")
 def list_consent(referral_id: str):
     """The referral's consent records, oldest first: for its own org and for the provider holding its case."""
     records = consent.records_for(instance().use_cases.units, current_principal(), referral_id)
