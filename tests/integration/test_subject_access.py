@@ -138,6 +138,8 @@ def test_referrals_sar_collects_intake_both_charities_and_notifications(
         ("notifications", "notifications", "referral_events"),
     }
     assert at_intake["consent_records"]  # as submitted
+    # the erasure and rectification records join by themselves (none yet for this referral)
+    assert at_intake["erasures"] == at_intake["erasure_recipients"] == at_intake["rectifications"] == []
     at_b, at_a = parts[f"advocacy {SECOND}"], parts[f"advocacy {PROVIDER}"]
     assert (at_b["provider_id"], at_a["provider_id"]) == (SECOND, PROVIDER)
     assert [c["referral_id"] for c in at_b["sections"]["cases"]] == [referral_id]
