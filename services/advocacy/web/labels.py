@@ -163,6 +163,7 @@ TIMELINE_LABELS = {
     "offer_withdrawn": "Offer withdrawn",
     "offer_expired": "Offer expired",
     "referral_disclosed": "Referral received",
+    "referral_rectified": "Referral corrected",
     "case_opened": "Case opened",
     "referral_withdrawn": "Referral withdrawn",
     "case_closed": "Case closed",
