@@ -26,7 +26,8 @@ TOKENS = {
 
 # What OpenAPI cannot state, declared: a generated id names nothing (404), a generated case is not open
 # (409); a referral needs a date of birth or an age estimate, and an adult's consent decides its pathway, and
-# a webhook URL must resolve to a public address (rules across fields or outside the request: 422).
+# a webhook URL must resolve to a public address, and a merge patch is checked as the referral it makes of the
+# stored one (rules across fields or outside the request: 422).
 def config(token: str) -> SchemathesisConfig:
     """The token as schemathesis's own auth for the document's bearerAuth scheme: it then sends it on every case
     (a case generated to leave it out, expecting a 401, keeps it out)."""
@@ -36,7 +37,11 @@ def config(token: str) -> SchemathesisConfig:
             "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "404", "409"]}},
             "operations": [
                 {
-                    "include-name": ["POST /v1/referrals", "POST /v1/subscriptions"],
+                    "include-name": [
+                        "POST /v1/referrals",
+                        "PATCH /v1/referrals/{referral_id}",
+                        "POST /v1/subscriptions",
+                    ],
                     "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "404", "409", "422"]}},
                 },
                 # The tokens here are not a platform DPO's: its own test (test_subject_access.py) asks as one.

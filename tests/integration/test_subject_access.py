@@ -15,22 +15,11 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from services import subject_access_cli as sar
-from services.advocacy.handlers import subscriptions
-from services.advocacy.models import Outbox as AdvocacyOutbox
-from services.intake.models import Outbox as IntakeOutbox
-from services.intake.worker import QUEUE
-from shared.inbox import EventHandlers
-from shared.messaging.envelope import Event
 from shared.testing import referral_body
-from support.advocacy import PROVIDER, add_advocate
-from support.apps import dispose, service_app
-from support.flows import IntakeOverHttp, relayed
+from support.advocacy import PROVIDER
+from support.rights import POLICE, SECOND, held_by_two_charities
 
-POLICE = ("met-police", "police", "referrals:write referrals:read")
-ADMIN = ("platform", "coordinator", "providers:admin")
 DPO = ("platform-dpo", "ops", "referrals:erase")
-SECOND = "charity-b"
-DIRECTORY = {"regions": ["london"], "serves": ["adult", "child"], "languages": ["sq"]}
 
 
 @contextmanager
@@ -51,58 +40,13 @@ def served(*apps: Flask) -> Iterator[list[str]]:
 def test_referrals_sar_collects_intake_both_charities_and_notifications(
     intake, advocacy, notifications, fresh_database, dev_keys, broker_url, auth_header, make_token, amqp_url, tmp_path
 ):
-    app, sessions = intake
-    client = app.test_client()
-    root, notifications_client = notifications
-    second_app = service_app("advocacy", fresh_database("advocacy"), dev_keys, PROVIDER_ID=SECOND, AMQP_URL=broker_url)
-    try:
-        second = second_app.extensions["advocacy"]
-        admin = auth_header(*ADMIN)
-        for provider, places in ((PROVIDER, 5), (SECOND, 3)):  # the most spare places first: charity-a
-            body = {**DIRECTORY, "name": provider.title(), "capacity": places}
-            assert client.put(f"/v1/providers/{provider}", json=body, headers=admin).status_code == 201
-        add_advocate(advocacy)
-        headers_b = auth_header(SECOND, "provider", "offers:respond cases:read cases:write")
-        assert second_app.test_client().post(
-            "/v1/advocates",
-            json={"name": "Advocate Synthetic-Bo", "email": "bo@charity-b.example", "languages": ["sq"],
-                  "max_caseload": 5},
-            headers=headers_b,
-        ).status_code == 201  # fmt: skip
-        use = app.extensions["intake"].use_cases
-        to_intake = EventHandlers(QUEUE, use.units, use.handlers, trusted={"guest"})
-
-        def deliver(instance, provider: str, event: Event, *, auto_accept: bool = False) -> None:
-            reader = IntakeOverHttp(client, auth_header(provider, "provider", "referrals:read"))
-            handled = subscriptions(instance.continuity, reader, auto_accept=auto_accept)
-            EventHandlers(f"advocacy.{provider}", instance.unit_of_work, handled, trusted={"guest"})(event)
-
-        subscription = notifications_client.post(
-            "/v1/subscriptions",
-            json={"url": "http://127.0.0.1:9/hooks", "events": ["referral.received", "referral.allocated"]},
-            headers=auth_header("met-police", "police", "subscriptions:write"),
-        )
-        assert subscription.status_code == 201, subscription.get_json()
-        response = client.post("/v1/referrals", json=referral_body(seed=61), headers=auth_header(*POLICE))
-        assert response.status_code == 201, response.get_json()
-        referral_id = response.get_json()["id"]
-        first = relayed(amqp_url, sessions, IntakeOutbox, "referral.received", f"referral.offered.{PROVIDER}")
-        deliver(advocacy, PROVIDER, first[f"referral.offered.{PROVIDER}"])
-        [offer_a] = advocacy.client.get("/v1/offers", headers=advocacy.headers).get_json()
-        declined = advocacy.client.post(
-            f"/v1/offers/{offer_a['id']}/decline", json={"reason": "no_capacity"}, headers=advocacy.headers
-        )
-        assert declined.status_code == 200, declined.get_json()
-        to_intake(relayed(amqp_url, advocacy.sessions, AdvocacyOutbox, "offer.declined")["offer.declined"])
-        offered_b = relayed(amqp_url, sessions, IntakeOutbox, f"referral.offered.{SECOND}")
-        deliver(second, SECOND, offered_b[f"referral.offered.{SECOND}"], auto_accept=True)
-        to_intake(relayed(amqp_url, second.sessions, AdvocacyOutbox, "offer.accepted")["offer.accepted"])
-        allocated = relayed(amqp_url, sessions, IntakeOutbox, "referral.allocated", f"allocation.confirmed.{SECOND}")
-        deliver(second, SECOND, allocated[f"allocation.confirmed.{SECOND}"])  # opens the case: a full fetch
-        for event in (first["referral.received"], allocated["referral.allocated"]):
-            root.handlers(event)
-
-        apps = (app, advocacy.client.application, second_app, notifications_client.application)
+    _, notifications_client = notifications
+    body = referral_body(seed=61)
+    with held_by_two_charities(
+        intake, advocacy, notifications, fresh_database, dev_keys, broker_url, auth_header, amqp_url, body
+    ) as held:
+        referral_id, subscription_id = held.referral_id, held.subscription_id
+        apps = (held.intake_app, advocacy.client.application, held.second_app, notifications_client.application)
         with served(*apps) as (intake_url, a_url, b_url, notifications_url):
             env = {
                 "SAR_TOKEN": make_token(*DPO),
@@ -113,8 +57,6 @@ def test_referrals_sar_collects_intake_both_charities_and_notifications(
             assert sar.main([referral_id, "--out", str(tmp_path)], env=env) == 0
             police = {"SAR_TOKEN": make_token(*POLICE)}
             assert sar.main([referral_id, "--out", str(tmp_path / "no")], env={**env, **police}) == 1
-    finally:
-        dispose(second_app)
 
     copy = json.loads((tmp_path / f"sar-{referral_id}.json").read_text())
     parts = {part["service"]: part["answer"] for part in copy["parts"]}
@@ -150,7 +92,7 @@ def test_referrals_sar_collects_intake_both_charities_and_notifications(
     assert sorted(d["event_type"] for d in held["deliveries"]) == ["referral.allocated", "referral.received"]
     assert held["deliveries"][0]["payload"]["data"]["referral_id"] == referral_id
     [received_by] = held["subscriptions"]
-    assert received_by["id"] == subscription.get_json()["id"] and "secret" not in received_by
+    assert received_by["id"] == subscription_id and "secret" not in received_by
     page = (tmp_path / f"sar-{referral_id}.html").read_text()
     assert all(f"<h2>{service}</h2>" in page for service in parts)
 

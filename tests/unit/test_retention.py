@@ -1,6 +1,6 @@
 """Retention as versioned policy (issue 14 item 4): the table (contracts/retention.csv), its rules, and what
 is due with time passed in. The step's SQL runs on an in-memory SQLite database (no file, no network); the
-exactly-once claim across two workers is tests/integration/test_retention.py."""
+exactly-once claim across two workers is tests/integration/test_retention_racing.py."""
 
 from __future__ import annotations
 
