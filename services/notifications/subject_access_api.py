@@ -30,8 +30,8 @@ def subject_access_copy(referral_id: str):
     the scope `referrals:erase`."""
     with instance().sessions() as session:
         sections = subject_access.collect(session, models.Base, referral_id, skip=(*SKIP, "subscriptions"))
-        for delivery in sections.get("deliveries", []):
-            delivery["payload"] = json.loads(delivery["payload"])
+        for delivery in sections.get("deliveries", []):  # an erased delivery's body is empty: nothing to parse
+            delivery["payload"] = json.loads(delivery["payload"]) if delivery["payload"] else None
         received = {d["subscription_id"] for d in sections.get("deliveries", [])}
         table = models.Subscription.__table__
         sections["subscriptions"] = subject_access.rows_of(session, table, received, hidden=SECRETS)  # type: ignore[arg-type]

@@ -121,3 +121,10 @@ def test_an_erasure_reaches_both_charities_and_notifications_and_leaves_no_canar
         left = {name: found for name, engine in engines.items() if (found := canaries_left(engine))}
         assert left == {}
         assert client.get(f"/v1/referrals/{referral_id}", headers=police).status_code == 410
+        dpo = auth_header("platform-dpo", "ops", "referrals:erase")  # a subject access request now: nothing left
+        for service in (client, advocacy.client, charity_b, notifications[1]):
+            copy = service.get(f"/v1/subject-access/{referral_id}", headers=dpo)
+            assert copy.status_code == 200, copy.get_json()
+            assert not [
+                name for name, canary in CANARIES.items() if canary.lower() in copy.get_data(as_text=True).lower()
+            ]
