@@ -306,7 +306,7 @@ def test_a_coordinator_accepts_an_offer_logs_a_contact_and_closes_a_case_with_th
     assert focused(page)["text"] == "Log contact"
     press_and_load(page)
     expect(page.get_by_role("status")).to_have_text("Contact logged.")
-    expect(page.locator("#contacts tbody tr")).to_have_count(1)
+    expect(page.locator("#contacts tbody tr")).to_have_count(1 + 1)  # the demo seed's contact, and this one
 
     # Close the case: its outcome, a note, and the button pressed with Space.
     tab_to(page, "#closure-outcome")
