@@ -11,7 +11,7 @@ import logging
 
 from services.advocacy import domain, errors
 from services.advocacy.models import CaseContact, CaseNote, RiskFlag
-from services.advocacy.web.context import instance, own
+from services.advocacy.web.context import on_case, own
 from services.advocacy.web.schemas import (
     ContactCreateSchema,
     ContactSchema,
@@ -42,9 +42,7 @@ CLOSED = "The case is closed (read-only)"
 def log_contact(body, case_id: str):
     """Log an attempt to reach the person. A `reached` contact restarts the no-contact rule's count (and ends
     an episode announced as `case.contact_overdue`); the timeline shows the method and outcome, never the note."""
-    advocacy = instance()
-    with advocacy.unit_of_work() as uow:
-        case = advocacy.continuity.casework.case(uow, case_id)
+    with on_case(case_id) as (advocacy, uow, case):
         contact = advocacy.continuity.contacts.log(uow, case, actor=current_principal().sub, **body)
         view = _contact_view(contact)
     log.info("contact logged", extra={"case_id": case_id, "method": body["method"], "outcome": body["outcome"]})
@@ -57,9 +55,7 @@ def log_contact(body, case_id: str):
 @blp.alt_response(404, description=NOT_FOUND)
 def list_contacts(case_id: str):
     """The case's contact log, newest first."""
-    advocacy = instance()
-    with advocacy.unit_of_work() as uow:
-        case = advocacy.continuity.casework.case(uow, case_id)
+    with on_case(case_id) as (advocacy, uow, case):
         return [_contact_view(c) for c in uow.contacts.of_case(case.id)]
 
 
@@ -73,9 +69,7 @@ def list_contacts(case_id: str):
 def add_note(body, case_id: str):
     """Add a note (special-category: stored only here, never in an event or a log). The timeline says a note
     was added and by whom, without its text."""
-    advocacy = instance()
-    with advocacy.unit_of_work() as uow:
-        case = advocacy.continuity.casework.case(uow, case_id)
+    with on_case(case_id) as (advocacy, uow, case):
         note = advocacy.continuity.notes.add(uow, case, text=body["text"], actor=current_principal().sub)
         view = _note_view(note)
     log.info("note added", extra={"case_id": case_id})
@@ -88,9 +82,7 @@ def add_note(body, case_id: str):
 @blp.alt_response(404, description=NOT_FOUND)
 def list_notes(case_id: str):
     """The case's notes, newest first."""
-    advocacy = instance()
-    with advocacy.unit_of_work() as uow:
-        case = advocacy.continuity.casework.case(uow, case_id)
+    with on_case(case_id) as (advocacy, uow, case):
         return [_note_view(n) for n in uow.notes.of_case(case.id)]
 
 
@@ -104,9 +96,7 @@ def list_notes(case_id: str):
 def raise_risk(body, case_id: str):
     """Raise a safeguarding risk flag. A `high` one publishes `case.risk_raised` (ids, kind and level) in the
     same transaction, to the referrer's webhooks; the note stays here."""
-    advocacy = instance()
-    with advocacy.unit_of_work() as uow:
-        case = advocacy.continuity.casework.case(uow, case_id)
+    with on_case(case_id) as (advocacy, uow, case):
         flag = advocacy.continuity.risks.raise_flag(uow, case, actor=current_principal().sub, **body)
         view = _risk_view(flag)
     log.info("risk flag raised", extra={"case_id": case_id, "kind": body["kind"], "level": body["level"]})
@@ -119,9 +109,7 @@ def raise_risk(body, case_id: str):
 @blp.alt_response(404, description=NOT_FOUND)
 def list_risks(case_id: str):
     """The case's risk flags, newest first."""
-    advocacy = instance()
-    with advocacy.unit_of_work() as uow:
-        case = advocacy.continuity.casework.case(uow, case_id)
+    with on_case(case_id) as (advocacy, uow, case):
         return [_risk_view(r) for r in uow.risks.of_case(case.id)]
 
 

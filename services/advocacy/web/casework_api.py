@@ -15,7 +15,7 @@ from sqlalchemy.orm import selectinload
 
 from services.advocacy import domain, errors
 from services.advocacy.models import Advocate, Case, Offer, TimelineEntry
-from services.advocacy.web.context import instance, own
+from services.advocacy.web.context import instance, on_case, own
 from services.advocacy.web.schemas import (
     AcceptOfferSchema,
     AdvocateCreateSchema,
@@ -144,9 +144,7 @@ def list_cases(query, pagination_parameters):
 @own("cases:read")
 @blp.response(200, CaseSchema)
 def get_case(case_id: str):
-    advocacy = instance()
-    with advocacy.unit_of_work() as uow:
-        case = advocacy.continuity.casework.case(uow, case_id)
+    with on_case(case_id) as (advocacy, uow, case):
         return _case_view(case, uow.timeline.of_offer(case.offer_id))
 
 
@@ -158,9 +156,7 @@ def close_case(body, case_id: str):
     """Close an open case with its outcome: its clocks stop, open transitions are cancelled, the advocate's
     place is freed and the referrer hears `case.closed` (the code only; the note stays here). A closed case is
     read-only: any later write to it, this one included, is 409."""
-    advocacy = instance()
-    with advocacy.unit_of_work() as uow:
-        case = advocacy.continuity.casework.case(uow, case_id)
+    with on_case(case_id) as (advocacy, uow, case):
         advocacy.continuity.closure.close(
             uow, case, outcome=body["outcome"], note=body.get("note"), actor=current_principal().sub
         )

@@ -7,7 +7,7 @@ import logging
 
 from services.advocacy import domain, errors
 from services.advocacy.models import CaseConsentRecord
-from services.advocacy.web.context import instance, own
+from services.advocacy.web.context import on_case, own
 from services.advocacy.web.schemas import ConsentCreateSchema, ConsentRecordSchema
 from shared.auth import current_principal
 from shared.web import Blueprint
@@ -30,9 +30,7 @@ def record_consent(body, case_id: str):
     """Record the person's consent for one purpose; intake keeps it as the record in force
     (`case.consent_recorded`). Advocacy consent not given closes the case once intake confirms the withdrawal
     (`consent.withdrawn`), as a withdrawal the referrer records does."""
-    advocacy = instance()
-    with advocacy.unit_of_work() as uow:
-        case = advocacy.continuity.casework.case(uow, case_id)
+    with on_case(case_id) as (advocacy, uow, case):
         row = advocacy.continuity.consent.record(uow, case, actor=current_principal().sub, **body)
         view = _view(row)
     log.info("consent recorded", extra={"case_id": case_id, "purpose": body["purpose"]})
@@ -46,9 +44,7 @@ def record_consent(body, case_id: str):
 def list_consent(case_id: str):
     """What the case has, oldest first: the advocate's records, and a withdrawal the referrer recorded at intake.
     The records in force are intake's (`GET /v1/referrals/{id}/consent` on intake)."""
-    advocacy = instance()
-    with advocacy.unit_of_work() as uow:
-        case = advocacy.continuity.casework.case(uow, case_id)
+    with on_case(case_id) as (advocacy, uow, case):
         return [_view(r) for r in uow.consents.of_case(case.id)]
 
 

@@ -14,7 +14,7 @@ from services.advocacy.continuity.wall_clock import today
 from services.advocacy.models import Case, Transition
 from services.advocacy.uow import AdvocacyUnitOfWork
 from services.advocacy.web import records
-from services.advocacy.web.context import instance, own
+from services.advocacy.web.context import instance, on_case, own
 from services.advocacy.web.schemas import (
     DecisionCreateSchema,
     DecisionSchema,
@@ -58,9 +58,7 @@ def get_nrm(case_id: str):
 @blp.response(200, NrmRecordSchema)
 def put_nrm(body, case_id: str):
     """Record the NRM reference the competent authority gave."""
-    advocacy = instance()
-    with advocacy.unit_of_work() as uow:
-        case = advocacy.continuity.casework.case(uow, case_id)
+    with on_case(case_id) as (advocacy, uow, case):
         advocacy.continuity.nrm.set_reference(uow, case, body["nrm_reference"], actor=current_principal().sub)
         return _nrm_view(uow, case)
 
@@ -72,9 +70,7 @@ def put_nrm(body, case_id: str):
 def record_decision(body, case_id: str):
     """Record an RG or CG decision: it stops the clocks that waited for it and starts the next ones
     (a positive CG also plans the `move_on` transition)."""
-    advocacy = instance()
-    with advocacy.unit_of_work() as uow:
-        case = advocacy.continuity.casework.case(uow, case_id)
+    with on_case(case_id) as (advocacy, uow, case):
         decision = advocacy.continuity.nrm.record_decision(uow, case, actor=current_principal().sub, **body)
         view = records.decision_view(decision)
     log.info("nrm decision recorded", extra={"case_id": case_id, "stage": body["stage"]})
@@ -87,9 +83,7 @@ def record_decision(body, case_id: str):
 @blp.response(201, ReconsiderationSchema)
 def request_reconsideration(body, case_id: str):
     """Record a request for reconsideration of a decision; its outcome is recorded as a new decision."""
-    advocacy = instance()
-    with advocacy.unit_of_work() as uow:
-        case = advocacy.continuity.casework.case(uow, case_id)
+    with on_case(case_id) as (advocacy, uow, case):
         request = advocacy.continuity.nrm.request_reconsideration(uow, case, actor=current_principal().sub, **body)
         return records.reconsideration_view(request)
 
@@ -98,9 +92,7 @@ def request_reconsideration(body, case_id: str):
 @own("cases:read")
 @blp.response(200, TransitionSchema(many=True))
 def list_case_transitions(case_id: str):
-    advocacy = instance()
-    with advocacy.unit_of_work() as uow:
-        case = advocacy.continuity.casework.case(uow, case_id)
+    with on_case(case_id) as (advocacy, uow, case):
         return [records.transition_view(t) for t in uow.transitions.of_case(case.id)]
 
 
@@ -110,9 +102,7 @@ def list_case_transitions(case_id: str):
 @blp.response(201, TransitionSchema)
 def plan_transition(body, case_id: str):
     """Plan a transition. A relocation keeps the advocate; only an advocate_handover changes it."""
-    advocacy = instance()
-    with advocacy.unit_of_work() as uow:
-        case = advocacy.continuity.casework.case(uow, case_id)
+    with on_case(case_id) as (advocacy, uow, case):
         transition = advocacy.continuity.transitions.plan(uow, case, actor=current_principal().sub, **body)
         return records.transition_view(transition)
 
@@ -123,9 +113,7 @@ def plan_transition(body, case_id: str):
 @blp.response(200, TransitionSchema)
 def update_transition(body, case_id: str, transition_id: str):
     """Tick checklist items, or move the planned date."""
-    advocacy = instance()
-    with advocacy.unit_of_work() as uow:
-        case = advocacy.continuity.casework.case(uow, case_id)
+    with on_case(case_id) as (advocacy, uow, case):
         transition = advocacy.continuity.transitions.update(
             uow,
             case,
@@ -150,9 +138,7 @@ def complete_transition(body, case_id: str, transition_id: str):
     the young person's `decision` (required; 422 on any other kind): `consent_given` records advocacy consent
     (sent to intake) and the case continues; `consent_refused` completes it with that outcome and closes the
     case `declined_adult_support_at_18`."""
-    advocacy = instance()
-    with advocacy.unit_of_work() as uow:
-        case = advocacy.continuity.casework.case(uow, case_id)
+    with on_case(case_id) as (advocacy, uow, case):
         transition = advocacy.continuity.consent.complete_transition(
             uow, case, transition_id, actor=current_principal().sub, decision=body.get("decision")
         )
