@@ -4,11 +4,9 @@ records a conclusive-grounds decision and finds the new move-on transition on th
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -16,54 +14,18 @@ from services.advocacy import domain
 from services.advocacy.bootstrap import bootstrap
 from services.advocacy.demo_cases import demo_id
 from services.advocacy.models import Offer
-from services.advocacy.seed_demo import seed
-from services.migrate import migrate
 from shared.config import Settings
-from support.infra import temporary_databases
-from support.processes import ROOT, Platform
+from support.advocate_page import PROVIDER, demo_advocacy
+from support.processes import ROOT
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "tests" / "artifacts"
-PROVIDER = "demo-charity"
 
 
 @pytest.fixture(scope="module")
 def advocacy_page(pg_admin_url, dev_keys, tmp_path_factory) -> Iterator[str]:
     """advocacy's API (gunicorn) on a fresh database seeded as `make run` seeds it, dev sign-in on."""
-    with temporary_databases(pg_admin_url) as new_database:
-        url = new_database("advocacy_page")
-        migrate("advocacy", url)
-        env = {
-            "ADVOCACY_DATABASE_URL": url,
-            "PROVIDER_ID": PROVIDER,
-            "AUTH_PUBLIC_KEY_FILE": str(dev_keys[1]),
-            "ADVOCACY_DEV_SIGNIN": "true",
-            "OTEL_SDK_DISABLED": "true",
-        }
-        seed(Settings.from_env("advocacy", env=env))
-        offer_two(Settings.from_env("advocacy", env=env))
-        platform = Platform(tmp_path_factory.mktemp("page"), env)
-        try:
-            yield platform.start_api("advocacy", {})
-        finally:
-            platform.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.fail("the browser test needs Debian's Chromium at /usr/bin/chromium: apt-get install chromium")
-    os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
+    with demo_advocacy(pg_admin_url, dev_keys, tmp_path_factory.mktemp("page"), "advocacy_page", offer_two) as url:
+        yield url
 
 
 def test_an_advocate_signs_in_sees_the_overdue_case_first_records_a_cg_and_sees_the_move_on(advocacy_page, browser):

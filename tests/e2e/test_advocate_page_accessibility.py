@@ -5,11 +5,9 @@ Shift+Tab, Enter, Space, typing) accepts an offer, logs a contact and closes a c
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,18 +16,14 @@ from services.advocacy import domain
 from services.advocacy.bootstrap import bootstrap
 from services.advocacy.demo_cases import demo_id
 from services.advocacy.models import Handover, Offer
-from services.advocacy.seed_demo import seed
-from services.migrate import migrate
 from shared.config import Settings
-from support.infra import temporary_databases
-from support.processes import ROOT, Platform
+from support.advocate_page import PROVIDER, demo_advocacy
+from support.processes import ROOT
 
-CHROMIUM = Path("/usr/bin/chromium")
 AXE = ROOT / "tests" / "contracts" / "node_modules" / "axe-core" / "axe.min.js"  # `make test` installs it
 WCAG_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 LANGUAGES = ("en", "cy")  # the page's languages: each page is audited in each
 CLOSED_IN = {"en": 103, "cy": 101}  # the demo case each language's audit closes (the keyboard walk closes 104)
-PROVIDER = "demo-charity"
 OFFERS = ("a11y-offer-keyboard", "a11y-offer-pending", "a11y-offer-declined")
 HANDOVER = "a11y-handover"
 
@@ -37,24 +31,10 @@ HANDOVER = "a11y-handover"
 @pytest.fixture(scope="module")
 def page_url(pg_admin_url, dev_keys, tmp_path_factory) -> Iterator[str]:
     """advocacy's API on a fresh database with the demo data, offers pending and answered, and a handover."""
-    with temporary_databases(pg_admin_url) as new_database:
-        url = new_database("advocacy_a11y")
-        migrate("advocacy", url)
-        env = {
-            "ADVOCACY_DATABASE_URL": url,
-            "PROVIDER_ID": PROVIDER,
-            "AUTH_PUBLIC_KEY_FILE": str(dev_keys[1]),
-            "ADVOCACY_DEV_SIGNIN": "true",
-            "OTEL_SDK_DISABLED": "true",
-        }
-        settings = Settings.from_env("advocacy", env=env)
-        seed(settings)
-        inbox(settings)
-        platform = Platform(tmp_path_factory.mktemp("a11y"), env)
-        try:
-            yield platform.start_api("advocacy", {})
-        finally:
-            platform.stop()
+    if not AXE.exists():
+        pytest.fail(f"axe-core is not installed at {AXE}: run `npm ci --prefix tests/contracts` (make test does)")
+    with demo_advocacy(pg_admin_url, dev_keys, tmp_path_factory.mktemp("a11y"), "advocacy_a11y", inbox) as url:
+        yield url
 
 
 def inbox(settings: Settings) -> None:
@@ -78,25 +58,6 @@ def inbox(settings: Settings) -> None:
                      respond_by=now + timedelta(hours=72), received_at=now)
         )  # fmt: skip
     advocacy.engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.fail("the browser test needs Debian's Chromium at /usr/bin/chromium: apt-get install chromium")
-    if not AXE.exists():
-        pytest.fail(f"axe-core is not installed at {AXE}: run `npm ci --prefix tests/contracts` (make test does)")
-    os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
 
 
 def new_page(browser):
