@@ -136,7 +136,9 @@ class ReferralNews(EventData, frozen=True, kw_only=True):
 
     referral_id: Id
     org_id: OrgId
-    external_reference: ExternalReference
+    # None for a referral recorded anonymously (the Duty to Notify pathway): intake keeps only a keyed hash of
+    # its reference, and the referrer matches it by the referral id its POST got back (issue 15).
+    external_reference: ExternalReference | None = None
     status: ReferralStatus
     # A child's local authority (the children's services covering the child's ONS code in intake's agency
     # directory): notifications tells it too (issue 13). None for an adult, or a code no agency covers.

@@ -5,6 +5,7 @@ blueprints."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from flask import current_app, g, url_for
 from flask_smorest import abort
@@ -47,9 +48,9 @@ def offer_view(offer: Offer) -> dict:
 
 
 def referral_view(referral: Referral, *, detail: bool, offers: list[Offer] | None = None) -> dict:
-    view = {
+    view: dict[str, Any] = {
         "id": referral.id,
-        "external_reference": referral.external_reference,
+        "external_reference": referral.reference_for_referrer,  # null when only its keyed hash is kept
         "status": referral.status,
         "pathway": referral.pathway,
         "duty_to_notify_recorded": referral.duty_to_notify_recorded,
@@ -120,10 +121,14 @@ def submit_referral(body):
     # The hash of the JSON as sent, which the web guard parsed once (shared.web): tells a replay from a
     # different referral under the same reference.
     principal = current_principal()
-    submission = referrals.Submission(principal.org, body, referrals.request_hash(g.json_body), principal.org_kind)
+    digest = referrals.request_hash(g.json_body)
+    keys = instance().config.keys
+    submission = referrals.Submission(principal.org, body, digest, principal.org_kind, keys)
     referral, created = referrals.submit(use_cases.units, use_cases.offering, submission)
     location = url_for("referrals.read_referral", referral_id=referral.id)
-    return referral_view(referral, detail=False), (201 if created else 200), {"Location": location}
+    # Echoed as sent, also for an anonymous referral that keeps only its hash: the referrer pairs it with the id.
+    view = referral_view(referral, detail=False) | {"external_reference": body["external_reference"]}
+    return view, (201 if created else 200), {"Location": location}
 
 
 @referrals_blp.route("/<referral_id>", methods=["GET"])

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from services.intake.domain import ResponsePolicy
+from services.intake.referral_keys import DEV_KEY, MIN_KEY_LENGTH, ReferralKeys
 from services.intake.schemas import REGIONS
 from shared.config import ConfigError, Settings, env_float
 
@@ -17,6 +18,8 @@ class IntakeConfig:
     trusted_publishers: frozenset[str]
     # How long a recipient asked to erase a referral may stay silent before GET .../erasure shows it overdue.
     erasure_ack: timedelta = timedelta(hours=24)
+    # DTN_HMAC_KEY: keys the hashes of bodies and of anonymous referrals' references (referral_keys).
+    keys: ReferralKeys = ReferralKeys()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IntakeConfig:
@@ -34,7 +37,24 @@ class IntakeConfig:
             sweep_seconds=env_float(env, "OFFER_SWEEP_SECONDS", 5.0),
             trusted_publishers=settings.trusted_publishers,
             erasure_ack=timedelta(hours=erasure_ack_hours),
+            keys=ReferralKeys(dtn_hmac_key(settings)),
         )
+
+
+def dtn_hmac_key(settings: Settings) -> str:
+    """Required where a real identity provider issues the service's token (production); dev and tests use a
+    fixed key, like SEARCH_INDEX_KEY."""
+    key = settings.env.get("DTN_HMAC_KEY", "")
+    if not key:
+        if settings.auth_token_url and not settings.auth_private_key_file:
+            raise ConfigError(
+                "DTN_HMAC_KEY is not set: the secret keying the hashes of referral bodies and of anonymous "
+                f"referrals' references ({MIN_KEY_LENGTH}+ characters)"
+            )
+        return DEV_KEY
+    if len(key) < MIN_KEY_LENGTH:
+        raise ConfigError(f"DTN_HMAC_KEY has {len(key)} characters: at least {MIN_KEY_LENGTH}")
+    return key
 
 
 def parse_hours_by_region(raw: str) -> dict[str, float]:

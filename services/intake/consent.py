@@ -229,7 +229,7 @@ def _withdrawn(uow: IntakeUnitOfWork, referral: Referral, row: ConsentRecord, so
         events.ReferralConsentWithdrawn(
             referral_id=referral.id,
             org_id=referral.org_id,
-            external_reference=referral.external_reference,
+            external_reference=referral.reference_for_referrer,
             status=cast(events.ReferralStatus, referral.status),
             purpose=ADVOCACY,
             provider_id=holder,

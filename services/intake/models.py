@@ -44,8 +44,11 @@ class Referral(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     org_id: Mapped[str] = mapped_column(String(100), index=True)
+    # The referrer's reference; for an anonymous referral (the Duty to Notify pathway) only its keyed hash
+    # (`reference_keyed`; services.intake.referral_keys), which no event carries.
     external_reference: Mapped[str] = mapped_column(String(64))
-    # sha256 of the request body as sent: tells a replay (200) from a conflicting reuse (409).
+    reference_keyed: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The keyed hash of the request body as sent: tells a replay (200) from a conflicting reuse (409).
     request_hash: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(20), index=True)
     pathway: Mapped[str] = mapped_column(String(20))
@@ -95,11 +98,13 @@ class Referral(Base):
         at: datetime,
         duty_to_notify_rule: str | None = None,
         local_authority_org_id: str | None = None,
+        reference_keyed: bool = False,
     ) -> Referral:
         referral = cls(
             id=str(uuid.uuid4()),
             org_id=org_id,
             external_reference=external_reference,
+            reference_keyed=reference_keyed,
             request_hash=request_hash,
             status=pathway.initial_status,
             pathway=pathway.pathway,
@@ -115,7 +120,7 @@ class Referral(Base):
         received = events.ReferralReceived(
             referral_id=referral.id,
             org_id=org_id,
-            external_reference=external_reference,
+            external_reference=referral.reference_for_referrer,
             status=cast(events.ReferralStatus, pathway.initial_status),  # as it arrived, before routing
             pathway=cast(events.Pathway, pathway.pathway),
             is_child=pathway.is_child,
@@ -231,6 +236,12 @@ class Referral(Base):
         """An anonymous Duty to Notify record was made for it (stored apart: nothing here points to it)."""
         return self.pathway in NOTIFIED_PATHWAYS
 
+    @property
+    def reference_for_referrer(self) -> str | None:
+        """The external reference events and views carry: none for an anonymous referral, which keeps only
+        its keyed hash (the referrer matches it by the id its POST got back)."""
+        return None if self.reference_keyed else self.external_reference
+
     def move_to(self, status: str, at: datetime) -> None:
         """The one place a referral's status changes, and with it `updated_at`. Where it is already (a new
         referral inserted with the status routing chose for it) nothing changes, so no UPDATE follows the
@@ -247,7 +258,7 @@ class Referral(Base):
         return kind(
             referral_id=self.id,
             org_id=self.org_id,
-            external_reference=self.external_reference,
+            external_reference=self.reference_for_referrer,
             status=cast(events.ReferralStatus, self.status),  # the column holds only these
             local_authority_org_id=self.local_authority_org_id,
             **data,

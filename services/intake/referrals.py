@@ -4,6 +4,7 @@ collaborators; each opens its own unit of work from `units`."""
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ from typing import Any
 from services.intake import agencies, consent, domain, duty_to_notify, erasure, routing
 from services.intake.models import DutyToNotifyRecord, Offer, Referral
 from services.intake.offering import Offering
+from services.intake.referral_keys import ReferralKeys
 from services.intake.repositories import Conflict
 from services.intake.uow import IntakeUnits
 from shared.auth import Principal
@@ -27,20 +29,28 @@ class NotFound(Exception):
 
 
 def request_hash(document: Any) -> str:
-    """sha256 of a request's JSON document, keys sorted: the same body hashes the same however it was laid out."""
+    """sha256 of a request's JSON document, keys sorted: the same body hashes the same however it was laid out.
+    Never stored as it is: the referral keeps its HMAC (referral_keys), which nobody can recompute from the body
+    without the deployment's key."""
     return hashlib.sha256(json.dumps(document, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
 class Submission:
     """A referral as an agency sent it: who sent it (its org and org kind: whether a Duty to Notify binds it),
-    the validated body, and the hash of the JSON as sent (tells a replay from a different referral under the
-    same reference)."""
+    the validated body, and the sha256 of the JSON as sent (request_hash: tells a replay from a different
+    referral under the same reference). `keys` key what is stored of both (IntakeConfig.keys)."""
 
     org_id: str
     body: dict[str, Any]
     request_hash: str
     org_kind: str
+    keys: ReferralKeys = ReferralKeys()
+
+    def stored_reference(self, keyed: bool) -> str:
+        """The reference as a referral stores it: as sent, or its keyed hash when the referral is anonymous."""
+        reference = self.body["external_reference"]
+        return self.keys.reference(self.org_id, reference) if keyed else reference
 
 
 def submit(units: IntakeUnits, offering: Offering, submission: Submission) -> tuple[Referral, bool]:
@@ -56,13 +66,19 @@ def submit(units: IntakeUnits, offering: Offering, submission: Submission) -> tu
     stored = _jsonable({**body, "referred_at": referred_at})
     if pathway.anonymous:
         stored = domain.without_identifiers(stored)
+    request_hash = submission.keys.request_hash(submission.request_hash)
     try:
         with units() as uow:
             now = utcnow()
+            # A reference stored in the other form (the same reference sent before with a body that took the
+            # other kind of pathway) is a conflict the unique constraint cannot see.
+            if uow.referrals.by_reference(submission.org_id, submission.stored_reference(not pathway.anonymous)):
+                raise Conflict("external_reference")
             referral = Referral.receive(
                 org_id=submission.org_id,
-                external_reference=body["external_reference"],
-                request_hash=submission.request_hash,
+                external_reference=submission.stored_reference(pathway.anonymous),
+                reference_keyed=pathway.anonymous,
+                request_hash=request_hash,
                 pathway=pathway,
                 region=region,
                 referred_at=referred_at,
@@ -93,11 +109,13 @@ def submit(units: IntakeUnits, offering: Offering, submission: Submission) -> tu
         return referral, True
     except Conflict:
         with units() as uow:
-            existing = uow.referrals.by_reference(submission.org_id, body["external_reference"])
+            existing = uow.referrals.by_reference(
+                submission.org_id, submission.stored_reference(pathway.anonymous)
+            ) or uow.referrals.by_reference(submission.org_id, submission.stored_reference(not pathway.anonymous))
         if existing is None:
             raise
-        if existing.request_hash != submission.request_hash:
-            raise ReferralConflict(body["external_reference"]) from None
+        if not hmac.compare_digest(existing.request_hash, request_hash):
+            raise ReferralConflict() from None
         return existing, False
 
 

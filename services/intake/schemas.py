@@ -106,7 +106,8 @@ class ConsentSchema(Schema):
 
 
 class ReferralInSchema(Schema):
-    # Travels in events to notifications (contracts.events.ExternalReference): no control characters.
+    # Travels in events to notifications (contracts.events.ExternalReference), unless the referral is recorded
+    # anonymously (referral_keys): no control characters.
     external_reference = fields.String(
         required=True,
         validate=validate.Regexp(
@@ -139,7 +140,16 @@ class AllocationSchema(Schema):
 
 class ReferralSummarySchema(Schema):
     id = fields.String()
-    external_reference = fields.String()
+    external_reference = fields.String(
+        allow_none=True,
+        metadata={
+            "description": (
+                "The referrer's reference. A referral recorded without identifiers (pathway duty_to_notify, or "
+                "not_notified and not routed) keeps only its keyed hash: the POST echoes it, later reads and "
+                "events carry null (match it by id)."
+            )
+        },
+    )
     status = fields.String(metadata={"enum": list(STATUSES)})
     pathway = fields.String(
         metadata={
