@@ -1,20 +1,32 @@
 """OpenTelemetry: one trace from the agency's POST, through the outbox and every consumer, to the webhook.
 
 Export is configured by the standard OTEL_* variables (OTLP over HTTP to a collector). Span attributes
-carry ids only (referral, event type, provider, org): never personal data.
+carry ids only (referral, event type, provider, org): never personal data. Two things keep it so where the
+libraries would not (issue 15):
+
+- an error's text stays out of spans (WithholdErrorText): a database's DETAIL, or an exception's message,
+  can quote a value (a duplicate external reference); a span keeps the exception's type and its frames;
+- the trace continues from an agency's `traceparent`, but its `tracestate` and `baggage` stop at the edge
+  (EdgeTraceContext): what another organisation put there is not ours to copy into every span, outbox row,
+  message and webhook.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Mapping
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
+from opentelemetry.propagators.textmap import CarrierT, Getter, default_getter
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import Event as SpanEvent
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, TraceState
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 _lock = threading.Lock()
 _configured = False
@@ -24,6 +36,47 @@ ATTR_EVENT = "event.type"
 ATTR_PROVIDER = "provider.id"
 ATTR_ORG = "org.id"
 EXPORT_DELAY_MS = 1000
+WITHHELD = "error text withheld: it may quote personal data (see the exception type)"
+_FRAME = re.compile(r'^  File ".*", line \d+, in \S+$')
+
+
+class EdgeTraceContext(TraceContextTextMapPropagator):
+    """W3C trace context without the caller's `tracestate`: the trace id and parent continue, the foreign
+    vendor state does not. The platform's only propagator, so `baggage` is not read either."""
+
+    def extract(
+        self, carrier: CarrierT, context: Context | None = None, getter: Getter[CarrierT] = default_getter
+    ) -> Context:
+        extracted = super().extract(carrier, context=context, getter=getter)
+        parent = trace.get_current_span(extracted).get_span_context()
+        if not parent.is_valid or not parent.trace_state:
+            return extracted
+        bare = SpanContext(parent.trace_id, parent.span_id, parent.is_remote, parent.trace_flags, TraceState())
+        return trace.set_span_in_context(NonRecordingSpan(bare), context)
+
+
+class WithholdErrorText(SpanProcessor):
+    """Replaces, as a span ends and before it is exported, its status description and the message of each
+    exception event (and the exception text in its stacktrace) with WITHHELD; the exception's type and the
+    stack's frames stay for ops. Any instrumentation's errors go through it (SQLAlchemy puts the database's
+    error text in the status of the statement's span; Flask and the consumer record exceptions)."""
+
+    def on_end(self, span: ReadableSpan) -> None:
+        # The SDK gives processors the span itself: these are the fields its exporters read.
+        if span.status.description:
+            span._status = Status(span.status.status_code, WITHHELD)  # type: ignore[attr-defined]
+        if any(event.name == "exception" for event in span.events):
+            span._events = [_withheld(event) for event in span.events]  # type: ignore[attr-defined]
+
+
+def _withheld(event: SpanEvent) -> SpanEvent:
+    if event.name != "exception":
+        return event
+    attributes = dict(event.attributes or {})
+    attributes["exception.message"] = WITHHELD
+    stack = str(attributes.get("exception.stacktrace", ""))
+    attributes["exception.stacktrace"] = "\n".join(line for line in stack.splitlines() if _FRAME.match(line))
+    return SpanEvent(event.name, attributes, event.timestamp)
 
 
 def setup_tracing(service_name: str, exporter: SpanExporter | None = None) -> None:
@@ -34,10 +87,15 @@ def setup_tracing(service_name: str, exporter: SpanExporter | None = None) -> No
     with _lock:
         if _configured:
             return
-        already = isinstance(trace.get_tracer_provider(), TracerProvider)  # e.g. a test's in-memory one
-        if not already and os.environ.get("OTEL_SDK_DISABLED", "").lower() != "true":
+        propagate.set_global_textmap(EdgeTraceContext())
+        current = trace.get_tracer_provider()
+        if isinstance(current, TracerProvider):  # already set, e.g. a test's in-memory one
+            # After its exporter: a synchronous one holds the same span object, which this still rewrites.
+            current.add_span_processor(WithholdErrorText())
+        elif os.environ.get("OTEL_SDK_DISABLED", "").lower() != "true":
             resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or service_name})
             provider = TracerProvider(resource=resource)
+            provider.add_span_processor(WithholdErrorText())  # first: before any exporter sees the span
             exporter = exporter or _exporter_from_env()
             if exporter is not None:
                 # Export once a second unless OTEL_BSP_SCHEDULE_DELAY says otherwise (the SDK's default is

@@ -112,7 +112,7 @@ class SqlUnitOfWork(UnitOfWork):
                 routing_key=routing_key,
                 payload=event.to_json().decode(),
                 traceparent=carrier.get("traceparent"),
-                tracestate=carrier.get("tracestate"),
+                tracestate=None,  # foreign vendor state stays at the edge (shared.telemetry.EdgeTraceContext)
                 created_at=now,
                 next_attempt_at=now,
                 attempts=0,

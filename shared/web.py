@@ -284,6 +284,15 @@ def create_api_app(
             }, 422
         return None
 
+    @app.after_request
+    def not_stored_not_sniffed(response):
+        # Answers carry personal data: no cache (browser, proxy) keeps them, and none is read as another type
+        # than it says. Swagger UI's own assets may be cached.
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        if request.endpoint != "swagger_assets":
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
     @app.get("/docs/assets/<path:filename>")
     def swagger_assets(filename: str):
         return send_from_directory(str(swagger_ui_path), filename, max_age=3600)

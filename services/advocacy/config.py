@@ -44,6 +44,8 @@ class AdvocacyConfig:
     # SEARCH_INDEX_KEY: keys the blind index of names the page searches (casework.search). Required when the
     # instance gets its tokens from a real identity provider; dev and tests use a fixed key.
     search_index_key: str = DEV_SEARCH_INDEX_KEY
+    # ADVOCACY_SESSION_HOURS: how long a page session lasts after sign-in (web.auth).
+    session_hours: float = 8.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AdvocacyConfig:
@@ -71,6 +73,7 @@ class AdvocacyConfig:
             handover_response_hours=env_positive(env, "HANDOVER_RESPONSE_HOURS", 72.0, unit="hours"),
             regions=_regions(env.get("PROVIDER_REGIONS", "")),
             search_index_key=_search_index_key(settings),
+            session_hours=env_positive(env, "ADVOCACY_SESSION_HOURS", 8.0, unit="hours"),
         )
 
     @property

@@ -353,3 +353,17 @@ class RiskFlag(Base):
     note: Mapped[str | None] = mapped_column(Text)  # never in an event, a log or the timeline
     raised_by: Mapped[str] = mapped_column(String(200))
     raised_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class PageSession(Base):
+    """A signed-in session of the advocate's page (web.auth): the cookie holds only its random id, so signing
+    out (`revoked_at`) or its end (`expires_at`, ADVOCACY_SESSION_HOURS) refuses the cookie wherever it was
+    copied. `sub` is the advocate's id."""
+
+    __tablename__ = "page_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sub: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

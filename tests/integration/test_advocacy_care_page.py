@@ -4,18 +4,24 @@ own caseload has no such list, and a reached contact takes the case off it."""
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime, timedelta
 
 from services.advocacy.continuity.scheduler import ClockScheduler
 from services.advocacy.continuity.wall_clock import FixedClock
+from services.advocacy.models import PageSession
 from services.advocacy.web import auth
 from support.advocacy import PROVIDER, FakeIntake, accepted_case, add_advocate, confirmed, deliver
 
 
 def signed_in(advocacy, advocate_id: str):
     client = advocacy.client.application.test_client()
+    now = datetime.now(UTC)
+    with advocacy.sessions.begin() as db:  # a server-side page session (web.auth), as sign-in makes one
+        session_id = secrets.token_urlsafe(16)
+        db.add(PageSession(id=session_id, sub=advocate_id, created_at=now, expires_at=now + timedelta(hours=1)))
     with client.session_transaction() as session:
-        session[auth.SESSION_ADVOCATE] = advocate_id
+        session[auth.SESSION_ID] = session_id
         session[auth.SESSION_CSRF] = "synthetic-csrf"
     return client
 

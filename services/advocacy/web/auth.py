@@ -1,7 +1,9 @@
 """Who is signed in to the advocate's page, and the checks every form post passes.
 
-- The session is Flask's signed cookie: HttpOnly, SameSite=Lax, Secure outside dev. It holds the advocate's
-  id and a CSRF token, nothing else; each request re-reads the advocate (an advocate made inactive is out).
+- The session is Flask's signed cookie: HttpOnly, SameSite=Lax, Secure outside dev. It holds the random id
+  of a server-side session (`page_sessions`) and a CSRF token, nothing else. Each request finds that session
+  (refused once signed out, or ADVOCACY_SESSION_HOURS after sign-in: a copied cookie dies with it) and
+  re-reads its advocate (an advocate made inactive is out).
 - CSRF: a per-session random token, put in every form and compared in constant time on every POST
   (OWASP's synchroniser token pattern); SameSite=Lax is a second line, not the only one.
 - Dev sign-in (`ADVOCACY_DEV_SIGNIN=true`, set by `make run` only): pick one of this provider's advocates.
@@ -16,19 +18,23 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import secrets
+from datetime import timedelta
 from urllib.parse import urlencode
 
 import jwt
 import requests
 from flask import abort, request, session
+from sqlalchemy import delete
 
 from services.advocacy.config import AdvocacyConfig
-from services.advocacy.models import Advocate
+from services.advocacy.models import Advocate, PageSession
 from services.advocacy.uow import Advocates
+from services.advocacy.web.context import instance
 from shared.auth import InvalidToken, TokenVerifier
+from shared.clock import utcnow
 from shared.config import Settings
 
-SESSION_ADVOCATE = "advocate_id"
+SESSION_ID = "session_id"
 SESSION_CSRF = "csrf"
 SESSION_OIDC = "oidc"
 
@@ -48,25 +54,45 @@ def check_csrf() -> None:
 
 
 def signed_in(advocates: Advocates) -> Advocate | None:
-    """The advocate of this provider the session names, if still active."""
-    advocate_id = session.get(SESSION_ADVOCATE)
-    if not advocate_id:
+    """The advocate of this provider the cookie's session names, while that session is neither signed out nor
+    expired and the advocate still active."""
+    session_id = session.get(SESSION_ID)
+    if not isinstance(session_id, str) or not session_id:
         return None
-    advocate = advocates.get(advocate_id)
+    with instance().sessions() as db:
+        found = db.get(PageSession, session_id)
+    live = found is not None and found.revoked_at is None and utcnow() < found.expires_at
+    advocate = advocates.get(found.sub) if found is not None and live else None
     if advocate is None or not advocate.active:
-        session.pop(SESSION_ADVOCATE, None)
+        session.clear()
         return None
     return advocate
 
 
 def sign_in(advocate: Advocate) -> None:
-    # A new CSRF token at sign-in: a token planted before sign-in is useless afterwards.
+    """A new server-side session, and a new CSRF token: a token planted before sign-in is useless afterwards.
+    Sessions past their end are deleted now: the table holds live ones and recent sign-outs only."""
+    now = utcnow()
+    hours = instance().config.session_hours
+    page_session = PageSession(
+        id=secrets.token_urlsafe(32), sub=advocate.id, created_at=now, expires_at=now + timedelta(hours=hours)
+    )
+    with instance().sessions.begin() as db:
+        db.execute(delete(PageSession).where(PageSession.expires_at < now))
+        db.add(page_session)
     session.clear()
-    session[SESSION_ADVOCATE] = advocate.id
+    session[SESSION_ID] = page_session.id
     session[SESSION_CSRF] = secrets.token_urlsafe(32)
 
 
 def sign_out() -> None:
+    """Revoke the session: the cookie, wherever it was copied, no longer signs anyone in."""
+    session_id = session.get(SESSION_ID)
+    if isinstance(session_id, str) and session_id:
+        with instance().sessions.begin() as db:
+            found = db.get(PageSession, session_id)
+            if found is not None and found.revoked_at is None:
+                found.revoked_at = utcnow()
     session.clear()
 
 
