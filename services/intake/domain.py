@@ -31,6 +31,9 @@ ANONYMOUS_EXPLOITATION = ("type", "location", "as_child", "county_lines")
 ANONYMOUS_LOCATION = ("region", "local_authority")
 ANONYMOUS_RISK = ("immediate_danger", "re_trafficking_risk")
 ANONYMOUS_TOP = ("referred_at", "consent")
+# Of the consent, what was agreed and when: `obtained_by` is free text that can name the officer, so the
+# consent records of such a referral say its organisation instead (consent.from_submission's default).
+ANONYMOUS_CONSENT = ("nrm_referral", "advocacy", "data_sharing", "obtained_at", "interpreter_used")
 
 # The pathways of an adult without NRM consent under a Duty to Notify rule: an anonymous notification is made.
 NOTIFIED_PATHWAYS = frozenset({"duty_to_notify", "advocacy_only"})
@@ -124,6 +127,8 @@ def without_identifiers(body: dict[str, Any]) -> dict[str, Any]:
     kept["exploitation"] = [_only(e, ANONYMOUS_EXPLOITATION) for e in body.get("exploitation", [])]
     if isinstance(body.get("risk"), dict):
         kept["risk"] = _only(body["risk"], ANONYMOUS_RISK)
+    if isinstance(body.get("consent"), dict):
+        kept["consent"] = _only(body["consent"], ANONYMOUS_CONSENT)
     return kept
 
 

@@ -100,7 +100,7 @@ def submit(units: IntakeUnits, offering: Offering, submission: Submission) -> tu
                 kind = submission.org_kind
                 fields = duty_to_notify.notification(body, rule=rule, org_kind=kind, referred_at=referred_at)
                 uow.duty_to_notify.add(DutyToNotifyRecord.of(fields))
-            for record in consent.from_submission(referral, body.get("consent"), now):  # the first records
+            for record in consent.from_submission(referral, _consent_kept(body, pathway), now):  # the first records
                 uow.consents.add(record)
             if pathway.routed:
                 offering.offer_or_escalate(uow, referral, first, escalation_reason="no_eligible_provider")
@@ -164,6 +164,15 @@ def withdraw(units: IntakeUnits, principal: Principal, referral_id: str) -> Refe
         erasure.gone(referral)
         referral.withdraw(uow.offers.of(referral.id), utcnow())
         return referral
+
+
+def _consent_kept(body: dict[str, Any], pathway: domain.Pathway) -> dict[str, Any] | None:
+    """The submission's consent as its records keep it: for an anonymous referral without `obtained_by`,
+    free text that can name the officer (domain.ANONYMOUS_CONSENT); its records name the organisation."""
+    given = body.get("consent")
+    if given is None or not pathway.anonymous:
+        return given
+    return {name: value for name, value in given.items() if name in domain.ANONYMOUS_CONSENT}
 
 
 def _jsonable(value: Any) -> Any:

@@ -104,3 +104,14 @@ def test_the_key_is_required_where_a_real_identity_provider_issues_tokens():
     with pytest.raises(ConfigError, match="at least 32"):
         dtn_hmac_key(Settings.from_env("intake", {"DTN_HMAC_KEY": "short"}))
     assert IntakeConfig.from_settings(Settings.from_env("intake", {})).keys == ReferralKeys(DEV_KEY)
+
+
+def test_an_anonymous_referral_keeps_the_referring_organisation_not_the_officer(uow):
+    consent = NEITHER | {"obtained_by": "DC Synthetic-Officer Tester"}
+    raw = referral_body(consent=consent)
+    referral, _ = submit(uow, raw)
+    kept = json.dumps(referral.body)
+    for detail in ("DC Synthetic-Officer Tester", raw["referrer"]["name"], raw["referrer"]["email"], "+44 20"):
+        assert detail not in kept
+    records = uow.consents.of(referral.id)
+    assert records and {r.obtained_by for r in records} == {"met-police"} and referral.org_id == "met-police"
