@@ -24,8 +24,8 @@ ADULT_AGE = 18
 
 # What a referral recorded for an adult without NRM consent keeps: a whitelist, the same statistical facts
 # the anonymous notification holds (duty_to_notify.notification), the consent given and what decides a
-# coordinator's alert. Names, aliases, date of birth, age, contact, languages, the referrer's contact and
-# free text (the narrative, risk notes) are all dropped.
+# coordinator's alert, and the referrer's role. Names, aliases, date of birth, age, contact, languages, the
+# referrer's name and contact and free text (the narrative, risk notes) are all dropped.
 ANONYMOUS_SUBJECT = ("sex", "nationality")
 ANONYMOUS_EXPLOITATION = ("type", "location", "as_child", "county_lines")
 ANONYMOUS_LOCATION = ("region", "local_authority")
@@ -34,6 +34,8 @@ ANONYMOUS_TOP = ("referred_at", "consent")
 # Of the consent, what was agreed and when: `obtained_by` is free text that can name the officer, so the
 # consent records of such a referral say its organisation instead (consent.from_submission's default).
 ANONYMOUS_CONSENT = ("nrm_referral", "advocacy", "data_sharing", "obtained_at", "interpreter_used")
+# Of the referrer, the role (with the referral's org_id: who notified); never the officer's name or contact.
+ANONYMOUS_REFERRER = ("role",)
 
 # The pathways of an adult without NRM consent under a Duty to Notify rule: an anonymous notification is made.
 NOTIFIED_PATHWAYS = frozenset({"duty_to_notify", "advocacy_only"})
@@ -129,6 +131,8 @@ def without_identifiers(body: dict[str, Any]) -> dict[str, Any]:
         kept["risk"] = _only(body["risk"], ANONYMOUS_RISK)
     if isinstance(body.get("consent"), dict):
         kept["consent"] = _only(body["consent"], ANONYMOUS_CONSENT)
+    if isinstance(body.get("referrer"), dict) and (referrer := _only(body["referrer"], ANONYMOUS_REFERRER)):
+        kept["referrer"] = referrer
     return kept
 
 

@@ -57,7 +57,7 @@ def rectify(
         if referral is None or referral.org_id != principal.org:
             raise NotFound(referral_id)  # never a 403 that confirms it exists
         erasure.gone(referral)  # an erased referral holds nothing to correct (410)
-        if "referrer" not in referral.body:  # domain.without_identifiers kept none of the person's details
+        if referral.reference_keyed:  # recorded anonymously: domain.without_identifiers kept none of their details
             raise InvalidState("a referral recorded without identifiers holds nothing to rectify")
         body = merge_patch(referral.body, {k: v for k, v in patch.items() if k in SECTIONS})
         loaded = _validated(body)

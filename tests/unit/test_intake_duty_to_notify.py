@@ -118,7 +118,8 @@ def test_an_adult_with_neither_consent_under_the_duty_is_recorded_anonymously_wi
     referral, _ = submit(use, raw, org_kind="local_authority")
     assert (referral.pathway, referral.status) == ("duty_to_notify", "recorded")
     assert referral.duty_to_notify_recorded and referral.duty_to_notify_rule == "mlsa2015_s52"
-    assert set(referral.body["subject"]) == {"sex", "nationality"} and "referrer" not in referral.body
+    assert set(referral.body["subject"]) == {"sex", "nationality"}
+    assert referral.body["referrer"] == {"role": raw["referrer"]["role"]}  # the org and role: not the officer
     assert raw["subject"]["given_name"] not in json.dumps(referral.body)
     assert uow.offers.rows == {}
     (record,) = uow.duty_to_notify.rows
