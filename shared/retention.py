@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from sqlalchemy import Select, column, delete, func, inspect, select, table
 from sqlalchemy.orm import Session
 
+from shared.access_log import allow_purge
 from shared.config import env_positive
 from shared.db import is_unavailable
 from shared.health import HEALTH
@@ -189,7 +190,7 @@ class Target:
 
 def platform_targets(inbox: Any, outbox: Any | None, idempotency: Any) -> list[Target]:
     """The kit's stores every service has: inbox rows, sent outbox rows, stored idempotent responses, and the
-    access log (issue 15; `access_log(id, at)`, skipped while the table does not exist)."""
+    access log (issue 15; `access_log(id, at)` of shared.access_log, skipped while the table does not exist)."""
     targets = [
         Target(
             "inbox",
@@ -224,12 +225,20 @@ def platform_targets(inbox: Any, outbox: Any | None, idempotency: Any) -> list[T
             "access_log",
             "access_log",
             lambda cutoff: select(access.c.id).where(access.c.at < cutoff),
-            lambda uow, ids, cutoff, now: uow.session.execute(delete(access).where(access.c.id.in_(list(ids)))),
+            _purge_access_log,
             columns=("id", "at"),
             optional=True,
         )
     )
     return targets
+
+
+def _purge_access_log(uow: Any, ids: Sequence[Any], cutoff: datetime, now: datetime) -> None:
+    """The access log is append-only (shared.access_log): this transaction alone declares the cutoff below
+    which its trigger lets rows go, and deletes the claimed ones."""
+    allow_purge(uow.session, cutoff)
+    access = table("access_log", column("id"))
+    uow.session.execute(delete(access).where(access.c.id.in_(list(ids))))
 
 
 def _never(cutoff: datetime) -> Select:

@@ -23,6 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from services.advocacy.continuity.deadlines import nature_of
+from shared.access_log import AccessLogMixin
 from shared.clock import utcnow
 from shared.db import UTCDateTime
 from shared.idempotency import IdempotencyKeyMixin
@@ -367,3 +368,7 @@ class PageSession(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AccessLog(Base, AccessLogMixin):
+    """Who read which of this service's records (shared.access_log): append-only, removed by retention alone."""

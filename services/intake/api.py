@@ -5,16 +5,18 @@ blueprints."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from flask import current_app, g, url_for
 from flask_smorest import abort
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from services.intake import directory, errors, rectification, referrals
 from services.intake.bootstrap import Intake
 from services.intake.domain import Pathway, offer_summary
-from services.intake.models import Agency, Escalation, Offer, Provider, Referral
+from services.intake.models import AccessLog, Agency, Escalation, Offer, Provider, Referral
 from services.intake.schemas import (
     PROVIDER_ID,
     EscalationSchema,
@@ -29,6 +31,7 @@ from services.intake.schemas import (
     ReferralReadQuerySchema,
     ReferralSummarySchema,
 )
+from shared import access_log
 from shared.auth import current_principal, requires
 from shared.web import Blueprint, page
 
@@ -84,6 +87,16 @@ def instance() -> Intake:
     return current_app.extensions[EXTENSION]
 
 
+def read(ids: Iterable[str], what: str, *, session: Session | None = None, purpose: str | None = None) -> None:
+    """Record that the caller read these referrals (shared.access_log): in `session`'s transaction, or in one of
+    its own before the route answers (fail closed: no row, no answer). The purpose defaults to the route."""
+    if session is not None:
+        access_log.record(session, AccessLog, "referral", ids, what, purpose=purpose)
+        return
+    with instance().sessions.begin() as own:
+        access_log.record(own, AccessLog, "referral", ids, what, purpose=purpose)
+
+
 def _coordinator_only() -> None:
     if current_principal().org_kind != "coordinator":
         abort(403, message="Only a coordinator (org_kind coordinator) may do this.")
@@ -103,10 +116,11 @@ def list_referrals(query, pagination_parameters):
     where = [Referral.org_id == current_principal().org]
     if "status" in query:
         where.append(Referral.status == query["status"])
-    with instance().sessions() as session:
+    with instance().sessions.begin() as session:
         statement = select(Referral).where(*where).order_by(Referral.received_at.desc(), Referral.id)
         rows = page(session, statement, pagination_parameters)
-    return [referral_view(r, detail=False) for r in rows]
+        read([r.id for r in rows], "referral.summary", session=session)  # one row per referral listed
+        return [referral_view(r, detail=False) for r in rows]
 
 
 @referrals_blp.route("", methods=["POST"])
@@ -146,6 +160,7 @@ def read_referral(referral_id, purpose=None):
         with instance().sessions() as session:
             agency = session.get(Agency, referral.local_authority_org_id)
         view["local_authority_name"] = agency.name if agency is not None else None
+    read([referral.id], "referral" if show_body else "referral.progress", purpose=purpose)  # stated, else the route
     return view
 
 
@@ -211,6 +226,7 @@ def list_escalations() -> list[dict]:
             select(Offer).where(Offer.referral_id.in_({r.id for _, r in rows})).order_by(Offer.offered_at)
         ):
             offers.setdefault(offer.referral_id, []).append(offer)
+    read([referral.id for _, referral in rows], "referral.summary")  # the coordinator's queue shows summaries
     return [
         {
             "referral_id": referral.id,

@@ -9,7 +9,7 @@ from marshmallow import Schema, fields, validate
 
 from contracts.events import CONSENT_PURPOSES, ORG_ID_PATTERN
 from services.intake import consent, errors
-from services.intake.api import instance
+from services.intake.api import instance, read
 from services.intake.models import ConsentRecord
 from shared.auth import current_principal, requires
 from shared.web import Blueprint, error_body
@@ -84,6 +84,7 @@ def add_consent(body, referral_id: str):
 def list_consent(referral_id: str):
     """The referral's consent records, oldest first: for its own org and for the provider holding its case."""
     records = consent.records_for(instance().use_cases.units, current_principal(), referral_id)
+    read([referral_id], "referral.consent")
     return [_view(r) for r in records]
 
 

@@ -8,7 +8,7 @@ from marshmallow import Schema, fields, validate
 
 from contracts.events import KeptBecause
 from services.intake import erasure, errors
-from services.intake.api import instance
+from services.intake.api import instance, read
 from shared.auth import current_principal, requires
 from shared.clock import utcnow
 from shared.web import Blueprint, error_body
@@ -96,4 +96,5 @@ def read_erasure(referral_id: str):
     past `ERASURE_ACK_HOURS` is `overdue`."""
     intake = instance()
     found = erasure.erasure_of(intake.use_cases.units, current_principal(), referral_id)
+    read([referral_id], "referral.erasure")
     return erasure.erasure_view(found, now=utcnow(), ack=intake.config.erasure_ack)

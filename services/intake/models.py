@@ -24,6 +24,7 @@ from services.intake.domain import (
     can_withdraw,
     offer_summary,
 )
+from shared.access_log import AccessLogMixin
 from shared.clock import utcnow
 from shared.db import UTCDateTime
 from shared.idempotency import IdempotencyKeyMixin
@@ -458,3 +459,7 @@ class ErasureRecipient(Base):
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     kept: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)  # what it keeps, and why
+
+
+class AccessLog(Base, AccessLogMixin):
+    """Who read which of this service's records (shared.access_log): append-only, removed by retention alone."""

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from shared.access_log import AccessLogMixin
 from shared.clock import utcnow
 from shared.db import UTCDateTime
 from shared.idempotency import IdempotencyKeyMixin
@@ -120,3 +121,7 @@ class Delivery(Base):
         """Send it again, as it was (the same webhook-id and bytes), with the whole retry schedule ahead of it:
         `attempts` counts the attempts since it was last queued."""
         self.status, self.attempts, self.next_attempt_at, self.delivered_at = PENDING, 0, now, None
+
+
+class AccessLog(Base, AccessLogMixin):
+    """Who read which of this service's records (shared.access_log): append-only, removed by retention alone."""

@@ -1,6 +1,8 @@
 """notifications' subject access route (UK GDPR Art. 15): the referral's holder row (who referred it, who
 holds it), its deliveries (their bodies: ids and codes) and the subscriptions that received them (without
-their signing secrets). A referral notifications never heard of: 200 with empty sections."""
+their signing secrets). A referral notifications never heard of: 200 with empty sections. The answer is the one
+read of a person's records here that the access log keeps (shared.access_log): the rest of notifications holds
+org ids, referral ids, event codes and webhook endpoints, no personal data."""
 
 from __future__ import annotations
 
@@ -8,10 +10,10 @@ import json
 
 from services.notifications import models
 from services.notifications.api import instance
-from shared import subject_access
+from shared import access_log, subject_access
 from shared.web import Blueprint
 
-SKIP = ("outbox", "inbox", "idempotency_keys")
+SKIP = ("outbox", "inbox", "idempotency_keys", "access_log")
 SECRETS = ("secret", "previous_secret", "previous_secret_expires_at")
 
 blp = Blueprint(
@@ -28,7 +30,8 @@ def subject_access_copy(referral_id: str):
     `deliveries` (each webhook's body, ids and codes) and `subscriptions` (those that received them). Empty
     sections when it holds nothing. For a platform DPO (`org_kind` `ops`) or the platform's service token, with
     the scope `referrals:erase`."""
-    with instance().sessions() as session:
+    with instance().sessions.begin() as session:
+        access_log.record(session, models.AccessLog, "referral", [referral_id], "subject_access")
         sections = subject_access.collect(session, models.Base, referral_id, skip=(*SKIP, "subscriptions"))
         for delivery in sections.get("deliveries", []):  # an erased delivery's body is empty: nothing to parse
             delivery["payload"] = json.loads(delivery["payload"]) if delivery["payload"] else None

@@ -15,7 +15,7 @@ from sqlalchemy.orm import selectinload
 
 from services.advocacy import domain, errors
 from services.advocacy.models import Advocate, Case, Offer, TimelineEntry
-from services.advocacy.web.context import instance, on_case, own
+from services.advocacy.web.context import instance, on_case, own, read
 from services.advocacy.web.schemas import (
     AcceptOfferSchema,
     AdvocateCreateSchema,
@@ -90,7 +90,9 @@ def list_offers(query, pagination_parameters):
         select(Offer).where(*where).options(selectinload(Offer.case)).order_by(Offer.offered_at.desc(), Offer.id)
     )
     with advocacy.sessions.begin() as session:
-        return [_offer_view(offer) for offer in page(session, statement, pagination_parameters)]
+        offers = page(session, statement, pagination_parameters)
+        read(session, [o.id for o in offers], "offer.summary", kind="offer")
+        return [_offer_view(offer) for offer in offers]
 
 
 @blp.route("/offers/<offer_id>/accept", methods=["POST"])
@@ -137,7 +139,9 @@ def list_cases(query, pagination_parameters):
         where.append(Case.status == query["status"])
     statement = select(Case).where(*where).options(selectinload(Case.advocate)).order_by(Case.opened_at.desc(), Case.id)
     with advocacy.sessions.begin() as session:
-        return [_case_view(case) for case in page(session, statement, pagination_parameters)]
+        cases = page(session, statement, pagination_parameters)
+        read(session, [c.id for c in cases], "case.summary")
+        return [_case_view(case) for case in cases]
 
 
 @blp.route("/cases/<case_id>", methods=["GET"])

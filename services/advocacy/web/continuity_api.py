@@ -14,7 +14,7 @@ from services.advocacy.continuity.wall_clock import today
 from services.advocacy.models import Case, Transition
 from services.advocacy.uow import AdvocacyUnitOfWork
 from services.advocacy.web import records
-from services.advocacy.web.context import instance, on_case, own
+from services.advocacy.web.context import instance, on_case, own, read
 from services.advocacy.web.schemas import (
     DecisionCreateSchema,
     DecisionSchema,
@@ -49,7 +49,9 @@ def get_nrm(case_id: str):
     """The case's NRM record: reference, decisions, reconsideration requests and clocks."""
     advocacy = instance()
     with advocacy.unit_of_work() as uow:
-        return _nrm_view(uow, advocacy.continuity.casework.case(uow, case_id))
+        case = advocacy.continuity.casework.case(uow, case_id)
+        read(uow.session, [case.id], "case.nrm")
+        return _nrm_view(uow, case)
 
 
 @blp.route("/cases/<case_id>/nrm", methods=["PUT"])
@@ -160,7 +162,9 @@ def list_transitions(query, pagination_parameters):
         rows = session.scalars(select(Transition).where(*where).order_by(Transition.planned_for, Transition.id)).all()
         pagination_parameters.item_count = len(rows)
         first = pagination_parameters.first_item
-        return [records.transition_view(t) for t in rows[first : first + pagination_parameters.page_size]]
+        shown = rows[first : first + pagination_parameters.page_size]
+        read(session, [t.case_id for t in shown], "case.transitions")
+        return [records.transition_view(t) for t in shown]
 
 
 def _nrm_view(uow: AdvocacyUnitOfWork, case: Case) -> dict:

@@ -10,7 +10,7 @@ from typing import Any
 from services.advocacy import domain, errors
 from services.advocacy.models import Handover
 from services.advocacy.uow import AdvocacyUnitOfWork
-from services.advocacy.web.context import instance, own
+from services.advocacy.web.context import instance, own, read
 from services.advocacy.web.schemas import AcceptOfferSchema, DeclineOfferSchema, HandoverQuerySchema, HandoverSchema
 from shared.auth import current_principal
 from shared.web import Blueprint
@@ -34,7 +34,9 @@ def list_handovers(query):
     """This provider's handovers awaiting an answer, soonest deadline first (`status` for the others)."""
     advocacy = instance()
     with advocacy.unit_of_work() as uow:
-        return [_view(uow, h) for h in uow.handovers.of_status(query["status"])]
+        handovers = uow.handovers.of_status(query["status"])
+        read(uow.session, [h.id for h in handovers], "handover.summary", kind="handover")
+        return [_view(uow, h) for h in handovers]
 
 
 @blp.route("/handovers/<handover_id>/accept", methods=["POST"])

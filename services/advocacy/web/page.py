@@ -24,13 +24,14 @@ from services.advocacy.casework.intake_client import IntakeClient
 from services.advocacy.config import AdvocacyConfig
 from services.advocacy.continuity import deadlines
 from services.advocacy.continuity.wall_clock import today
-from services.advocacy.models import Advocate, Case, Offer, RiskFlag
-from services.advocacy.uow import AdvocacyUnitOfWork
+from services.advocacy.models import AccessLog, Advocate, Case, Offer, RiskFlag
+from services.advocacy.uow import AdvocacyUnitOfWork, SqlAdvocacyUnitOfWork
 from services.advocacy.web import auth, i18n, labels, records
 from services.advocacy.web.attention import needs_attention
 from services.advocacy.web.caseload import CaseRow, caseload, person_details, person_label, upcoming_transitions
-from services.advocacy.web.context import EXTENSION, instance
+from services.advocacy.web.context import EXTENSION, instance, read
 from services.advocacy.web.directory import Directory, Fetch
+from shared.access_log import Reader, of_subject
 from shared.auth.tokens import ServiceTokens
 from shared.config import ConfigError, Settings
 
@@ -152,6 +153,14 @@ def _actor(advocate: Advocate) -> str:
     return f"advocate:{advocate.id}"
 
 
+def _seen(uow: SqlAdvocacyUnitOfWork, advocate: Advocate, ids: list[str], what: str, *, kind: str = "case") -> None:
+    """A page view is a read by the signed-in advocate: its access log rows, in the view's transaction."""
+    read(uow.session, ids, what, kind=kind, reader=Reader(_actor(advocate), uow.provider_id))
+
+
+SEEN_SHOWN = 20  # the latest reads of a case in its "Who has seen this record" panel
+
+
 @page.get("/")
 def home():
     return redirect(url_for("page.my_caseload"))
@@ -224,6 +233,7 @@ def my_caseload():
         flagged = _flagged(uow.session, uow.provider_id, filters.risk) if filters.risk else set()
         rows = filters.apply(caseload(uow.session, advocate, day), day, flagged)
         shown = rows[(filters.page - 1) * PAGE_SIZE : filters.page * PAGE_SIZE]
+        _seen(uow, advocate, [r.case.id for r in shown], "case.summary")  # one row per case listed
         return render_template(
             "caseload.html",
             advocate=advocate,
@@ -321,6 +331,7 @@ def search():
         coordinator = advocate.role == domain.ROLE_COORDINATOR
         mine = [c for c in found.values() if coordinator or c.advocate_id == advocate.id]
         results = sorted(((person_label(c), c) for c in mine), key=lambda r: (r[0], r[1].id))
+        _seen(uow, advocate, [c.id for _, c in results], "case.summary")
         return render_template("search.html", advocate=advocate, results=results, searched=True)
 
 
@@ -331,6 +342,11 @@ def case_page(case_id: str):
     with advocacy.unit_of_work() as uow:
         advocate = _require_advocate(uow)
         case = _visible_case(uow, advocate, case_id)
+        _seen(uow, advocate, [case.id], "case.page")
+        coordinator = advocate.role == domain.ROLE_COORDINATOR
+        seen = (
+            list(uow.session.scalars(of_subject(AccessLog, "case", case.id).limit(SEEN_SHOWN))) if coordinator else None
+        )
         day = today(advocacy.continuity.wall_clock)
         names = {a.id: a.name for a in uow.advocates.all()}
         record = nrm.record(uow, case) if case.status == domain.CASE_OPEN else None
@@ -361,6 +377,7 @@ def case_page(case_id: str):
             clocks=[records.clock_view(c, day) for c in uow.clocks.of_case(case.id)],
             transitions=uow.transitions.of_case(case.id),
             timeline=uow.timeline.of_offer(case.offer_id),
+            seen=seen,
             names=names,
             advocates=[a for a in names.items() if a[0] != case.advocate_id],
             stages=deadlines.STAGES,
@@ -655,12 +672,16 @@ def inbox():
             for a in sorted(uow.advocates.all(), key=lambda a: a.name)
             if a.active
         ]
+        offers, answered = _pending_offers(uow.session, uow.provider_id), _answered_offers(uow.session, uow.provider_id)
+        handovers = uow.handovers.of_status(domain.HANDOVER_PENDING)
+        _seen(uow, advocate, [o.id for o in offers + answered], "offer.summary", kind="offer")
+        _seen(uow, advocate, [h.id for h in handovers], "handover.summary", kind="handover")
         return render_template(
             "offers.html",
             advocate=advocate,
-            offers=_pending_offers(uow.session, uow.provider_id),
-            answered=_answered_offers(uow.session, uow.provider_id),
-            handovers=uow.handovers.of_status(domain.HANDOVER_PENDING),
+            offers=offers,
+            answered=answered,
+            handovers=handovers,
             advocates=advocates,
             decline_reasons=[(code, labels.label(DECLINE_LABELS, code)) for code in domain.DECLINE_REASONS],
             countdown=lambda deadline: labels.countdown(deadline, datetime.now(UTC)),
