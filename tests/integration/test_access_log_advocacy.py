@@ -132,8 +132,9 @@ def test_page_views_are_logged_and_only_a_coordinator_sees_who_has_seen_the_reco
     assert "Who has seen this record" in page
     panel = page.split('id="seen"', 1)[1].split("</table>", 1)[0]
     assert "Coordinator Synthetic-Ria" in panel and "Advocate Synthetic-Jo" in panel  # names, not ids
-    assert "case.page" in panel and "page.case_page" in panel and "case.summary" in panel
-    assert "advocacy.get_case" in panel  # the API reads too
+    assert "the case page" in panel and "the case in a list" in panel and "on this page" in panel
+    assert 'data-purpose="advocacy.get_case"' in panel and "through the API" in panel  # the API reads too
+    assert f"{PROVIDER} (a system)" in panel
 
     logged = rows(paged, case["id"])
     assert [(r.what, r.sub, r.org) for r in logged[-3:]] == [
@@ -142,4 +143,4 @@ def test_page_views_are_logged_and_only_a_coordinator_sees_who_has_seen_the_reco
         ("case.page", f"advocate:{coordinator['id']}", PROVIDER),
     ]
     welsh = boss.get(f"/cases/{case['id']}?lang=cy").get_data(as_text=True)
-    assert "Pwy sydd wedi gweld y cofnod hwn" in welsh
+    assert "Pwy sydd wedi gweld y cofnod hwn" in welsh and "tudalen yr achos" in welsh

@@ -26,7 +26,7 @@ from services.advocacy.continuity import deadlines
 from services.advocacy.continuity.wall_clock import today
 from services.advocacy.models import AccessLog, Advocate, Case, Offer, RiskFlag
 from services.advocacy.uow import AdvocacyUnitOfWork, SqlAdvocacyUnitOfWork
-from services.advocacy.web import auth, i18n, labels, records
+from services.advocacy.web import auth, i18n, labels, records, seen
 from services.advocacy.web.attention import needs_attention
 from services.advocacy.web.caseload import CaseRow, caseload, person_details, person_label, upcoming_transitions
 from services.advocacy.web.context import EXTENSION, instance, read
@@ -99,6 +99,9 @@ def helpers():
         "moment": i18n.moment,
         "decision_label": labels.decision_label,
         "actor_label": labels.actor_label,
+        "seen_what": seen.what,
+        "seen_how": seen.how,
+        "seen_who": seen.who,
         "free_text_lang": i18n.free_text_lang,
         "language": i18n.language,
         "need_labels": lambda codes: [labels.label(labels.NEED_LABELS, c) for c in codes or []],
@@ -233,7 +236,9 @@ def my_caseload():
         flagged = _flagged(uow.session, uow.provider_id, filters.risk) if filters.risk else set()
         rows = filters.apply(caseload(uow.session, advocate, day), day, flagged)
         shown = rows[(filters.page - 1) * PAGE_SIZE : filters.page * PAGE_SIZE]
-        _seen(uow, advocate, [r.case.id for r in shown], "case.summary")  # one row per case listed
+        upcoming, attention = upcoming_transitions(uow.session, advocate, day), needs_attention(uow.session, advocate)
+        listed = [r.case.id for r in shown] + [t["case"].id for t in upcoming] + [a.case.id for a in attention]
+        _seen(uow, advocate, listed, "case.summary")  # one row per case named on the page
         return render_template(
             "caseload.html",
             advocate=advocate,
@@ -244,9 +249,8 @@ def my_caseload():
             advocates=sorted((a for a in uow.advocates.all() if a.active), key=lambda a: a.name),
             within_choices=WITHIN_DAYS,
             risk_levels=labels.choices(labels.RISK_LEVEL_LABELS),
-            upcoming=upcoming_transitions(uow.session, advocate, day),
-            # Lost contact and high risks (issue 13): the coordinator's to act on.
-            attention=needs_attention(uow.session, advocate),
+            upcoming=upcoming,
+            attention=attention,  # lost contact and high risks (issue 13): the coordinator's to act on
             today=day,
         ), status
 
