@@ -87,7 +87,7 @@ $(STAMP): pyproject.toml requirements.lock
 	$(VENV)/bin/pip install --disable-pip-version-check -c requirements.lock -e '.[dev]'
 	@touch $@
 
-keys: venv ## Create the dev signing keys var/keys/dev-{private,public}.pem if absent
+keys: venv ## Create the dev signing keys var/keys/dev-{private,public}.pem and data KEK dev-data-kek.b64 if absent
 	$(BIN)/referrals-token --ensure-keys
 
 run: venv keys ## Migrate and seed SQLite dev databases, then start all six processes (Ctrl-C stops)

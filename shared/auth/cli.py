@@ -1,4 +1,4 @@
-"""`referrals-token`: print a dev token, or create the dev key pair.
+"""`referrals-token`: print a dev token, or create the dev key pair and the dev data KEK.
 
 referrals-token --org met-police --kind police --scope "referrals:write referrals:read"
 referrals-token --ensure-keys
@@ -14,11 +14,12 @@ from pathlib import Path
 from shared.auth import ORG_KINDS, SCOPES
 from shared.auth.tokens import ensure_dev_keys, mint_token
 from shared.config import VAR_DIR
+from shared.crypto import DEV_KEK_FILE, ensure_kek_file
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="referrals-token", description="Print a dev JWT for the platform.")
-    parser.add_argument("--ensure-keys", action="store_true", help="create var/keys/dev-*.pem if absent, then exit")
+    parser.add_argument("--ensure-keys", action="store_true", help="create the dev keys in var/keys if absent")
     parser.add_argument("--org", help="organisation id, e.g. met-police")
     parser.add_argument("--kind", choices=ORG_KINDS, help="org_kind claim")
     parser.add_argument("--scope", default="", help='space-separated scopes, e.g. "referrals:write referrals:read"')
@@ -30,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.ensure_keys:
         private, public, created = ensure_dev_keys(keys_dir)
         print(f"{'created' if created else 'kept'} {private} and {public}")
+        kek_created = ensure_kek_file(DEV_KEK_FILE)  # the dev key-encryption key (shared.crypto)
+        print(f"{'created' if kek_created else 'kept'} {DEV_KEK_FILE}")
         return 0
     if not args.org or not args.kind:
         parser.error("--org and --kind are required (or --ensure-keys)")
