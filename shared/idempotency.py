@@ -8,8 +8,9 @@ control or non-ASCII character) is 400 naming the header. Without the header a r
 
 A key is scoped to its caller (the verified token's `org` and `sub`), the method and the path: two agencies
 can never collide, nor read each other's stored responses. The row's id is a SHA-256 over that scope and the
-key; it stores the key, the request's fingerprint (SHA-256 over the canonical JSON body, or the raw bytes of a
-body that is not JSON), the response and `created_at`. The key is claimed atomically before the view runs
+key; it stores the key, the request's fingerprint (an HMAC-SHA256 over the canonical JSON body, or the raw bytes
+of a body that is not JSON, so nobody holding a body can recompute it without the deployment's key), the
+response and `created_at`. The key is claimed atomically before the view runs
 (an INSERT that a second request loses), so two simultaneous requests with one key never both do the work.
 
 What is stored: only responses below 400 (a success, or a page's redirect). A refusal (4xx) changed nothing,
@@ -17,17 +18,23 @@ so the key is released and a retry runs afresh: a request refused because the ca
 rate limit, may rightly succeed later (Stripe stores 4xx; we prefer not to pin a refusal for a day). A 5xx is
 never stored. A claim whose request died with its process is taken as abandoned after IN_FLIGHT.
 
-Stored bodies may hold personal data (a referral's summary, a webhook secret): they live in the service's own
-database beside the data itself, are never logged, and are pruned after TTL (at most every PRUNE_EVERY, on
-the next claim). The advocate's page forms are not covered: an HTML form cannot send a header.
+Stored bodies may hold personal data (a referral's summary, a case note, a webhook secret): they live in the
+service's own database beside the data itself, are never logged, and are pruned after TTL (at most every
+PRUNE_EVERY, on the next claim). Where the service seals its personal fields (shared.sealed: intake, advocacy),
+a stored body is AES-GCM ciphertext under the service's own data key for responses (`RESPONSES` in
+`data_keys`, wrapped by the KEK like every referral's; bound to the row's id), and that key also keys the
+fingerprint's HMAC. Why one key for all responses, not the referral's: a response is stored before anyone
+knows which referral it names; an erasure finds the stored responses naming a referral by opening them
+(`stored_naming`) and deletes them. The advocate's page forms are not covered: an HTML form cannot send a header.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from http import HTTPStatus
@@ -37,12 +44,13 @@ from apispec import BasePlugin
 from flask import Flask, Response, current_app, g, request
 from flask_smorest import Api
 from sqlalchemy import JSON, Integer, LargeBinary, String, delete, or_, select, update
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from shared.auth import InvalidToken
 from shared.clock import utcnow
 from shared.db import UTCDateTime, insert_or_ignore
+from shared.sealed import data_keys
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +60,7 @@ TTL = timedelta(hours=24)
 IN_FLIGHT = timedelta(seconds=60)  # twice gunicorn's worker timeout (deploy/gunicorn.conf.py)
 PRUNE_EVERY = timedelta(minutes=10)
 REPLAYED_HEADERS = ("Content-Type", "Location")
+RESPONSES = "idempotent-responses"  # the data key (shared.sealed) of stored responses: the service's own
 
 
 class IdempotencyKeyMixin:
@@ -96,6 +105,9 @@ class KeyStore(Protocol):
 
     def prune(self, now: datetime) -> None: ...
 
+    def fingerprint(self, body: bytes) -> str:
+        """The request's fingerprint (module `fingerprint`), keyed with the store's secret."""
+
 
 # -- what a request with a key gets: pure, over any KeyStore ------------------------------------------------
 
@@ -128,14 +140,14 @@ def parse_key(raw: str) -> str:
     return key
 
 
-def fingerprint(body: bytes) -> str:
-    """SHA-256 over the canonical JSON of `body` (sorted keys, no spaces), so key order and layout do not
-    make a retry "another request"; a body that is not JSON: over its raw bytes."""
+def fingerprint(body: bytes, secret: bytes = b"") -> str:
+    """HMAC-SHA256 under `secret` over the canonical JSON of `body` (sorted keys, no spaces), so key order and
+    layout do not make a retry "another request"; a body that is not JSON: over its raw bytes."""
     try:
         canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     except ValueError:
-        return hashlib.sha256(body).hexdigest()
-    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+        return hmac.new(secret, body, hashlib.sha256).hexdigest()
+    return hmac.new(secret, canonical.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
 
 
 def scoped_id(caller: str, method: str, path: str, key: str) -> str:
@@ -195,8 +207,20 @@ class SqlKeyStore:
                 return None
             response = None
             if row.status is not None:
-                response = StoredResponse(row.status, dict(row.headers or {}), row.body or b"")
+                response = StoredResponse(row.status, dict(row.headers or {}), _open(session, id, row.body))
             return Stored(row.fingerprint, row.created_at, response)
+
+    def fingerprint(self, body: bytes) -> str:
+        if "keks" not in self._sessions.kw.get("info", {}):
+            return fingerprint(body)  # a service that seals nothing (notifications)
+        for attempt in (1, 2):  # two first requests racing to make the key: the loser reads the winner's
+            try:
+                with self._sessions.begin() as session:
+                    return fingerprint(body, data_keys(session).key(RESPONSES, create=True) or b"")
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def retake(self, id: str, fingerprint: str, now: datetime) -> bool:
         m = self._model
@@ -208,8 +232,9 @@ class SqlKeyStore:
 
     def complete(self, id: str, response: StoredResponse) -> None:
         m = self._model
-        values = {"status": response.status, "headers": response.headers, "body": response.body}
         with self._sessions.begin() as session:
+            body = _seal(session, id, response.body)
+            values = {"status": response.status, "headers": response.headers, "body": body}
             session.execute(update(m).where(m.id == id, m.status.is_(None)).values(values))
 
     def release(self, id: str) -> None:
@@ -219,6 +244,26 @@ class SqlKeyStore:
     def prune(self, now: datetime) -> None:
         with self._sessions.begin() as session:
             session.execute(delete(self._model).where(self._model.created_at <= now - TTL))
+
+
+def _seal(session: Session, id: str, body: bytes) -> bytes:
+    if "keks" not in session.info:
+        return body
+    return data_keys(session).seal(RESPONSES, f"idempotency_keys.body\n{id}", body)
+
+
+def _open(session: Session, id: str, body: bytes | None) -> bytes:
+    if "keks" not in session.info or not body:
+        return body or b""
+    return data_keys(session).open(RESPONSES, f"idempotency_keys.body\n{id}", body) or b""
+
+
+def stored_naming(session: Session, model: type[IdempotencyKeyMixin], needles: Iterable[bytes]) -> list[str]:
+    """The ids of the stored responses whose body names any of `needles` (an erasure's), opened first: at most
+    TTL of rows are there."""
+    needles = list(needles)
+    rows = session.execute(select(model.id, model.body).where(model.body.is_not(None))).all()
+    return [id for id, body in rows if any(n in _open(session, id, body) for n in needles)]
 
 
 # -- the Flask side ---------------------------------------------------------------------------------------------
@@ -277,7 +322,9 @@ def init_idempotency(
         if not pruned or now - pruned[-1] >= PRUNE_EVERY:
             pruned[:] = [now]
             store.prune(now)
-        outcome = claim(store, scoped_id(who, "POST", request.path, key), key, fingerprint(request.get_data()), now)
+        outcome = claim(
+            store, scoped_id(who, "POST", request.path, key), key, store.fingerprint(request.get_data()), now
+        )
         if isinstance(outcome, Claimed):
             g.idempotency_claim = outcome.id
             return None

@@ -32,10 +32,11 @@ from services.advocacy.continuity.policy import Policy, PolicyError, load_policy
 from services.advocacy.continuity.relocation import Relocation
 from services.advocacy.continuity.transitions import Transitions
 from services.advocacy.continuity.wall_clock import SystemClock, WallClock
-from services.advocacy.models import Outbox
+from services.advocacy.models import DataKey, Outbox
 from services.advocacy.uow import SqlAdvocacyUnitOfWork
 from shared.config import ConfigError, Settings
 from shared.db import make_engine, make_session_factory
+from shared.sealed import enable as enable_sealing
 
 if TYPE_CHECKING:
     from shared.messaging.relay import OutboxRelay
@@ -126,6 +127,8 @@ def bootstrap(
     continuity = make_continuity(config, wall_clock)  # `wall_clock`: tests move time without sleeping
     engine = make_engine(settings.database_url, instrument=instrument)
     sessions = make_session_factory(engine)
+    if config.keks is not None:  # from_settings always reads them
+        enable_sealing(sessions, DataKey, config.keks)
     outbox_relay = None
     if relay:
         # Imported here: the relay brings pika, which an API process never loads (test_api_footprint).

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from contracts.events import REGIONS
 from services.advocacy.casework.search import DEV_KEY as DEV_SEARCH_INDEX_KEY
 from shared.config import ConfigError, Settings, env_bool, env_int, env_positive
+from shared.crypto import KekRing, keks_from_env
 
 DEFAULT_INTAKE_URL = "http://127.0.0.1:8001"
 DEFAULT_PORT = 8002
@@ -46,6 +47,8 @@ class AdvocacyConfig:
     search_index_key: str = DEV_SEARCH_INDEX_KEY
     # ADVOCACY_SESSION_HOURS: how long a page session lasts after sign-in (web.auth).
     session_hours: float = 8.0
+    # DATA_KEK_FILE (+ DATA_KEK_PREVIOUS_FILES): the KEKs wrapping each referral's data key (shared.crypto).
+    keks: KekRing | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AdvocacyConfig:
@@ -74,6 +77,7 @@ class AdvocacyConfig:
             regions=_regions(env.get("PROVIDER_REGIONS", "")),
             search_index_key=_search_index_key(settings),
             session_hours=env_positive(env, "ADVOCACY_SESSION_HOURS", 8.0, unit="hours"),
+            keks=keks_from_env(env, production=bool(settings.auth_token_url) and not settings.auth_private_key_file),
         )
 
     @property

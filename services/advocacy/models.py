@@ -16,11 +16,12 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
-    Text,
     UniqueConstraint,
+    false,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, object_session, relationship
 
 from services.advocacy.continuity.deadlines import nature_of
 from shared.access_log import AccessLogMixin
@@ -29,10 +30,29 @@ from shared.db import UTCDateTime
 from shared.idempotency import IdempotencyKeyMixin
 from shared.inbox import InboxMixin
 from shared.outbox import OutboxMixin
+from shared.sealed import DataKeyMixin, Sealed
 
 
 class Base(DeclarativeBase):
     pass
+
+
+def _referral_id(row: Any) -> str:
+    return row.referral_id
+
+
+def _case_referral_id(row: Any) -> str:
+    """The data key of a case's note, contact or risk is its case's referral's."""
+    session = object_session(row)
+    case = session.get(Case, row.case_id) if session is not None else None
+    if case is None:
+        raise LookupError(f"{type(row).__name__} {row.id} names no case here")
+    return case.referral_id
+
+
+def _child_of(case: Any, referral: dict[str, Any] | None) -> None:
+    if referral is not None:  # an erased case stays a child's, or not
+        case.is_child = bool(referral.get("is_child"))
 
 
 class Advocate(Base):
@@ -67,7 +87,9 @@ class Offer(Base):
     respond_by: Mapped[datetime | None] = mapped_column(UTCDateTime())
     responded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     decline_reason: Mapped[str | None] = mapped_column(String(20))
-    decline_note: Mapped[str | None] = mapped_column(Text)  # stays here: never in an event
+    # Stays here, never in an event; sealed under the referral's data key (shared.sealed), as every note below.
+    decline_note_sealed: Mapped[bytes | None] = mapped_column("decline_note", LargeBinary)
+    decline_note = Sealed("decline_note_sealed", "offers.decline_note", empty=None, referral=_referral_id)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -89,8 +111,12 @@ class Case(Base):
     offer_id: Mapped[str] = mapped_column(ForeignKey("offers.id"), unique=True)
     advocate_id: Mapped[str] = mapped_column(ForeignKey("advocates.id"), index=True)
     status: Mapped[str] = mapped_column(String(20))
-    # The full referral, disclosed by intake after allocation: special-category data, kept only here.
-    referral: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The full referral, disclosed by intake after allocation: special-category data, kept only here, sealed.
+    referral_sealed: Mapped[bytes | None] = mapped_column("referral", LargeBinary)
+    referral = Sealed("referral_sealed", "cases.referral", empty=None, referral=_referral_id, on_set=_child_of)
+    # Whether the referral is a child's, kept beside it in clear (set with it): the no-contact rule's query counts
+    # by it.
+    is_child: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # A child's local authority (children's services), as intake resolved it and disclosed it with the referral:
     # every case.* and transition.* event names it, so notifications tells it too (issue 13).
     local_authority_org_id: Mapped[str | None] = mapped_column(String(100))
@@ -273,7 +299,8 @@ class Handover(Base):
     responded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     advocate_id: Mapped[str | None] = mapped_column(ForeignKey("advocates.id"))
     decline_reason: Mapped[str | None] = mapped_column(String(20))
-    decline_note: Mapped[str | None] = mapped_column(Text)  # stays here: never in an event
+    decline_note_sealed: Mapped[bytes | None] = mapped_column("decline_note", LargeBinary)  # never in an event
+    decline_note = Sealed("decline_note_sealed", "handovers.decline_note", empty=None, referral=_referral_id)
 
 
 class CaseConsentRecord(Base):
@@ -322,7 +349,8 @@ class CaseContact(Base):
     method: Mapped[str] = mapped_column(String(20))
     outcome: Mapped[str] = mapped_column(String(20))
     interpreter_used: Mapped[bool] = mapped_column(Boolean, default=False)
-    note: Mapped[str | None] = mapped_column(Text)  # never in an event, a log or the timeline
+    note_sealed: Mapped[bytes | None] = mapped_column("note", LargeBinary)  # never in an event, a log or the timeline
+    note = Sealed("note_sealed", "case_contacts.note", empty=None, referral=_case_referral_id)
     recorded_by: Mapped[str] = mapped_column(String(200))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -335,7 +363,8 @@ class CaseNote(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     provider_id: Mapped[str] = mapped_column(String(64))
     case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
-    text: Mapped[str] = mapped_column(Text)
+    text_sealed: Mapped[bytes] = mapped_column("text", LargeBinary)
+    text = Sealed("text_sealed", "case_notes.text", empty="", referral=_case_referral_id)
     written_by: Mapped[str] = mapped_column(String(200))
     written_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -351,7 +380,8 @@ class RiskFlag(Base):
     kind: Mapped[str] = mapped_column(String(30))
     level: Mapped[str] = mapped_column(String(10))
     review_on: Mapped[date] = mapped_column(Date)
-    note: Mapped[str | None] = mapped_column(Text)  # never in an event, a log or the timeline
+    note_sealed: Mapped[bytes | None] = mapped_column("note", LargeBinary)  # never in an event, a log or the timeline
+    note = Sealed("note_sealed", "risk_flags.note", empty=None, referral=_case_referral_id)
     raised_by: Mapped[str] = mapped_column(String(200))
     raised_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -372,3 +402,7 @@ class PageSession(Base):
 
 class AccessLog(Base, AccessLogMixin):
     """Who read which of this service's records (shared.access_log): append-only, removed by retention alone."""
+
+
+class DataKey(Base, DataKeyMixin):
+    """A referral's data key, wrapped by the KEK (shared.sealed); erasure deletes it (crypto-shredding)."""

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, cast, delete, func, select, update
+from sqlalchemy import Text, cast, delete, select, update
 
 from services.advocacy import domain
 from services.advocacy.casework.erasure import erase_referral
@@ -33,7 +33,7 @@ def declined_offers(provider_id: str) -> Callable[[datetime], Any]:
 
 def anonymise_offers(uow: Any, ids: Sequence[Any], cutoff: datetime, now: datetime) -> None:
     """Keep the offer's status and dates (statistics on routing), without its summary or decline note."""
-    statement = update(Offer).where(Offer.id.in_(list(ids))).values(summary={}, decline_note=None)
+    statement = update(Offer).where(Offer.id.in_(list(ids))).values(summary={}, decline_note_sealed=None)
     uow.session.execute(statement.execution_options(synchronize_session=False))
 
 
@@ -43,7 +43,7 @@ def closed_cases(provider_id: str) -> Callable[[datetime], Any]:
             Case.provider_id == provider_id,
             Case.status == domain.CASE_CLOSED,
             Case.closed_at < cutoff,
-            func.coalesce(cast(Case.referral, Text), "null") != "null",  # its copy of the referral not erased yet
+            Case.referral_sealed.is_not(None),  # its copy of the referral not erased yet
         )
 
     return candidates

@@ -43,6 +43,8 @@ from services.advocacy.models import (
     Transition,
 )
 from shared.db import scrub_files
+from shared.idempotency import stored_naming
+from shared.sealed import data_keys
 from shared.uow import SqlUnitOfWork, UnitOfWork
 
 NrmRow = NrmRecord | NrmDecision | NrmReconsideration
@@ -265,6 +267,11 @@ class Erasures(abc.ABC):
     @abc.abstractmethod
     def forget_messages(self, ids: set[str]) -> None:
         """Delete the stored idempotent responses and the outbox rows (sent or not) that name any of `ids`."""
+
+    @abc.abstractmethod
+    def shred(self, referral_id: str) -> None:
+        """Destroy the referral's data key (shared.sealed): whatever still holds its ciphertext, a backup or a
+        WAL file, holds nothing readable."""
 
 
 class AdvocacyUnitOfWork(UnitOfWork):
@@ -605,7 +612,7 @@ class _SqlCaseContacts(_Sql, CaseContacts):
         # The clocks' claim (see Clocks.claim): SKIP LOCKED candidates, then an UPDATE only a case whose episode
         # is not yet announced passes; the event is staged in this same transaction, so it goes out once.
         counted_from = func.coalesce(Case.last_reached_at, Case.opened_at)
-        child = func.coalesce(Case.referral["is_child"].as_boolean(), False)
+        child = Case.is_child
         lapsed = or_(and_(child, counted_from < child_before), and_(not_(child), counted_from < adult_before))
         waiting = (Case.status == domain.CASE_OPEN, Case.contact_overdue_at.is_(None))
         candidates = (
@@ -659,12 +666,13 @@ class _SqlErasures(_Sql, Erasures):
             return
         named = or_(*(Outbox.payload.contains(i, autoescape=True) for i in sorted(ids)))
         self.session.execute(delete(Outbox).where(named).execution_options(synchronize_session=False))
-        # A stored response is bytes (JSON or not): matched here, in the at most TTL of rows there are.
-        needles = [i.encode() for i in ids]
-        stored = self.session.execute(select(IdempotencyKey.id, IdempotencyKey.body)).all()
-        doomed = [key for key, body in stored if body and any(n in body for n in needles)]
+        # A stored response is sealed bytes (JSON or not): opened and matched, in the at most TTL of rows there are.
+        doomed = stored_naming(self.session, IdempotencyKey, [i.encode() for i in ids])
         if doomed:
             self.session.execute(delete(IdempotencyKey).where(IdempotencyKey.id.in_(doomed)))
+
+    def shred(self, referral_id: str) -> None:
+        data_keys(self.session).destroy(referral_id)
 
 
 def _claim(session: Session, model, candidates, still: tuple, values: dict, *, order_by: tuple) -> list:

@@ -20,12 +20,13 @@ from services.intake.config import IntakeConfig
 from services.intake.domain import ResponsePolicy
 from services.intake.expiry import Expiry
 from services.intake.handlers import subscriptions
-from services.intake.models import Outbox
+from services.intake.models import DataKey, Outbox
 from services.intake.offering import Offering
 from services.intake.uow import IntakeUnits, SqlIntakeUnitOfWork
 from shared.config import Settings
 from shared.db import make_engine, make_session_factory, scrub_files
 from shared.messaging.catalogue import Subscriptions
+from shared.sealed import enable as enable_sealing
 
 if TYPE_CHECKING:
     from shared.messaging.relay import OutboxRelay
@@ -71,6 +72,8 @@ def bootstrap(settings: Settings, *, relay: bool = False, instrument: bool = Tru
     config = IntakeConfig.from_settings(settings)
     engine = make_engine(settings.database_url, instrument=instrument)
     sessions = make_session_factory(engine)
+    if config.keks is not None:  # from_settings always reads them
+        enable_sealing(sessions, DataKey, config.keks)
     outbox_relay = None
     if relay:
         # Imported here: the relay brings pika, which an API process never loads (test_api_footprint).

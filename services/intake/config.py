@@ -9,6 +9,7 @@ from services.intake.domain import ResponsePolicy
 from services.intake.referral_keys import DEV_KEY, MIN_KEY_LENGTH, ReferralKeys
 from services.intake.schemas import REGIONS
 from shared.config import ConfigError, Settings, env_float
+from shared.crypto import KekRing, keks_from_env
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,8 @@ class IntakeConfig:
     erasure_ack: timedelta = timedelta(hours=24)
     # DTN_HMAC_KEY: keys the hashes of bodies and of anonymous referrals' references (referral_keys).
     keys: ReferralKeys = ReferralKeys()
+    # DATA_KEK_FILE (+ DATA_KEK_PREVIOUS_FILES): the KEKs wrapping each referral's data key (shared.crypto).
+    keks: KekRing | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IntakeConfig:
@@ -38,6 +41,7 @@ class IntakeConfig:
             trusted_publishers=settings.trusted_publishers,
             erasure_ack=timedelta(hours=erasure_ack_hours),
             keys=ReferralKeys(dtn_hmac_key(settings)),
+            keks=keks_from_env(env, production=bool(settings.auth_token_url and not settings.auth_private_key_file)),
         )
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, reconstructor, relationship
 
 from contracts import events
@@ -31,6 +32,7 @@ from shared.idempotency import IdempotencyKeyMixin
 from shared.inbox import InboxMixin
 from shared.messaging.catalogue import EventData
 from shared.outbox import OutboxMixin
+from shared.sealed import DataKeyMixin, Sealed
 
 News = TypeVar("News", bound=events.ReferralNews)
 
@@ -58,9 +60,10 @@ class Referral(Base):
     referred_at: Mapped[datetime] = mapped_column(UTCDateTime())
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
-    # The referral as submitted; only recorded for an adult without NRM consent, without any identifier
-    # (domain.without_identifiers).
-    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The referral as submitted (for an adult without NRM consent, without any identifier:
+    # domain.without_identifiers), sealed under the referral's data key (shared.sealed): {} once erased.
+    body_sealed: Mapped[bytes] = mapped_column("body", LargeBinary)
+    body = Sealed("body_sealed", "referrals.body", empty={}, referral=attrgetter("id"))
     # The Duty to Notify rule that bound the referrer where the person was found (duty_to_notify_rules.csv),
     # or None. A rule id is shared by every referral under it: it does not link to any DtN record.
     duty_to_notify_rule: Mapped[str | None] = mapped_column(String(40))
@@ -463,3 +466,7 @@ class ErasureRecipient(Base):
 
 class AccessLog(Base, AccessLogMixin):
     """Who read which of this service's records (shared.access_log): append-only, removed by retention alone."""
+
+
+class DataKey(Base, DataKeyMixin):
+    """A referral's data key, wrapped by the KEK (shared.sealed); erasure deletes it (crypto-shredding)."""

@@ -29,6 +29,8 @@ from services.intake.models import (
     Referral,
 )
 from services.intake.routing import ProviderEntry
+from shared.idempotency import stored_naming
+from shared.sealed import data_keys
 
 
 class Conflict(Exception):
@@ -157,7 +159,8 @@ class Erasures(abc.ABC):
     @abc.abstractmethod
     def forget_stored(self, referral_id: str) -> None:
         """Delete what intake stored about the referral beside its records: the stored idempotent responses that
-        name it, and its outbox rows (the events about it, sent or not)."""
+        name it, its outbox rows (the events about it, sent or not), and its data key (crypto-shredding:
+        whatever still holds its ciphertext, a backup or a WAL file, holds nothing readable)."""
 
 
 class Rectifications(abc.ABC):
@@ -326,14 +329,12 @@ class SqlErasures(Erasures):
 
     def forget_stored(self, referral_id: str) -> None:
         # A referral id is a random UUID: where it appears, the row is about that referral. A stored body is
-        # bytes: PostgreSQL matches bytea with LIKE; SQLite's LIKE does not see into a BLOB, its instr() does.
-        needle = referral_id.encode()
-        if self._session.get_bind().dialect.name == "sqlite":
-            names = func.instr(IdempotencyKey.body, needle) > 0
-        else:
-            names = IdempotencyKey.body.like(b"%" + needle + b"%")
-        self._session.execute(delete(IdempotencyKey).where(names))
+        # sealed: stored_naming opens each (at most TTL of them) to look.
+        doomed = stored_naming(self._session, IdempotencyKey, [referral_id.encode()])
+        if doomed:
+            self._session.execute(delete(IdempotencyKey).where(IdempotencyKey.id.in_(doomed)))
         self._session.execute(delete(Outbox).where(Outbox.payload.like(f"%{referral_id}%")))
+        data_keys(self._session).destroy(referral_id)
 
 
 class SqlRectifications(Rectifications):

@@ -19,6 +19,7 @@ from services.advocacy.demo_cases import demo_id, ensure_cases
 from services.advocacy.models import Advocate
 from services.migrate import migrate
 from shared.config import Settings
+from shared.crypto import ensure_kek_file
 
 PROVIDER = "charity-p"
 CLIENT_ID = "advocacy-page"
@@ -53,8 +54,9 @@ class StandInIdp:
 
 
 @pytest.fixture
-def page(fresh_database, dev_keys):
+def page(fresh_database, dev_keys, tmp_path):
     idp = StandInIdp(dev_keys[0].read_text())
+    ensure_kek_file(kek := tmp_path / "kek.b64")
     url = fresh_database("advocacy_page")
     migrate("advocacy", url)
     env = {
@@ -68,6 +70,7 @@ def page(fresh_database, dev_keys):
         "ADVOCACY_PUBLIC_URL": "https://advocacy.charity-p.example",
         # Production-shaped (a real identity provider's token URL): the blind index's key is required.
         "SEARCH_INDEX_KEY": SEARCH_KEY,
+        "DATA_KEK_FILE": str(kek),  # and so is the key-encryption key (shared.crypto)
     }
     app = create_app(Settings.from_env("advocacy", env=env))
     advocacy = app.extensions["advocacy"]

@@ -143,10 +143,9 @@ def test_an_erasure_reaches_every_charity_and_notifications_and_leaves_no_canary
                    SECOND: second.engine, THIRD: third.extensions["advocacy"].engine,
                    "notifications": root.engine}  # fmt: skip
         before = {name: canaries_left(engine) for name, engine in engines.items()}
-        assert set(before["intake"]) >= {"given", "family", "alias", "referrer", "email", "narrative", "reference"}
-        assert {"contact_note", "note", "risk_note"} <= set(before[SECOND])  # the sender's leftovers
-        assert {"given", "family", "narrative"} <= set(before[THIRD])  # the copy it fetched
-        assert "reference" in before["notifications"]
+        # Sealed at rest (shared.sealed): only the external reference, a column of its own, is found in clear.
+        assert set(before["intake"]) == {"reference"} and "reference" in before["notifications"]
+        assert not before[SECOND] and not before[THIRD]  # the sender's notes and the copy the receiver fetched
 
         asked = client.post(f"/v1/referrals/{referral_id}/erasure", json={"reason": "Synthetic request."},
                             headers=police)  # fmt: skip
@@ -174,6 +173,11 @@ def test_an_erasure_reaches_every_charity_and_notifications_and_leaves_no_canary
         assert all(r["confirmed_at"] for r in status["recipients"])
         left = {name: found for name, engine in engines.items() if (found := canaries_left(engine))}
         assert left == {}
+        for name, engine in engines.items():  # crypto-shredded: no data key of the referral anywhere
+            if name != "notifications":
+                with engine.connect() as connection:
+                    keys = text("SELECT count(*) FROM data_keys WHERE referral_id = :r")
+                    assert connection.execute(keys, {"r": referral_id}).scalar() == 0, name
         assert client.get(f"/v1/referrals/{referral_id}", headers=police).status_code == 410
         dpo = auth_header("platform-dpo", "ops", "referrals:erase")  # a subject access request now: nothing left
         for service in (client, advocacy.client, charity_b, third.test_client(), notifications[1]):

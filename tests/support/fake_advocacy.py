@@ -379,6 +379,7 @@ class FakeErasures(Erasures):
     def __init__(self, uow: FakeAdvocacyUnitOfWork) -> None:
         self._uow = uow
         self.forgotten: set[str] = set()  # ids whose stored responses and outbox rows were deleted
+        self.shredded: set[str] = set()  # referrals whose data key was destroyed
 
     def cases_of(self, referral_id: str) -> list[Case]:
         return sorted((c for c in self._uow.cases.rows.values() if c.referral_id == referral_id), key=lambda c: c.id)
@@ -398,6 +399,9 @@ class FakeErasures(Erasures):
 
     def forget_messages(self, ids: set[str]) -> None:
         self.forgotten |= ids
+
+    def shred(self, referral_id: str) -> None:
+        self.shredded.add(referral_id)
 
 
 class FakeAdvocacyUnitOfWork(FakeUnitOfWork, AdvocacyUnitOfWork):

@@ -61,6 +61,7 @@ def test_the_key_comes_from_search_index_key_and_is_required_with_a_real_identit
 
     from services.advocacy.config import DEV_SEARCH_INDEX_KEY, AdvocacyConfig
     from shared.config import ConfigError, Settings
+    from shared.crypto import DEV_KEK_FILE, ensure_kek_file
 
     def config(**env: str) -> AdvocacyConfig:
         return AdvocacyConfig.from_settings(Settings.from_env("advocacy", env={"PROVIDER_ID": "p", **env}))
@@ -72,4 +73,6 @@ def test_the_key_comes_from_search_index_key_and_is_required_with_a_real_identit
         config(**production)
     with pytest.raises(ConfigError, match="at least 32"):
         config(**production, SEARCH_INDEX_KEY="short")
-    assert config(**production, SEARCH_INDEX_KEY="p" * 32).search_index_key == "p" * 32
+    ensure_kek_file(DEV_KEK_FILE)
+    kek = {"DATA_KEK_FILE": str(DEV_KEK_FILE)}
+    assert config(**production, **kek, SEARCH_INDEX_KEY="p" * 32).search_index_key == "p" * 32

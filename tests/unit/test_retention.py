@@ -5,6 +5,7 @@ exactly-once claim across two workers is tests/integration/test_retention_racing
 from __future__ import annotations
 
 import functools
+import os
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
@@ -14,12 +15,14 @@ from sqlalchemy.pool import StaticPool
 
 from services.advocacy import retention as advocacy_retention
 from services.intake import retention as intake_retention
-from services.intake.models import Base, DutyToNotifyRecord, Inbox, Outbox, Referral
+from services.intake.models import Base, DataKey, DutyToNotifyRecord, Inbox, Outbox, Referral
 from services.notifications import retention as notifications_retention
 from shared import idempotency, retention
+from shared.crypto import FileKek, KekRing
 from shared.db import make_session_factory
 from shared.messaging.relay import store
 from shared.retention import RetentionError, load_table, parse_table
+from shared.sealed import enable as enable_sealing
 
 HEADER = "kind,service,period,unit,valid_from,action,note\n"
 NOW = datetime(2031, 6, 15, 12, 0, tzinfo=UTC)
@@ -104,7 +107,7 @@ def test_a_table_without_a_kind_is_refused():
 def intake_db():
     engine = create_engine("sqlite://", poolclass=StaticPool)
     Base.metadata.create_all(engine)
-    yield make_session_factory(engine)
+    yield enable_sealing(make_session_factory(engine), DataKey, KekRing(FileKek(os.urandom(32))))
     engine.dispose()
 
 
@@ -187,13 +190,13 @@ def test_the_command_refuses_an_unknown_service_and_a_bad_time(capsys):
 
 def test_a_closed_case_past_six_years_is_erased_and_a_declined_summary_anonymised_once():
     from services.advocacy import domain
-    from services.advocacy.models import Advocate, Case, Offer
+    from services.advocacy.models import Advocate, Case, DataKey, Offer
     from services.advocacy.models import Base as AdvocacyBase
     from services.advocacy.uow import SqlAdvocacyUnitOfWork
 
     engine = create_engine("sqlite://", poolclass=StaticPool)
     AdvocacyBase.metadata.create_all(engine)
-    sessions = make_session_factory(engine)
+    sessions = enable_sealing(make_session_factory(engine), DataKey, KekRing(FileKek(os.urandom(32))))
     closed, recent = NOW - timedelta(days=6 * 366), NOW - timedelta(days=5 * 365)
     with sessions.begin() as session:
         session.add(Advocate(id="adv-1", provider_id="p-1", name="A", email="a@p1.example", languages=["en"],

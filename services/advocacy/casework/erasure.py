@@ -55,6 +55,7 @@ def erase_referral(uow: AdvocacyUnitOfWork, referral_id: str, now: datetime) -> 
     for handover in handovers:
         handover.summary, handover.decline_note = {}, None
     uow.erasures.forget_messages({referral_id, *(case.id for case in cases)})
+    uow.erasures.shred(referral_id)  # crypto-shredding: what is left sealed under its data key stays shut
     uow.scrub_after_commit = True
     return _kept(uow, cases, bool(offers or handovers), bool(entries))
 
