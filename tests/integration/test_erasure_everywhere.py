@@ -13,57 +13,26 @@ from __future__ import annotations
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import inspect, select, text
+from sqlalchemy import select, text
 
 from services.advocacy.models import Case
 from services.advocacy.models import Outbox as AdvocacyOutbox
 from services.intake.models import Outbox as IntakeOutbox
 from services.notifications.models import Outbox as NotificationsOutbox
-from shared.testing import referral_body
 from support.advocacy import PROVIDER
 from support.apps import dispose, service_app
+from support.canaries import CANARIES, REFERENCE, canary_referral
+from support.canaries import canaries_left as left_in
 from support.flows import relayed
 from support.rights import POLICE, SECOND, held_by_two_charities
 
 THIRD = "charity-c"
 ALL_DONE = {"receiving_agency_informed": True, "accommodation_confirmed": True, "handover_summary_written": True}
-CANARIES = {
-    "given": "Zqgivencanary",
-    "family": "Synthetic-Zqfamilycanary",
-    "alias": "Zqaliascanary",
-    "referrer": "Officer Zqreferrercanary",
-    "email": "zqemailcanary@example.org",
-    "phone": "+44 20 7946 0731",
-    "narrative": "Zqnarrativecanary",
-    "risk": "Zqriskcanary",
-    "reference": "ZQREFCANARY-0001",
-    "contact_note": "Zqcontactnotecanary",
-    "note": "Zqnotecanary",
-    "risk_note": "Zqrisknotecanary",
-}
-
-
-def canary_referral() -> dict:
-    body = referral_body(seed=62, external_reference=CANARIES["reference"],
-                         narrative=f"Synthetic narrative {CANARIES['narrative']} for testing only.")  # fmt: skip
-    body["subject"] |= {"given_name": CANARIES["given"], "family_name": CANARIES["family"],
-                        "aliases": [CANARIES["alias"]]}  # fmt: skip
-    body["referrer"] |= {"name": CANARIES["referrer"], "email": CANARIES["email"], "phone": CANARIES["phone"]}
-    body["risk"]["notes"] = f"Synthetic {CANARIES['risk']}."
-    return body
+CANARIES = CANARIES | {"reference": REFERENCE}  # erased too: notifications kept it for the referrer's webhooks
 
 
 def canaries_left(engine) -> dict[str, list[str]]:
-    """Each canary found in any row of any table of `engine`'s database, with the tables holding it."""
-    found: dict[str, list[str]] = {}
-    with engine.connect() as connection:
-        for table in inspect(connection).get_table_names():
-            rows = connection.execute(text(f'SELECT CAST(t AS text) FROM "{table}" AS t')).scalars().all()  # noqa: S608 - names from the database's own catalogue
-            blob = "\n".join(rows)
-            for name, canary in CANARIES.items():
-                if canary.lower() in blob.lower():
-                    found.setdefault(name, []).append(table)
-    return found
+    return left_in(engine, CANARIES)
 
 
 def hand_over(held, sessions, amqp_url, auth_header, root, case_id: str, third) -> None:

@@ -113,6 +113,8 @@ class Span:
     name: str
     service: str
     attributes: dict
+    status: str = ""  # the status description (set only on an error)
+    events: list[tuple[str, dict]] = field(default_factory=list)  # e.g. a recorded exception's name and attributes
 
 
 class OtlpSink(LocalServer):
@@ -138,6 +140,8 @@ class OtlpSink(LocalServer):
                             name=span.name,
                             service=str(resource.get("service.name", "")),
                             attributes={a.key: _value(a.value) for a in span.attributes},
+                            status=span.status.message,
+                            events=[(e.name, {a.key: _value(a.value) for a in e.attributes}) for e in span.events],
                         )
                     )
         owner.add(*spans)

@@ -43,6 +43,7 @@ class Stack:
     webhooks: WebhookReceiver
     sink: OtlpSink
     token: Callable[..., str]
+    databases: dict[str, str]  # each service's (and each charity's) database URL
 
     def url(self, name: str) -> str:
         return self.platform.urls[name]
@@ -62,7 +63,9 @@ def platform_stack(
     advocate_capacity: int = 40,
     extra_env: dict[str, str] | None = None,
     charities: tuple[Charity, ...] | None = None,
+    sqlite: bool = False,
 ) -> Iterator[Stack]:
+    """`sqlite`: each service on a SQLite file in `workdir` (`<name>.db`, as `make run` keeps them), not PostgreSQL."""
     charities = charities or (Charity(max_caseload=advocate_capacity),)
     with (
         private_vhost(broker_url) as amqp_url,
@@ -70,8 +73,9 @@ def platform_stack(
         WebhookReceiver() as webhooks,
         OtlpSink() as sink,
     ):
-        urls = {svc: new_database(svc) for svc in ("intake", "notifications")}
-        urls |= {c.id: new_database("advocacy") for c in charities}
+        database = (lambda name, _: f"sqlite:///{workdir / name}.db") if sqlite else (lambda _, svc: new_database(svc))
+        urls = {svc: database(svc, svc) for svc in ("intake", "notifications")}
+        urls |= {c.id: database(f"advocacy-{c.id}", "advocacy") for c in charities}
         for name, url in urls.items():
             migrate(name if name in ("intake", "notifications") else "advocacy", url)
         env = {
@@ -112,7 +116,7 @@ def platform_stack(
                     platform.start_worker("advocacy", advocacy_env, name=None if first else f"{charity.id}-worker")
             queues = ["intake", "notifications", *(f"advocacy.{c.id}" for c in charities)]
             platform.wait_for_consumers(amqp_url, queues)
-            stack = Stack(platform, amqp_url, webhooks, sink, token)
+            stack = Stack(platform, amqp_url, webhooks, sink, token, urls)
             for charity in charities:
                 _register(stack, charity)
             yield stack
