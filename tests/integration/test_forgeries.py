@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import time
 import uuid
 
 import pika
@@ -176,6 +177,20 @@ def test_four_forgeries_by_another_charity_change_nothing_and_send_no_webhook(
         assert session.scalar(select(func.count()).select_from(Delivery)) == 0  # no webhook can leave
 
 
+# What the platform publishes last about A's referral: once the tap has these, B's queue would hold anything
+# addressed to it (then it is given 2 s more).
+LAST_WORDS = {"referral.allocated", "referral.withdrawn", "allocation.confirmed"}
+
+
+def tapped(url: str, tap: str, wanted: set[str], timeout: float = 10.0) -> list:
+    """The tap's messages until it holds every type in `wanted` (or `timeout`), and what follows within 0.5 s."""
+    seen: list = []
+    deadline = time.monotonic() + timeout
+    while not wanted <= {p.type for p, _ in seen} and time.monotonic() < deadline:
+        seen += drain(url, tap, expect=1, timeout=deadline - time.monotonic())
+    return seen + drain(url, tap, expect=100, timeout=0.5)
+
+
 def test_a_second_charitys_queue_receives_nothing_about_the_firsts_referral(providers, intake, auth_header, amqp_url):
     (a_id, a_url), (b_id, b_url) = providers["a"], providers["b"]
     app, sessions = intake
@@ -218,7 +233,7 @@ def test_a_second_charitys_queue_receives_nothing_about_the_firsts_referral(prov
         assert client.post(f"/v1/referrals/{referral_id}/withdrawal", headers=police).status_code == 200
         [(properties, _)] = drain(amqp_url, queues[a_id], expect=1)
         assert properties.type == "offer.withdrawn"
-        seen = drain(amqp_url, tap, expect=8, timeout=10)
+        seen = tapped(amqp_url, tap, LAST_WORDS)
     published = sorted(p.type for p, _ in seen)
-    assert {"referral.allocated", "referral.withdrawn", "allocation.confirmed"} <= set(published), published
+    assert set(published) >= LAST_WORDS, published
     assert drain(amqp_url, queues[b_id], expect=1, timeout=2) == []  # B heard nothing of A's referral
