@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pika
 import pytest
@@ -47,11 +48,15 @@ def providers(amqp_url):
     with pika.BlockingConnection(pika.URLParameters(amqp_url)) as platform:
         declare_exchanges(platform.channel())
     suffix = uuid.uuid4().hex[:6]
-    made = {name: (f"iso-{name}-{suffix}",) for name in ("a", "b")}
-    made = {name: (pid, add_provider(amqp_url, pid)) for name, (pid,) in made.items()}
+    ids = {name: f"iso-{name}-{suffix}" for name in ("a", "b")}
+    with ThreadPoolExecutor(len(ids)) as pool:  # each is a handful of rabbitmqctl runs: both at once
+        urls = dict(zip(ids, pool.map(lambda pid: add_provider(amqp_url, pid), ids.values()), strict=True))
+    made = {name: (pid, urls[name]) for name, pid in ids.items()}
     yield made
-    for provider_id, _ in made.values():
-        subprocess.run(["rabbitmqctl", "-q", "delete_user", f"advocacy-{provider_id}"], capture_output=True, timeout=60)
+    with ThreadPoolExecutor(len(ids)) as pool:
+        for pid in ids.values():
+            pool.submit(subprocess.run, ["rabbitmqctl", "-q", "delete_user", f"advocacy-{pid}"], capture_output=True,
+                        timeout=60)  # fmt: skip
 
 
 @pytest.fixture
