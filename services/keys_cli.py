@@ -2,7 +2,8 @@
 
 The KEK in DATA_KEK_FILE is the new one; the old ones stay readable through DATA_KEK_PREVIOUS_FILES until this
 has run. No personal field is re-encrypted: only each referral's data key is unwrapped and wrapped again, in
-one transaction. Afterwards the old KEK files can be retired. `referrals-keys ensure` creates dev's KEK file.
+one transaction. Afterwards the old KEK files can be retired. `referrals-keys ensure [PATH]` creates a KEK file
+(dev's by default; a new one to rotate to, e.g. `referrals-keys ensure /run/secrets/kek-2026.b64`).
 """
 
 from __future__ import annotations
@@ -38,11 +39,17 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     rotate_parser = commands.add_parser("rotate", help="re-wrap every data key under DATA_KEK_FILE's KEK")
     rotate_parser.add_argument("service", choices=SEALED_SERVICES)
-    commands.add_parser("ensure", help=f"create {crypto.DEV_KEK_FILE} if absent (dev)")
+    ensure_parser = commands.add_parser("ensure", help=f"create a KEK file if absent (default {crypto.DEV_KEK_FILE})")
+    ensure_parser.add_argument("path", nargs="?", default=crypto.DEV_KEK_FILE)
     args = parser.parse_args(argv)
     if args.command == "ensure":
-        created = crypto.ensure_kek_file(crypto.DEV_KEK_FILE)
-        print(f"{'created' if created else 'kept'} {crypto.DEV_KEK_FILE}")
+        try:
+            created = crypto.ensure_kek_file(args.path)
+        except OSError as exc:
+            reason = f"cannot create {args.path} ({exc.strerror}); choose a writable path"
+            print(f"referrals-keys: {reason}", file=sys.stderr)
+            return 2
+        print(f"{'created' if created else 'kept'} {args.path}")
         return 0
     try:
         count = rotate_service(args.service, settings_of(args.service))

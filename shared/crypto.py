@@ -86,7 +86,8 @@ class FileKek:
         try:
             raw = Path(path).read_bytes()
         except OSError as exc:
-            raise ConfigError(f"{name}: cannot read {path} ({exc.strerror}); create one with `make keys`") from None
+            fix = f"create one with `referrals-keys ensure {path}`"
+            raise ConfigError(f"{name}: cannot read {path} ({exc.strerror}); {fix}") from None
         try:
             return cls(base64.b64decode(raw.strip(), validate=True))
         except (binascii.Error, ValueError):
