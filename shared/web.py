@@ -33,6 +33,7 @@ from swagger_ui_bundle import swagger_ui_path
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from shared import crypto
 from shared.auth import TokenVerifier, init_auth
 from shared.config import Settings
 from shared.db import is_unavailable
@@ -336,6 +337,15 @@ def create_api_app(
         app.logger.warning("database unavailable", extra={"error": error.__class__.__name__})
         body = {"code": 503, "status": "Service Unavailable", "message": "The database is unavailable; retry shortly."}
         return body, 503, {"Retry-After": "1"}
+
+    @app.errorhandler(crypto.Unreadable)
+    def key_missing(error: crypto.Unreadable):
+        # A data key wrapped by a KEK this process was not given (a rotation half done, a file left out): the
+        # operator's to fix, nothing the caller sent; the reason names the KEK id, never a record's content.
+        app.logger.error("a data key cannot be unwrapped", extra={"reason": str(error)})
+        message = "A key needed to read this record is not configured on this server: retry once the operator adds it."
+        body = {"code": 503, "status": "Service Unavailable", "message": message}
+        return body, 503
 
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
 

@@ -87,6 +87,12 @@ def test_personal_fields_are_ciphertext_rotation_keeps_them_and_erasure_shreds(
     [(after,)] = _raw(database, BODY, id=referral_id)
     assert bytes(after) == bytes(sealed)  # re-wrapped, not re-encrypted
 
+    behind = _app(database, dev_keys, str(old))  # a server not yet given the new KEK: a 503 that says so
+    refused = behind.test_client().get(f"/v1/referrals/{referral_id}", headers=auth_header(*POLICE))
+    assert refused.status_code == 503 and "key" in refused.get_json()["message"], refused.get_json()
+    assert CANARY not in refused.get_data(as_text=True)
+    dispose(behind)
+
     app = _app(database, dev_keys, str(new))  # the old KEK retired
     client = app.test_client()
     read = client.get(f"/v1/referrals/{referral_id}", headers=auth_header(*POLICE))
