@@ -144,3 +144,19 @@ def test_page_views_are_logged_and_only_a_coordinator_sees_who_has_seen_the_reco
     ]
     welsh = boss.get(f"/cases/{case['id']}?lang=cy").get_data(as_text=True)
     assert "Pwy sydd wedi gweld y cofnod hwn" in welsh and "tudalen yr achos" in welsh
+
+
+def test_every_get_route_of_a_case_leaves_a_row_even_one_added_later(advocacy):
+    """Derived from the app's own routes, not a list: a new read of a case that forgot its row fails here."""
+    case = open_case(advocacy)
+    routes = sorted(
+        rule.rule.replace("<case_id>", case["id"])
+        for rule in advocacy.client.application.url_map.iter_rules()
+        if "GET" in (rule.methods or ()) and rule.rule.startswith("/v1/cases/<case_id>") and rule.rule.count("<") == 1
+    )
+    assert len(routes) >= len(READS), routes
+    for path in routes:
+        before = len(rows(advocacy, case["id"]))
+        response = advocacy.client.get(path, headers=advocacy.headers)
+        assert response.status_code == 200, (path, response.get_json())
+        assert len(rows(advocacy, case["id"])) > before, f"{path} was read and left no access log row"

@@ -114,3 +114,25 @@ def test_notifications_logs_its_subject_access_reads(notifications, auth_header)
         assert (row.subject_id, row.what, row.org) == ("some-referral", "subject_access", "platform-dpo")
         with pytest.raises(DBAPIError, match="append-only"):
             session.execute(text("DELETE FROM access_log"))
+
+
+def test_every_get_route_of_a_referral_leaves_a_row_even_one_added_later(client, auth_header, intake):
+    """Derived from the app's own routes, not a list: a new read of a referral that forgot its row fails here.
+    Each is read by the referring force, or by the DPO where only the DPO may."""
+    referral_id = submitted(client, auth_header)
+    routes = sorted(
+        rule.rule.replace(f"<{rule.arguments and next(iter(rule.arguments))}>", referral_id)
+        for rule in client.application.url_map.iter_rules()
+        if "GET" in (rule.methods or ()) and rule.rule.startswith("/v1/") and len(rule.arguments) == 1
+        and rule.rule.split("/")[2] in ("referrals", "subject-access")
+    )  # fmt: skip
+    assert len(routes) >= 4, routes
+    for path in routes:
+        before = len(logged(intake[1], referral_id))
+        response = client.get(path, headers=auth_header(*POLICE))
+        if response.status_code in (403, 404):
+            response = client.get(path, headers=auth_header(*DPO))
+        if path.endswith("/erasure") and response.status_code == 404:
+            continue  # no erasure was asked for: there is nothing to read (test_intake_erasure_api reads one)
+        assert response.status_code == 200, (path, response.get_json())
+        assert len(logged(intake[1], referral_id)) > before, f"{path} was read and left no access log row"
