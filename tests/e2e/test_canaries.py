@@ -17,7 +17,7 @@ import pytest
 import requests
 from sqlalchemy import create_engine, inspect, text
 
-from support.canaries import CANARIES, canaries_in, canaries_in_files, canaries_left, canary_referral
+from support.canaries import CANARIES, canaries_in, canaries_in_files, canaries_left, canary_referral, casework
 from support.stack import Charity, platform_stack
 from support.waiting import wait_until
 
@@ -104,14 +104,7 @@ def _drive(stack) -> str:
 
     b = _staff(stack, "charity-b")
     case_b = wait_until(lambda: _case_of(stack, "charity-b", referral_id), timeout=40)
-    now = datetime.now(UTC).isoformat()
-    for path, body in (
-        ("contacts", {"at": now, "method": "phone", "outcome": "reached", "interpreter_used": False,
-                      "note": CANARIES["contact_note"]}),
-        ("notes", {"text": f"Synthetic note {CANARIES['note']}."}),
-        ("risks", {"kind": "exploiters_nearby", "level": "medium", "review_on": "2099-01-01",
-                   "note": CANARIES["risk_note"]}),
-    ):  # fmt: skip
+    for path, body in casework():
         _post(stack, "charity-b", f"/v1/cases/{case_b}/{path}", b, body)
 
     planned = (datetime.now(UTC).date() + timedelta(days=7)).isoformat()

@@ -21,7 +21,7 @@ from services.intake.models import Outbox as IntakeOutbox
 from services.notifications.models import Outbox as NotificationsOutbox
 from support.advocacy import PROVIDER
 from support.apps import dispose, service_app
-from support.canaries import CANARIES, REFERENCE, canary_referral
+from support.canaries import CANARIES, REFERENCE, canary_referral, casework
 from support.canaries import canaries_left as left_in
 from support.flows import relayed
 from support.rights import POLICE, SECOND, held_by_two_charities
@@ -85,14 +85,7 @@ def test_an_erasure_reaches_every_charity_and_notifications_and_leaves_no_canary
         headers_b = auth_header(SECOND, "provider", "cases:read cases:write")
         with second.sessions.begin() as session:
             case_id = session.scalars(select(Case.id).where(Case.referral_id == referral_id)).one()
-        now = datetime.now(UTC).isoformat()
-        for path, body in (
-            ("contacts", {"at": now, "method": "phone", "outcome": "reached", "interpreter_used": False,
-                          "note": CANARIES["contact_note"]}),
-            ("notes", {"text": f"Synthetic note {CANARIES['note']}."}),
-            ("risks", {"kind": "exploiters_nearby", "level": "medium", "review_on": "2099-01-01",
-                       "note": CANARIES["risk_note"]}),
-        ):  # fmt: skip
+        for path, body in casework():
             response = charity_b.post(f"/v1/cases/{case_id}/{path}", json=body, headers=headers_b)
             assert response.status_code == 201, response.get_json()
         third = service_app("advocacy", fresh_database("advocacy"), dev_keys, PROVIDER_ID=THIRD, AMQP_URL=broker_url)

@@ -3,6 +3,7 @@ a charity records about it, and the places to look for them (every table of a da
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import inspect, text
@@ -45,6 +46,17 @@ def canary_referral(reference: str = REFERENCE) -> dict:
     body["referrer"] |= {"name": CANARIES["referrer"], "email": CANARIES["email"], "phone": CANARIES["phone"]}
     body["risk"]["notes"] = f"Synthetic {CANARIES['risk']}."
     return body
+
+
+def casework() -> list[tuple[str, dict]]:
+    """What a charity records on a case, each with a canary: (path under /v1/cases/{id}/, body)."""
+    return [
+        ("contacts", {"at": datetime.now(UTC).isoformat(), "method": "phone", "outcome": "reached",
+                      "interpreter_used": False, "note": CANARIES["contact_note"]}),
+        ("notes", {"text": f"Synthetic note {CANARIES['note']}."}),
+        ("risks", {"kind": "exploiters_nearby", "level": "medium", "review_on": "2099-01-01",
+                   "note": CANARIES["risk_note"]}),
+    ]  # fmt: skip
 
 
 def canaries_in(blob: str | bytes, canaries: dict[str, str] = CANARIES) -> set[str]:
