@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
-from services.intake.models import DutyToNotifyRecord, Inbox, Outbox, Referral
+from services.intake.models import DataKey, DutyToNotifyRecord, Inbox, Outbox, Referral
 from services.intake.retention import retention
 from services.migrate import migrate
 from services.retention import main as referrals_retention
+from shared import crypto, sealed
 from shared.db import make_engine, make_session_factory
 
 NOW = datetime(2031, 6, 15, 12, 0, tzinfo=UTC)
@@ -40,7 +41,8 @@ def test_a_retention_run_does_what_the_table_says_once_across_two_workers_racing
     url = fresh_database("intake")
     migrate("intake", url)
     engines = [make_engine(url, instrument=False) for _ in range(2)]
-    sessions = [make_session_factory(engine) for engine in engines]
+    keks = crypto.keks_from_env({}, production=False)  # dev's KEK, as the referrals-retention run below reads it
+    sessions = [sealed.enable(make_session_factory(engine), DataKey, keks) for engine in engines]
     with sessions[0].begin() as session:
         session.add_all([_dtn("2025-05") for _ in range(DUE)] + [_dtn("2025-06") for _ in range(KEPT)])
         old, new = NOW - timedelta(days=31), NOW - timedelta(days=29)
@@ -84,6 +86,8 @@ def test_a_retention_run_does_what_the_table_says_once_across_two_workers_racing
             assert session.scalar(select(func.count()).select_from(Outbox)) == KEPT + 1  # the unsent row stays
             erased = session.scalars(select(Referral).where(Referral.erased_at.is_not(None))).all()
             assert len(erased) == DUE and all(r.body == {} and r.erased_at == NOW for r in erased)
+            kept = set(session.scalars(select(DataKey.referral_id)))  # the erased are crypto-shredded
+            assert len(kept) == KEPT and not kept & {r.id for r in erased}
             assert (
                 session.scalar(select(func.count()).select_from(Referral).where(Referral.erased_at.is_(None))) == KEPT
             )
