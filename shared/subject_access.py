@@ -6,7 +6,8 @@ and, following foreign keys, every table whose rows point at rows already collec
 the case, a timeline entry at the offer). So a table a later change adds (an erasure or rectification record,
 say) joins the answer as its own section without an edit here or in the service: that is the extension point.
 A service leaves out by name what is not the person's data or must not leave it (`skip`: the outbox, the inbox,
-blind search tokens) and the columns that are secrets (`hidden`).
+blind search tokens) and the columns that are secrets (`hidden`). A sealed field (shared.sealed) is answered
+opened, as the person's data it is; the wrapped data keys (`data_keys`) never leave.
 
 Who may ask: a platform DPO (`org_kind` `ops`) or the platform's own service token (`org_kind` `service`), with
 the scope `referrals:erase` either way. The answer is personal data: it is never logged (only counts are).
@@ -16,10 +17,12 @@ from __future__ import annotations
 
 import base64
 import functools
+import json
 import logging
 from collections.abc import Callable, Collection, Mapping
 from datetime import date, datetime
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 from flask_smorest import abort
@@ -98,7 +101,10 @@ def collect(
     `root` names a table whose primary key is the referral id; `skip` leaves tables out; `hidden` leaves out
     columns per table. A table's rows are those with `referral_id` = the id, or whose foreign key points at a
     row collected from another table (a table is read after those it points at)."""
-    tables = {t.name: t for t in base.metadata.sorted_tables if t.name not in skip}
+    tables = {t.name: t for t in base.metadata.sorted_tables if t.name not in {*skip, "data_keys"}}
+    sealed_by_table = {
+        m.persist_selectable.description: m for m in base.registry.mappers if getattr(m.class_, "__sealed__", ())
+    }
     collected: dict[str, list[Any]] = {}  # table -> primary keys collected (single-column keys)
     sections: Sections = {}
     for name, table in tables.items():  # sorted_tables: a table comes after those its foreign keys point at
@@ -115,12 +121,30 @@ def collect(
             continue
         order = list(table.primary_key.columns)
         rows = [dict(row._mapping) for row in session.execute(select(table).where(or_(*conditions)).order_by(*order))]
+        if name in sealed_by_table:
+            rows = [_opened(session, sealed_by_table[name], row) for row in rows]
         keys = list(table.primary_key.columns)
         if len(keys) == 1:
             collected[name] = [row[keys[0].name] for row in rows]
         drop = set((hidden or {}).get(name, ()))
         sections[name] = [{k: jsonable(v) for k, v in row.items() if k not in drop} for row in rows]
     return sections
+
+
+def _opened(session: Session, mapper: Any, row: dict[str, Any]) -> dict[str, Any]:
+    """`row` (column -> value) of a mapped class with sealed fields, each sealed column replaced by its
+    plaintext (its field's empty value once the referral's data key was destroyed)."""
+    from shared.sealed import data_keys  # the kit's sealing; notifications seals nothing and never gets here
+
+    attributes = SimpleNamespace(**{a.key: row[a.columns[0].name] for a in mapper.column_attrs})
+    opened = dict(row)
+    for field in mapper.class_.__sealed__:
+        column = mapper.attrs[field.column].columns[0].name
+        plaintext = (
+            data_keys(session).open(field.referral(attributes), field.field, row[column]) if row[column] else None
+        )
+        opened[column] = field.empty if plaintext is None else json.loads(plaintext)
+    return opened
 
 
 def rows_of(session: Session, table: Table, ids: Collection[Any], *, hidden: Collection[str] = ()) -> list[dict]:

@@ -85,6 +85,9 @@ def test_referrals_sar_collects_intake_both_charities_and_notifications(
     at_b, at_a = parts[f"advocacy {SECOND}"], parts[f"advocacy {PROVIDER}"]
     assert (at_b["provider_id"], at_a["provider_id"]) == (SECOND, PROVIDER)
     assert [c["referral_id"] for c in at_b["sections"]["cases"]] == [referral_id]
+    # sealed at rest, answered opened (the person's own data); no service answers its wrapped data keys
+    assert at_b["sections"]["cases"][0]["referral"]["subject"]["family_name"] == subject["family_name"]
+    assert not [name for name, part in parts.items() if "data_keys" in part["sections"]]
     assert at_b["sections"]["timeline_entries"] and at_b["sections"]["clocks"]
     assert [o["status"] for o in at_a["sections"]["offers"]] == ["declined"] and at_a["sections"]["cases"] == []
     held = parts["notifications"]["sections"]
