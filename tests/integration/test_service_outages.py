@@ -33,9 +33,12 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 
+from services.advocacy.models import Case, DataKey
+from shared import crypto, sealed
 from shared.auth.tokens import ensure_dev_keys, mint_token
+from shared.db import make_engine, make_session_factory
 from shared.testing import referral_body
 from support.rabbit_node import available, private_node
 from support.waiting import wait_until
@@ -250,11 +253,22 @@ def _deliveries(rows: list) -> str:
 
 INTAKE_REFERRALS = "SELECT id, external_reference, status, provider_id, case_id FROM referrals WHERE id = ANY(:ids)"
 INTAKE_OFFERS = "SELECT id, referral_id, status FROM offers WHERE referral_id = ANY(:ids)"
-ADVOCACY_CASES = "SELECT id, referral_id, offer_id, status, referral FROM cases WHERE referral_id = ANY(:ids)"
+ADVOCACY_CASES = "SELECT id, referral_id, offer_id, status FROM cases WHERE referral_id = ANY(:ids)"
 ADVOCACY_TIMELINES = (
     "SELECT t.kind, o.referral_id FROM timeline_entries t JOIN offers o ON o.id = t.offer_id "
     "WHERE o.referral_id = ANY(:ids) ORDER BY t.seq"
 )
+
+
+def disclosed_copies(url: str, ids: list[str]) -> dict[str, dict | None]:
+    """advocacy's copy of each referral, opened as the service opens it (sealed at rest under dev's KEK)."""
+    engine = make_engine(url, instrument=False)
+    try:
+        sessions = sealed.enable(make_session_factory(engine), DataKey, crypto.keks_from_env({}, production=False))
+        with sessions() as session:
+            return {c.referral_id: c.referral for c in session.scalars(select(Case).where(Case.referral_id.in_(ids)))}
+    finally:
+        engine.dispose()
 
 
 def disagreements(stack: ChaosStack, accepted: list[str]) -> list[str]:
@@ -265,6 +279,7 @@ def disagreements(stack: ChaosStack, accepted: list[str]) -> list[str]:
     for r in _rows(intake_db, INTAKE_OFFERS, ids=ids):
         offers[r.referral_id].append(r)
     cases = {r.referral_id: r for r in _rows(advocacy_db, ADVOCACY_CASES, ids=ids)}
+    copies = disclosed_copies(advocacy_db, ids)
     timelines: dict[str, list[str]] = defaultdict(list)
     for r in _rows(advocacy_db, ADVOCACY_TIMELINES, ids=ids):
         timelines[r.referral_id].append(r.kind)
@@ -275,7 +290,7 @@ def disagreements(stack: ChaosStack, accepted: list[str]) -> list[str]:
             problems.append(f"{referral_id}: intake {referral}, advocacy {case}")
             continue
         accepted_offers = [o.id for o in offers[referral_id] if o.status == "accepted"]
-        disclosed = case.referral if isinstance(case.referral, dict) else json.loads(case.referral or "null")
+        disclosed = copies.get(referral_id)
         agree = (
             referral.status == "allocated"
             and referral.provider_id == PROVIDER
