@@ -33,7 +33,7 @@ from swagger_ui_bundle import swagger_ui_path
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from shared import crypto
+from shared import crypto, metrics, ratelimit
 from shared.auth import TokenVerifier, init_auth
 from shared.config import Settings
 from shared.db import is_unavailable
@@ -251,6 +251,8 @@ def create_api_app(
     errors_plugin.init_spec(api.spec)
     api.spec.plugins.append(errors_plugin)
     init_auth(app, verifier or TokenVerifier(settings))
+    metrics.init_app(app, settings)
+    ratelimit.init_app(app, api, settings)
 
     @functools.cache  # read once, at the first request: every blueprint is registered by then
     def documented_query() -> dict[tuple[str, str], frozenset[str]]:
