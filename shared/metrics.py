@@ -62,6 +62,13 @@ WEBHOOK_OLDEST_PENDING_SECONDS = "referrals_webhook_oldest_pending_seconds"
 OFFERS_OVERDUE = "referrals_offers_overdue"
 ESCALATIONS_OPEN = "referrals_escalations_open"
 ERASURES_OVERDUE = "referrals_erasures_overdue"
+# Every process: 1 while it is ready (what its /readyz answers), else 0; and each dependency's state.
+READY = "referrals_ready"
+DEPENDENCY_UP = "referrals_dependency_up"  # [dependency]: database, broker, ...
+
+# Scrape targets carry two labels set by the scrape configuration (deploy/prometheus/prometheus.yml, the
+# Kubernetes PodMonitors), not by the process: `service` (intake | advocacy | notifications) and `process`
+# (api | worker). Alerts and the dashboard select on them.
 
 Figures = Callable[[], Iterable[Metric]]
 """Reads a service's figures when scraped: yields prometheus_client GaugeMetricFamily objects."""
