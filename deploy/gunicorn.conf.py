@@ -41,11 +41,12 @@ if os.path.isdir("/dev/shm"):  # noqa: S108 - a path gunicorn's own docs recomme
 control_socket_disable = True
 
 # --- logging -------------------------------------------------------------------------------------
-# Access log on stdout. Method and *path only*: no query string (%(q)s, %(r)s), no referer
-# (%(f)s) and no user agent - URLs must never carry personal data, and if one ever did, it would
-# not reach the logs from here.
+# JSON lines on stdout, as the services' own (shared.logs.GunicornLogger): time with its zone, and on the access
+# line method, path *only* (no query string, referer, user agent or client address: URLs must never carry
+# personal data, and if one ever did, it would not reach the logs from here), status, size, duration and the
+# request's trace id.
+logger_class = "shared.logs.GunicornLogger"
 accesslog = "-"
-access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 
