@@ -2,7 +2,8 @@
 (`<queue>.parking`), put messages back, or drop them. Reads AMQP_URL (a charity runs it with its own user, on
 its own queue).
 
-- `list` prints each parked message's id, type, reason, attempts and parked time; never its body.
+- `list` prints each parked message's id, type, the ids it is about (its CloudEvent subject and the data's
+  `*_id` fields), reason, attempts, parked time and age; never anything else of its body.
 - `show <id>` prints its headers (x-death summed up per queue and reason) and its CloudEvent envelope with the
   `data` field names, values only for ids (`id`, `*_id`): an operator sees what it is about and why it was
   parked, and no personal data, even from a message parked for carrying some.
@@ -11,7 +12,10 @@ its own queue).
   fresh attempt budget (no x-death), then removes it from the parking lot. The consumer holds it to the
   publisher rule as its original publisher, and only because this command's user is one of the platform's
   (Catalogue.accept); its inbox makes a replay take effect once.
-- `discard <id>|--all` removes it.
+- `discard <id>|--all --reason "<why>"` removes it, and records who discarded what and why: one JSON line
+  (`parked message discarded`, with the message id, type, queue, broker user and reason) on stderr, which the
+  platform's log collection keeps where the command runs (a Kubernetes Job's or `kubectl exec`'s log). The
+  reason is the operator's words about the message, never about the person.
 
 Messages are read with basic.get and the ones not acted on are put back when the command ends.
 """
@@ -19,21 +23,26 @@ Messages are read with basic.get and the ones not acted on are put back when the
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import unquote, urlsplit
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.exceptions import AMQPConnectionError, ChannelClosedByBroker, NackError, UnroutableError
 
+from shared.logs import json_formatter
 from shared.messaging import REQUEUE_EXCHANGE
 from shared.messaging.topology import ORIGINAL_ROUTING_KEY
 
 COMMANDS = ("list", "show", "replay", "discard")
-USAGE = "usage: referrals-parked list|show|replay|discard <queue> [<message_id>|--all]"
+USAGE = 'usage: referrals-parked list|show|replay|discard <queue> [<message_id>|--all] [--reason "<why>"]'
+MAX_REASON = 200
+log = logging.getLogger("referrals.parked")
 # Not carried into a replay: the broker's own record of the old attempts and this parking's notes.
 _DROPPED = ("x-death", "x-delivery-count", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason")
 _PARKING_NOTES = "x-parked-"
@@ -58,29 +67,58 @@ class Parked:
     def message_id(self) -> str:
         return self.properties.message_id or "-"
 
-    def line(self) -> str:
+    def line(self, now: datetime) -> str:
         h = self.headers
+        parked_at = _text(h.get("x-parked-at", "-"))
         return "\t".join(
             str(v)
             for v in (
                 self.message_id,
                 self.properties.type or "-",
-                h.get("x-parked-reason", "-"),
+                ",".join(f"{k}={v}" for k, v in _ids(self.body)) or "-",
+                _text(h.get("x-parked-reason", "-")),
                 h.get("x-parked-attempts", "-"),
-                h.get("x-parked-at", "-"),
+                parked_at,
+                _age(parked_at, now),
             )
         )
+
+
+LIST_HEADER = "message_id\ttype\tids\treason\tattempts\tparked_at\tage"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
+        args, reason = _reason(args)
         command, queue, target = _parse(args)
+        if command == "discard" and reason is None:
+            raise Usage(
+                "discard needs a reason, recorded with it. Fix: referrals-parked discard <queue> <message_id> "
+                '--reason "<why it can go>"'
+            )
+        if command != "discard" and reason is not None:
+            raise Usage(f"--reason is for discard only. Fix: referrals-parked {command} without --reason")
         url = _amqp_url()
-        return _run(url, command, queue, target)
+        return _run(url, command, queue, target, reason)
     except Usage as exc:
         print(f"referrals-parked: {exc}", file=sys.stderr)
         return 2
+
+
+def _reason(args: list[str]) -> tuple[list[str], str | None]:
+    """The arguments without `--reason <text>` (or `--reason=<text>`), and the text: one line, not blank."""
+    for i, arg in enumerate(args):
+        if arg == "--reason" or arg.startswith("--reason="):
+            text = arg.partition("=")[2] if "=" in arg else (args[i + 1] if i + 1 < len(args) else "")
+            rest = args[:i] + args[i + (1 if "=" in arg else 2) :]
+            text = " ".join(text.split())
+            if not text:
+                raise Usage('--reason needs some words. Fix: --reason "<why it can go>"')
+            if len(text) > MAX_REASON:
+                raise Usage(f"--reason is longer than {MAX_REASON} characters. Fix: say why in fewer words")
+            return rest, text
+    return args, None
 
 
 def _parse(args: list[str]) -> tuple[str, str, str | None]:
@@ -111,7 +149,7 @@ def _amqp_url() -> str:
     return urls[0]
 
 
-def _run(url: str, command: str, queue: str, target: str | None) -> int:
+def _run(url: str, command: str, queue: str, target: str | None, reason: str | None = None) -> int:
     parking = f"{queue}.parking"
     try:
         connection = pika.BlockingConnection(pika.URLParameters(url))
@@ -133,22 +171,24 @@ def _run(url: str, command: str, queue: str, target: str | None) -> int:
         if command != "list" and not chosen:
             print(f"referrals-parked: no parked message {target} in {parking}", file=sys.stderr)
             return 1
+        user = unquote(urlsplit(url).username or "guest")
         if command == "list":
-            print("message_id\ttype\treason\tattempts\tparked_at")
+            now = datetime.now(UTC)
+            print(LIST_HEADER)
             for p in parked:
-                print(p.line())
+                print(p.line(now))
         elif command == "show":
             for p in chosen:
                 print(_show(p))
         elif command == "replay":
-            user = unquote(urlsplit(url).username or "guest")
             for p in chosen:
                 _replay(channel, queue, p, user)
                 print(f"replayed {p.message_id} to {queue}")
         else:
             for p in chosen:
                 channel.basic_ack(p.tag)
-                print(f"discarded {p.message_id} from {parking}")
+                _record_discard(p, parking, user, reason or "")
+                print(f"discarded {p.message_id} from {parking}: {reason}")
         # The rest go back to the parking lot when the channel closes.
         return 0
     finally:
@@ -192,6 +232,48 @@ def _replay(channel: BlockingChannel, queue: str, parked: Parked, user: str) -> 
             f"the broker did not take the replay of {parked.message_id} to {queue}. Fix: start its worker"
         ) from None
     channel.basic_ack(parked.tag)
+
+
+def _record_discard(parked: Parked, parking: str, user: str, reason: str) -> None:
+    if not log.handlers:  # a command run from a shell: the record goes to stderr as one JSON line
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(json_formatter())
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+    fields = {"message_id": parked.message_id, "type": parked.properties.type or "-", "queue": parking}
+    log.info("parked message discarded", extra=fields | {"user": user, "reason": reason})
+
+
+def _ids(body: bytes) -> list[tuple[str, str]]:
+    """What a parked message is about: its CloudEvent subject and its data's `*_id` fields (ids only)."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return []
+    if not isinstance(doc, dict):
+        return []
+    found = [("subject", _text(doc["subject"]))] if isinstance(doc.get("subject"), str) else []
+    data = doc.get("data")
+    if isinstance(data, dict):
+        found += [(k, _text(v)) for k, v in sorted(data.items()) if _is_id(k) and k != "id" and isinstance(v, str)]
+    return found
+
+
+def _age(parked_at: str, now: datetime) -> str:
+    """How long ago, as `3d4h`, `2h15m`, `5m` or `40s`; `-` when the parked time is missing or unreadable."""
+    try:
+        seconds = int((now - datetime.fromisoformat(parked_at)).total_seconds())
+    except (ValueError, TypeError):
+        return "-"
+    days, rest = divmod(max(seconds, 0), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours}h"
+    if hours:
+        return f"{hours}h{minutes}m"
+    return f"{minutes}m" if minutes else f"{secs}s"
 
 
 def _show(parked: Parked) -> str:

@@ -5,6 +5,8 @@ and no charity can use that path to pass off a message as the platform's."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import uuid
 
@@ -89,6 +91,11 @@ def test_a_parked_answer_replayed_passes_the_publisher_rule_as_its_charity_and_t
         assert parked(["list", QUEUE]) == 0
         listing = capsys.readouterr().out
         assert good.id in listing and forged.id in listing and "failed 3 times" in listing
+        header, *rows = listing.splitlines()
+        assert header.split("\t") == ["message_id", "type", "ids", "reason", "attempts", "parked_at", "age"]
+        good_row = next(row.split("\t") for row in rows if row.startswith(good.id))
+        assert f"offer_id={offer_id}" in good_row[2].split(",")  # what it is about, by id
+        assert re.fullmatch(r"\d+[smhd](\d+[mh])?", good_row[6])  # its age, e.g. 12s
         assert "Advocate Synthetic" not in listing and "advocate@" not in listing  # never the body
         assert parked(["show", QUEUE, good.id]) == 0
         shown = capsys.readouterr().out
@@ -106,6 +113,30 @@ def test_a_parked_answer_replayed_passes_the_publisher_rule_as_its_charity_and_t
     assert properties.message_id == forged.id
     assert properties.headers["x-parked-reason"].startswith(f"rejected: publisher 'advocacy-{b_id}' may not publish")
     assert properties.headers["x-original-user-id"] == f"advocacy-{b_id}"
+
+    # The operator gives up on the forgery: discarded, and who did it and why is recorded.
+    _put_back(amqp_url, spec.parking_queue, reparked)
+    assert parked(["discard", QUEUE, forged.id]) == 2
+    assert "discard needs a reason" in capsys.readouterr().err
+    assert parked(["discard", QUEUE, forged.id, "--reason", "forged answer from charity B, reported to B"]) == 0
+    out, err = capsys.readouterr()
+    assert f"discarded {forged.id} from {QUEUE}.parking: forged answer from charity B" in out
+    record = json.loads(err.strip().splitlines()[-1])
+    assert record["message"] == "parked message discarded" and record["message_id"] == forged.id
+    assert (record["queue"], record["user"], record["type"]) == (f"{QUEUE}.parking", "guest", "offer.accepted")
+    assert record["reason"] == "forged answer from charity B, reported to B" and record["time"].endswith("+00:00")
+    assert depth(amqp_url, spec.parking_queue) == 0
+
+
+def _put_back(url: str, queue: str, messages: list[tuple[pika.BasicProperties, bytes]]) -> None:
+    with pika.BlockingConnection(pika.URLParameters(url)) as connection:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        for p, body in messages:  # as parked (without user_id, which the broker holds to this connection's user)
+            kept = pika.BasicProperties(
+                message_id=p.message_id, type=p.type, content_type=p.content_type, headers=p.headers
+            )
+            channel.basic_publish("", queue, body, kept, mandatory=True)
 
 
 def _peek(url: str, queue: str, message_id: str) -> list[tuple[pika.BasicProperties, bytes]]:
@@ -178,5 +209,5 @@ def test_the_command_says_what_is_wrong_and_the_fix(amqp_url, monkeypatch, capsy
     assert "no queue no-such-queue.parking" in capsys.readouterr().err
     with pika.BlockingConnection(pika.URLParameters(amqp_url)) as connection:
         declare_queue(connection.channel(), QueueSpec("kit.empty", ("thing.happened",)))
-    assert parked(["discard", "kit.empty", str(uuid.uuid4())]) == 1
+    assert parked(["discard", "kit.empty", str(uuid.uuid4()), "--reason=gone"]) == 1
     assert "no parked message" in capsys.readouterr().err
