@@ -9,7 +9,7 @@ from contracts.events import ADVOCACY, CATALOGUE
 from services.advocacy.bootstrap import bootstrap
 from services.advocacy.config import settings_from_env
 from services.advocacy.continuity.wall_clock import WallClock
-from services.advocacy.models import IdempotencyKey
+from services.advocacy.models import IdempotencyKey, Outbox
 from services.advocacy.web import (
     care_api,
     casework_api,
@@ -20,12 +20,14 @@ from services.advocacy.web import (
 )
 from services.advocacy.web.context import EXTENSION
 from services.advocacy.web.page import init_page
+from shared import metrics
 from shared.auth import TokenVerifier
 from shared.config import Settings
 from shared.db import is_ready
 from shared.idempotency import SqlKeyStore, init_idempotency
 from shared.logs import configure_logging
 from shared.messaging.asyncapi import document
+from shared.outbox_metrics import outbox_figures
 from shared.telemetry import setup_tracing
 from shared.web import create_api_app
 
@@ -53,6 +55,8 @@ def create_app(
         asyncapi=document(CATALOGUE, ADVOCACY, title="advocacy events", version="1.0.0"),
     )
     app.extensions[EXTENSION] = advocacy  # the routes', and the tests', one handle on the instance
+    # One charity's instance: its scrape target names the provider; the figure names the service.
+    metrics.add_figures(app, outbox_figures(advocacy.sessions, Outbox, "advocacy"))
     # Before the blueprints: it documents the header on each POST as they are registered.
     init_idempotency(app, api, SqlKeyStore(advocacy.sessions, IdempotencyKey))
     api.register_blueprint(casework_api.blp)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from services.intake import directory, errors, rectification, referrals
 from services.intake.bootstrap import Intake
 from services.intake.domain import Pathway, offer_summary
-from services.intake.models import AccessLog, Agency, Escalation, Offer, Provider, Referral
+from services.intake.models import AccessLog, Agency, Escalation, Offer, Provider, Referral, in_coordinators_queue
 from services.intake.schemas import (
     PROVIDER_ID,
     EscalationSchema,
@@ -218,7 +218,7 @@ def list_escalations() -> list[dict]:
         rows = session.execute(
             select(Escalation, Referral)
             .join(Referral, Referral.id == Escalation.referral_id)
-            .where(Escalation.resolved_at.is_(None), Referral.status.not_in(("withdrawn", "allocated")))
+            .where(in_coordinators_queue())
             .order_by(Escalation.raised_at, Escalation.id)
         ).all()
         offers: dict[str, list[Offer]] = {}

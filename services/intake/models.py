@@ -12,7 +12,19 @@ from datetime import datetime
 from operator import attrgetter
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ColumnElement,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    and_,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, reconstructor, relationship
 
 from contracts import events
@@ -271,6 +283,8 @@ class Referral(Base):
 
 class Offer(Base):
     __tablename__ = "offers"
+    # The deadline sweep's and the overdue figure's question: offers of a status, by deadline.
+    __table_args__ = (Index("ix_offers_status_respond_by", "status", "respond_by"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     referral_id: Mapped[str] = mapped_column(ForeignKey("referrals.id"), index=True)
@@ -332,12 +346,18 @@ class Escalation(Base):
     referral_id: Mapped[str] = mapped_column(ForeignKey("referrals.id"), index=True)
     reason: Mapped[str] = mapped_column(String(40))  # no_eligible_provider | all_declined | immediate_danger
     raised_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)  # NULL: in the queue
     resolved_by: Mapped[str | None] = mapped_column(String(200))
     referral: Mapped[Referral] = relationship(lazy="raise")  # as Offer.referral: the referral is inserted first
 
     def resolve(self, at: datetime, by: str) -> None:
         self.resolved_at, self.resolved_by = at, by
+
+
+def in_coordinators_queue() -> ColumnElement[bool]:
+    """An escalation waiting for a coordinator (GET /v1/escalations and the escalations figure): unresolved, its
+    referral neither withdrawn nor allocated since. Over a join of escalations to their referrals."""
+    return and_(Escalation.resolved_at.is_(None), Referral.status.not_in(("withdrawn", "allocated")))
 
 
 class Disclosure(Base):
@@ -453,7 +473,10 @@ class ErasureRecipient(Base):
     """One recipient asked to erase its copy (Art. 19): `provider.<id>` or `notifications`, and its answer."""
 
     __tablename__ = "erasure_recipients"
-    __table_args__ = (UniqueConstraint("erasure_id", "recipient", name="uq_erasure_recipients_recipient"),)
+    __table_args__ = (
+        UniqueConstraint("erasure_id", "recipient", name="uq_erasure_recipients_recipient"),
+        Index("ix_erasure_recipients_unconfirmed", "confirmed_at", "requested_at"),  # the overdue figure's
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     erasure_id: Mapped[str] = mapped_column(ForeignKey("erasures.id"))

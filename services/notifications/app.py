@@ -8,13 +8,16 @@ from contracts.events import CATALOGUE, NOTIFICATIONS
 from services.notifications import subject_access_api
 from services.notifications.api import EXTENSION, blp
 from services.notifications.bootstrap import Notifications, bootstrap
-from services.notifications.models import IdempotencyKey
+from services.notifications.figures import notifications_figures
+from services.notifications.models import IdempotencyKey, Outbox
+from shared import metrics
 from shared.auth import TokenVerifier
 from shared.config import Settings
 from shared.db import is_ready
 from shared.idempotency import SqlKeyStore, init_idempotency
 from shared.logs import configure_logging
 from shared.messaging.asyncapi import document
+from shared.outbox_metrics import outbox_figures
 from shared.telemetry import setup_tracing
 from shared.web import create_api_app
 
@@ -48,6 +51,8 @@ def create_app(
         asyncapi=document(CATALOGUE, NOTIFICATIONS, title="notifications events", version="1.0.0"),
     )
     app.extensions[EXTENSION] = notifications  # the routes' (api.instance()) and the tests' one handle on it
+    metrics.add_figures(app, outbox_figures(notifications.sessions, Outbox, "notifications"))
+    metrics.add_figures(app, notifications_figures(notifications.sessions))
     # Before the blueprints: it documents the header on each POST as they are registered.
     init_idempotency(app, api, SqlKeyStore(notifications.sessions, IdempotencyKey))
     api.register_blueprint(blp)

@@ -3,7 +3,8 @@
 Standard Webhooks (https://www.standardwebhooks.com/): `webhook-id` is stable across retries and
 redeliveries, `webhook-timestamp` is the attempt's time, `webhook-signature` is `v1,<base64 HMAC-SHA256>` over
 "id.timestamp.body" (twice, space-separated, while a rotated secret's predecessor is still valid). A
-receiver's response body is never read, stored or logged.
+receiver's response body is never read, stored or logged. Each attempt recorded is counted once in
+`referrals_webhook_deliveries_total` by its outcome (`counted_as`).
 
 Each delivery is claimed on its own, sent, and its outcome recorded at once. The claim is one short statement
 (an UPDATE of a row whose lease has run out, picked `FOR UPDATE SKIP LOCKED` on PostgreSQL so several
@@ -40,6 +41,7 @@ from services.notifications.config import WebhookSettings
 from services.notifications.domain import UnsafeWebhookUrl, is_success, next_attempt_delay, signing_secrets
 from services.notifications.egress import UrlGuard, webhook_session
 from services.notifications.models import DELIVERED, FAILED, PENDING, Delivery, Subscription
+from shared import metrics
 from shared.clock import utcnow
 from shared.health import HEALTH
 from shared.retry import DATABASE_OUTAGE
@@ -76,10 +78,26 @@ class _Claimed:
 class _Outcome:
     status_code: int | None
     error: str | None
+    refused: bool = False  # the SSRF guard refused the receiver's address: nothing was sent
 
     @property
     def delivered(self) -> bool:
         return self.status_code is not None and is_success(self.status_code)
+
+
+# What referrals_webhook_deliveries_total's `outcome` label holds (deploy/prometheus/alerts.yml selects on them).
+OUTCOME_DELIVERED, OUTCOME_RETRIED, OUTCOME_FAILED, OUTCOME_REFUSED = "delivered", "retried", "failed", "refused"
+
+
+def counted_as(outcome: _Outcome, *, gave_up: bool) -> str:
+    """An attempt's outcome as referrals_webhook_deliveries_total counts it, exactly one of four: delivered; failed
+    when it was the last attempt (the delivery is given up, whatever the reason); refused when the receiver's
+    address is not allowed (a subscription or DNS to fix), tried again later; otherwise retried."""
+    if outcome.delivered:
+        return OUTCOME_DELIVERED
+    if gave_up:
+        return OUTCOME_FAILED
+    return OUTCOME_REFUSED if outcome.refused else OUTCOME_RETRIED
 
 
 class WebhookDispatcher:
@@ -264,7 +282,7 @@ class WebhookDispatcher:
         try:
             self._guard.check(claimed.url)  # again: DNS may have changed since the subscription was made
         except UnsafeWebhookUrl as exc:
-            return _Outcome(None, f"URL refused: the URL {exc}")
+            return _Outcome(None, f"URL refused: the URL {exc}", refused=True)
         now = utcnow()
         headers = {
             "content-type": "application/json",
@@ -291,8 +309,8 @@ class WebhookDispatcher:
                 stream=True,
             ) as response:
                 code = response.status_code
-        except UnsafeWebhookUrl as exc:
-            return _Outcome(None, f"URL refused: the URL {exc}")
+        except UnsafeWebhookUrl as exc:  # connected to a non-public address (DNS rebinding)
+            return _Outcome(None, f"URL refused: the URL {exc}", refused=True)
         except requests.Timeout:
             return _Outcome(None, f"timed out after {timeout:g}s")
         except requests.RequestException as exc:
@@ -313,11 +331,13 @@ class WebhookDispatcher:
             "last_status_code": outcome.status_code,
             "last_error": outcome.error[:300] if outcome.error else None,
         }
+        gave_up = False
         if outcome.delivered:
             values.update(status=DELIVERED, delivered_at=now, next_attempt_at=None)
         else:
             delay = next_attempt_delay(attempts, self._settings.retry_schedule)
             if delay is None:
+                gave_up = True
                 values.update(status=FAILED, next_attempt_at=None)
             else:
                 values.update(next_attempt_at=now + timedelta(seconds=delay))
@@ -340,6 +360,8 @@ class WebhookDispatcher:
             "status_code": outcome.status_code,
             "error": outcome.error,
         }
+        if recorded:  # else the row's outcome is another attempt's, counted by whoever made it
+            metrics.WEBHOOK_DELIVERIES.labels(outcome=counted_as(outcome, gave_up=gave_up)).inc()
         if not recorded:
             log.warning("webhook outcome not recorded: the claim lapsed and the row moved on", extra=extra)
         elif outcome.delivered:

@@ -6,6 +6,11 @@ the rows fired in one UPDATE that only a row not yet fired passes (services.advo
 staged in that same unit of work. Two workers, a crash before commit, or a restart: each clock fires once.
 SQLite runs one scheduler (`make run`): it serialises writers anyway. Time comes from an injected wall
 clock, so tests move days in microseconds.
+
+Each breach and each missed transition is counted once, by the scheduler whose claim fired it and only once
+its unit of work committed (`referrals_clocks_breached_total` by the clock's kind,
+`referrals_transitions_missed_total` by the transition's kind): a tick rolled back counts nothing, and the
+next tick that claims the rows counts them.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from services.advocacy.continuity.transitions import transition_event_data
 from services.advocacy.continuity.wall_clock import SystemClock, WallClock, today
 from services.advocacy.models import Clock, Transition
 from services.advocacy.uow import BREACHED, DUE_SOON, AdvocacyUnitOfWork
+from shared import metrics
 from shared.db import is_unavailable
 from shared.health import HEALTH
 
@@ -103,6 +109,11 @@ class ClockScheduler:
             self._publish_clocks(uow, breached, events.ClockBreached, domain.CLOCK_BREACHED, now)
             self._publish_missed(uow, missed, now)
             self._handover.unanswered(uow, unanswered, actor=ACTOR)
+        # Committed: each of these fired here, and nowhere else.
+        for clock in breached:
+            metrics.CLOCKS_BREACHED.labels(clock=clock.kind).inc()
+        for transition in missed:
+            metrics.TRANSITIONS_MISSED.labels(transition=transition.kind).inc()
         return Fired(len(due_soon), len(breached), len(missed), len(unanswered) + len(expired), len(overdue))
 
     @staticmethod
