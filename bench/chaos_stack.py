@@ -27,6 +27,7 @@ from sqlalchemy.engine import make_url
 from bench.chaos_receiver import Receiver
 from bench.stack import PROVIDER, _headers, _register_demo_provider
 from services.migrate import migrate
+from support.apps import UNLIMITED
 from support.infra import private_vhost, temporary_databases
 from support.processes import BIN, Platform, Process, free_port
 from support.rabbit_node import Cluster, Node
@@ -197,6 +198,7 @@ def chaos_stack(
             "WEBHOOK_ALLOW_PRIVATE": "true",
             "OTEL_SDK_DISABLED": "true",
             "LOG_LEVEL": "WARNING",
+            **UNLIMITED,  # one organisation and token send every referral of the run
             **(extra_env or {}),
         }
         stack = ChaosStack(broker, amqp_url, Platform(workdir, env), databases, proxies, receiver, token)

@@ -23,6 +23,7 @@ import requests
 
 from services.migrate import migrate
 from shared.auth.tokens import ensure_dev_keys, mint_token
+from support.apps import UNLIMITED
 from support.infra import private_vhost, temporary_databases
 from support.processes import BIN, Platform, Process, free_port
 from support.receivers import LocalServer
@@ -157,6 +158,7 @@ def deployed(
             "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
             "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
             "LOG_LEVEL": "WARNING",  # the access log and per-event INFO lines would measure the log file
+            **UNLIMITED,  # one organisation and token send every referral of the run
             **(extra_env or {}),
         }
         platform = Platform(workdir, env)

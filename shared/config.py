@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from limits import parse_many
+
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/%2F"
 VAR_DIR = Path(os.environ.get("REFERRALS_VAR_DIR", "var"))
 
@@ -58,6 +60,37 @@ def env_positive(env: Mapping[str, str], name: str, default: float, *, unit: str
     return value
 
 
+def env_rate(env: Mapping[str, str], name: str, default: str) -> str:
+    """A rate limit in Flask-Limiter's notation: a count per second, minute, hour or day (`30/minute`, `5 per 2
+    minutes`), or several separated by `;` (`10/second;600/minute`), each allowing at least one request."""
+    raw = (env.get(name) or "").strip() or default
+    try:
+        rates = parse_many(raw)
+    except ValueError:
+        rates = []
+    if not rates or any(rate.amount < 1 for rate in rates):
+        raise ConfigError(
+            f"{name}={raw!r} is not a rate limit: use a count of at least 1 per second, minute, hour or day, "
+            f"e.g. {default}"
+        )
+    return raw
+
+
+# limits' storage schemes for the backends this project installs (memory, and Redis by redis-py).
+RATE_LIMIT_STORAGE_SCHEMES = ("memory", "redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster")
+
+
+def env_rate_storage(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = (env.get(name) or "").strip() or default
+    scheme = raw.split("://", 1)[0] if "://" in raw else ""
+    if scheme not in RATE_LIMIT_STORAGE_SCHEMES:
+        raise ConfigError(
+            f"{name}={raw!r} is not a rate-limit storage: use memory:// (one process) or redis://host:6379/0 "
+            f"(shared by every process; also {', '.join(RATE_LIMIT_STORAGE_SCHEMES[2:])})"
+        )
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     """What every service reads. Service-specific settings live beside the service."""
@@ -91,6 +124,14 @@ class Settings:
     transient_hold_seconds: float = 120.0
     # Where a worker serves /healthz and /readyz (0: no health server).
     worker_port: int = 0
+    # Rate limits (shared.ratelimit): where the counters live, and the limits in Flask-Limiter's notation.
+    rate_limit_storage_url: str = "memory://"
+    rate_limit_key_prefix: str = "referrals"
+    rate_limit_auth_failures: str = "30/minute"  # per client address: requests whose bearer token is refused
+    rate_limit_default: str = "600/minute"  # per token subject (per client address without a token)
+    rate_limit_referrals: str = "120/minute"  # per organisation, on POST /v1/referrals
+    # How many proxies in front of the API append to X-Forwarded-For (0: the client address is the peer's).
+    trusted_proxy_hops: int = 0
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -139,5 +180,11 @@ class Settings:
             transient_retry_hours=env_positive(env, "TRANSIENT_RETRY_HOURS", 24.0, unit="hours"),
             transient_hold_seconds=env_positive(env, "TRANSIENT_HOLD_SECONDS", 120.0, unit="seconds"),
             worker_port=env_int(env, "WORKER_PORT", 0, minimum=0),
+            rate_limit_storage_url=env_rate_storage(env, "RATE_LIMIT_STORAGE_URL", "memory://"),
+            rate_limit_key_prefix=env.get("RATE_LIMIT_KEY_PREFIX") or "referrals",
+            rate_limit_auth_failures=env_rate(env, "RATE_LIMIT_AUTH_FAILURES", "30/minute"),
+            rate_limit_default=env_rate(env, "RATE_LIMIT_DEFAULT", "600/minute"),
+            rate_limit_referrals=env_rate(env, "RATE_LIMIT_REFERRALS", "120/minute"),
+            trusted_proxy_hops=env_int(env, "TRUSTED_PROXY_HOPS", 0, minimum=0),
             env=env,
         )

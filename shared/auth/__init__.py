@@ -31,6 +31,7 @@ SCOPES = (
     "referrals:erase",
 )
 ALGORITHMS = ["RS256"]
+_BEARER = "referrals.bearer"  # the request's verification outcome: its Principal, or the 401's message
 
 
 class InvalidToken(Exception):
@@ -96,20 +97,37 @@ def current_principal() -> Principal:
     return g.principal
 
 
+def bearer_principal() -> Principal | None:
+    """Who the request's bearer token says, or None when it is missing or refused. Verified once per request,
+    by whoever asks first: the rate limit per subject (shared.ratelimit, before the view), then `requires`."""
+    if _BEARER not in request.environ:  # the request's own, where `g` may outlive it (an app context pushed around it)
+        request.environ[_BEARER] = _verify_bearer()
+    found = request.environ[_BEARER]
+    return found if isinstance(found, Principal) else None
+
+
+def _verify_bearer() -> Principal | str:
+    """The token's principal, or why there is none (the 401's message)."""
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer "):
+        return "Missing bearer token: send 'Authorization: Bearer <JWT>'."
+    try:
+        return current_app.extensions["token_verifier"].verify(header[7:].strip())
+    except InvalidToken as exc:
+        return f"Invalid token: {exc}."
+
+
 def requires(*scopes: str, any_of: bool = False):
     """Authenticate the bearer token, then demand the scopes (all of them, or any with any_of)."""
 
     def decorate(view):
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
-            header = request.headers.get("Authorization", "")
-            if not header.startswith("Bearer "):
-                _unauthorized("Missing bearer token: send 'Authorization: Bearer <JWT>'.")
-            try:
-                g.principal = current_app.extensions["token_verifier"].verify(header[7:].strip())
-            except InvalidToken as exc:
-                _unauthorized(f"Invalid token: {exc}.")
-            held = [s for s in scopes if g.principal.has(s)]
+            principal = bearer_principal()
+            if principal is None:
+                _unauthorized(request.environ[_BEARER])
+            g.principal = principal
+            held = [s for s in scopes if principal.has(s)]
             if scopes and (not held if any_of else len(held) != len(scopes)):
                 needed = " or ".join(scopes) if any_of else " ".join(scopes)
                 abort(403, message=f"This call needs the scope {needed}.")

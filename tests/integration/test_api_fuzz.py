@@ -13,7 +13,7 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.generation.modes import GenerationMode
 
 from shared.idempotency import HEADER, MalformedKey, parse_key
-from support.apps import service_app
+from support.apps import UNLIMITED, service_app
 
 PROVIDER = "charity-f"
 TOKENS = {
@@ -63,7 +63,8 @@ def fresh_key(case) -> bool:
 
 
 def _app(service: str, fresh_database, dev_keys):
-    return service_app(service, fresh_database(service), dev_keys, PROVIDER_ID=PROVIDER)
+    # Hundreds of requests a minute with one token, and as many refused tokens (schemathesis's auth checks).
+    return service_app(service, fresh_database(service), dev_keys, PROVIDER_ID=PROVIDER, **UNLIMITED)
 
 
 @pytest.fixture(params=sorted(TOKENS))

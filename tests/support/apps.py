@@ -11,6 +11,14 @@ from sqlalchemy import Engine
 from services.migrate import migrate
 from shared.config import Settings
 
+# Rate limits far past what a generated or benchmark load sends from one address, subject and organisation, for
+# the tests and benches that legitimately send that much (the limits themselves: tests/*/test_rate_limits.py).
+UNLIMITED = {
+    "RATE_LIMIT_AUTH_FAILURES": "1000000/minute",
+    "RATE_LIMIT_DEFAULT": "1000000/minute",
+    "RATE_LIMIT_REFERRALS": "1000000/minute",
+}
+
 
 def service_app(service: str, database_url: str, keys: tuple[Path, Path], **env: str) -> Flask:
     """`services.<service>.app:create_app()` on `database_url` (migrated first), with `env` on top."""

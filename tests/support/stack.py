@@ -11,6 +11,7 @@ from pathlib import Path
 import requests
 
 from services.migrate import migrate
+from support.apps import UNLIMITED
 from support.infra import private_vhost, temporary_databases
 from support.processes import Platform
 from support.receivers import OtlpSink, WebhookReceiver
@@ -91,6 +92,7 @@ def platform_stack(
             "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
             "OTEL_BSP_SCHEDULE_DELAY": "200",  # tests read the spans soon after the fact
             "LOG_LEVEL": "INFO",
+            **UNLIMITED,  # one organisation and token send every referral of the run
             **(extra_env or {}),
         }
         platform = Platform(workdir, env)
