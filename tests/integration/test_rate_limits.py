@@ -7,10 +7,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
-import redis
 
 from shared.testing import referral_body
-from support.apps import dispose, service_app
+from support.apps import dispose, redis_key_prefix, service_app
 
 SMALL = {"RATE_LIMIT_AUTH_FAILURES": "3/minute", "RATE_LIMIT_DEFAULT": "5/minute", "RATE_LIMIT_REFERRALS": "2/minute"}
 REDIS = "redis://127.0.0.1:6379/9"
@@ -127,13 +126,8 @@ def test_the_advocates_page_is_limited_per_address_in_the_same_error_shape(fresh
 
 @pytest.fixture
 def redis_prefix():
-    """A key prefix of this test's own on the machine's Redis, and its keys deleted afterwards."""
-    prefix = f"test-{uuid.uuid4().hex[:12]}"
-    client = redis.Redis.from_url(REDIS)
-    yield prefix, client
-    for key in client.scan_iter(match=f"*{prefix}*"):
-        client.delete(key)
-    client.close()
+    with redis_key_prefix(REDIS) as held:
+        yield held
 
 
 def test_processes_sharing_redis_share_their_counters(intake, redis_prefix):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import import_module
 from pathlib import Path
 
+import redis
 from flask import Flask
 from sqlalchemy import Engine
 
@@ -33,3 +37,17 @@ def dispose(app: Flask) -> None:
     for extension in app.extensions.values():
         if isinstance(getattr(extension, "engine", None), Engine):
             extension.engine.dispose()
+
+
+@contextmanager
+def redis_key_prefix(url: str) -> Iterator[tuple[str, redis.Redis]]:
+    """A RATE_LIMIT_KEY_PREFIX of the caller's own on the Redis at `url` (the machine's, shared), a client of it,
+    and every key under that prefix deleted afterwards."""
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    client = redis.Redis.from_url(url)
+    try:
+        yield prefix, client
+    finally:
+        for key in client.scan_iter(match=f"*{prefix}*"):
+            client.delete(key)
+        client.close()
