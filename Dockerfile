@@ -39,7 +39,8 @@ RUN pip install --no-cache-dir --no-deps --force-reinstall . \
  && mkdir -p var/keys \
  && chown -R app:app var
 
-USER app
+# Numeric, so that Kubernetes (runAsNonRoot) can check it is not root without reading /etc/passwd.
+USER 10001:10001
 EXPOSE 8000
 
 CMD ["sh", "-c", "printf '%s\\n' \
