@@ -188,11 +188,14 @@ COMMANDS = {
     "api": lambda s: ["gunicorn", "-c", "deploy/gunicorn.conf.py", f"services.{s}.app:create_app()"],
     "worker": lambda s: ["python", "-m", f"services.{s}.worker"],
     "migrate": lambda s: ["referrals-migrate", s],
+    "seed": lambda s: ["python", "-m", f"services.{s}.seed_demo"],  # the dev overlay's demo data only
 }
+ONE_SHOTS = ("migrate", "seed")  # Jobs
 RESOURCES = {
     "api": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
     "worker": {"requests": {"cpu": "50m", "memory": "192Mi"}, "limits": {"cpu": "500m", "memory": "320Mi"}},
     "migrate": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
+    "seed": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
 }
 
 
@@ -261,7 +264,7 @@ def pod_spec(instance: Instance, process: str) -> dict[str, Any]:
         "containers": [container(instance, process)],
         "volumes": volumes,
     }
-    if process == "migrate":
+    if process in ONE_SHOTS:
         spec["restartPolicy"] = "Never"
     else:
         spec["topologySpreadConstraints"] = [
@@ -293,14 +296,18 @@ def deployment(instance: Instance, process: str) -> dict[str, Any]:
     return _object("apps/v1", "Deployment", f"{instance.name}-{process}", labels(instance, process), spec)
 
 
-def migration_job(instance: Instance) -> dict[str, Any]:
+def job(instance: Instance, process: str) -> dict[str, Any]:
+    """A one-shot: the migrations (`referrals-migrate <service>`, apart from the API so that replicas never race
+    to apply them: the APIs and workers are not ready until they have run), or the dev overlay's demo data.
+    Retried with back-off while the database is still being created."""
     spec = {
         "backoffLimit": 6,
         "activeDeadlineSeconds": 900,
         "ttlSecondsAfterFinished": 86400,
-        "template": {"metadata": {"labels": labels(instance, "migrate")}, "spec": pod_spec(instance, "migrate")},
+        "template": {"metadata": {"labels": labels(instance, process)}, "spec": pod_spec(instance, process)},
     }
-    return _object("batch/v1", "Job", f"{instance.name}-migrate", labels(instance, "migrate"), spec)
+    suffix = "migrate" if process == "migrate" else "seed-demo"
+    return _object("batch/v1", "Job", f"{instance.name}-{suffix}", labels(instance, process), spec)
 
 
 def api_service(instance: Instance) -> dict[str, Any]:
@@ -460,7 +467,7 @@ def instance_manifests(instance: Instance) -> list[dict[str, Any]]:
     out = [deployment(instance, "api"), api_service(instance), disruption_budget(instance, "api")]
     if instance is INTAKE:
         out.append(autoscaler(instance))
-    out += [deployment(instance, "worker"), disruption_budget(instance, "worker"), migration_job(instance)]
+    out += [deployment(instance, "worker"), disruption_budget(instance, "worker"), job(instance, "migrate")]
     return out + database(instance) + network_policies(instance)
 
 
@@ -661,8 +668,15 @@ def charity_files(provider_id: str) -> dict[Path, str]:
     }
 
 
+def dev_files() -> dict[Path, str]:
+    """The demo data the dev overlay seeds (compose's DEMO=true): the demo charity in intake's directory, and its
+    advocates."""
+    jobs = [job(INTAKE, "seed"), job(charity("demo-charity"), "seed")]
+    return {K8S / "overlays" / "dev" / "seed-demo.yaml": _dump(jobs)}
+
+
 def expected_files() -> dict[Path, str]:
-    files = platform_files()
+    files = platform_files() | dev_files()
     for folder in sorted(CHARITIES.glob("*/")) if CHARITIES.exists() else []:
         files |= charity_files(folder.name)
     return files

@@ -263,13 +263,19 @@ def test_every_platform_target_is_labelled_with_its_service_and_process(rendered
             assert labels["referrals.io/process"] in {"api", "worker"}
 
 
-def test_dev_has_one_of_everything_and_no_backups(rendered):
+def test_dev_has_one_of_everything_demo_data_and_no_backups(rendered):
     docs = rendered["dev"]
     assert not _of(docs, "ScheduledBackup") and not _of(docs, "ObjectStore")
     assert all("plugins" not in c["spec"] for c in _of(docs, "Cluster", "postgresql.cnpg.io"))
     assert _of(docs, "RabbitmqCluster")[0]["spec"]["replicas"] == 1
     demo = _env(_container(_named(docs, "Deployment")["advocacy-demo-charity-worker"]))
     assert demo["AUTO_ACCEPT"]["value"] == "true"
+    seeds = {name: _container(j)["command"] for name, j in _named(docs, "Job").items() if name.endswith("-seed-demo")}
+    assert seeds == {
+        "intake-seed-demo": ["python", "-m", "services.intake.seed_demo"],
+        "advocacy-demo-charity-seed-demo": ["python", "-m", "services.advocacy.seed_demo"],
+    }
+    assert not [j for j in _of(rendered["production"], "Job") if j["metadata"]["name"].endswith("-seed-demo")]
 
 
 # --- validated and scanned --------------------------------------------------------------------------------------------
