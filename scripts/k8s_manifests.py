@@ -540,7 +540,13 @@ def platform_topology() -> list[dict[str, Any]]:
     """The vhost (quorum queues by default), the exchanges the services declare too (same arguments), and the
     platform's own users: trusted publishers (AMQP_TRUSTED_PUBLISHERS), allowed everything in the vhost."""
     platform = {"app.kubernetes.io/part-of": "referrals"}
-    vhost = {"name": VHOST, "defaultQueueType": "quorum", "rabbitmqClusterReference": _cluster_ref()}
+    # retain: deleting the resource (or the namespace) must not delete the vhost and every message waiting in it.
+    vhost = {
+        "name": VHOST,
+        "defaultQueueType": "quorum",
+        "deletionPolicy": "retain",
+        "rabbitmqClusterReference": _cluster_ref(),
+    }
     out = [_object("rabbitmq.com/v1beta1", "Vhost", VHOST, platform, vhost)]
     for name, kind in EXCHANGES:
         spec = {
