@@ -84,12 +84,17 @@ def refused(response: Response) -> bool:
     return response.status_code == 401
 
 
+def _no_keys(record: logging.LogRecord) -> bool:
+    """Flask-Limiter's INFO line on each breach names the key (a client address, a subject): ours names the limit
+    only. Its other lines (storage unreachable, recovered) stay."""
+    return not str(record.msg).startswith("ratelimit ")
+
+
 def init_app(app: Flask, api: Api, settings: Settings) -> None:
     """The API's limits (RATE_LIMIT_*), its 429 answer, and that answer in the OpenAPI document."""
     if settings.trusted_proxy_hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_hops)  # type: ignore[method-assign]
-    # Its INFO line on each breach names the key (a client address or a subject): ours names the limit only.
-    logging.getLogger("flask-limiter").setLevel(logging.WARNING)
+    logging.getLogger("flask-limiter").addFilter(_no_keys)  # once: the same filter is not added twice
     failures = ApplicationLimit(
         settings.rate_limit_auth_failures,
         key_function=address_key,
@@ -152,7 +157,7 @@ def _answer(setting: str, message: str) -> Callable[[RequestLimit], Response]:
 
     def answer(breached: RequestLimit) -> Response:
         retry_after = max(1, math.ceil(breached.window.reset_time - time.time()))
-        log.warning("rate limit exceeded", extra={"limit": setting, "endpoint": request.endpoint})
+        log.info("rate limit exceeded", extra={"limit": setting, "endpoint": request.endpoint})
         response = make_response(_body(f"{message}: retry in {retry_after} seconds ({setting} is {breached.limit})."))
         response.headers["Retry-After"] = str(retry_after)
         return response

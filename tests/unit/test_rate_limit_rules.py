@@ -150,3 +150,11 @@ def test_the_429_is_in_the_error_shape_and_names_the_setting_to_raise():
     assert body["code"] == 429 and body["status"] == "Too Many Requests"
     assert f"retry in {refused.headers['Retry-After']} seconds" in body["message"]
     assert "RATE_LIMIT_REFERRALS is 1 per 1 minute" in body["message"]
+
+
+def test_a_breach_is_logged_by_its_limit_without_the_address_or_subject(caplog):
+    app = limited_app(FakeVerifier(), RATE_LIMIT_DEFAULT="1/minute")
+    with caplog.at_level("INFO"):
+        assert [call(app, headers=VALID, address="192.0.2.77").status_code for _ in range(2)] == [200, 429]
+    assert [r.limit for r in caplog.records if r.getMessage() == "rate limit exceeded"] == ["RATE_LIMIT_DEFAULT"]
+    assert "192.0.2.77" not in caplog.text and "officer-1" not in caplog.text
