@@ -39,7 +39,7 @@ CHARITIES = K8S / "charities"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 COLLECTOR = ROOT / "deploy" / "otel-collector.yaml"
 
-IMAGE = "referrals-platform"  # overlays pin it (kustomize `images:`), by digest in production
+IMAGE = "referrals-platform"  # overlays pin it (kustomize `images:`)
 POSTGRES_IMAGE = "ghcr.io/cloudnative-pg/postgresql:16.10-bookworm"
 RABBITMQ = "referrals-rabbitmq"  # the RabbitmqCluster (base/rabbitmq/cluster.yaml)
 VHOST = "referrals"
@@ -89,8 +89,8 @@ SECRET_SETTINGS = {
 def charity(provider_id: str) -> Instance:
     if not _valid_charity_id(provider_id):
         raise ValueError(
-            f"charity id {provider_id!r} must be 2-{CHARITY_ID_MAX} lower-case letters, digits and hyphens "
-            "(the broker's and Kubernetes' names are built from it)"
+            f"charity id {provider_id!r} must be 2-{CHARITY_ID_MAX} lower-case letters, digits and hyphens, not "
+            "ending in a hyphen (the broker's and Kubernetes' names are built from it)"
         )
     return Instance(
         "advocacy",
@@ -143,18 +143,19 @@ def _secret_env(name: str, secret: str, key: str, optional: bool = False) -> dic
 
 def environment(instance: Instance, process: str) -> list[dict[str, Any]]:
     """Credentials by reference only: the broker user's Secret (made by the Topology Operator), the database's
-    (made by CloudNativePG) and the instance's own; the URLs are put together from them by Kubernetes'
-    `$(VAR)` expansion (both operators generate URL-safe passwords)."""
+    (made by CloudNativePG) and the instance's own. AMQP_URL is put together by Kubernetes' `$(VAR)` expansion (the
+    Topology Operator's passwords are base64url, safe in a URL)."""
     env = [
         _secret_env("AMQP_USERNAME", f"{instance.broker_user}-user-credentials", "username"),
         _secret_env("AMQP_PASSWORD", f"{instance.broker_user}-user-credentials", "password"),
         {"name": "AMQP_URL", "value": f"amqp://$(AMQP_USERNAME):$(AMQP_PASSWORD)@{RABBITMQ}:5672/{VHOST}"},
-        _secret_env("DB_USERNAME", f"{instance.database}-app", "username"),
-        _secret_env("DB_PASSWORD", f"{instance.database}-app", "password"),
+        # libpq takes the password from PGPASSWORD when the URL has none: the URL holds no secret, and the password
+        # needs no escaping. The user is the database's owner (bootstrap.initdb).
+        _secret_env("PGPASSWORD", f"{instance.database}-app", "password"),
         {
             "name": f"{instance.service.upper()}_DATABASE_URL",
-            "value": f"postgresql+psycopg://$(DB_USERNAME):$(DB_PASSWORD)@{instance.database}-rw:5432/"
-            f"{instance.service}?sslmode=require",
+            "value": f"postgresql+psycopg://{instance.service}@{instance.database}-rw:5432/{instance.service}"
+            "?sslmode=require",
         },
     ]
     env += [_secret_env(key, instance.secrets, key) for key in SECRET_SETTINGS[instance.service]]
