@@ -15,9 +15,44 @@ turn ``preload_app`` on without moving that set-up into a ``post_fork`` hook.
 ``WORKER_IN_API=true`` (with ``WEB_CONCURRENCY=1``) runs the service's background loops (consumer, relay,
 clocks) in a thread of the one worker, instead of in a ``python -m services.<svc>.worker`` process: one
 charity's instance in one worker process (README, "A charity's instance on a small server").
+
+Metrics: every worker process writes its counters to files in ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics``, in
+whichever worker answers, sums them (prometheus_client's multiprocess mode; shared.metrics). Without one given,
+the master makes a fresh temporary directory for it before any worker starts, and removes it on exit; one given
+(a volume, an ``emptyDir``) is emptied when the master starts, since a previous run's files would count again.
+Each worker that exits is marked dead there (``child_exit``), so its gauges go with it.
 """
 
 import os
+import shutil
+import tempfile
+
+# --- metrics ------------------------------------------------------------------------------------------
+# Before anything in this process imports prometheus_client: it picks where its values live at import.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="referrals-metrics-")
+    os.environ["REFERRALS_METRICS_TEMPORARY_DIR"] = os.environ["PROMETHEUS_MULTIPROC_DIR"]  # removed on_exit
+
+
+def _empty_metrics_dir() -> None:
+    path = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(path, exist_ok=True)
+    for name in os.listdir(path):
+        if name.endswith(".db"):  # prometheus_client's files, and nothing else that may share the directory
+            os.remove(os.path.join(path, name))
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    temporary = os.environ.get("REFERRALS_METRICS_TEMPORARY_DIR")
+    if temporary and temporary == os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        shutil.rmtree(temporary, ignore_errors=True)
+
 
 # --- where and how many ---------------------------------------------------------------------
 bind = [f"0.0.0.0:{int(os.environ.get('PORT', '8000'))}"]
@@ -55,7 +90,9 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 
 
 def on_starting(server):
-    """Refuse a WORKER_IN_API set-up that cannot work, with one line and the fix, before any worker starts."""
+    """Empty the metrics directory, and refuse a WORKER_IN_API set-up that cannot work, with one line and the
+    fix, before any worker starts."""
+    _empty_metrics_dir()
     from services.workers import LOOPS
     from shared.config import ConfigError
     from shared.messaging.worker import check_worker_in_api, wants_worker_in_api

@@ -1,13 +1,18 @@
-"""A worker's `/healthz` and `/readyz` on WORKER_PORT (DESIGN.md section 5), for its supervisor's probes.
+"""A worker's `/healthz`, `/readyz` and `/metrics` on WORKER_PORT (DESIGN.md section 5), for its supervisor's
+probes and for Prometheus.
 
 - `GET /healthz`: 200 while the process runs its loops (the liveness probe: restart it when this fails);
 - `GET /readyz`: 200 with shared.health's report while every dependency is up, else 503 with the report
-  naming each dependency down and why (the readiness probe, and what an operator reads first).
+  naming each dependency down and why (the readiness probe, and what an operator reads first);
+- `GET /metrics`: the process's Prometheus metrics (shared.metrics: its loops' counters, and under
+  PROMETHEUS_MULTIPROC_DIR every process's there) with `referrals_ready` and `referrals_dependency_up` read
+  from the same report as /readyz.
 
 The standard library's threaded HTTP server, on 127.0.0.1 unless WORKER_HOST says otherwise (a container's
-probe from outside the container needs `0.0.0.0`): a worker has no web framework and needs none for two
-routes. The worker's API, when the loops run inside it (WORKER_IN_API=true), answers /readyz itself
-(shared.web).
+probe from outside the container needs `0.0.0.0`): a worker has no web framework and needs none for three
+routes. Each request is answered on a thread of the server's, which only reads: the loops keep their broker
+channels to themselves (a loop measures what it needs, e.g. its parking queue, on its own). The worker's API,
+when the loops run inside it (WORKER_IN_API=true), answers /readyz and /metrics itself (shared.web).
 """
 
 from __future__ import annotations
@@ -18,12 +23,16 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from shared import metrics
 from shared.config import Settings
 from shared.health import HEALTH, Health
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
+# What every worker depends on: its dependency_up series exist (at 1) before either is ever found down.
+DEPENDENCIES = ("database", "broker")
+PATHS = ["/healthz", "/readyz", "/metrics"]
 
 
 def health_address(settings: Settings) -> tuple[str, int] | None:
@@ -34,8 +43,8 @@ def health_address(settings: Settings) -> tuple[str, int] | None:
 
 
 class HealthServer:
-    """`/healthz` and `/readyz` on a thread of their own, from `start()` until `stop()`. Port 0: any free one
-    (tests), then `port` says which."""
+    """`/healthz`, `/readyz` and `/metrics` on a thread of their own, from `start()` until `stop()`. Port 0: any
+    free one (tests), then `port` says which."""
 
     def __init__(
         self,
@@ -66,6 +75,8 @@ class HealthServer:
 
 
 def _handler(alive: Callable[[], bool], health: Health) -> type[BaseHTTPRequestHandler]:
+    known = metrics.Known(DEPENDENCIES)
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             path = self.path.split("?", 1)[0]
@@ -75,13 +86,17 @@ def _handler(alive: Callable[[], bool], health: Health) -> type[BaseHTTPRequestH
             elif path == "/readyz":
                 report = health.report()
                 self._answer(200 if not report["down"] else 503, report)
+            elif path == "/metrics":
+                down = set(health.report()["down"])
+                readiness = metrics.readiness(not down, down, known(down))
+                self._answer(200, metrics.exposition([readiness]), metrics.CONTENT_TYPE)
             else:
-                self._answer(404, {"status": "not found", "paths": ["/healthz", "/readyz"]})
+                self._answer(404, {"status": "not found", "paths": PATHS})
 
-        def _answer(self, status: int, body: dict) -> None:
-            data = json.dumps(body).encode()
+        def _answer(self, status: int, body: dict | bytes, content_type: str = "application/json") -> None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.send_header("Cache-Control", "no-store")
             self.end_headers()

@@ -2,28 +2,39 @@
 `/healthz` and `/readyz` (shared.health_server). deploy/prometheus/alerts.yml alerts on them and
 deploy/RUNBOOK.md says what to do about each alert.
 
-Every metric the platform exports is defined here, once. Two kinds:
+Every metric the platform exports is defined here, once. Three kinds:
 
 - **counters and histograms** of what a process did (a message consumed, a webhook attempted, a clock
   breached): incremented where it happens. Under gunicorn they are multi-process safe (PROMETHEUS_MULTIPROC_DIR,
   set by deploy/gunicorn.conf.py): `/metrics` answers the sum over the API's worker processes.
-- **figures** read from a service's database when scraped (outbox pending, offers overdue, ...): each service
-  registers its readers with `add_figures`; they are computed in the process answering the scrape, so every
-  replica reports the same value (alerts take `max` by service).
+- **gauges a loop sets** from what it sees on its own connection (`referrals_messages_parked`: the consumer
+  counts its parking queue on its own channel, since pika's channels are not thread-safe).
+- **figures** read when scraped: each service registers its database readers with `add_figures`; they are
+  computed in the process answering the scrape, so every replica reports the same value (alerts take `max` by
+  service). `referrals_ready` and `referrals_dependency_up` are figures of every process, from its /readyz.
 
-Labels are bounded sets (a queue, an event type, an outcome, a route's rule, a status code): never an id,
-never anything about a person.
+Labels are bounded sets (a queue, an event type of the catalogue, an outcome, a route's rule, a status code):
+never an id, never anything about a person.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator
+from typing import Any
 
-from flask import Flask
-from prometheus_client import Counter, Histogram
-from prometheus_client.core import Metric
+from flask import Flask, Response, g, request
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import generate_latest as _generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from shared.config import Settings
+
+log = logging.getLogger(__name__)
 
 # --- what a process did ------------------------------------------------------------------------------------
 
@@ -53,9 +64,24 @@ TRANSITIONS_MISSED = Counter(
     "Transitions of a person's support (move-on, handover) whose date passed with nothing done.",
     ["transition"],
 )
+FIGURES_FAILED = Counter(
+    "referrals_figures_failed",  # referrals_figures_failed_total
+    "Scrapes at which a figure reader failed (its figures were left out of that scrape; the log says why).",
+    ["figures"],  # the reader's function name
+)
+
+# --- what a loop sees --------------------------------------------------------------------------------------
+
+MESSAGES_PARKED = Gauge(
+    "referrals_messages_parked",
+    "Messages waiting in a consumer's parking queue (<queue>.parking) for an operator (referrals-parked).",
+    ["queue"],
+    # With the loops inside a gunicorn worker (WORKER_IN_API), the value of the process that measured last; a
+    # dead worker's value goes with it (gunicorn.conf.py's child_exit).
+    multiprocess_mode="livemostrecent",
+)
 
 # The figures' names (gauges read from a database at scrape time; see add_figures).
-MESSAGES_PARKED = "referrals_messages_parked"  # [queue]
 OUTBOX_PENDING = "referrals_outbox_pending"  # [service]
 OUTBOX_OLDEST_PENDING_SECONDS = "referrals_outbox_oldest_pending_seconds"  # [service]
 WEBHOOK_OLDEST_PENDING_SECONDS = "referrals_webhook_oldest_pending_seconds"
@@ -73,6 +99,105 @@ DEPENDENCY_UP = "referrals_dependency_up"  # [dependency]: database, broker, ...
 Figures = Callable[[], Iterable[Metric]]
 """Reads a service's figures when scraped: yields prometheus_client GaugeMetricFamily objects."""
 
+OUTCOMES = ("handled", "duplicate", "retried", "parked")
+UNKNOWN = "unknown"
+METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # the text format every Prometheus reads
+UNMATCHED = "unmatched"  # a request no route matched (404, 405): its path is the sender's, not a label
+
+# --- what a consumer counts --------------------------------------------------------------------------------
+
+
+def event_type_label(event_type: str | None, known: Collection[str]) -> str:
+    """The event_type label of a message: its type if it is one of the catalogue's (`known`), else `unknown`:
+    a type a sender made up must not become a series of its own."""
+    return event_type if event_type and event_type in known else UNKNOWN
+
+
+def consumed(queue: str, event_type: str, outcome: str) -> None:
+    """Count one message `queue`'s consumer settled; `event_type` already bounded (event_type_label)."""
+    MESSAGES_CONSUMED.labels(queue=queue, event_type=event_type, outcome=outcome).inc()
+
+
+# --- what a scrape answers ---------------------------------------------------------------------------------
+
+
+def multiprocess_dir(env: dict[str, str] | None = None) -> str | None:
+    """PROMETHEUS_MULTIPROC_DIR: where each process of a gunicorn API writes its counters (deploy/gunicorn.conf.py)."""
+    return (os.environ if env is None else env).get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+class _Process:
+    """The default registry's metrics (this process's), as one collector of a registry made for one scrape."""
+
+    def collect(self) -> Iterable[Metric]:
+        return REGISTRY.collect()
+
+
+class _Figures:
+    """Figure readers, read now; one that fails is logged, counted and left out, not the whole scrape."""
+
+    def __init__(self, readers: Iterable[Figures]):
+        self._readers = list(readers)
+
+    def collect(self) -> Iterator[Metric]:
+        for reader in self._readers:
+            name = (getattr(reader, "__qualname__", None) or type(reader).__name__).replace(".<locals>", "")
+            try:
+                found = list(reader())  # a generator fails while it is read, not when it is called
+            except Exception as exc:
+                log.warning("a figure reader failed; its figures are left out", extra={"figures": name,
+                            "error": exc.__class__.__name__})  # fmt: skip
+                FIGURES_FAILED.labels(figures=name).inc()
+                continue
+            yield from found
+
+
+def readiness(ready: bool, down: Iterable[str], dependencies: Iterable[str] = ()) -> Figures:
+    """`referrals_ready` and `referrals_dependency_up`: 0 for each of `down`, 1 for each of `dependencies` (the
+    ones this process always has, and any seen down before) that is not."""
+    down = set(down)
+
+    def read() -> Iterator[Metric]:
+        yield GaugeMetricFamily(READY, "1 while this process is ready (its /readyz answers 200), else 0.", float(ready))
+        up = GaugeMetricFamily(DEPENDENCY_UP, "1 while this process reaches the dependency, else 0.",
+                               labels=["dependency"])  # fmt: skip
+        for dependency in sorted(set(dependencies) | down):
+            up.add_metric([dependency], 0 if dependency in down else 1)
+        yield up
+
+    return read
+
+
+class Known:
+    """The dependencies a process has found down, and those it always has: its dependency_up series, which stay
+    (at 1) once a dependency is back, so an alert on one resolves rather than loses its series."""
+
+    def __init__(self, always: Iterable[str]):
+        self._seen = set(always)
+        self._lock = threading.Lock()  # scrapes may come on several threads at once
+
+    def __call__(self, down: Iterable[str]) -> set[str]:
+        with self._lock:
+            self._seen |= set(down)
+            return set(self._seen)
+
+
+def exposition(figures: Iterable[Figures] = (), env: dict[str, str] | None = None) -> bytes:
+    """The text format of this process's metrics (under PROMETHEUS_MULTIPROC_DIR: the sum over every process
+    writing there) and of `figures`, read now."""
+    registry = CollectorRegistry()
+    registry.register(_Figures(figures))  # first: a reader's failure is counted in this very scrape
+    path = multiprocess_dir(env)
+    if path:
+        MultiProcessCollector(registry, path=path)
+    else:
+        registry.register(_Process())
+    return _generate_latest(registry)
+
+
+# --- an API's /metrics -------------------------------------------------------------------------------------
+
 
 def add_figures(app: Flask, figures: Figures) -> None:
     """Have the app's `/metrics` answer what `figures` reads, on every scrape."""
@@ -80,4 +205,32 @@ def add_figures(app: Flask, figures: Figures) -> None:
 
 
 def init_app(app: Flask, settings: Settings) -> None:
-    """`GET /metrics` and the request-duration histogram on a service's API."""
+    """`GET /metrics` and the request-duration histogram on a service's API. Not authenticated (as /healthz:
+    nothing in it is about a person) and not in the OpenAPI document; its readiness figures are what the app's
+    own /readyz answers, asked at the scrape."""
+    known = Known(["database"])
+
+    @app.before_request
+    def start_timer() -> None:
+        g.metrics_started = time.perf_counter()
+
+    @app.after_request
+    def observe(response: Response) -> Response:
+        started = g.get("metrics_started")
+        if started is not None:
+            rule = request.url_rule.rule if request.url_rule is not None else UNMATCHED
+            method = request.method if request.method in METHODS else "other"
+            labels = {"route": rule, "method": method, "status": str(response.status_code)}
+            HTTP_REQUEST_DURATION.labels(**labels).observe(time.perf_counter() - started)
+        return response
+
+    def app_readiness() -> Iterable[Metric]:
+        answer: Any = app.view_functions["readyz"]()  # shared.web: a body, or (body, 503) naming what is down
+        body, status = answer if isinstance(answer, tuple) else (answer, 200)
+        down = set(body.get("down", {}))
+        return readiness(status == 200, down, known(down))()
+
+    @app.get("/metrics")
+    def metrics():
+        body = exposition([*app.extensions.get("metrics_figures", []), app_readiness])
+        return Response(body, content_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})

@@ -9,8 +9,10 @@ import urllib.error
 import urllib.request
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 import shared.web
+from shared import metrics
 from shared.config import Settings
 from shared.health import Health
 from shared.health_server import HealthServer, health_address
@@ -62,7 +64,36 @@ def test_readyz_is_503_naming_each_dependency_down_and_why_until_it_is_back(serv
 
 
 def test_other_paths_are_not_found(server):
-    assert get(server.port, "/metrics?x=1")[0] == 404  # the operations issue adds /metrics here
+    assert get(server.port, "/metric?x=1") == (
+        404,
+        {"status": "not found", "paths": ["/healthz", "/readyz", "/metrics"]},
+    )
+
+
+def test_metrics_are_the_processes_in_prometheus_text_with_its_readiness_from_the_same_report(server, health):
+    consumed = {"queue": "intake", "event_type": "referral.received", "outcome": "handled"}
+    metrics.MESSAGES_CONSUMED.labels(**consumed).inc()
+    status, content_type, text = scrape(server.port)
+    assert status == 200 and content_type.startswith("text/plain; version=0.0.4")
+    assert sample(text, "referrals_messages_consumed_total", **consumed) >= 1
+    assert sample(text, "referrals_ready") == 1
+    assert sample(text, "referrals_dependency_up", dependency="database") == 1
+    assert sample(text, "referrals_dependency_up", dependency="broker") == 1
+
+    health.down("broker", "intake-consumer: refused")
+    health.down("intake", "unreachable (ConnectError)")
+    text = scrape(server.port)[2]
+    assert sample(text, "referrals_ready") == 0
+    assert sample(text, "referrals_dependency_up", dependency="broker") == 0
+    assert sample(text, "referrals_dependency_up", dependency="intake") == 0
+    assert sample(text, "referrals_dependency_up", dependency="database") == 1
+    assert "refused" not in text  # the reasons are for /readyz; a label is a dependency's name only
+
+    health.up("broker")
+    health.up("intake")
+    text = scrape(server.port)[2]
+    assert sample(text, "referrals_ready") == 1
+    assert sample(text, "referrals_dependency_up", dependency="intake") == 1  # its series stays, back at 1
 
 
 def test_the_worker_serves_its_health_while_its_loops_run_and_stops_with_them():
@@ -120,6 +151,19 @@ def test_the_apis_readyz_names_what_the_loops_inside_it_find_down(monkeypatch, h
     database["ok"] = False
     assert client.get("/readyz").json["reason"] == "database unreachable"
     assert set(client.get("/readyz").json["down"]) == {"broker", "database"}
+
+
+def scrape(port: int) -> tuple[int, str, str]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return response.status, response.headers["Content-Type"], response.read().decode()
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    for family in text_string_to_metric_families(text):
+        for found in family.samples:
+            if found.name == name and found.labels == labels:
+                return found.value
+    return None
 
 
 def _answers(port: int) -> int | None:
