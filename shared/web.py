@@ -160,15 +160,16 @@ def page(session: Session, statement: Select, pagination_parameters) -> list:
 
 class StandardErrors(BasePlugin):
     """An apispec plugin: every operation lists the errors any request to it can meet, in the Error shape. A
-    token missing or wrong (401), a scope or organisation that may not (403), input refused (422), the
-    database unreachable (503); where a path names a record, none such (404); and for a write, a conflict with
-    the record's state (409: an answered offer, a closed case, a duplicate) or a body too large (413)."""
+    token missing or wrong (401), a scope or organisation that may not (403), input refused (422), too many
+    requests (429, with Retry-After: shared.ratelimit), the database unreachable (503); where a path names a
+    record, none such (404); and for a write, a conflict with the record's state (409: an answered offer, a
+    closed case, a duplicate) or a body too large (413)."""
 
     def operation_helper(self, path=None, operations=None, **kwargs):
         for method, operation in (operations or {}).items():
             if not isinstance(operation, dict):
                 continue
-            codes = [401, 403, 422, 503]
+            codes = [401, 403, 422, 429, 503]
             if path and "{" in path:
                 codes.append(404)
             if method in ("post", "put", "patch", "delete"):
