@@ -1,8 +1,8 @@
 """The inbox: a consumer's effects happen at most once per message, however often it is delivered.
 
 `(consumer, message_id)` is inserted with insert-or-ignore in the same transaction as the effects; a
-second delivery finds the row and does nothing. Never check-then-insert: two deliveries racing would both
-see "absent".
+second delivery finds the row and does nothing (and says so to the consumer, which counts it as a duplicate in
+`referrals_messages_consumed_total`). Never check-then-insert: two deliveries racing would both see "absent".
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from shared.clock import utcnow
 from shared.db import UTCDateTime, insert_or_ignore
 from shared.messaging.catalogue import Handler, Refused, Subscriptions
+from shared.messaging.consumer import DUPLICATE
 from shared.messaging.envelope import Event
 from shared.messaging.errors import PermanentError
 
@@ -64,6 +65,11 @@ class EventHandlers:
         self._units = units
         self._trusted = frozenset(trusted)
 
+    @property
+    def event_types(self) -> frozenset[str]:
+        """Every event type of the catalogue: the values the consumer's metrics may give their event_type label."""
+        return frozenset(entry.name for entry in self.subscriptions.catalogue)
+
     def accept(self, event: Event) -> tuple[Event, Handler]:
         """The event with its payload typed, and its handler; PermanentError with the reason if refused."""
         catalogue = self.subscriptions.catalogue
@@ -78,10 +84,12 @@ class EventHandlers:
             raise PermanentError(f"{accepted.type} is not handled by {self.consumer}")
         return accepted, handler
 
-    def __call__(self, event: Event) -> None:
+    def __call__(self, event: Event) -> str | None:
+        """Handle `event` once; DUPLICATE if it had been handled before (nothing done)."""
         event, handler = self.accept(event)
         with self._units() as uow:
             if not uow.first_delivery(self.consumer, event.id):
                 log.info("duplicate delivery ignored", extra={"event_type": event.type, "event_id": event.id})
-                return
+                return DUPLICATE
             handler(uow, event)
+        return None

@@ -23,6 +23,11 @@ dependency's outage in place.
   hashes to: one referral's events keep their order, even while one of them is held, while a handler waiting
   on the network no longer holds up other referrals. The connection's own thread alone uses the channel (pika
   is not thread-safe), and keeps sending heartbeats while a lane waits.
+- **Metrics** (shared.metrics): each message settled counts once in `referrals_messages_consumed_total` by
+  queue, event type (one of the catalogue's, else `unknown`: a made-up type is no label) and outcome: handled,
+  duplicate (the handler returned DUPLICATE: the inbox had it), retried (to `Q.retry`) or parked. The
+  connection's thread counts `Q.parking` (a passive declare on a channel of its own) every PARKED_EVERY seconds
+  and after each park, into `referrals_messages_parked`: the HTTP thread answering /metrics only reads that.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import queue
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -46,6 +51,7 @@ from opentelemetry import trace
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 from pika.exceptions import AMQPConnectionError, ChannelClosed, ChannelClosedByBroker, ChannelWrongStateError
 
+from shared import metrics
 from shared.config import Settings
 from shared.db import is_unavailable
 from shared.health import HEALTH, Health
@@ -73,6 +79,11 @@ _BROKER_SET = ("x-delivery-count",)
 
 DATABASE = "database"
 BROKER_CHANNEL = "broker channel"  # not "broker": the connection loop reports that one (shared.messaging.connection)
+# What a handler returns when the message had been handled before (shared.inbox): counted as a duplicate.
+DUPLICATE = "duplicate"
+# How often the connection's thread counts the parking queue (and after each park): `referrals-parked` replays
+# and discards from another process, so a count kept only on park would drift.
+PARKED_EVERY = 15.0
 
 
 def transient_dependency(error: BaseException) -> str | None:
@@ -137,8 +148,9 @@ class Consumer:
         self,
         amqp_url: str,
         spec: QueueSpec,
-        handle: Callable[[Event], None],
+        handle: Callable[[Event], object],
         *,
+        event_types: Collection[str] | None = None,
         max_attempts: int = 5,
         prefetch: int = 20,
         lanes: int = 1,
@@ -150,6 +162,9 @@ class Consumer:
         self._url = amqp_url
         self.spec = spec
         self._handle = handle
+        # The event_type labels it may use (the catalogue's types: EventHandlers.event_types); else `unknown`.
+        self._event_types = frozenset(getattr(handle, "event_types", ()) if event_types is None else event_types)
+        self._parked_counted_at = 0.0  # monotonic; 0: count at the next chance
         self._max_attempts = max_attempts
         self._prefetch = prefetch
         self._lanes = max(1, lanes)
@@ -165,7 +180,7 @@ class Consumer:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, queue: str, bindings: tuple[str, ...], handle: Callable[[Event], None]
+        cls, settings: Settings, queue: str, bindings: tuple[str, ...], handle: Callable[[Event], object]
     ) -> Consumer:
         """A service worker's consumer of `queue`, bound to `bindings`, as its settings say (delivery limit,
         retry delay, attempts, prefetch, lanes, transient retries, and whether it may declare exchanges)."""
@@ -239,6 +254,7 @@ class Consumer:
         try:
             while not stop.is_set() and not lanes.handoff.is_set() and channel.is_open:
                 connection.process_data_events(time_limit=0.5)
+                self._count_parked(connection)
             if not channel.is_open:  # closed by the broker: what the lanes hold goes back to Q by itself
                 return
             # No new deliveries (any arriving before the broker's cancel-ok go back to Q). On stop the lanes
@@ -422,20 +438,22 @@ class Consumer:
                 relayed_by=found.relayed_by,
             )
         except MalformedEvent as exc:
-            self._park(channel, tag, properties, body, f"malformed event: {exc}", found, previous)
+            kind = metrics.event_type_label(properties.type, self._event_types)
+            self._park(channel, tag, properties, body, f"malformed event: {exc}", found, previous, kind)
             return None
+        kind = metrics.event_type_label(event.type, self._event_types)
         if properties.type and properties.type != event.type:
             reason = "the AMQP type property contradicts the event's type"
-            self._park(channel, tag, properties, body, reason, found, previous)
+            self._park(channel, tag, properties, body, reason, found, previous, kind)
             return None
         set_ids(span, referral=event.subject)
         if previous >= self._max_attempts:
-            self._park(channel, tag, properties, body, f"gave up after {previous} attempts", found, previous)
+            self._park(channel, tag, properties, body, f"gave up after {previous} attempts", found, previous, kind)
             return None
         try:
-            self._handle(event)
+            result = self._handle(event)
         except PermanentError as exc:
-            self._park(channel, tag, properties, body, f"rejected: {exc}", found, previous)
+            self._park(channel, tag, properties, body, f"rejected: {exc}", found, previous, kind)
             return None
         except Exception as exc:
             span.record_exception(exc)
@@ -453,7 +471,7 @@ class Consumer:
             attempt = previous + 1
             if attempt >= self._max_attempts:
                 reason = f"failed {attempt} times: {exc.__class__.__name__}"
-                self._park(channel, tag, properties, body, reason, found, attempt)
+                self._park(channel, tag, properties, body, reason, found, attempt, kind)
             else:
                 log.warning(
                     "handler failed; will retry",
@@ -466,12 +484,22 @@ class Consumer:
                     exc_info=True,
                 )
                 channel.basic_reject(tag, requeue=False)
+                metrics.consumed(self.spec.name, kind, "retried")
             return None
         channel.basic_ack(tag)
+        metrics.consumed(self.spec.name, kind, "duplicate" if result == DUPLICATE else "handled")
         return None
 
     def _park(
-        self, channel: BlockingChannel, tag: int, properties, body: bytes, reason: str, found: Origin, attempts: int
+        self,
+        channel: BlockingChannel,
+        tag: int,
+        properties,
+        body: bytes,
+        reason: str,
+        found: Origin,
+        attempts: int,
+        kind: str,
     ) -> None:
         log.error(
             "message parked",
@@ -494,6 +522,28 @@ class Consumer:
         )
         channel.basic_publish(PARKING_EXCHANGE, self.spec.name, body, parked, mandatory=True)
         channel.basic_ack(tag)
+        metrics.consumed(self.spec.name, kind, "parked")
+        self._parked_counted_at = 0.0  # the connection's thread counts the parking queue again at its next turn
+
+    def _count_parked(self, connection: BlockingConnection) -> None:
+        """Set `referrals_messages_parked` from the parking queue's message count, if PARKED_EVERY has passed or
+        a message was parked since. On the connection's own thread, on a channel of its own (a passive declare
+        that fails closes only that one)."""
+        if time.monotonic() - self._parked_counted_at < PARKED_EVERY or not connection.is_open:
+            return
+        self._parked_counted_at = time.monotonic()
+        try:
+            channel = connection.channel()
+            try:
+                count = channel.queue_declare(self.spec.parking_queue, passive=True).method.message_count
+            finally:
+                if channel.is_open:
+                    channel.close()
+        except ChannelClosedByBroker as exc:  # e.g. 404: someone deleted it; the next session declares it again
+            log.warning("cannot count the parking queue", extra={"queue": self.spec.parking_queue,
+                        "reply_code": exc.reply_code})  # fmt: skip
+            return
+        metrics.MESSAGES_PARKED.labels(queue=self.spec.name).set(count)
 
 
 PARKED_REASON = "x-parked-reason"
