@@ -33,8 +33,8 @@ class IntakeClient:
 
     def fetch_referral(self, referral_id: str, *, purpose: str | None = None) -> dict[str, Any]:
         """The referral as intake returns it; `purpose` (e.g. rectification) is recorded with the disclosure,
-        case_opening when None. Intake unreachable, too slow or answering 5xx is intake briefly
-        down (DependencyUnavailable: the consumer holds the message and retries it in place, in order); any
+        case_opening when None. Intake unreachable, too slow, answering 5xx or 429 (its rate limit) is intake
+        briefly down (DependencyUnavailable: the consumer holds the message and retries it in place, in order); any
         other non-2xx raises as an ordinary failure (retried, then parked): waiting would not change it."""
         try:
             query = f"?purpose={purpose}" if purpose else ""  # a fixed code (rectification), never personal data
@@ -45,7 +45,7 @@ class IntakeClient:
             )
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise DependencyUnavailable(INTAKE, f"unreachable ({exc.__class__.__name__})") from None
-        if response.status_code >= 500:
+        if response.status_code >= 500 or response.status_code == 429:
             raise DependencyUnavailable(INTAKE, f"answered {response.status_code}")
         response.raise_for_status()
         body = response.json()
