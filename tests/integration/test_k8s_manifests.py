@@ -9,6 +9,7 @@ share the project's), made on first use from deploy/k8s/requirements-tools.txt u
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import hashlib
 import importlib.util
@@ -103,6 +104,34 @@ def test_a_charity_gets_the_broker_permissions_add_provider_sh_sets(tmp_path):
     generated = _generator().charity_permissions("north-west-charity")
     assert permissions[5:] == [generated["configure"], generated["write"], generated["read"]]
     assert topics == generated["topics"]
+
+
+def test_a_charity_added_by_its_id_renders_its_instance_user_and_database(tmp_path):
+    """What `k8s_manifests.py charity <id>` writes, listed in an overlay, is that charity's whole instance."""
+    tree = tmp_path / "k8s"
+    shutil.copytree(K8S, tree)
+    for path, text in _generator().charity_files("east-charity").items():
+        (tree / path.relative_to(K8S)).parent.mkdir(parents=True, exist_ok=True)
+        (tree / path.relative_to(K8S)).write_text(text)
+    overlay = tree / "overlays" / "try"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        "resources: [../../base]\ncomponents: [../../charities/east-charity]\nnamespace: try\n"
+    )
+    kubectl = shutil.which("kubectl") or pytest.fail("kubectl not found: install kubectl v1.32 or later")
+    result = subprocess.run([kubectl, "kustomize", str(overlay)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+
+    assert {"advocacy-east-charity-api", "advocacy-east-charity-worker"} <= set(_named(docs, "Deployment"))
+    assert "advocacy-east-charity-db" in _named(docs, "Cluster")
+    username = _named(docs, "Secret")["advocacy-east-charity-username"]["data"]
+    assert {k: base64.b64decode(v) for k, v in username.items()} == {"username": b"advocacy-east-charity"}
+    env = _env(_container(_named(docs, "Deployment")["advocacy-east-charity-worker"]))
+    assert env["PROVIDER_ID"]["value"] == "east-charity"
+    assert env["AMQP_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "advocacy-east-charity-user-credentials"
+    read = _named(docs, "TopicPermission")["advocacy-east-charity-referrals"]["spec"]["permissions"]["read"]
+    assert r"referral\.offered\.east-charity" in read and "north-west-charity" not in read
 
 
 def test_the_generator_refuses_a_charity_id_kubernetes_cannot_name():
