@@ -243,7 +243,7 @@ def test_each_webhook_attempt_is_counted_once_as_delivered_retried_failed_or_ref
     )
     receiver = Receiver({urls["ok"]: 204, urls["down"]: 503})
     settings = WebhookSettings(allow_private=False, retry_schedule=(0.0,))  # one retry, at once, then given up
-    dispatcher = WebhookDispatcher(sessions, settings, guard=Guard(), http=lambda: receiver)  # type: ignore[arg-type]
+    dispatcher = WebhookDispatcher(sessions, settings, guard=Guard(), http=lambda: receiver)
     before = {outcome: counted("referrals_webhook_deliveries_total", outcome=outcome) for outcome in OUTCOMES}
 
     # ok delivered; down and bad tried again at once (the schedule's 0 s), then given up at their second attempt
@@ -284,7 +284,7 @@ class FailingContacts:
 def test_a_tick_that_rolls_back_counts_no_breach():
     charity = Instance()
     charity.open_case()
-    scheduler = ClockScheduler(charity.uow, charity.provider_id, charity.clock, contacts=FailingContacts())  # type: ignore[arg-type]
+    scheduler = ClockScheduler(charity.uow, charity.provider_id, charity.clock, contacts=FailingContacts())
     breached = counted("referrals_clocks_breached_total", clock="rg_decision")
     charity.clock.advance(days=30)
     with pytest.raises(RuntimeError):
