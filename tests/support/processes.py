@@ -42,6 +42,8 @@ class Platform:
     env: dict[str, str]
     processes: list[Process] = field(default_factory=list)
     urls: dict[str, str] = field(default_factory=dict)
+    # Each process's /metrics, as Prometheus scrapes it: process name -> (service, "api" | "worker", host:port).
+    targets: dict[str, tuple[str, str, str]] = field(default_factory=dict)
 
     def start(self, name: str, argv: list[str], extra_env: dict[str, str]) -> Process:
         log = self.workdir / f"{name}.log"
@@ -61,12 +63,20 @@ class Platform:
         url = f"http://127.0.0.1:{port}"
         self._wait_ready(process, url)
         self.urls[name or service] = url
+        self.targets[process.name] = (service, "api", f"127.0.0.1:{port}")
         return url
 
     def start_worker(self, service: str, extra_env: dict[str, str], *, name: str | None = None) -> Process:
-        return self.start(
-            name or f"{service}-worker", [str(BIN / "python"), "-m", f"services.{service}.worker"], extra_env
-        )
+        """A worker process; with a WORKER_PORT of its own (its /healthz, /readyz and /metrics) unless given one."""
+        env = dict(extra_env)
+        if "WORKER_PORT" not in {**self.env, **env}:
+            env["WORKER_PORT"] = str(free_port())
+        argv = [str(BIN / "python"), "-m", f"services.{service}.worker"]
+        process = self.start(name or f"{service}-worker", argv, env)
+        port = {**self.env, **env}["WORKER_PORT"]
+        if port != "0":
+            self.targets[process.name] = (service, "worker", f"127.0.0.1:{port}")
+        return process
 
     def _wait_ready(self, process: Process, url: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
