@@ -1,7 +1,12 @@
 # Developer entry points for the referral platform. `make help` lists the targets.
 #
 # Every variable below can be overridden on the command line or from the environment,
-# e.g. `make run AMQP_URL=amqp://user:pw@host:5672/%2F` or `make venv PYTHON=/opt/py311/bin/python3`.
+# e.g. `make run AMQP_URL=amqp://user:pw@host:5672/%2F` or `make venv PYTHON=/opt/py312/bin/python3.12`.
+#
+# Two installs share .venv: `make run` (and keys, advocacy, webhook-echo) installs only what running needs (the
+# project's dependencies); `make test`, `lint` and the rest add the dev tools (`.[dev]`), `make bench` `.[dev,bench]`.
+# Supported Pythons: 3.11 to 3.13 (pyproject.toml's requires-python); 3.11 by default. `make test` also runs the unit
+# tests on a second one of them (`make test-python`).
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -10,6 +15,7 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 VAR := $(CURDIR)/var
 KEYS := $(VAR)/keys
@@ -70,27 +76,40 @@ advocacy: export LOG_LEVEL := $(LOG_LEVEL)
 advocacy: export ADVOCACY_DEV_SIGNIN := $(ADVOCACY_DEV_SIGNIN)
 advocacy: export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv keys run advocacy webhook-echo test test-unit bench bench-profile bench-latency chaos lint fmt typecheck clean
+.PHONY: help runtime venv keys run advocacy webhook-echo compose-dev test test-unit test-python bench bench-profile bench-latency chaos lint fmt typecheck clean
 
 help: ## Show this list of targets
 	@echo "Usage: make <target>"
 	@echo
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-venv: $(STAMP) ## Create .venv (python3.11) and install the project with dev extras, when needed
+runtime: $(RUN_STAMP) ## Create .venv and install what running needs (no dev tools), when needed
 
-# Re-installs only when .venv is missing or pyproject.toml is newer than the stamp.
-$(STAMP): pyproject.toml requirements.lock
-	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; run 'make venv PYTHON=/path/to/python3.11'" >&2; exit 1; }
-	@test -x $(VENV)/bin/python || { echo "==> creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
-	@echo "==> installing the project into $(VENV)"
+venv: $(STAMP) ## Create .venv and install the project with its dev tools (.[dev]), when needed
+
+# A supported Python (3.11-3.13): the check prints the fix rather than a resolver error from pip.
+SUPPORTED_PYTHON := import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))
+$(VENV)/bin/python:
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; run 'make <target> PYTHON=/path/to/python3.11' (3.11-3.13)" >&2; exit 1; }
+	@$(PYTHON) -c '$(SUPPORTED_PYTHON)' || { echo "error: $(PYTHON) is $$($(PYTHON) -V 2>&1), not 3.11-3.13; run 'make <target> PYTHON=/path/to/python3.11'" >&2; exit 1; }
+	@echo "==> creating $(VENV) with $(PYTHON)"
+	$(PYTHON) -m venv $(VENV)
+
+# Each re-installs only when .venv is missing or pyproject.toml / requirements.lock is newer than its stamp.
+$(RUN_STAMP): pyproject.toml requirements.lock | $(VENV)/bin/python
+	@echo "==> installing the project (what running needs) into $(VENV)"
+	$(VENV)/bin/pip install --disable-pip-version-check -c requirements.lock -e .
+	@touch $@
+
+$(STAMP): pyproject.toml requirements.lock | $(VENV)/bin/python
+	@echo "==> installing the project with its dev tools (.[dev]) into $(VENV)"
 	$(VENV)/bin/pip install --disable-pip-version-check -c requirements.lock -e '.[dev]'
 	@touch $@
 
-keys: venv ## Create the dev signing keys var/keys/dev-{private,public}.pem and data KEK dev-data-kek.b64 if absent
+keys: runtime ## Create the dev signing keys var/keys/dev-{private,public}.pem and data KEK dev-data-kek.b64 if absent
 	$(BIN)/referrals-token --ensure-keys
 
-run: venv keys ## Migrate and seed SQLite dev databases, then start all six processes (Ctrl-C stops)
+run: runtime keys ## Migrate and seed SQLite dev databases, then start all six processes (Ctrl-C stops)
 	@mkdir -p $(VAR)
 	@echo "==> migrating (SQLite files under var/)"
 	$(BIN)/referrals-migrate intake
@@ -118,7 +137,7 @@ run: venv keys ## Migrate and seed SQLite dev databases, then start all six proc
 	@# -e /dev/null: the repo's .env holds docker compose image versions, not settings for these processes.
 	exec $(BIN)/honcho -f Procfile.dev -e /dev/null start
 
-advocacy: venv keys ## One more charity's instance: PROVIDER_ID=<id> PORT=<port> AUTO_ACCEPT=<true|false> make advocacy
+advocacy: runtime keys ## One more charity's instance: PROVIDER_ID=<id> PORT=<port> AUTO_ACCEPT=<true|false> make advocacy
 	@if [ -z "$(PROVIDER_ID_GIVEN)" ] || [ -z "$(PORT)" ]; then \
 		echo "usage: PROVIDER_ID=<id> PORT=<port> [AUTO_ACCEPT=true|false] make advocacy" >&2; \
 		echo "  e.g. PROVIDER_ID=north-charity PORT=8012 make advocacy (then register it: README, 'How a charity joins')" >&2; \
@@ -132,8 +151,14 @@ advocacy: venv keys ## One more charity's instance: PROVIDER_ID=<id> PORT=<port>
 	@echo
 	exec $(BIN)/honcho -f Procfile.advocacy -e /dev/null start
 
-webhook-echo: venv ## A stand-in agency webhook endpoint on http://127.0.0.1:9000 (WEBHOOK_SECRET= verifies)
+webhook-echo: runtime ## A stand-in agency webhook endpoint on http://127.0.0.1:9000 (WEBHOOK_SECRET= verifies)
 	$(BIN)/python scripts/webhook_echo.py
+
+# The whole stack in containers with dev keys and dev passwords (docker-compose.yml's header; README, "Run it").
+COMPOSE ?= docker compose
+COMPOSE_DEV := $(COMPOSE) --env-file .env --env-file deploy/compose/dev.env --profile dev
+compose-dev: ## docker compose up with dev keys (DEMO=true: the demo charity and its cases); Docker Compose 2.20+
+	$(COMPOSE_DEV) up --build
 
 # The AsyncAPI project's JSON Schemas (tests/integration/test_asyncapi.py) and axe-core (the advocate's page's
 # accessibility test, tests/e2e/test_advocate_page_accessibility.py), exactly as package-lock.json pins them.
@@ -145,12 +170,46 @@ $(CONTRACTS_STAMP): $(CONTRACTS)/package.json $(CONTRACTS)/package-lock.json
 	npm ci --prefix $(CONTRACTS) --no-audit --no-fund
 	@touch $@
 
-test: venv $(CONTRACTS_STAMP) ## Type-check, then run the whole suite (TEST_AMQP_URL / TEST_DATABASE_URL, else the local services, else testcontainers)
+test: venv $(CONTRACTS_STAMP) ## Type-check, run the whole suite (TEST_AMQP_URL / TEST_DATABASE_URL, else the local services, else testcontainers), then test-python
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory test-python
 
 test-unit: venv ## Run the unit tests only (pytest -m unit): no broker or database needed
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)
+
+# The unit tests on a second supported Python, so that 3.11-3.13 is more than a promise: the newest of
+# OTHER_PYTHON_VERSIONS found (on PATH, else under pyenv's versions/) that is not .venv's own, in .venv-<version>,
+# installed with the same pins. None found fails with the fix: OTHER_PYTHON=/path/to/python3.x, or
+# OTHER_PYTHON=none to skip on a machine that has one Python only (CI never does).
+OTHER_PYTHON ?=
+OTHER_PYTHON_VERSIONS := 3.13 3.12 3.11
+OTHER_PYTEST_ARGS ?=
+test-python: ## The unit tests on another supported Python in .venv-<version> (OTHER_PYTHON=<path> or none)
+	@if [ "$(OTHER_PYTHON)" = none ]; then echo "==> test-python: skipped (OTHER_PYTHON=none)"; exit 0; fi; \
+	main=$$($(if $(wildcard $(VENV)/bin/python),$(VENV)/bin/python,$(PYTHON)) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	other="$(OTHER_PYTHON)"; \
+	if [ -z "$$other" ]; then \
+		for version in $(OTHER_PYTHON_VERSIONS); do \
+			[ "$$version" != "$$main" ] || continue; \
+			for candidate in $$(command -v python$$version) $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$version.*/bin/python$$version 2>/dev/null | sort -rV); do \
+				if "$$candidate" -c '$(SUPPORTED_PYTHON)' 2>/dev/null; then other=$$candidate; break 2; fi; \
+			done; \
+		done; \
+	fi; \
+	if [ -z "$$other" ]; then \
+		echo "error: no second Python among $(OTHER_PYTHON_VERSIONS) besides $$main for the unit tests; install one (e.g. 'pyenv install 3.13'), or run 'make test OTHER_PYTHON=/path/to/python3.x' (OTHER_PYTHON=none skips)" >&2; \
+		exit 1; \
+	fi; \
+	"$$other" -c '$(SUPPORTED_PYTHON)' || { echo "error: OTHER_PYTHON=$$other is $$("$$other" -V 2>&1), not 3.11-3.13" >&2; exit 1; }; \
+	version=$$("$$other" -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	venv=.venv-$$version; \
+	echo "==> unit tests on Python $$version ($$other) in $$venv"; \
+	if [ ! -x $$venv/bin/python ]; then "$$other" -m venv $$venv; fi; \
+	if [ ! $$venv/.installed -nt pyproject.toml ] || [ ! $$venv/.installed -nt requirements.lock ]; then \
+		$$venv/bin/pip install --disable-pip-version-check -q -c requirements.lock -e '.[dev]' && touch $$venv/.installed; \
+	fi; \
+	$$venv/bin/pytest -m unit -p no:cacheprovider $(OTHER_PYTEST_ARGS)
 
 # The benchmark's extra (matplotlib, for the plot), installed on first use only.
 BENCH_STAMP := $(VENV)/.bench-installed
