@@ -285,6 +285,9 @@ def test_every_platform_target_is_labelled_with_its_service_and_process(rendered
         targets = {r["targetLabel"]: r["sourceLabels"] for r in endpoint["relabelings"]}
         assert targets["service"] == ["__meta_kubernetes_pod_label_referrals_io_service"]
         assert targets["process"] == ["__meta_kubernetes_pod_label_referrals_io_process"]
+    # The alerts read rabbitmq_queue_messages_ready by queue: the per-object endpoint only (/metrics sums them).
+    rabbit = _named(rendered["production"], "ServiceMonitor")["referrals-rabbitmq"]["spec"]["endpoints"]
+    assert [e["path"] for e in rabbit] == ["/metrics/per-object"]
     for deployment in _of(rendered["production"], "Deployment"):
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         if "referrals.io/process" in labels:
