@@ -375,3 +375,14 @@ def test_the_monitoring_profile_runs_prometheus_with_the_platforms_configuration
     assert prometheus["profiles"] == ["monitoring"]
     assert "./deploy/prometheus:/etc/prometheus:ro" in prometheus["volumes"]
     assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+
+
+def test_prometheus_scrapes_every_api_and_worker_where_compose_serves_them():
+    scrape = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    targets = {t for job in scrape["scrape_configs"] for group in job["static_configs"] for t in group["targets"]}
+    services = raw()["services"]
+    for service in SERVICES:
+        api, worker = services[f"{service}-api"], services[f"{service}-worker"]
+        assert f"{service}-api:{api['environment']['PORT']}" in targets
+        assert f"{service}-worker:{worker['environment']['WORKER_PORT']}" in targets
+    assert "rabbitmq:15692" in targets
