@@ -17,8 +17,9 @@
 # usage: deploy/rabbitmq/add-provider.sh <provider-id>
 #   PROVIDER_AMQP_PASSWORD  the user's password (default: a new random one, printed once)
 #   RABBITMQ_VHOST          the platform's vhost (default /)
-#   RABBITMQCTL             how to reach rabbitmqctl (default rabbitmqctl; with compose:
-#                           RABBITMQCTL="docker compose exec -T rabbitmq rabbitmqctl")
+#   RABBITMQCTL             how to reach rabbitmqctl (default rabbitmqctl; with compose, its env files too:
+#                           RABBITMQCTL="docker compose --env-file .env --env-file deploy/compose/dev.env
+#                           exec -T rabbitmq rabbitmqctl", or a deployment's own env file for dev.env)
 #   AMQP_HOST               host:port printed in the instance's AMQP_URL (default localhost:5672)
 #   CATALOGUE_PYTHON        a Python with the project installed (default: the checkout's .venv, else python3)
 set -euo pipefail
