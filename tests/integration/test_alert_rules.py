@@ -147,6 +147,15 @@ def test_promtool_accepts_the_scrape_configuration_and_its_rule_file(promtool):
     assert rabbitmq and rabbitmq[0]["static_configs"][0]["targets"] == ["rabbitmq:15692"]
 
 
+def test_every_dashboard_query_is_valid_promql(promtool, tmp_path):
+    # promtool parses a rule's expression: each panel's query, its Grafana variables filled in, as a recording rule.
+    filled = [e.replace("$service", ".*").replace("$__rate_interval", "1m") for e in dashboard_expressions()]
+    rules = [{"record": f"dashboard:query_{n}", "expr": expr} for n, expr in enumerate(filled)]
+    queries = tmp_path / "dashboard-queries.yml"
+    queries.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    run(promtool, "check", "rules", str(queries))
+
+
 def test_every_alert_has_a_test_that_fires_it_and_one_that_does_not():
     tests = yaml.safe_load(ALERT_TESTS.read_text())["tests"]
     cases = [case for test in tests for case in test.get("alert_rule_test", [])]
