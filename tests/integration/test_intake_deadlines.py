@@ -7,16 +7,26 @@ import json
 import time
 from collections import Counter
 
+import pytest
 from sqlalchemy import select, text, update
 
 from services.intake.models import Offer, Outbox
 from shared.testing import referral_body
 from support.amqp import declare_tap
+from support.apps import UNLIMITED, dispose, service_app
 from support.processes import Platform
 
 POLICE = ("met-police", "police", "referrals:write referrals:read")
 ADMIN = ("platform", "coordinator", "providers:admin")
 BURST = 200
+
+
+@pytest.fixture
+def intake(fresh_database, dev_keys):
+    """intake's app without rate limits: the burst is 200 referrals from one force, past its 120 a minute."""
+    app = service_app("intake", fresh_database("intake"), dev_keys, **UNLIMITED)
+    yield app, app.extensions["intake"].sessions
+    dispose(app)
 
 
 def test_a_burst_of_offers_expiring_at_once_expires_each_exactly_once_with_two_workers(
