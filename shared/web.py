@@ -26,6 +26,7 @@ from flask import Flask, g, request, send_from_directory
 from flask_smorest import Api, abort
 from marshmallow import fields as ma_fields
 from marshmallow.validate import OneOf, Range, Regexp
+from opentelemetry.instrumentation.flask import FlaskInstrumentor
 from sqlalchemy import Select, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -221,6 +222,9 @@ def create_api_app(
     """The service's app and its flask-smorest Api. `asyncapi`, its AsyncAPI document (built once from the event
     catalogue, shared.messaging.asyncapi), is served at /asyncapi.json: the events beside the HTTP API."""
     app = Flask(import_name)
+    # Per app, inside the factory: the global instrument() misses apps made earlier (contrib#546). First of all
+    # hooks, so that a request refused before any view (hostile input, no token, a rate limit) has its span too.
+    FlaskInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics,docs,openapi.json,asyncapi.json")
     app.config.update(
         API_TITLE=title,
         API_VERSION="1.0.0",
@@ -350,8 +354,4 @@ def create_api_app(
         body = {"code": 503, "status": "Service Unavailable", "message": message}
         return body, 503
 
-    from opentelemetry.instrumentation.flask import FlaskInstrumentor
-
-    # Per app, inside the factory: the global instrument() misses apps made earlier (contrib#546).
-    FlaskInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics,docs,openapi.json,asyncapi.json")
     return app, api

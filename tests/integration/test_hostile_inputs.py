@@ -173,3 +173,15 @@ def test_a_chunked_body_over_the_limit_is_a_413(apps, auth_header):
         )
     )
     assert response.status_code == 413, response.get_data(as_text=True)[:200]
+
+
+def test_a_request_refused_before_any_view_is_traced_too(apps, auth_header, spans, caplog):
+    # Hostile input (422) and a missing token (401) are answered by hooks that run before the view: the request's
+    # server span starts before them (FlaskInstrumentor's hook first), so each refusal is one traced request.
+    client = apps["intake"].test_client()
+    hostile = client.get("/v1/referrals?status=%00", headers=auth_header("met-police", "police", "referrals:read"))
+    unauthenticated = client.get("/v1/referrals")
+    assert (hostile.status_code, unauthenticated.status_code) == (422, 401)
+    served = [dict(s.attributes).get("http.status_code") for s in spans.get_finished_spans() if s.kind.name == "SERVER"]
+    assert sorted(served) == [401, 422]
+    assert not [r for r in caplog.records if "span missing" in r.getMessage()]
