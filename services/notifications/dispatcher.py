@@ -130,6 +130,8 @@ class WebhookDispatcher:
     def run(self, stop: threading.Event) -> None:
         """The worker's loop: `WEBHOOK_CONCURRENCY` lanes, each claiming, sending and recording one delivery at
         a time, until `stop` is set."""
+        for outcome in (OUTCOME_DELIVERED, OUTCOME_RETRIED, OUTCOME_FAILED, OUTCOME_REFUSED):
+            metrics.WEBHOOK_DELIVERIES.labels(outcome=outcome)  # each at 0 from the start: increase() sees the first
         lanes = [
             threading.Thread(target=self._lane, args=(stop,), name=f"webhook-lane-{n}", daemon=True)
             for n in range(1, self._settings.concurrency)

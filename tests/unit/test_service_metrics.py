@@ -3,6 +3,7 @@ made from the models, and the counters where it happens, over the fake unit of w
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -291,3 +292,22 @@ def test_a_tick_that_rolls_back_counts_no_breach():
         scheduler.tick()
     assert charity.uow.rollbacks == 1
     assert counted("referrals_clocks_breached_total", clock="rg_decision") == breached
+
+
+def test_the_loops_export_every_kind_and_outcome_at_zero_from_their_start_so_the_first_one_shows_as_an_increase():
+    from services.advocacy.continuity import scheduler as scheduling
+    from shared import metrics
+
+    for counter in (metrics.CLOCKS_BREACHED, metrics.TRANSITIONS_MISSED, metrics.WEBHOOK_DELIVERIES):
+        counter.clear()  # as in a process just started: no series yet
+    scheduling._count_from_zero()
+    assert REGISTRY.get_sample_value("referrals_clocks_breached_total", {"clock": "reconsideration_window"}) is not None
+    assert REGISTRY.get_sample_value("referrals_transitions_missed_total", {"transition": "move_on"}) is not None
+    assert (
+        REGISTRY.get_sample_value("referrals_clocks_breached_total", {"clock": "recovery_period"}) is None
+    )  # a minimum
+    stopped = threading.Event()
+    stopped.set()
+    WebhookDispatcher(sessionmaker(), WebhookSettings()).run(stopped)  # stopped at once: no lane claims anything
+    for outcome in ("delivered", "retried", "failed", "refused"):
+        assert REGISTRY.get_sample_value("referrals_webhook_deliveries_total", {"outcome": outcome}) is not None

@@ -25,6 +25,7 @@ from contracts import events
 from services.advocacy import domain
 from services.advocacy.casework import timeline
 from services.advocacy.casework.contacts import Contacts
+from services.advocacy.continuity import deadlines
 from services.advocacy.continuity.handover import Handover
 from services.advocacy.continuity.policy import load_policy
 from services.advocacy.continuity.transitions import transition_event_data
@@ -52,6 +53,16 @@ class Fired:
         return self.due_soon + self.breached + self.missed + self.unanswered + self.contact_overdue
 
 
+def _count_from_zero() -> None:
+    """Export every kind's counter at 0 from the start: a series that first appears at 1 shows no increase(), so
+    the first breach after a start would go unseen by the alert rules (deploy/prometheus/alerts.yml)."""
+    for kind, nature in deadlines.NATURE_OF.items():
+        if nature in deadlines.BREACHABLE:
+            metrics.CLOCKS_BREACHED.labels(clock=kind)
+    for kind in domain.TRANSITION_KINDS:
+        metrics.TRANSITIONS_MISSED.labels(transition=kind)
+
+
 class ClockScheduler:
     def __init__(
         self,
@@ -74,6 +85,7 @@ class ClockScheduler:
         self._batch = batch_size
 
     def run(self, stop: threading.Event) -> None:
+        _count_from_zero()
         try:
             while not stop.is_set():
                 try:
