@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import Any
 
+import prometheus_client
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import generate_latest as _generate_latest
@@ -35,6 +36,10 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from shared.config import Settings
 
 log = logging.getLogger(__name__)
+
+# No `<name>_created` series beside each counter and histogram: Prometheus does not use them in the text
+# format, and they would double every scrape.
+prometheus_client.disable_created_metrics()
 
 # --- what a process did ------------------------------------------------------------------------------------
 

@@ -68,6 +68,7 @@ def test_requests_are_counted_by_their_routes_rule_never_their_path():
     assert counts[(("method", "other"), ("route", "unmatched"), ("status", "405"))] >= 1
     assert referral_id not in text
     assert "BREW" not in text
+    assert "_created" not in text  # one series per count, not a second with its creation time
 
 
 def test_metrics_is_open_like_healthz_not_cached_and_not_an_operation_of_the_api():
