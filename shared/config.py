@@ -122,6 +122,13 @@ class Settings:
     transient_retry_hours: float = 24.0
     # How long a consumer holds such a message in place before moving it to its holding queue.
     transient_hold_seconds: float = 120.0
+    # Scale-out by partitions (shared.messaging.partitions): intake's and notifications' queue as this many
+    # single-active-consumer partitions (1: one queue, as before); this worker is WORKER_INDEX of WORKER_COUNT,
+    # active first on its own share, standby on the rest after `partition_standby_seconds`.
+    partitions: int = 1
+    worker_index: int = 0
+    worker_count: int = 1
+    partition_standby_seconds: float = 5.0
     # Where a worker serves /healthz and /readyz (0: no health server).
     worker_port: int = 0
     # Rate limits (shared.ratelimit): where the counters live, and the limits in Flask-Limiter's notation.
@@ -179,6 +186,10 @@ class Settings:
             max_body_bytes=env_int(env, "MAX_BODY_BYTES", 256 * 1024, minimum=1024),
             transient_retry_hours=env_positive(env, "TRANSIENT_RETRY_HOURS", 24.0, unit="hours"),
             transient_hold_seconds=env_positive(env, "TRANSIENT_HOLD_SECONDS", 120.0, unit="seconds"),
+            partitions=env_int(env, "AMQP_PARTITIONS", 1, minimum=1),
+            worker_index=_worker_index(env),
+            worker_count=env_int(env, "WORKER_COUNT", 1, minimum=1),
+            partition_standby_seconds=env_float(env, "AMQP_STANDBY_DELAY_SECONDS", 5.0),
             worker_port=env_int(env, "WORKER_PORT", 0, minimum=0),
             rate_limit_storage_url=env_rate_storage(env, "RATE_LIMIT_STORAGE_URL", "memory://"),
             rate_limit_key_prefix=env.get("RATE_LIMIT_KEY_PREFIX") or "referrals",
@@ -188,3 +199,16 @@ class Settings:
             trusted_proxy_hops=env_int(env, "TRUSTED_PROXY_HOPS", 0, minimum=0),
             env=env,
         )
+
+
+def _worker_index(env: Mapping[str, str]) -> int:
+    """WORKER_INDEX, below WORKER_COUNT. A StatefulSet's pod names end in their ordinal (`intake-worker-1`): a
+    value like that counts as its ordinal, so the pod's own name may be given (deploy/k8s)."""
+    raw = (env.get("WORKER_INDEX") or "").strip()
+    if raw and not raw.isdigit() and "-" in raw:
+        raw = raw.rsplit("-", 1)[1]
+    index = env_int({"WORKER_INDEX": raw}, "WORKER_INDEX", 0, minimum=0)
+    count = env_int(env, "WORKER_COUNT", 1, minimum=1)
+    if index >= count:
+        raise ConfigError(f"WORKER_INDEX={index} must be below WORKER_COUNT={count}: number them 0 to {count - 1}")
+    return index

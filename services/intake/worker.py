@@ -18,7 +18,7 @@ from shared.health import HEALTH
 from shared.health_server import health_address
 from shared.inbox import EventHandlers
 from shared.logs import configure_logging
-from shared.messaging.consumer import Consumer
+from shared.messaging.partitions import consumer_loops
 from shared.messaging.worker import Loop, main_exit, run_loops
 from shared.retention import retention_loop
 from shared.telemetry import setup_tracing
@@ -60,11 +60,12 @@ def loops(intake: Intake, settings: Settings) -> dict[str, Loop]:
         raise ValueError("the worker needs intake bootstrapped with its relay (bootstrap(settings, relay=True))")
     use = intake.use_cases
     handlers = EventHandlers(QUEUE, use.units, use.handlers, trusted=intake.config.trusted_publishers)
-    consumer = Consumer.from_settings(settings, QUEUE, use.handlers.bindings, handlers)
+    # `consumer`, or with AMQP_PARTITIONS a consumer per partition, this worker's share first.
+    consumers = consumer_loops(settings, QUEUE, use.handlers.bindings, handlers)
     sweep = DeadlineSweep(use.expiry, intake.config.sweep_seconds)
     # The retention table's step (contracts/retention.csv), in every worker at once: each row is claimed once.
     kept = retention_loop(intake_retention(intake.sessions), settings.env, utcnow)
-    return {"consumer": consumer.run, "relay": intake.relay.run, "deadlines": sweep.run, "retention": kept.run}
+    return {**consumers, "relay": intake.relay.run, "deadlines": sweep.run, "retention": kept.run}
 
 
 def build(settings: Settings) -> dict[str, Loop]:

@@ -13,7 +13,7 @@ from shared.clock import utcnow
 from shared.config import Settings
 from shared.health_server import health_address
 from shared.logs import configure_logging
-from shared.messaging.consumer import Consumer
+from shared.messaging.partitions import consumer_loops
 from shared.messaging.worker import Loop, main_exit, run_loops
 from shared.retention import retention_loop
 from shared.telemetry import setup_tracing
@@ -24,11 +24,12 @@ def build_loops(settings: Settings, *, queue: str = QUEUE) -> dict[str, Loop]:
     assert notifications.relay is not None  # asked for above
     handlers = notifications.handlers
     # The queue binds exactly the event types handled: the webhook types.
-    consumer = Consumer.from_settings(settings, queue, handlers.subscriptions.bindings, handlers)
+    # `consumer`, or with AMQP_PARTITIONS a consumer per partition, this worker's share first.
+    consumers = consumer_loops(settings, queue, handlers.subscriptions.bindings, handlers)
     # The retention table step (contracts/retention.csv), in every worker at once: each row is claimed once.
     kept = retention_loop(notifications_retention(notifications.units), settings.env, utcnow)
     return {
-        "consumer": consumer.run,
+        **consumers,
         "dispatcher": notifications.dispatcher.run,
         "relay": notifications.relay.run,
         "retention": kept.run,

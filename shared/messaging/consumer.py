@@ -176,17 +176,28 @@ class Consumer:
         first = amqp_url.split(",")[0].strip()
         self._user = unquote(urlsplit(first).username or "guest")
         self._tracer = tracer(__name__)
+        # Set once this consumer has subscribed to its queue (basic.consume answered): a worker subscribing to
+        # single-active-consumer partitions in order waits for it (shared.messaging.partitions).
+        self.subscribed = threading.Event()
         instrument_pika()
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, queue: str, bindings: tuple[str, ...], handle: Callable[[Event], object]
+        cls,
+        settings: Settings,
+        queue: str,
+        bindings: tuple[str, ...],
+        handle: Callable[[Event], object],
+        *,
+        hash_exchange: str | None = None,
     ) -> Consumer:
         """A service worker's consumer of `queue`, bound to `bindings`, as its settings say (delivery limit,
-        retry delay, attempts, prefetch, lanes, transient retries, and whether it may declare exchanges)."""
+        retry delay, attempts, prefetch, lanes, transient retries, and whether it may declare exchanges).
+        `hash_exchange`: `queue` is a partition behind that consistent-hash exchange (topology.partitions)."""
         spec = QueueSpec(
             queue,
             bindings,
+            hash_exchange=hash_exchange,
             delivery_limit=settings.delivery_limit,
             retry_delay_ms=settings.retry_delay_ms,
             # A charity's own broker user may not declare the platform's exchanges (deploy/rabbitmq/).
@@ -251,6 +262,7 @@ class Consumer:
             lanes.queues[_lane_of(body, self._lanes)].put((method, properties, body))
 
         tag = channel.basic_consume(self.spec.name, deliver)
+        self.subscribed.set()
         try:
             while not stop.is_set() and not lanes.handoff.is_set() and channel.is_open:
                 connection.process_data_events(time_limit=0.5)

@@ -19,6 +19,28 @@ import msgspec
 from shared.messaging.errors import PermanentError
 
 REQUIRED = ("specversion", "id", "source", "type")
+# The AMQP header every event is published with, holding its subject (the referral id; never personal data): the
+# consistent-hash exchange of a partitioned queue hashes on it (shared.messaging.topology), so that one referral's
+# events all reach one partition. An event with no subject carries its own id: a header the exchange finds
+# missing would hash every such message alike.
+PARTITION_HEADER = "x-subject"
+
+
+class _Keyed(msgspec.Struct):
+    id: str = ""
+    subject: str = ""
+
+
+_KEYED = msgspec.json.Decoder(_Keyed)
+
+
+def partition_key(body: bytes) -> str:
+    """The PARTITION_HEADER value of an encoded event: its subject, else its id ("" for what is not an event)."""
+    try:
+        keyed = _KEYED.decode(body)
+    except msgspec.DecodeError:
+        return ""
+    return keyed.subject or keyed.id
 
 
 class MalformedEvent(ValueError):

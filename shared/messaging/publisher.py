@@ -29,6 +29,7 @@ from pika.spec import Basic
 
 from shared.messaging import EXCHANGE, EXCHANGES
 from shared.messaging.connection import parameters
+from shared.messaging.envelope import PARTITION_HEADER, partition_key
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,11 @@ class AsyncPublisher:
         self.connection.ioloop.start()
 
     def publish(self, routing_key: str, body: bytes, properties: pika.BasicProperties, item: Any) -> None:
-        """Publish to the platform's exchange with `mandatory`; `item`'s outcome comes to on_settled."""
+        """Publish to the platform's exchange with `mandatory`; `item`'s outcome comes to on_settled. The event's
+        subject goes in the header a partitioned queue's exchange hashes on (envelope.PARTITION_HEADER)."""
+        if properties.headers is None:
+            properties.headers = {}
+        properties.headers.setdefault(PARTITION_HEADER, partition_key(body))
         # The class's method, not the channel's attribute: pika's OpenTelemetry instrumentation replaces
         # the attribute with a wrapper that makes a second producer span per message; callers make their own.
         pika.channel.Channel.basic_publish(self._channel, EXCHANGE, routing_key, body, properties, mandatory=True)

@@ -23,6 +23,16 @@ Each consumer owns one quorum queue `Q` with:
   and dead-letters into `Q.retry` like `Q` (at least once) when a held message finally fails as an ordinary
   error.
 
+**Partitions** (`AMQP_PARTITIONS=N` above 1, for intake's and notifications' queues): `Q` becomes N queues
+`Q.p0` .. `Q.p<N-1>`, each a full queue as above (its own retry, parking and holding queues) declared with
+`x-single-active-consumer`, behind the consistent-hash exchange `Q.partitions` (plugin
+rabbitmq_consistent_hash_exchange), which hashes the `x-subject` header the publisher sets to the event's
+subject, the referral (envelope.PARTITION_HEADER): one referral's events all go to one partition, and one consumer
+at a time takes them there, in order. The platform's exchange binds `Q.partitions` with `Q`'s keys (an
+exchange-to-exchange binding); each partition is bound to it with weight "1", so each takes an equal share
+(https://github.com/rabbitmq/rabbitmq-server/tree/v3.10.x/deps/rabbitmq_consistent_hash_exchange). A message
+retried, held or replayed goes back to its own partition by name, never through the hash again.
+
 A copy the platform itself puts back on `Q`'s own paths (the holding queue, a replay through
 `referrals.requeue`) cannot keep the publisher's `user_id`: RabbitMQ stamps the user who republishes it. So
 it carries where it first came from in `x-original-*` headers (`Origin`), which a consumer believes only on
@@ -35,11 +45,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from pika.adapters.blocking_connection import BlockingChannel
-from pika.exceptions import ChannelClosedByBroker
+from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker
 
 from shared.messaging import EXCHANGE, EXCHANGES, PARKING_EXCHANGE, REQUEUE_EXCHANGE, RETRY_EXCHANGE
+from shared.messaging.envelope import PARTITION_HEADER
 
 _DEAD_LETTER_SAFE = {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+HASH_EXCHANGE_TYPE = "x-consistent-hash"
+HASH_PLUGIN = "rabbitmq_consistent_hash_exchange"
 
 
 class TopologyConflict(Exception):
@@ -53,6 +66,9 @@ class QueueSpec:
     delivery_limit: int = 5
     retry_delay_ms: int = 2000
     declare_exchanges: bool = True
+    # Set for a partition (partitions()): the consistent-hash exchange it is bound to, with weight "1", in place
+    # of the platform's exchange, which binds that exchange with `bindings` instead; one active consumer at a time.
+    hash_exchange: str | None = None
 
     @property
     def retry_queue(self) -> str:
@@ -67,6 +83,16 @@ class QueueSpec:
         return f"{self.name}.holding"
 
 
+def partition_names(queue: str, count: int) -> tuple[str, ...]:
+    """The queues `queue` is made of: itself alone (count 1: today's single queue), else `queue.p0` and on."""
+    return (queue,) if count <= 1 else tuple(f"{queue}.p{i}" for i in range(count))
+
+
+def hash_exchange_of(queue: str) -> str:
+    """The consistent-hash exchange in front of `queue`'s partitions."""
+    return f"{queue}.partitions"
+
+
 def declare_exchanges(channel: BlockingChannel, *, passive: bool = False) -> None:
     """Declare the platform's exchanges, or with `passive` only check they exist: a charity's broker user
     has no configure permission on shared exchanges (deploy/rabbitmq/), and a passive declare needs none."""
@@ -77,6 +103,15 @@ def declare_exchanges(channel: BlockingChannel, *, passive: bool = False) -> Non
 def declare_queue(channel: BlockingChannel, spec: QueueSpec) -> None:
     try:
         _declare_queue(channel, spec)
+    except ConnectionClosedByBroker as exc:
+        # 503 "unknown exchange type 'x-consistent-hash'": the plugin is off on this broker.
+        if exc.reply_code != 503 or HASH_EXCHANGE_TYPE not in str(exc.reply_text):
+            raise
+        raise TopologyConflict(
+            f"RabbitMQ has no {HASH_EXCHANGE_TYPE} exchange, which the partitions of {spec.name} need "
+            f"(AMQP_PARTITIONS). Fix: rabbitmq-plugins enable {HASH_PLUGIN} on every node (online, no restart), "
+            "or set AMQP_PARTITIONS=1."
+        ) from None
     except ChannelClosedByBroker as exc:
         if exc.reply_code != 406:
             raise
@@ -91,6 +126,8 @@ def declare_queue(channel: BlockingChannel, spec: QueueSpec) -> None:
 
 def _declare_queue(channel: BlockingChannel, spec: QueueSpec) -> None:
     declare_exchanges(channel, passive=not spec.declare_exchanges)
+    # Only a partition (hash_exchange set) has one consumer at a time: a single queue keeps competing consumers.
+    single_active = {"x-single-active-consumer": True} if spec.hash_exchange else {}
     channel.queue_declare(
         spec.name,
         durable=True,
@@ -100,6 +137,7 @@ def _declare_queue(channel: BlockingChannel, spec: QueueSpec) -> None:
             "x-dead-letter-exchange": RETRY_EXCHANGE,
             "x-dead-letter-routing-key": spec.name,
             **_DEAD_LETTER_SAFE,
+            **single_active,
         },
     )
     channel.queue_declare(
@@ -130,8 +168,16 @@ def _declare_queue(channel: BlockingChannel, spec: QueueSpec) -> None:
         },
     )
     channel.queue_bind(spec.holding_queue, RETRY_EXCHANGE, routing_key=spec.holding_queue)
+    if spec.hash_exchange is None:
+        for key in spec.bindings:
+            channel.queue_bind(spec.name, EXCHANGE, routing_key=key)
+        return
+    channel.exchange_declare(
+        spec.hash_exchange, HASH_EXCHANGE_TYPE, durable=True, arguments={"hash-header": PARTITION_HEADER}
+    )
     for key in spec.bindings:
-        channel.queue_bind(spec.name, EXCHANGE, routing_key=key)
+        channel.exchange_bind(spec.hash_exchange, EXCHANGE, routing_key=key)
+    channel.queue_bind(spec.name, spec.hash_exchange, routing_key="1")  # the weight: an equal share each
 
 
 def attempts_so_far(headers: dict | None, queue: str) -> int:
