@@ -61,7 +61,7 @@ from shared.messaging.envelope import Event, MalformedEvent
 from shared.messaging.errors import DependencyUnavailable, PermanentError
 from shared.messaging.topology import Origin, QueueSpec, attempts_so_far, declare_queue, origin
 from shared.retry import TRANSIENT, Backoff
-from shared.telemetry import context_from, instrument_pika, set_ids, tracer
+from shared.telemetry import context_from, set_ids, tracer
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,6 @@ class Consumer:
         # Set once this consumer has subscribed to its queue (basic.consume answered): a worker subscribing to
         # single-active-consumer partitions in order waits for it (shared.messaging.partitions).
         self.subscribed = threading.Event()
-        instrument_pika()
 
     @classmethod
     def from_settings(
