@@ -114,6 +114,8 @@ class Settings:
     retry_delay_ms: int = 2000
     prefetch: int = 20
     consumer_lanes: int = 1
+    # At most this many messages a lane has waiting are handled in one transaction (1: one per message).
+    batch_size: int = 20
     outbox_poll_interval: float = 0.05
     declare_exchanges: bool = True  # false for a charity's restricted broker user (deploy/rabbitmq/)
     max_body_bytes: int = 256 * 1024
@@ -181,6 +183,7 @@ class Settings:
             retry_delay_ms=env_int(env, "AMQP_RETRY_DELAY_MS", 2000, minimum=1),
             prefetch=env_int(env, "AMQP_PREFETCH", 20, minimum=1),
             consumer_lanes=env_int(env, "AMQP_CONSUMER_LANES", 1, minimum=1),
+            batch_size=env_int(env, "AMQP_BATCH_SIZE", 20, minimum=1),
             outbox_poll_interval=env_float(env, "OUTBOX_POLL_INTERVAL", 0.05),
             declare_exchanges=env_bool(env, "AMQP_DECLARE_EXCHANGES", True),
             max_body_bytes=env_int(env, "MAX_BODY_BYTES", 256 * 1024, minimum=1024),
