@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import pika
 
 
 class QueueDepths:
-    """Messages ready in each queue (a passive declare, which changes nothing). One connection, made and
-    used in the thread that calls it (pika connections are not thread-safe)."""
+    """Messages ready in each queue (a passive declare, which changes nothing), a partitioned queue's summed
+    over its partitions. One connection, made and used in the thread that calls it (pika connections are
+    not thread-safe)."""
 
-    def __init__(self, amqp_url: str, queues: tuple[str, ...]):
+    def __init__(self, amqp_url: str, queues: Mapping[str, tuple[str, ...]]):
         self._url = amqp_url
         self._queues = queues
         self._connection: pika.BlockingConnection | None = None
@@ -23,7 +25,10 @@ class QueueDepths:
             self._connection = pika.BlockingConnection(pika.URLParameters(self._url))
         channel = self._connection.channel()
         try:
-            return {q: channel.queue_declare(q, passive=True).method.message_count for q in self._queues}
+            return {
+                name: sum(channel.queue_declare(q, passive=True).method.message_count for q in parts)
+                for name, parts in self._queues.items()
+            }
         finally:
             with contextlib.suppress(Exception):
                 channel.close()
@@ -64,7 +69,8 @@ def memory_of(pid: int) -> dict[str, float]:
     return {"processes": len(pids), "rss_mib": round(rss / 1024, 1), "pss_mib": round(pss / 1024, 1)}
 
 
-def _tree(pid: int) -> list[int]:
+def tree(pid: int) -> list[int]:
+    """A process and all its descendants (a gunicorn master and its workers)."""
     pids, i = [pid], 0
     while i < len(pids):
         pids.extend(_children(pids[i]))
@@ -95,6 +101,8 @@ class CpuMeter:
     def _postgres_pids(self) -> list[int]:
         from sqlalchemy import create_engine, text
 
+        if not self._databases:
+            return []
         engine = create_engine(self._pg_url)
         try:
             with engine.connect() as connection:
@@ -116,7 +124,7 @@ class CpuMeter:
         return found
 
     def read(self) -> dict[str, float]:
-        found = {name: cpu_seconds(_tree(pid)) for name, pid in self._processes.items()}
+        found = {name: cpu_seconds(tree(pid)) for name, pid in self._processes.items()}
         found["postgres (platform databases)"] = cpu_seconds(self._postgres_pids())
         found["rabbitmq (whole node)"] = cpu_seconds(self._rabbitmq_pids())
         return found

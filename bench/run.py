@@ -3,11 +3,15 @@
     make bench                    (or: .venv/bin/python -m bench.run [--quick])
 
 1. ceilings: a broker hop, confirmed publishing (each confirm waited for / 100 in flight), a bare consumer
-   and a bare Flask validate-and-insert stage (bench/ceilings.py);
+   (one transaction per message, and batched), a bare Flask validate-and-insert stage, each with its CPU
+   (bench/ceilings.py);
 2. the platform as deployed (bench/stack.py): memory at rest; idle latency (referrals one at a time,
-   POST -> webhook); sustained open-loop arrival rates stepping up; a burst from 20 concurrent clients;
-   memory after the burst; referrals lost (posted 201 but never allocated and notified);
-3. a table, bench/results/bench-<time>.json and bench-<time>.png (latency against offered rate).
+   POST -> webhook); sustained open-loop arrival rates stepping up; a burst from 20 concurrent clients with
+   the CPU per referral of every process; memory after the burst; referrals lost (posted 201 but never
+   allocated and notified);
+3. with --scale-out, a shorter burst on a fresh platform with 1, then 2 workers per service (partitions);
+4. a table with each figure beside the issue's target and its ratio to the same run's ceiling
+   (bench/figures.py), bench/results/bench-<time>.json and bench-<time>.png (latency against offered rate).
 
 Uses TEST_AMQP_URL / TEST_DATABASE_URL like the tests (a private vhost and throw-away databases on them).
 Everything it sends goes to 127.0.0.1; every loop is bounded in count and time.
@@ -29,11 +33,19 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from bench import ceilings  # noqa: E402
+from bench import ceilings, figures  # noqa: E402
 from bench.load import Poster, Sent, closed_loop, open_loop  # noqa: E402
 from bench.probe import CpuMeter, QueueDepths, cpu_used, memory_of  # noqa: E402
 from bench.report import print_table, write_plot  # noqa: E402
-from bench.stack import AGENCY, QUEUES, Deployment, deployed, local_setup  # noqa: E402
+from bench.stack import (  # noqa: E402
+    AGENCY,
+    Deployment,
+    LocalSetup,
+    deployed,
+    local_setup,
+    partitions_unavailable,
+    unread_settings,
+)
 from bench.stats import backlog_growing, percentiles  # noqa: E402
 from shared.testing import referral_body  # noqa: E402
 from support.infra import private_vhost, temporary_databases  # noqa: E402
@@ -43,6 +55,9 @@ WEB_CONCURRENCY = {"intake": 2, "advocacy": 1, "notifications": 1}
 RATES = "5,10,15,25,50,100,150,200,300"
 STEPS_BUDGET_S = 150  # no new step starts after this long in the steps phase (the run must stay < 5 min)
 P99_LIMIT_MS = 1000.0
+SCALE_OUT_BURST = 500  # referrals of each --scale-out burst (100 with --quick)
+# Settings the services read that are recorded with the results when set (never a URL, header or secret).
+RECORDED_PREFIXES = ("AMQP_", "OUTBOX_", "OTEL_BSP_", "OTEL_TRACES_SAMPLER", "WORKER_IN_API", "TRANSIENT_")
 
 
 class Progress:
@@ -138,7 +153,7 @@ def sustained_step(
     sent: list[Sent] = []
     samples: list[dict] = []
     done = threading.Event()
-    depths = QueueDepths(deployment.amqp_url, QUEUES)
+    depths = QueueDepths(deployment.amqp_url, deployment.queues)
 
     def sample() -> None:
         started = time.monotonic()
@@ -179,7 +194,7 @@ def sustained_step(
         "errors": len(sent) - len(ok),
         "achieved_per_s": round(in_window / (posting_ended - started), 1),
         **percentiles(found),
-        "max_queue_depth": {q: max((s["queues"][q] for s in samples), default=0) for q in QUEUES},
+        "max_queue_depth": {q: max((s["queues"][q] for s in samples), default=0) for q in deployment.queues},
         "max_outstanding": max(trend, default=0),
         "backlog_growing": backlog_growing(trend, rate),
         "not_notified_after_drain": len(ok) - len(found),
@@ -224,6 +239,31 @@ def burst(deployment: Deployment, poster: Poster, counter: Counter, count: int, 
     return result, sent
 
 
+def measured_burst(
+    deployment: Deployment, poster: Poster, counter: Counter, count: int, clients: int, pg_admin_url: str,
+    progress: Progress,
+) -> tuple[dict, dict, list[Sent]]:  # fmt: skip
+    """A burst with the CPU every process used during it, per referral: each gunicorn master with its workers,
+    each worker, the PostgreSQL backends of the platform's databases, and the RabbitMQ node."""
+    meter = CpuMeter(
+        {name: p.popen.pid for name, p in deployment.processes.items()},
+        [make_url(url).database for url in deployment.database_urls.values()],
+        pg_admin_url,
+    )
+    cpu_before = meter.read()
+    result, sent = burst(deployment, poster, counter, count, clients, progress)
+    used = cpu_used(cpu_before, meter.read())
+    per = {k: round(1000 * v / max(1, count), 2) for k, v in used.items()}
+    cpu = {
+        "seconds": used,
+        "ms_per_referral": per,
+        "platform_ms_per_referral": figures.platform_cpu_ms(per),
+        "rabbitmq_ms_per_referral": figures.rabbitmq_cpu_ms(per),
+        "total_ms_per_referral": round(sum(per.values()), 1),
+    }
+    return result, cpu, sent
+
+
 def footprint(deployment: Deployment) -> dict:
     per_process = {name: memory_of(p.popen.pid) for name, p in deployment.processes.items()}
     total = {k: round(sum(m[k] for m in per_process.values()), 1) for k in ("rss_mib", "pss_mib")}
@@ -239,30 +279,81 @@ def run_ceilings(broker: str, database: str, workdir: Path, counter: Counter, pr
         found["broker_hop"] = ceilings.broker_hop(amqp_url)
         found["publish_confirm_each"] = ceilings.publish_waiting_each(amqp_url)
         found["publish_in_flight"] = ceilings.publish_in_flight(amqp_url)
-        progress.say("ceilings: bare consumer ...")
-        found["bare_consumer"] = ceilings.bare_consumer(amqp_url, new_database("bench_consumer"), count=1000)
+        progress.say("ceilings: bare consumer, one transaction per message, then batched ...")
+        found["bare_consumer"] = ceilings.bare_consumer(amqp_url, new_database("bench_consumer"), 1000, database)
+        found["batched_consumer"] = ceilings.batched_consumer(amqp_url, new_database("bench_batched"), 2000, database)
         progress.say("ceilings: bare Flask stage ...")
         found["flask_stage"] = ceilings.flask_stage(
             workdir, new_database("bench_stage"), bodies(counter, 2600),
-            workers=WEB_CONCURRENCY["intake"], clients=8, on_start=lambda: None,
+            workers=WEB_CONCURRENCY["intake"], clients=8, on_start=lambda: None, pg_admin_url=database,
         )  # fmt: skip
-    # Four database-writing steps share the machine's two cores: intake's API (both cores busy at the
-    # stage's rate) and three consumer steps (offer accepted, allocation recorded, webhook queued).
-    api_cost = 2 / found["flask_stage"]["req_per_s"]
-    consumer_cost = 1 / found["bare_consumer"]["msg_per_s"]
-    found["pipeline_estimate_per_s"] = round(2 / (api_cost + 3 * consumer_cost))
+    stage = found["flask_stage"]["req_per_s"]
+    found["pipeline_estimate_per_s"] = figures.pipeline_estimate(stage, found["bare_consumer"]["msg_per_s"])
+    found["pipeline_estimate_batched_per_s"] = figures.pipeline_estimate(stage, found["batched_consumer"]["msg_per_s"])
+    found["cpu_floor_ms"] = figures.cpu_floor_ms(found)
+    found["cpu_floor_batched_ms"] = figures.cpu_floor_ms(found, batched=True)
     progress.say(
-        "ceilings: hop p50 {} ms; publish {}/s each-confirm, {}/s in flight; consumer {}/s; "
-        "Flask stage {}/s; pipeline estimate {}/s".format(
+        "ceilings: hop p50 {} ms; publish {}/s each-confirm, {}/s in flight; consumer {}/s, batched {}/s; "
+        "Flask stage {}/s; pipeline estimate {}/s; CPU floor {} ms per referral".format(
             found["broker_hop"]["p50_ms"],
             found["publish_confirm_each"]["msg_per_s"],
             found["publish_in_flight"]["msg_per_s"],
             found["bare_consumer"]["msg_per_s"],
-            found["flask_stage"]["req_per_s"],
+            found["batched_consumer"]["msg_per_s"],
+            stage,
             found["pipeline_estimate_per_s"],
+            found["cpu_floor_ms"],
         )  # fmt: skip
     )
     return found
+
+
+def scale_out(
+    setup: LocalSetup, counter: Counter, progress: Progress, *, count: int, extra_env: dict, in_api: tuple
+) -> dict:
+    """The same burst on a fresh platform with 1, then 2 workers of intake and notifications (AMQP_PARTITIONS),
+    or why it could not run (a build without partitions, a broker without the consistent-hash exchange)."""
+    reason = partitions_unavailable(setup.broker)
+    if reason:
+        progress.say(f"scale-out skipped: {reason}")
+        return {"skipped": reason}
+    found: dict = {"count": count, "runs": []}
+    for workers in (1, 2):
+        progress.say(f"scale-out: {workers} worker(s) per service, burst of {count} ...")
+        try:
+            found["runs"].append(_scaled_burst(setup, counter, progress, workers, count, extra_env, in_api))
+        except RuntimeError as exc:  # a process of the platform exited (support.processes.Platform.check_alive)
+            reason = f"with {workers} workers per service: {str(exc).splitlines()[0]} (logs in {setup.work})"
+            progress.say(f"scale-out stopped: {reason}")
+            return {**found, "skipped": reason}
+    one, two = (run["per_s"] for run in found["runs"])
+    found["two_over_one"] = round(two / one, 2) if one and two else None
+    return found
+
+
+def _scaled_burst(setup: LocalSetup, counter: Counter, progress: Progress, workers: int, count: int, extra_env: dict,
+                  in_api: tuple) -> dict:  # fmt: skip
+    broker, database, work, keys, token = setup
+    with deployed(broker, database, keys, token, work, web_concurrency=WEB_CONCURRENCY, referrals=count,
+                  extra_env=extra_env, worker_in_api=in_api, workers_per_service=workers) as deployment:  # fmt: skip
+        poster = Poster(deployment.urls["intake"], {"Authorization": f"Bearer {token(*AGENCY)}"})
+        result, cpu, sent = measured_burst(deployment, poster, counter, count, 20, database, progress)
+        drain(sent, deployment, timeout=60, quiet=10)
+        lost = sum(1 for s in sent if s.ok and deployment.webhooks.arrival(s.referral_id) is None)
+    return {
+        "workers_per_service": workers,
+        "last_webhook_s": result["last_webhook_s"],
+        "per_s": round(count / result["last_webhook_s"], 1) if result["last_webhook_s"] else None,
+        "errors": result["errors"],
+        "lost": lost,
+        "cpu_ms_per_referral": cpu["platform_ms_per_referral"],
+        "cpu_burst": cpu,
+    }
+
+
+def recorded_settings(extra_env: dict[str, str]) -> dict[str, str]:
+    found = {k: v for k, v in os.environ.items() if k.startswith(RECORDED_PREFIXES) and "URL" not in k}
+    return dict(sorted({**found, **extra_env}.items()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -281,26 +372,49 @@ def main(argv: list[str] | None = None) -> int:
         help="run advocacy's worker as its own process, not inside its API (WORKER_IN_API)",
     )
     parser.add_argument("--skip-ceilings", action="store_true", help="for quick A/B runs of the platform alone")
+    parser.add_argument(
+        "--workers-per-service", type=int, default=1, metavar="N",
+        help="start intake's and notifications' workers N times each, with AMQP_PARTITIONS=N (default 1)",
+    )  # fmt: skip
+    parser.add_argument("--batch-size", type=int, metavar="N", help="AMQP_BATCH_SIZE for every service")
+    parser.add_argument(
+        "--scale-out", action="store_true",
+        help=f"at the end, a burst of {SCALE_OUT_BURST} on a fresh platform with 1, then 2 workers per service",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.quick:
         args.rates, args.step_seconds, args.idle, args.burst = "25,50", 5.0, 20, min(args.burst, 300)
     rates = [int(r) for r in args.rates.split(",") if r.strip()]
-    broker, database, work, keys, token = local_setup("bench-")
+    setup = local_setup("bench-")
+    broker, database, work, keys, token = setup
+    extra_env = {"OTEL_SDK_DISABLED": "true"} if args.no_tracing else {}
+    if args.batch_size is not None:
+        extra_env["AMQP_BATCH_SIZE"] = str(args.batch_size)
+    if args.workers_per_service > 1:
+        reason = partitions_unavailable(broker)
+        if reason:
+            print(f"--workers-per-service {args.workers_per_service}: {reason}", file=sys.stderr)
+            return 2
 
     began = time.monotonic()
     progress = Progress()
     counter = Counter()
     results: dict = {"started_at": datetime.now(UTC).isoformat(), "label": args.label, "machine": _machine()}
     results["tracing"] = not args.no_tracing
-    extra_env = {"OTEL_SDK_DISABLED": "true"} if args.no_tracing else {}
+    results["settings"] = recorded_settings(extra_env)
+    results["settings_not_read"] = unread_settings(results["settings"])
+    for name in results["settings_not_read"]:
+        progress.say(f"note: {name} is set but this build's shared.config.Settings does not read it (no effect)")
     results["ceilings"] = {} if args.skip_ceilings else run_ceilings(broker, database, work, counter, progress)
     total = args.idle + args.burst + int(sum(rates) * args.step_seconds)
     progress.say(f"starting the platform (logs in {work}) ...")
     in_api = () if args.separate_workers else ("advocacy",)
-    with deployed(broker, database, keys, token, work, web_concurrency=WEB_CONCURRENCY,
-                  referrals=total, extra_env=extra_env, worker_in_api=in_api) as deployment:  # fmt: skip
+    with deployed(broker, database, keys, token, work, web_concurrency=WEB_CONCURRENCY, referrals=total,
+                  extra_env=extra_env, worker_in_api=in_api,
+                  workers_per_service=args.workers_per_service) as deployment:  # fmt: skip
         results["web_concurrency"] = WEB_CONCURRENCY
         results["worker_in_api"] = list(in_api)
+        results["workers_per_service"] = args.workers_per_service
         results["advocates"] = deployment.advocates
         results["footprint_at_rest"] = footprint(deployment)
         poster = Poster(deployment.urls["intake"], {"Authorization": f"Bearer {token(*AGENCY)}"})
@@ -320,18 +434,9 @@ def main(argv: list[str] | None = None) -> int:
                 break  # higher rates would only pile up more backlog
         passing = [s["offered_per_s"] for s in results["steps"] if s["sustained"]]
         results["sustainable_per_s"] = max(passing, default=0)
-        meter = CpuMeter(
-            {name: p.popen.pid for name, p in deployment.processes.items()},
-            [make_url(url).database for url in deployment.database_urls.values()],
-            database,
+        results["burst"], results["cpu_burst"], sent = measured_burst(
+            deployment, poster, counter, args.burst, args.clients, database, progress
         )
-        cpu_before = meter.read()
-        results["burst"], sent = burst(deployment, poster, counter, args.burst, args.clients, progress)
-        used = cpu_used(cpu_before, meter.read())
-        results["cpu_burst"] = {
-            "seconds": used,
-            "ms_per_referral": {k: round(1000 * v / max(1, args.burst), 2) for k, v in used.items()},
-        }
         everything += sent
         results["footprint_after_burst"] = footprint(deployment)
         progress.say("final check: every accepted referral allocated and notified ...")
@@ -340,7 +445,12 @@ def main(argv: list[str] | None = None) -> int:
         results["accepted"] = len(accepted)
         results["lost"] = sum(1 for s in accepted if deployment.webhooks.arrival(s.referral_id) is None)
         results["otlp_export_bytes"] = deployment.collector.bytes
-    results["ratios"] = ratios(results) if results["ceilings"] else {}
+    if args.scale_out:
+        count = 100 if args.quick else SCALE_OUT_BURST
+        results["scale_out"] = scale_out(setup, counter, progress, count=count, extra_env=extra_env, in_api=in_api)
+    results["headline"] = figures.headline(results)
+    results["ratios"] = figures.ratios(results)
+    results["targets"] = figures.targets(results)
     results["elapsed_s"] = round(time.monotonic() - began, 1)
     out = ROOT / "bench" / "results" / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -350,18 +460,8 @@ def main(argv: list[str] | None = None) -> int:
     print_table(results)
     written = [out.with_suffix(".json"), *([plotted] if plotted else [])]
     print("\nwritten: " + ", ".join(str(p.relative_to(ROOT)) for p in written))
-    return 0 if results["lost"] == 0 else 1
-
-
-def ratios(results: dict) -> dict:
-    c = results["ceilings"]
-    hops = 4  # offered, accepted, allocated (-> notifications) as messages, then the webhook's HTTP call
-    return {
-        "idle_p50_over_hops": round(results["idle"]["p50_ms"] / (hops * c["broker_hop"]["p50_ms"]), 2),
-        "sustainable_over_pipeline_estimate": round(results["sustainable_per_s"] / c["pipeline_estimate_per_s"], 2),
-        "sustainable_over_flask_stage": round(results["sustainable_per_s"] / c["flask_stage"]["req_per_s"], 2),
-        "sustainable_over_bare_consumer": round(results["sustainable_per_s"] / c["bare_consumer"]["msg_per_s"], 2),
-    }
+    scaled = (results.get("scale_out") or {}).get("runs", [])
+    return 0 if results["lost"] == 0 and all(run["lost"] == 0 for run in scaled) else 1
 
 
 def _machine() -> dict:

@@ -10,6 +10,7 @@ and enough advocate capacity. Everything listens on 127.0.0.1 and every process 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import tempfile
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+import pika
 import requests
 
 from services.migrate import migrate
@@ -33,6 +35,62 @@ AGENCY = ("met-police", "police", "referrals:write referrals:read subscriptions:
 MAX_CASELOAD = 100  # the most advocacy accepts for one advocate
 LANGUAGES = (["en", "sq"], ["en", "ro"])
 QUEUES = ("intake", f"advocacy.{PROVIDER}", "notifications")
+PARTITIONED = ("intake", "notifications")  # with AMQP_PARTITIONS; a charity's instance keeps one queue
+# Settings of issue 17 that a run may set before the build it measures reads them (bench.run warns).
+ISSUE_17_SETTINGS = ("AMQP_BATCH_SIZE", "AMQP_PARTITIONS")
+
+
+def queues_of(partitions: int) -> dict[str, tuple[str, ...]]:
+    """Each queue of QUEUES -> the broker queues that make it: itself, or with `partitions` above 1 the
+    partitions of intake's and notifications' (`<queue>.p<i>`, shared.messaging.topology)."""
+    if partitions <= 1:
+        return {q: (q,) for q in QUEUES}
+    from shared.messaging.topology import partition_names  # only in a build with partitions (issue 17)
+
+    return {q: partition_names(q, partitions) if q in PARTITIONED else (q,) for q in QUEUES}
+
+
+def unread_settings(settings: dict[str, str]) -> list[str]:
+    """Which of these issue-17 settings this build's shared.config.Settings does not read (set, they have no
+    effect: a bench run on an earlier commit, for a before/after pair)."""
+    from shared.config import ConfigError, Settings
+
+    base = {"INTAKE_DATABASE_URL": "sqlite://"}
+
+    def read(env: dict[str, str]) -> dict:
+        found = Settings.from_env("intake", env)
+        return {f.name: getattr(found, f.name) for f in dataclasses.fields(found) if f.name != "env"}
+
+    unread = []
+    for name in ISSUE_17_SETTINGS:
+        if name not in settings:
+            continue
+        try:
+            if read(base) == read({**base, name: settings[name]}):
+                unread.append(name)
+        except ConfigError:
+            pass  # read, and refused: the services will say why when they start
+    return unread
+
+
+def partitions_unavailable(broker_url: str) -> str | None:
+    """Why intake's and notifications' workers cannot run partitioned here, or None: this build's settings
+    have no AMQP_PARTITIONS yet, or the broker has no consistent-hash exchange type (its plugin is off)."""
+    if unread_settings({"AMQP_PARTITIONS": "2"}):
+        return "this build's shared.config.Settings does not read AMQP_PARTITIONS (partitions are not in it)"
+    with private_vhost(broker_url) as amqp_url:
+        connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+        try:
+            connection.channel().exchange_declare("bench.hash-check", "x-consistent-hash", auto_delete=True)
+        except pika.exceptions.ConnectionClosedByBroker as exc:
+            return (
+                f"RabbitMQ refused an x-consistent-hash exchange ({exc.reply_code} {exc.reply_text}). "
+                "Fix: rabbitmq-plugins enable rabbitmq_consistent_hash_exchange (online, no restart)"
+            )
+        finally:
+            if connection.is_open:
+                connection.close()
+    return None
 
 
 class LocalSetup(NamedTuple):
@@ -123,6 +181,7 @@ class Deployment:
     collector: NullCollector
     processes: dict[str, Process] = field(default_factory=dict)
     advocates: int = 0
+    queues: dict[str, tuple[str, ...]] = field(default_factory=lambda: queues_of(1))
 
 
 @contextlib.contextmanager
@@ -137,7 +196,10 @@ def deployed(
     referrals: int,
     extra_env: dict[str, str] | None = None,
     worker_in_api: tuple[str, ...] = ("advocacy",),
+    workers_per_service: int = 1,
 ) -> Iterator[Deployment]:
+    """`workers_per_service` above 1: intake's and notifications' workers started that many times each, with
+    AMQP_PARTITIONS set to it and each its WORKER_INDEX of WORKER_COUNT (a build with partitions only)."""
     with (
         private_vhost(broker_url) as amqp_url,
         temporary_databases(pg_admin_url) as new_database,
@@ -163,11 +225,13 @@ def deployed(
         }
         platform = Platform(workdir, env)
         deployment = Deployment(platform, amqp_url, databases, {}, webhooks, collector)
+        deployment.queues = queues_of(workers_per_service)
         try:
             ports = {svc: free_port() for svc in ("intake", "advocacy", "notifications")}
             intake_url = f"http://127.0.0.1:{ports['intake']}"
             advocacy_env = {"PROVIDER_ID": PROVIDER, "AUTO_ACCEPT": "true", "INTAKE_URL": intake_url}
-            extra = {"intake": {}, "advocacy": advocacy_env, "notifications": {}}
+            partitioned = {"AMQP_PARTITIONS": str(workers_per_service)} if workers_per_service > 1 else {}
+            extra = {"intake": partitioned, "advocacy": advocacy_env, "notifications": partitioned}
             for service, port in ports.items():
                 argv = [str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
                         f"services.{service}.app:create_app()"]  # fmt: skip
@@ -177,11 +241,19 @@ def deployed(
                 deployment.processes[f"{service}-api"] = platform.start(f"{service}-api", argv, run_env)
                 deployment.urls[service] = f"http://127.0.0.1:{port}"
             for service in ports:
-                if service not in worker_in_api:
-                    deployment.processes[f"{service}-worker"] = platform.start_worker(service, extra[service])
+                if service in worker_in_api:
+                    continue
+                count = workers_per_service if service in PARTITIONED else 1
+                for index in range(count):
+                    name, env = f"{service}-worker", dict(extra[service])
+                    if count > 1:
+                        name += f"-{index}"
+                        env |= {"WORKER_INDEX": str(index), "WORKER_COUNT": str(count)}
+                    deployment.processes[name] = platform.start_worker(service, env, name=name)
             for service in ports:
                 _wait_ready(platform, deployment.urls[service])
-            platform.wait_for_consumers(amqp_url, list(QUEUES), timeout=60)
+            every_queue = [q for queues in deployment.queues.values() for q in queues]
+            platform.wait_for_consumers(amqp_url, every_queue, timeout=60)
             _register_demo_provider(deployment, token, referrals)
             _subscribe_agency(deployment, token)
             yield deployment
