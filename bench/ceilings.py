@@ -61,17 +61,19 @@ class CpuWatch:
         self._this_thread = this_thread
         self._start: tuple[float, float, dict[str, float]] = (0.0, 0.0, {})
 
-    def _read(self) -> tuple[float, float, dict[str, float]]:
+    def _own(self) -> tuple[float, float]:
         processes = sum(cpu_seconds(tree(pid)) for pid in self._pids)
-        return (time.thread_time() if self._this_thread else 0.0), processes, self._meter.read()
+        return (time.thread_time() if self._this_thread else 0.0), processes
 
     def start(self) -> None:
-        self._start = self._read()
+        meter = self._meter.read()  # before this thread's clock starts: reading it costs the thread CPU
+        self._start = (*self._own(), meter)
 
     def stop(self, count: float) -> dict[str, float]:
         """CPU ms per message (or request) over `count`: this side (thread + processes) with PostgreSQL,
         and RabbitMQ's apart."""
-        thread, processes, meter = self._read()
+        thread, processes = self._own()
+        meter = self._meter.read()
         own = thread - self._start[0] + processes - self._start[1]
         postgres = meter[POSTGRES] - self._start[2][POSTGRES]
         rabbitmq = meter[RABBITMQ] - self._start[2][RABBITMQ]
