@@ -1,8 +1,11 @@
 """OpenTelemetry: one trace from the agency's POST, through the outbox and every consumer, to the webhook.
 
-Export is configured by the standard OTEL_* variables (OTLP over HTTP to a collector). Span attributes
-carry ids only (referral, event type, provider, org): never personal data. Two things keep it so where the
-libraries would not (issue 15):
+Export is configured by the standard OTEL_* variables (OTLP over HTTP to a collector), sampling by
+OTEL_TRACES_SAMPLER (parent-based by default: the agency's sampled flag decides for the whole trace). Span
+attributes carry ids only (referral, event type, provider, org): never personal data. A referral makes few
+spans (issue 17): one per HTTP request (Flask's, and the requests client's), one per consumed message (the
+consumer's), one per published message (the relay's), one per database transaction (shared.db); nothing
+inside them. Two things keep them free of personal data where the libraries would not (issue 15):
 
 - an error's text stays out of spans (WithholdErrorText): a database's DETAIL, or an exception's message,
   can quote a value (a duplicate external reference); a span keeps the exception's type and its frames;
@@ -25,8 +28,18 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event as SpanEvent
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    ParentBased,
+    ParentBasedTraceIdRatio,
+    Sampler,
+    TraceIdRatioBased,
+)
 from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, TraceState
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from shared.config import ConfigError
 
 _lock = threading.Lock()
 _configured = False
@@ -79,10 +92,42 @@ def _withheld(event: SpanEvent) -> SpanEvent:
     return SpanEvent(event.name, attributes, event.timestamp)
 
 
+def sampler_from(env: Mapping[str, str]) -> Sampler:
+    """The sampler OTEL_TRACES_SAMPLER names (and OTEL_TRACES_SAMPLER_ARG's ratio), as the OpenTelemetry
+    specification lists them; `parentbased_always_on` when unset, so a trace the agency sampled is recorded
+    throughout and one it did not leaves no span anywhere. The SDK would read the same variables, but would
+    fall back to the default on a misspelt name or ratio: here that stops the process with the fix."""
+    name = (env.get("OTEL_TRACES_SAMPLER") or "parentbased_always_on").strip().lower()
+    fixed = {
+        "always_on": ALWAYS_ON,
+        "always_off": ALWAYS_OFF,
+        "parentbased_always_on": ParentBased(ALWAYS_ON),
+        "parentbased_always_off": ParentBased(ALWAYS_OFF),
+    }
+    if name in fixed:
+        return fixed[name]
+    if name not in ("traceidratio", "parentbased_traceidratio"):
+        raise ConfigError(
+            f"OTEL_TRACES_SAMPLER={name!r} is not a sampler: use one of {', '.join(fixed)}, traceidratio or "
+            "parentbased_traceidratio (with OTEL_TRACES_SAMPLER_ARG, a ratio from 0 to 1)"
+        )
+    raw = env.get("OTEL_TRACES_SAMPLER_ARG", "1.0")
+    try:
+        ratio = float(raw)
+    except ValueError:
+        ratio = -1.0
+    if not 0.0 <= ratio <= 1.0:
+        raise ConfigError(f"OTEL_TRACES_SAMPLER_ARG={raw!r} is not a ratio: set a number from 0 to 1, e.g. 0.1")
+    return ParentBasedTraceIdRatio(ratio) if name.startswith("parentbased") else TraceIdRatioBased(ratio)
+
+
 def setup_tracing(service_name: str, exporter: SpanExporter | None = None) -> None:
-    """Install the process's tracer provider once (it can be set only once per process) and the requests
-    instrumentation. Flask and SQLAlchemy are instrumented per app and per engine where those are made, and
-    pika by the first consumer (`instrument_pika`): an API never talks to the broker, and need not load it."""
+    """Install the process's tracer provider once (it can be set only once per process), sampling as
+    OTEL_TRACES_SAMPLER says, and the requests instrumentation (the client span that carries the trace to
+    intake, from advocacy). Flask is instrumented per app where it is made, the database per engine
+    (shared.db). Pika is not instrumented: its "receive" span would sit beside the consumer's own span for each
+    message, and its wrapper of basic_publish beside the relay's; those two make the spans and carry the
+    context themselves."""
     global _configured
     with _lock:
         if _configured:
@@ -94,7 +139,7 @@ def setup_tracing(service_name: str, exporter: SpanExporter | None = None) -> No
             current.add_span_processor(WithholdErrorText())
         elif os.environ.get("OTEL_SDK_DISABLED", "").lower() != "true":
             resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or service_name})
-            provider = TracerProvider(resource=resource)
+            provider = TracerProvider(resource=resource, sampler=sampler_from(os.environ))
             provider.add_span_processor(WithholdErrorText())  # first: before any exporter sees the span
             exporter = exporter or _exporter_from_env()
             if exporter is not None:
@@ -107,16 +152,6 @@ def setup_tracing(service_name: str, exporter: SpanExporter | None = None) -> No
 
         RequestsInstrumentor().instrument()
         _configured = True
-
-
-def instrument_pika() -> None:
-    """Instrument pika's blocking channels, once per process (consumers; the relay makes its own spans)."""
-    from opentelemetry.instrumentation.pika import PikaInstrumentor
-
-    with _lock:
-        instrumentor = PikaInstrumentor()
-        if not instrumentor.is_instrumented_by_opentelemetry:
-            instrumentor.instrument()
 
 
 def _exporter_from_env() -> SpanExporter | None:

@@ -30,7 +30,7 @@ from typing import cast
 import requests
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry.instrumentation.utils import suppress_http_instrumentation, suppress_instrumentation
 from sqlalchemy import Table, and_, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
@@ -296,20 +296,23 @@ class WebhookDispatcher:
             ),
             "user-agent": USER_AGENT,
         }
-        # The requests instrumentation injects the traceparent of its own client span (a child of this
-        # one); injecting here too keeps the header when that instrumentation is off.
+        # This attempt's span is the HTTP client span: the header carries it, and the requests
+        # instrumentation makes no second one inside it (issue 17: one span per HTTP request).
         propagate.inject(headers)
         timeout = self._settings.timeout_seconds
         try:
             # stream=True: only the status line and headers are read; the body is closed unread.
-            with self._http().post(
-                claimed.url,
-                data=claimed.payload.encode(),
-                headers=headers,
-                timeout=self._timeout,  # type: ignore[arg-type]  # requests passes urllib3 Timeouts on as they are
-                allow_redirects=False,
-                stream=True,
-            ) as response:
+            with (
+                suppress_http_instrumentation(),
+                self._http().post(
+                    claimed.url,
+                    data=claimed.payload.encode(),
+                    headers=headers,
+                    timeout=self._timeout,  # type: ignore[arg-type]  # requests passes urllib3 Timeouts on as they are
+                    allow_redirects=False,
+                    stream=True,
+                ) as response,
+            ):
                 code = response.status_code
         except UnsafeWebhookUrl as exc:  # connected to a non-public address (DNS rebinding)
             return _Outcome(None, f"URL refused: the URL {exc}", refused=True)

@@ -12,6 +12,7 @@ import json
 import logging
 
 import pytest
+from opentelemetry import trace
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
@@ -141,7 +142,8 @@ def test_a_failing_statement_leaves_no_bound_value_or_row_in_a_log_line_or_a_spa
         ("INSERT INTO people VALUES (:id, :age)", {"id": "x\x00" + CANARY, "age": 3}),  # NUL: driver error
     ]
     for statement, values in failing:
-        with pytest.raises(DBAPIError):
+        # Inside a request's span, as the services' transactions are (shared.db traces none outside a trace).
+        with trace.get_tracer("test").start_as_current_span("POST /v1/people"), pytest.raises(DBAPIError):
             try:
                 with engine.begin() as connection:
                     connection.execute(text(statement), values)
