@@ -172,12 +172,33 @@ def _declare_queue(channel: BlockingChannel, spec: QueueSpec) -> None:
         for key in spec.bindings:
             channel.queue_bind(spec.name, EXCHANGE, routing_key=key)
         return
+    _refuse_single_queue_beside(channel, spec)
     channel.exchange_declare(
         spec.hash_exchange, HASH_EXCHANGE_TYPE, durable=True, arguments={"hash-header": PARTITION_HEADER}
     )
     for key in spec.bindings:
         channel.exchange_bind(spec.hash_exchange, EXCHANGE, routing_key=key)
     channel.queue_bind(spec.name, spec.hash_exchange, routing_key="1")  # the weight: an equal share each
+
+
+def _refuse_single_queue_beside(channel: BlockingChannel, spec: QueueSpec) -> None:
+    """A partition's worker stops, with the fix, while the queue it partitions is still there: that queue keeps its
+    bindings and so a copy of every event, which nobody would consume. (A passive declare on a channel of its own:
+    the 404 that says "not there" closes only that one.)"""
+    queue = (spec.hash_exchange or "").removesuffix(".partitions")
+    probe = channel.connection.channel()
+    try:
+        probe.queue_declare(queue, passive=True)
+    except ChannelClosedByBroker as exc:
+        if exc.reply_code == 404:
+            return
+        raise
+    probe.close()
+    raise TopologyConflict(
+        f"the queue {queue} is still there beside its partitions (AMQP_PARTITIONS above 1), and receives a copy of "
+        f"every event. Fix: let it drain with AMQP_PARTITIONS=1, then delete it (rabbitmqctl delete_queue {queue}; "
+        f"{queue}.retry, {queue}.parking and {queue}.holding too, once empty) and start again."
+    )
 
 
 def attempts_so_far(headers: dict | None, queue: str) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from pika.exceptions import ConnectionClosedByBroker
+from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker
 
 from shared.config import ConfigError, Settings
 from shared.messaging import EXCHANGE
@@ -110,16 +110,28 @@ def test_the_partition_key_is_the_subject_else_the_event_id():
 
 
 class RecordingChannel:
-    def __init__(self, refuse_exchange_type: bool = False):
+    def __init__(self, refuse_exchange_type: bool = False, queues: tuple[str, ...] = ()):
         self.calls: list[tuple] = []
         self._refuse = refuse_exchange_type
+        self._existing = queues
+        self.connection = self
+
+    def channel(self) -> RecordingChannel:
+        return self
+
+    def close(self) -> None:
+        pass
 
     def exchange_declare(self, name, kind, durable=True, passive=False, arguments=None):
         if self._refuse and kind == "x-consistent-hash":
             raise ConnectionClosedByBroker(503, "COMMAND_INVALID - unknown exchange type 'x-consistent-hash'")
         self.calls.append(("exchange", name, kind, arguments))
 
-    def queue_declare(self, name, durable=True, arguments=None):
+    def queue_declare(self, name, durable=True, arguments=None, passive=False):
+        if passive:
+            if name not in self._existing:
+                raise ChannelClosedByBroker(404, f"NOT_FOUND - no queue '{name}'")
+            return
         self.calls.append(("queue", name, arguments))
 
     def queue_bind(self, queue, exchange, routing_key):
@@ -156,3 +168,9 @@ def test_a_broker_without_the_plugin_stops_the_worker_with_the_fix():
     spec = QueueSpec("intake.p0", ("offer.accepted",), hash_exchange="intake.partitions")
     with pytest.raises(TopologyConflict, match="rabbitmq-plugins enable rabbitmq_consistent_hash_exchange"):
         declare_queue(RecordingChannel(refuse_exchange_type=True), spec)  # type: ignore[arg-type]
+
+
+def test_a_partition_refuses_to_start_beside_the_single_queue_it_replaces():
+    spec = QueueSpec("intake.p0", ("offer.accepted",), hash_exchange="intake.partitions")
+    with pytest.raises(TopologyConflict, match="rabbitmqctl delete_queue intake;"):
+        declare_queue(RecordingChannel(queues=("intake",)), spec)  # type: ignore[arg-type]
