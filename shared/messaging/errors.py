@@ -15,3 +15,9 @@ class DependencyUnavailable(Exception):
         super().__init__(f"{dependency} unavailable: {reason}")
         self.dependency = dependency
         self.reason = reason
+
+
+# What a handler returns when the inbox had its event already (nothing done): the consumer counts it as a
+# duplicate (referrals_messages_consumed_total). Here for the same reason: shared.inbox, which the APIs load,
+# must not import the consumer, which loads pika.
+DUPLICATE = "duplicate"
