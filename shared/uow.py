@@ -19,14 +19,14 @@ outbox and inbox tables and making its repositories in `open()`. Unit tests hand
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import ClassVar, Self
 
 from opentelemetry import propagate
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.clock import utcnow
-from shared.inbox import InboxMixin, first_delivery
+from shared.inbox import InboxMixin, first_deliveries, first_delivery
 from shared.messaging.catalogue import EventData, envelope
 from shared.messaging.envelope import Event
 from shared.messaging.notify import announce
@@ -52,6 +52,14 @@ class UnitOfWork(abc.ABC):
     @abc.abstractmethod
     def first_delivery(self, consumer: str, message_id: str) -> bool:
         """Record that `consumer` handles message `message_id` here; False when it already has (the inbox)."""
+
+    def first_deliveries(self, consumer: str, message_ids: Sequence[str]) -> set[str]:
+        """`first_delivery` for several messages at once (a consumer's batch): the ids not handled before."""
+        return {message_id for message_id in dict.fromkeys(message_ids) if self.first_delivery(consumer, message_id)}
+
+    def end_event(self) -> None:  # noqa: B027  # a hook: most units have nothing to settle
+        """One event's handler has returned, in a unit that may hold other events after it (a consumer's batch):
+        settle what it recorded while its own trace context is current. Nothing to do by default."""
 
     @abc.abstractmethod
     def commit(self) -> None: ...
@@ -125,3 +133,8 @@ class SqlUnitOfWork(UnitOfWork):
         if self.inbox_table is None:
             raise TypeError(f"{type(self).__name__} has no inbox: it consumes no events")
         return first_delivery(self.session, self.inbox_table, consumer, message_id)
+
+    def first_deliveries(self, consumer: str, message_ids: Sequence[str]) -> set[str]:
+        if self.inbox_table is None:
+            raise TypeError(f"{type(self).__name__} has no inbox: it consumes no events")
+        return first_deliveries(self.session, self.inbox_table, consumer, message_ids)

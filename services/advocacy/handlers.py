@@ -20,6 +20,7 @@ from services.advocacy.casework.intake_client import ReferralSource
 from services.advocacy.casework.rectification import on_rectified
 from services.advocacy.uow import AdvocacyUnitOfWork
 from shared.clock import utcnow
+from shared.inbox import alone
 from shared.messaging.catalogue import Subscriptions
 from shared.messaging.envelope import Event
 from shared.messaging.errors import PermanentError
@@ -35,12 +36,17 @@ def subscriptions(continuity: Continuity, intake: ReferralSource, *, auto_accept
     return (
         Subscriptions(events.CATALOGUE, events.ADVOCACY, address=casework.provider_id)
         .on(events.ReferralOffered, lambda u, e: on_referral_offered(u, e, casework=casework, auto_accept=auto_accept))
-        .on(events.AllocationConfirmed, lambda u, e: on_allocation_confirmed(u, e, casework=casework, intake=intake))
+        # These three fetch the referral from intake: each in a transaction of its own, never in a consumer's
+        # batch, whose row locks it would hold while it waits (shared.inbox.alone).
+        .on(
+            events.AllocationConfirmed,
+            alone(lambda u, e: on_allocation_confirmed(u, e, casework=casework, intake=intake)),
+        )
         .on(events.OfferWithdrawn, lambda u, e: on_offer_withdrawn(u, e, casework=casework))
         .on(events.OfferExpired, lambda u, e: on_offer_expired(u, e, casework=casework))
         .on(
             events.AllocationTransferred,
-            lambda u, e: on_allocation_transferred(u, e, continuity=continuity, intake=intake),
+            alone(lambda u, e: on_allocation_transferred(u, e, continuity=continuity, intake=intake)),
         )
         .on(events.CaseHandover, lambda u, e: on_case_handover(u, e, continuity=continuity))
         .on(events.CaseHandoverOffered, lambda u, e: on_case_handover_offered(u, e, continuity=continuity))
@@ -48,7 +54,10 @@ def subscriptions(continuity: Continuity, intake: ReferralSource, *, auto_accept
         .on(events.CaseHandoverDeclined, lambda u, e: on_case_handover_declined(u, e, continuity=continuity))
         .on(events.ConsentWithdrawn, lambda u, e: on_consent_withdrawn(u, e, continuity=continuity))
         .on(events.ReferralErasureRequested, lambda u, e: on_erasure_requested(u, e, casework=casework))
-        .on(events.ReferralRectified, lambda u, e: on_referral_rectified(u, e, casework=casework, intake=intake))
+        .on(
+            events.ReferralRectified,
+            alone(lambda u, e: on_referral_rectified(u, e, casework=casework, intake=intake)),
+        )
         .complete()
     )
 

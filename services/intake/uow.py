@@ -54,6 +54,11 @@ class IntakeUnitOfWork(UnitOfWork):
     erasures: Erasures
     rectifications: Rectifications
 
+    def end_event(self) -> None:
+        """In a consumer's batch, each event's recorded events are staged as its handler returns, while its trace
+        context is current: the outbox rows carry that event's trace, not the batch's last."""
+        self.stage_recorded()
+
     def stage_recorded(self) -> None:
         """Stage every event the unit's referrals recorded, once each."""
         for referral in self.referrals.seen:

@@ -23,6 +23,16 @@ dependency's outage in place.
   hashes to: one referral's events keep their order, even while one of them is held, while a handler waiting
   on the network no longer holds up other referrals. The connection's own thread alone uses the channel (pika
   is not thread-safe), and keeps sending heartbeats while a lane waits.
+- **Batches** (`batch_size` > 1, AMQP_BATCH_SIZE, with a handle that offers `batch`: shared.inbox.EventHandlers):
+  a lane takes the messages already waiting for it, up to `batch_size`, without waiting for more (an idle
+  consumer handles a message at once; batches form when messages queue up behind the ones being handled). Each
+  is accepted against the catalogue under its own span; a refused one is parked alone at once. The rest are
+  handled in one unit of work (one transaction, one multi-row inbox insert, each handler in arrival order),
+  which commits; then each message is acked. If anything fails inside, the unit rolls back, nothing of the
+  batch was kept, and its messages go one by one as above: a poison message is retried and parked alone, a
+  transient fault is held in place, and the others commit once each. A handler that must have a transaction
+  of its own (shared.inbox.alone: it waits on another service) runs alone, between the batches before and
+  after it, so arrival order holds.
 - **Metrics** (shared.metrics): each message settled counts once in `referrals_messages_consumed_total` by
   queue, event type (one of the catalogue's, else `unknown`: a made-up type is no label) and outcome: handled,
   duplicate (the handler returned DUPLICATE: the inbox had it), retried (to `Q.retry`) or parked. The
@@ -32,6 +42,7 @@ dependency's outage in place.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -39,10 +50,11 @@ import queue
 import threading
 import time
 import zlib
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
 import pika
@@ -58,7 +70,7 @@ from shared.health import HEALTH, Health
 from shared.messaging import PARKING_EXCHANGE, RETRY_EXCHANGE
 from shared.messaging.connection import run_with_reconnect
 from shared.messaging.envelope import Event, MalformedEvent
-from shared.messaging.errors import DependencyUnavailable, PermanentError
+from shared.messaging.errors import DUPLICATE, DependencyUnavailable, PermanentError
 from shared.messaging.topology import Origin, QueueSpec, attempts_so_far, declare_queue, origin
 from shared.retry import TRANSIENT, Backoff
 from shared.telemetry import context_from, set_ids, tracer
@@ -79,8 +91,6 @@ _BROKER_SET = ("x-delivery-count",)
 
 DATABASE = "database"
 BROKER_CHANNEL = "broker channel"  # not "broker": the connection loop reports that one (shared.messaging.connection)
-# What a handler returns when the message had been handled before (shared.inbox): counted as a duplicate.
-DUPLICATE = "duplicate"
 # How often the connection's thread counts the parking queue (and after each park): `referrals-parked` replays
 # and discards from another process, so a count kept only on park would drift.
 PARKED_EVERY = 15.0
@@ -126,6 +136,39 @@ class Held:
 
 Delivery = tuple[Any, pika.BasicProperties, bytes]  # (method, properties, body)
 _FLUSH = object()  # a lane's marker: everything before it has been handled or given back
+_NOTHING = object()
+
+
+class Batch(Protocol):
+    """One unit of work open over several events (shared.inbox.Batch): `handle` runs one event's handler in
+    it, returning DUPLICATE when the inbox had the event."""
+
+    def handle(self, event: Event, handler: Any) -> object: ...
+
+
+@runtime_checkable
+class BatchHandler(Protocol):
+    """What a handle offers when it can take several messages in one unit of work (shared.inbox.EventHandlers):
+    accept one against the catalogue (PermanentError: refused), say whether an event type's handler must run
+    in a transaction of its own, and open a batch (committed when the block ends, rolled back if it raises)."""
+
+    def accept(self, event: Event) -> tuple[Event, Any]: ...
+
+    def runs_alone(self, event_type: str | None) -> bool: ...
+
+    def batch(self, events: Sequence[Event]) -> AbstractContextManager[Batch]: ...
+
+
+@dataclass
+class _Entry:
+    """A message of a batch: its delivery, its accepted event and handler, its metrics label, its open span."""
+
+    item: Delivery
+    event: Event
+    handler: Any
+    kind: str
+    span: trace.Span
+    result: object = None
 
 
 class _Lanes:
@@ -154,6 +197,7 @@ class Consumer:
         max_attempts: int = 5,
         prefetch: int = 20,
         lanes: int = 1,
+        batch_size: int = 1,
         transient_retry_hours: float = 24.0,
         hold_seconds: float = HOLD_SECONDS,
         transient: Backoff = TRANSIENT,
@@ -168,6 +212,9 @@ class Consumer:
         self._max_attempts = max_attempts
         self._prefetch = prefetch
         self._lanes = max(1, lanes)
+        self._batch_size = max(1, batch_size)
+        # Several messages in one unit of work when the handle offers it (EventHandlers); else one by one.
+        self._batch = handle if self._batch_size > 1 and isinstance(handle, BatchHandler) else None
         self._retry_seconds = transient_retry_hours * 3600
         self._hold_seconds = hold_seconds
         self._transient = transient
@@ -191,7 +238,8 @@ class Consumer:
         hash_exchange: str | None = None,
     ) -> Consumer:
         """A service worker's consumer of `queue`, bound to `bindings`, as its settings say (delivery limit,
-        retry delay, attempts, prefetch, lanes, transient retries, and whether it may declare exchanges).
+        retry delay, attempts, prefetch, lanes, batch size, transient retries, and whether it may declare
+        exchanges).
         `hash_exchange`: `queue` is a partition behind that consistent-hash exchange (topology.partitions)."""
         spec = QueueSpec(
             queue,
@@ -209,6 +257,7 @@ class Consumer:
             max_attempts=settings.max_attempts,
             prefetch=settings.prefetch,
             lanes=settings.consumer_lanes,
+            batch_size=settings.batch_size,
             transient_retry_hours=settings.transient_retry_hours,
             hold_seconds=settings.transient_hold_seconds,
         )
@@ -291,28 +340,59 @@ class Consumer:
 
     def _lane(self, index: int, lanes: _Lanes, channel: _ThreadsafeChannel) -> None:
         giving_back = False  # once a lane gives one back, it gives back all after it: their order is kept
-        while (item := lanes.queues[index].get()) is not None:
-            if item is _FLUSH:
+        for taken in _taken(lanes.queues[index], self._batch_size):
+            if taken is None:
+                return
+            if taken is _FLUSH:
                 lanes.flushed[index].set()
                 continue
-            if giving_back or lanes.handoff.is_set():
-                giving_back = True
-                lanes.given_back[index].append((item, None))
-                continue
-            if not channel.is_open:  # its delivery tag died with the channel: the broker delivers it again
-                continue
-            try:
-                held = self._attempt(channel, item)
-                if held is not None:
-                    held = self._hold(channel, item, held, lanes)
-                if held is not None:
-                    giving_back = True
-                    lanes.given_back[index].append((item, held))
-            except Exception as exc:  # the connection went away under us: the broker redelivers, the inbox dedupes
-                # One WARNING line with the reason, as for a reconnect attempt; the traceback only at DEBUG.
-                reason = f"{type(exc).__name__}: {exc}"
-                log.warning("could not settle a message; it will be redelivered", extra={"reason": reason})
-                log.debug("could not settle a message", exc_info=exc)
+            assert isinstance(taken, list)
+            for run in self._runs(taken):
+                if len(run) > 1 and not giving_back and not lanes.handoff.is_set() and channel.is_open:
+                    try:
+                        run = self._attempt_batch(channel, run)
+                    except Exception as exc:  # the connection went away while settling: as in _one below
+                        _could_not_settle(exc)
+                        continue
+                for item in run:
+                    giving_back = self._one(index, lanes, channel, item, giving_back)
+
+    def _one(self, index: int, lanes: _Lanes, channel: _ThreadsafeChannel, item: Delivery, giving_back: bool) -> bool:
+        """Handle one message in a transaction of its own (holding it while a dependency is down); whether the
+        lane now gives back what follows."""
+        if giving_back or lanes.handoff.is_set():
+            lanes.given_back[index].append((item, None))
+            return True
+        if not channel.is_open:  # its delivery tag died with the channel: the broker delivers it again
+            return False
+        try:
+            held = self._attempt(channel, item)
+            if held is not None:
+                held = self._hold(channel, item, held, lanes)
+            if held is not None:
+                lanes.given_back[index].append((item, held))
+                return True
+        except Exception as exc:  # the connection went away under us: the broker redelivers, the inbox dedupes
+            _could_not_settle(exc)
+        return False
+
+    def _runs(self, taken: list[Delivery]) -> Iterator[list[Delivery]]:
+        """`taken`, in order, as runs that may share one unit of work. A message whose handler must run alone
+        (EventHandlers.runs_alone), or whose type is not known before parsing it, is a run of its own."""
+        if self._batch is None:
+            yield from ([item] for item in taken)
+            return
+        run: list[Delivery] = []
+        for item in taken:
+            if self._batch.runs_alone(item[1].type):
+                if run:
+                    yield run
+                yield [item]
+                run = []
+            else:
+                run.append(item)
+        if run:
+            yield run
 
     def _hold(self, channel: _ThreadsafeChannel, item: Delivery, held: Held, lanes: _Lanes) -> Held | None:
         """Retry `item` in place until it settles (None) or the lane must give it back (the Held state): it has
@@ -438,29 +518,11 @@ class Consumer:
             otel_context.detach(token)
 
     def _process(self, channel, method, properties, body, span, held: Held | None) -> Held | None:
+        arrived = self._arrived(channel, method, properties, body, span)
+        if arrived is None:
+            return None
+        event, kind, found, previous = arrived
         tag = method.delivery_tag
-        previous = attempts_so_far(properties.headers, self.spec.name)
-        found = origin(method.exchange, method.routing_key, properties.user_id, properties.headers, self.spec.name)
-        try:
-            event = dataclasses.replace(
-                Event.from_json(body),
-                publisher=found.user_id,
-                routing_key=found.routing_key,
-                relayed_by=found.relayed_by,
-            )
-        except MalformedEvent as exc:
-            kind = metrics.event_type_label(properties.type, self._event_types)
-            self._park(channel, tag, properties, body, f"malformed event: {exc}", found, previous, kind)
-            return None
-        kind = metrics.event_type_label(event.type, self._event_types)
-        if properties.type and properties.type != event.type:
-            reason = "the AMQP type property contradicts the event's type"
-            self._park(channel, tag, properties, body, reason, found, previous, kind)
-            return None
-        set_ids(span, referral=event.subject)
-        if previous >= self._max_attempts:
-            self._park(channel, tag, properties, body, f"gave up after {previous} attempts", found, previous, kind)
-            return None
         try:
             result = self._handle(event)
         except PermanentError as exc:
@@ -500,6 +562,111 @@ class Consumer:
         channel.basic_ack(tag)
         metrics.consumed(self.spec.name, kind, "duplicate" if result == DUPLICATE else "handled")
         return None
+
+    def _arrived(self, channel, method, properties, body, span) -> tuple[Event, str, Origin, int] | None:
+        """The event a delivery carries, its metrics label, where it came from and its attempts so far; None when
+        it was parked at once: not a valid event, its AMQP type contradicting it, or out of attempts."""
+        tag = method.delivery_tag
+        previous = attempts_so_far(properties.headers, self.spec.name)
+        found = origin(method.exchange, method.routing_key, properties.user_id, properties.headers, self.spec.name)
+        try:
+            event = dataclasses.replace(
+                Event.from_json(body),
+                publisher=found.user_id,
+                routing_key=found.routing_key,
+                relayed_by=found.relayed_by,
+            )
+        except MalformedEvent as exc:
+            kind = metrics.event_type_label(properties.type, self._event_types)
+            self._park(channel, tag, properties, body, f"malformed event: {exc}", found, previous, kind)
+            return None
+        kind = metrics.event_type_label(event.type, self._event_types)
+        if properties.type and properties.type != event.type:
+            reason = "the AMQP type property contradicts the event's type"
+            self._park(channel, tag, properties, body, reason, found, previous, kind)
+            return None
+        set_ids(span, referral=event.subject)
+        if previous >= self._max_attempts:
+            self._park(channel, tag, properties, body, f"gave up after {previous} attempts", found, previous, kind)
+            return None
+        return event, kind, found, previous
+
+    # --- a batch: several messages in one unit of work --------------------------------------------------
+
+    def _attempt_batch(self, channel, run: list[Delivery]) -> list[Delivery]:
+        """Handle `run` in one unit of work (the handle's `batch`), then ack each message: [] once done. Each
+        message keeps its own span. One refused on arrival is parked alone at once and leaves the batch. When
+        anything fails inside (a handler, the commit), the unit rolled back and nothing of it was kept: the
+        messages, in order, to handle one by one, so that a poison one is retried alone and a transient fault is
+        held as it is for one message."""
+        assert self._batch is not None
+        entries: list[_Entry] = []
+        for position, item in enumerate(run):
+            try:
+                entry = self._batch_entry(channel, item)
+            except Exception:  # not a refusal (accept raised something else): the one-by-one path decides
+                for earlier in entries:
+                    earlier.span.end()
+                return [earlier.item for earlier in entries] + run[position:]
+            if entry is not None:
+                entries.append(entry)
+        if not entries:
+            return []
+        try:
+            with self._batch.batch([entry.event for entry in entries]) as batch:
+                for entry in entries:
+                    entry.span.set_attribute("messaging.batch.message_count", len(entries))
+                    with _current(entry.span):
+                        entry.result = batch.handle(entry.event, entry.handler)
+        except Exception as exc:
+            log.info(
+                "a batch failed and was rolled back; handling its messages one by one",
+                extra={"queue": self.spec.name, "messages": len(entries), "error": exc.__class__.__name__},
+            )
+            for entry in entries:
+                entry.span.add_event("batch rolled back")
+                entry.span.end()
+            return [entry.item for entry in entries]
+        try:
+            for entry in entries:  # committed: now, and only now, each is acked
+                channel.basic_ack(entry.item[0].delivery_tag)
+                metrics.consumed(self.spec.name, entry.kind, "duplicate" if entry.result == DUPLICATE else "handled")
+        finally:  # also when the connection went away under the acks: the broker redelivers, the inbox dedupes
+            for entry in entries:
+                entry.span.end()
+        return []
+
+    def _batch_entry(self, channel, item: Delivery) -> _Entry | None:
+        """A message of a batch, accepted against the catalogue under its own span (started, not yet ended);
+        None when it was parked instead."""
+        assert self._batch is not None
+        method, properties, body = item
+        span = self._tracer.start_span(
+            f"{properties.type or method.routing_key} process",
+            context=context_from(properties.headers),
+            kind=trace.SpanKind.CONSUMER,
+        )
+        set_ids(span, event=properties.type or method.routing_key)
+        span.set_attribute("messaging.destination.name", self.spec.name)
+        try:
+            with _current(span):
+                arrived = self._arrived(channel, method, properties, body, span)
+                if arrived is None:
+                    span.end()
+                    return None
+                event, kind, found, previous = arrived
+                try:
+                    accepted, handler = self._batch.accept(event)
+                except PermanentError as exc:
+                    self._park(
+                        channel, method.delivery_tag, properties, body, f"rejected: {exc}", found, previous, kind
+                    )
+                    span.end()
+                    return None
+        except Exception:
+            span.end()
+            raise
+        return _Entry(item, accepted, handler, kind, span)
 
     def _park(
         self,
@@ -576,6 +743,55 @@ def _carried(headers: dict | None) -> Held | None:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value or "")
+
+
+def _taken(source: queue.SimpleQueue, size: int) -> Iterator[list[Delivery] | object]:
+    """What a lane takes from its queue, in order: a marker (None, _FLUSH) alone, or the deliveries waiting
+    there, up to `size`. It waits for the first only, never for a batch to fill: a message reaching an idle
+    consumer is handled at once, and batches form by themselves when messages queue up behind those being
+    handled."""
+    while True:
+        first = source.get()
+        if not isinstance(first, tuple):
+            yield first
+            if first is None:
+                return
+            continue
+        taken, after = [first], _NOTHING
+        while len(taken) < size:
+            try:
+                item = source.get_nowait()
+            except queue.Empty:
+                break
+            if not isinstance(item, tuple):
+                after = item
+                break
+            taken.append(item)
+        yield taken
+        if after is not _NOTHING:
+            yield after
+            if after is None:
+                return
+
+
+@contextlib.contextmanager
+def _current(span: trace.Span) -> Iterator[None]:
+    """`span` as the current span; an exception is recorded on it with its type as the status (the existing
+    path's way: an error's text can quote a value)."""
+    try:
+        with trace.use_span(span, record_exception=False, set_status_on_exception=False):
+            yield
+    except Exception as exc:
+        span.record_exception(exc)
+        span.set_status(trace.Status(trace.StatusCode.ERROR, exc.__class__.__name__))
+        raise
+
+
+def _could_not_settle(exc: Exception) -> None:
+    # One WARNING line with the reason, as for a reconnect attempt; the traceback only at DEBUG.
+    reason = f"{type(exc).__name__}: {exc}"
+    log.warning("could not settle a message; it will be redelivered", extra={"reason": reason})
+    log.debug("could not settle a message", exc_info=exc)
 
 
 def _lane_of(body: bytes, lanes: int) -> int:
