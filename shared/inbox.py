@@ -14,7 +14,7 @@ gives it a unit of work of its own.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -98,6 +98,8 @@ class Batch:
 
     def handle(self, event: Event, handler: Handler) -> str | None:
         """Run the accepted `event`'s handler in the batch's unit; DUPLICATE if the inbox had it (nothing done)."""
+        if without_effect(handler, event):
+            return None  # not even its inbox row: a batch of such events opens no transaction
         if self._new is None:
             self._new = self._uow.first_deliveries(self._consumer, self._ids)
         if event.id not in self._new:
@@ -107,6 +109,27 @@ class Batch:
         handler(self._uow, event)
         self._uow.end_event()
         return None
+
+
+EFFECT = "has_effect"
+
+
+def effect_checked(handler: Handler, has_effect: Callable[[Event], bool]) -> Handler:
+    """`handler`, for events that may have no effect in this consumer: an accepted event of which `has_effect`
+    says False is acked with no unit of work and no inbox row (it did nothing, so a redelivery has nothing to
+    repeat). For a consumer that would otherwise spend a transaction on events nobody wants (notifications)."""
+
+    def checked(uow, event: Event) -> None:
+        handler(uow, event)
+
+    setattr(checked, EFFECT, has_effect)
+    return checked
+
+
+def without_effect(handler: Handler, event: Event) -> bool:
+    """Whether `handler` (effect_checked) says the accepted `event` needs no unit of work."""
+    check = getattr(handler, EFFECT, None)
+    return check is not None and not check(event)
 
 
 class EventHandlers:
@@ -163,6 +186,9 @@ class EventHandlers:
     def __call__(self, event: Event) -> str | None:
         """Handle `event` once; DUPLICATE if it had been handled before (nothing done)."""
         event, handler = self.accept(event)
+        if without_effect(handler, event):
+            log.debug("event without effect here: acked with no transaction", extra={"event_type": event.type})
+            return None
         with self._units() as uow:
             if not uow.first_delivery(self.consumer, event.id):
                 log.info("duplicate delivery ignored", extra={"event_type": event.type, "event_id": event.id})

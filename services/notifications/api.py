@@ -66,7 +66,9 @@ for _exception, _answer in REFUSALS.items():
 def create_subscription(body: dict):
     """Subscribe a webhook URL to event types. The signing secret is returned only here."""
     notifications = instance()
-    return subscribe(notifications.units(), notifications.guard, org_id=current_principal().org, **body)
+    subscription = subscribe(notifications.units(), notifications.guard, org_id=current_principal().org, **body)
+    notifications.interest.changed()  # seen at once by handlers in this process; a worker's reads it within 1 s
+    return subscription
 
 
 @blp.route("/subscriptions", methods=["GET"])
@@ -87,7 +89,9 @@ def list_subscriptions():
 @blp.response(204)
 def delete_subscription(subscription_id: str):
     """Stop a subscription. Its deliveries stay visible; pending ones are marked failed."""
-    unsubscribe(instance().units(), org_id=current_principal().org, subscription_id=subscription_id)
+    notifications = instance()
+    unsubscribe(notifications.units(), org_id=current_principal().org, subscription_id=subscription_id)
+    notifications.interest.changed()
 
 
 @blp.route("/subscriptions/<subscription_id>/ping", methods=["POST"])

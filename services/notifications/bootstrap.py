@@ -21,6 +21,7 @@ from services.notifications.config import WebhookSettings
 from services.notifications.dispatcher import WebhookDispatcher
 from services.notifications.egress import UrlGuard
 from services.notifications.handlers import subscriptions
+from services.notifications.interest import Interest
 from services.notifications.models import Outbox
 from services.notifications.uow import SqlNotificationsUnitOfWork
 from shared.config import Settings
@@ -43,6 +44,7 @@ class Notifications:
     guard: UrlGuard
     dispatcher: WebhookDispatcher
     handlers: EventHandlers  # the consumer's: each event in a unit of work with its inbox row
+    interest: Interest  # what the live subscriptions want, as the handlers last read it
     relay: OutboxRelay | None = None  # the worker's: publishes erasure.completed (issue 14)
 
 
@@ -70,5 +72,10 @@ def bootstrap(settings: Settings, *, queue: str = QUEUE, instrument: bool = True
 
     # A committed delivery wakes the dispatcher (and an erasure.completed the relay) at once, not at the next poll.
     units = functools.partial(SqlNotificationsUnitOfWork, sessions, after_commit=woken)
-    handlers = EventHandlers(queue, units, subscriptions(), trusted=settings.trusted_publishers)
-    return Notifications(settings, webhooks, engine, sessions, units, guard, dispatcher, handlers, outbox_relay)
+    # What the subscriptions want, read by the worker as events ask (at most once a second): an event nobody
+    # wants and that changes no record here is acked without a transaction (services/notifications/interest.py).
+    interest = Interest.of(sessions)
+    handlers = EventHandlers(queue, units, subscriptions(interest), trusted=settings.trusted_publishers)
+    return Notifications(
+        settings, webhooks, engine, sessions, units, guard, dispatcher, handlers, interest, outbox_relay
+    )

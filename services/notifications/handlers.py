@@ -5,7 +5,8 @@ provider holding the referral (the catalogue has already checked that the provid
 
 Each runs inside shared.inbox.EventHandlers' unit of work, with the event's inbox row, so a redelivered event
 is a no-op; a delivery per (subscription, event) at most backs that up. Sending happens later, in the
-dispatcher.
+dispatcher. An event no subscription wants, and that changes none of the records kept here, is acked before
+any unit of work opens (`effect_check`, services/notifications/interest.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Callable
 
 import msgspec
 
@@ -23,15 +25,21 @@ from services.notifications.domain import (
     webhook_body,
     webhook_id,
 )
+from services.notifications.interest import Interest, has_effect
 from services.notifications.models import PENDING, Delivery, ReferralOwner
 from services.notifications.uow import NotificationsUnitOfWork
 from shared.clock import utcnow
+from shared.inbox import effect_checked
 from shared.messaging.catalogue import Subscriptions
 from shared.messaging.envelope import Event
 from shared.messaging.errors import PermanentError
 from shared.telemetry import carrier_from_current
 
 log = logging.getLogger(__name__)
+
+# intake's events that say who holds a referral now: recorded whoever subscribes, since a provider's events
+# about the referral are accepted only from its holder.
+HOLDER_EVENTS = (events.ReferralAllocated, events.ReferralTransferred)
 
 
 class UnknownReferral(Exception):
@@ -46,7 +54,7 @@ def on_referral_news(uow: NotificationsUnitOfWork, event: Event) -> None:
     if owner.org_id != news.org_id:
         # A referral never changes org: an event saying otherwise is broken. Park it for a person.
         raise PermanentError(f"event org_id contradicts the org recorded for referral {news.referral_id}")
-    if isinstance(news, events.ReferralAllocated | events.ReferralTransferred):
+    if isinstance(news, HOLDER_EVENTS):
         owner.hold(news.provider_id, event.occurred_at())
     _queue(uow, event, owner, _with_local_authority(event, [owner.org_id]))
 
@@ -159,11 +167,31 @@ def _queue(uow: NotificationsUnitOfWork, event: Event, owner: ReferralOwner, org
     )
 
 
-def subscriptions() -> Subscriptions:
+def effect_check(interest: Interest) -> Callable[[Event], bool]:
+    """Whether an accepted event of intake's or a provider's news is worth its transaction (interest.has_effect):
+    intake's say whose referral it is (and its child's local authority), so only those orgs' subscriptions
+    count; a provider's name no org, which only the referral's owner row would say."""
+
+    def check(event: Event) -> bool:
+        if isinstance(event.data, HOLDER_EVENTS):
+            return True  # without reading the subscriptions
+        orgs = (
+            _with_local_authority(event, [event.data.org_id]) if isinstance(event.data, events.ReferralNews) else None
+        )
+        return has_effect(event.type, orgs, interest.wanted(), keeps_records=False)
+
+    return check
+
+
+def subscriptions(interest: Interest | None = None) -> Subscriptions:
+    """notifications' handlers; with `interest`, the webhook news unwanted by any subscription is acked with no
+    transaction (the erasure always has its own)."""
+    check = effect_check(interest) if interest is not None else None
     handled = Subscriptions(events.CATALOGUE, events.NOTIFICATIONS)
     for entry in events.CATALOGUE.consumed_by(events.NOTIFICATIONS):
         if entry.data is events.ReferralErasureRequested:
             handled.on(entry.data, on_erasure_requested)
             continue
-        handled.on(entry.data, on_referral_news if entry.publisher == events.INTAKE else on_case_news)
+        handler = on_referral_news if entry.publisher == events.INTAKE else on_case_news
+        handled.on(entry.data, effect_checked(handler, check) if check is not None else handler)
     return handled.complete()

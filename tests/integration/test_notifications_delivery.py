@@ -242,6 +242,7 @@ def test_a_providers_event_is_routed_by_the_remembered_referral_and_taken_only_f
 
 
 def test_an_event_claiming_another_org_for_a_known_referral_is_parked(service, receiver):
+    service.subscribe("met-police", receiver.url, ["referral.received"])  # so its first event is recorded
     service.subscribe("kent-police", receiver.url, ["referral.allocated"])
     referral_id = str(uuid.uuid4())
     service.handle(referral_event(referral_id=referral_id, org="met-police"))
