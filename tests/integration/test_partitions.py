@@ -18,6 +18,7 @@ import pika
 import pytest
 from sqlalchemy import text
 
+from services.migrate import migrate
 from shared.db import make_engine, make_session_factory
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.topology import HASH_EXCHANGE_TYPE, HASH_PLUGIN, partition_names
@@ -166,3 +167,40 @@ def test_two_workers_share_the_partitions_in_order_and_one_takes_over_when_the_o
     assert dict(workers_of) == {names[0]: ["w0", "w1"], names[1]: ["w1"], names[2]: ["w0", "w1"], names[3]: ["w1"]}
     # The survivor is now the only, and active, consumer of every partition.
     assert consumers(amqp_url) == {q: [True] for q in names}
+
+
+def test_notifications_workers_take_their_own_partitions_and_refuse_to_start_beside_the_single_queue(
+    amqp_url, fresh_database, dev_keys, tmp_path, hash_exchange_plugin
+):
+    """The service's own worker (services.notifications.worker) with AMQP_PARTITIONS: its consumer loops are the
+    partitions', and one started while the single queue is still there stops with the fix."""
+    url = fresh_database("notifications")
+    migrate("notifications", url)
+    env = {
+        "AMQP_URL": amqp_url,
+        "NOTIFICATIONS_DATABASE_URL": url,
+        "AUTH_PUBLIC_KEY_FILE": str(dev_keys[1]),
+        "AMQP_PARTITIONS": "2",
+        "WORKER_COUNT": "2",
+        "AMQP_STANDBY_DELAY_SECONDS": "1",
+    }
+    platform = Platform(tmp_path, env)
+    names = partition_names("notifications", 2)
+    try:
+        for i in range(2):
+            platform.start_worker("notifications", {"WORKER_INDEX": str(i)}, name=f"notifications-worker-{i}")
+        wait_until(
+            lambda: (platform.check_alive(), all(len(consumers(amqp_url).get(q, [])) == 2 for q in names))[1], 45
+        )
+        assert {q: flags.count(True) for q, flags in consumers(amqp_url).items()} == {q: 1 for q in names}
+        assert "notifications" not in consumers(amqp_url)
+        platform.stop()
+
+        with pika.BlockingConnection(pika.URLParameters(amqp_url)) as connection:
+            connection.channel().queue_declare("notifications", durable=True, arguments={"x-queue-type": "quorum"})
+        late = platform.start_worker("notifications", {"WORKER_INDEX": "0"})
+        late.popen.wait(timeout=45)
+        assert late.popen.returncode == 1
+        assert "rabbitmqctl delete_queue notifications;" in late.output()
+    finally:
+        platform.stop()
