@@ -11,8 +11,9 @@ What a confirm means (https://www.rabbitmq.com/docs/confirms#publisher-confirms)
 - a `mandatory` message that no queue is bound for comes back as `basic.return` *before* its ack: the ack
   then means only "dropped safely", so the message counts as unroutable, not sent.
 `ConfirmTracker` keeps that bookkeeping (and is tested without a broker); `AsyncPublisher` drives the
-connection. The PikaInstrumentor does not cover SelectConnection (contrib#920): callers make their own
-producer spans and put the trace context in the headers.
+connection. Callers make their own producer spans and put the trace context in the headers (pika is not
+instrumented: its instrumentation covered neither SelectConnection, contrib#920, nor anything the platform's own
+spans did not already say).
 """
 
 from __future__ import annotations
@@ -139,9 +140,7 @@ class AsyncPublisher:
         if properties.headers is None:
             properties.headers = {}
         properties.headers.setdefault(PARTITION_HEADER, partition_key(body))
-        # The class's method, not the channel's attribute: pika's OpenTelemetry instrumentation replaces
-        # the attribute with a wrapper that makes a second producer span per message; callers make their own.
-        pika.channel.Channel.basic_publish(self._channel, EXCHANGE, routing_key, body, properties, mandatory=True)
+        self._channel.basic_publish(EXCHANGE, routing_key, body, properties, mandatory=True)
         self._tracker.published(properties.message_id, item)
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> object:
