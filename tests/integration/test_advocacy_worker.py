@@ -17,6 +17,7 @@ from services.advocacy.worker import build_loops
 from services.migrate import migrate
 from shared.config import Settings
 from shared.messaging.envelope import Event
+from shared.telemetry import carrier_from_current
 from support.amqp import declare_tap, drain, publish, running
 from support.events import arriving, payload
 
@@ -75,10 +76,10 @@ def test_the_worker_consumes_an_offer_auto_accepts_it_and_relays_the_events(fres
     )
     with running(loops["consumer"]), running(loops["relay"]):
         # The consumer declares its queue on connect: publish once it is bound (mandatory refuses before).
-        # Published inside a span (the pika instrumentation injects the current context into the headers).
+        # Published inside a span, with its context in the headers as intake's relay puts it there.
         with trace.get_tracer("test").start_as_current_span("intake publishes the offer") as span:
             trace_id = format(span.get_span_context().trace_id, "032x")
-            _publish_when_bound(amqp_url, offer, f"referral.offered.{PROVIDER}")
+            _publish_when_bound(amqp_url, offer, f"referral.offered.{PROVIDER}", carrier_from_current())
         [(properties, body)] = drain(amqp_url, tap, expect=1)
         accepted = json.loads(body)
         assert properties.type == "offer.accepted" and accepted["data"]["offer_id"] == offer_id
@@ -105,10 +106,12 @@ def test_the_worker_consumes_an_offer_auto_accepts_it_and_relays_the_events(fres
     engine.dispose()
 
 
-def _publish_when_bound(url: str, event: Event, routing_key: str, attempts: int = 100) -> None:
+def _publish_when_bound(
+    url: str, event: Event, routing_key: str, headers: dict | None = None, attempts: int = 100
+) -> None:
     for _ in range(attempts):
         try:
-            publish(url, event, routing_key)
+            publish(url, event, routing_key, headers)
             return
         except UnroutableError:
             time.sleep(0.1)
