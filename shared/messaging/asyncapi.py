@@ -15,7 +15,7 @@ import msgspec
 
 from shared.messaging import CONTENT_TYPE, EXCHANGE
 from shared.messaging.catalogue import Catalogue, EventType, Voice
-from shared.messaging.envelope import REQUIRED
+from shared.messaging.envelope import PARTITION_HEADER, REQUIRED
 
 SCHEMAS = "#/components/schemas/{name}"
 AMQP_BINDING = {
@@ -138,4 +138,28 @@ def _message(entry: EventType, data: dict[str, Any]) -> dict[str, Any]:
             "data": data,
         },
     }
-    return {"name": entry.name, "title": entry.data.__name__, "summary": entry.description, "payload": envelope}
+    return {
+        "name": entry.name,
+        "title": entry.data.__name__,
+        "summary": entry.description,
+        "headers": HEADERS,
+        "payload": envelope,
+    }
+
+
+# The AMQP headers every event carries besides its envelope (application headers; user_id, message_id and type
+# are AMQP properties).
+HEADERS: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "traceparent": {
+            "type": "string",
+            "description": "W3C trace context of the operation that caused the event (no tracestate, no baggage).",
+        },
+        PARTITION_HEADER: {
+            "type": "string",
+            "description": "The envelope's subject (the referral id), else its id: what a partitioned queue's "
+            "consistent-hash exchange hashes on (AMQP_PARTITIONS).",
+        },
+    },
+}
