@@ -104,7 +104,7 @@ def targets(r: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         burst_count = (r.get("burst") or {}).get("count")
         if target.figure == "burst_last_webhook_s" and burst_count != TARGET_BURST:
             entry["met"] = None
-            entry["note"] = f"a burst of {burst_count}: the target is for {TARGET_BURST:,}"
+            entry["note"] = f"burst of {burst_count}, not {TARGET_BURST:,}"
         out[target.figure] = entry
     return out
 
