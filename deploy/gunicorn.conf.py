@@ -93,22 +93,27 @@ def on_starting(server):
     """Empty the metrics directory, and refuse a WORKER_IN_API set-up that cannot work, with one line and the
     fix, before any worker starts."""
     _empty_metrics_dir()
-    from services.workers import LOOPS
-    from shared.config import ConfigError
-    from shared.messaging.worker import check_worker_in_api, wants_worker_in_api
+    # The master imports only what it needs: the loops (and with them every service's code and pika, ~45 MB)
+    # only when WORKER_IN_API asks for them, and then only to check the set-up; the workers load the app.
+    from shared.config import ConfigError, wants_worker_in_api
 
     try:
         if wants_worker_in_api():
+            from services.workers import LOOPS
+            from shared.messaging.worker import check_worker_in_api
+
             check_worker_in_api(_service(server.app.app_uri), server.cfg.workers, LOOPS.keys())
     except ConfigError as exc:
         raise SystemExit(f"gunicorn: {exc}") from None
 
 
 def post_worker_init(worker):
-    from services.workers import LOOPS
-    from shared.messaging.worker import InApiLoops, wants_worker_in_api
+    from shared.config import wants_worker_in_api
 
     if wants_worker_in_api():
+        from services.workers import LOOPS
+        from shared.messaging.worker import InApiLoops
+
         worker.in_api_loops = InApiLoops(_service(worker.app.app_uri), worker.cfg.workers, LOOPS).start()
 
 

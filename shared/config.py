@@ -215,3 +215,12 @@ def _worker_index(env: Mapping[str, str]) -> int:
     if index >= count:
         raise ConfigError(f"WORKER_INDEX={index} must be below WORKER_COUNT={count}: number them 0 to {count - 1}")
     return index
+
+
+def wants_worker_in_api(env: Mapping[str, str] | None = None) -> bool:
+    """WORKER_IN_API: whether a service's API runs its worker loops in its one gunicorn worker. Here, where
+    gunicorn's master can read it without loading the messaging kit (deploy/gunicorn.conf.py)."""
+    value = (os.environ if env is None else env).get("WORKER_IN_API", "false").strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no", ""):
+        raise ConfigError(f"WORKER_IN_API must be true or false, not {value!r}")
+    return value in ("true", "1", "yes")

@@ -79,13 +79,6 @@ def main_exit(code: int) -> None:
     sys.exit(code)
 
 
-def wants_worker_in_api(env: dict[str, str] | None = None) -> bool:
-    value = (os.environ if env is None else env).get("WORKER_IN_API", "false").strip().lower()
-    if value not in ("true", "false", "1", "0", "yes", "no", ""):
-        raise ConfigError(f"WORKER_IN_API must be true or false, not {value!r}")
-    return value in ("true", "1", "yes")
-
-
 def check_worker_in_api(service: str, workers: int, services: Collection[str]) -> None:
     """`services`: the names of the services that have loops to run (the keys of InApiLoops' `builders`)."""
     if service not in services:

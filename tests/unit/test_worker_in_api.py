@@ -7,8 +7,8 @@ import threading
 import pytest
 
 from services.workers import LOOPS
-from shared.config import ConfigError
-from shared.messaging.worker import InApiLoops, Loop, wants_worker_in_api
+from shared.config import ConfigError, wants_worker_in_api
+from shared.messaging.worker import InApiLoops, Loop
 
 
 @pytest.mark.parametrize(("value", "wanted"), [("true", True), ("1", True), ("false", False), ("", False)])
