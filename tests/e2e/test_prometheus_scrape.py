@@ -89,10 +89,7 @@ def _ready(url: str, popen: subprocess.Popen, workdir: Path) -> bool:
 def referral_id(running_platform):
     """A referral with a canary in every personal field, posted and followed to the agency's webhook."""
     agency = running_platform.headers(AGENCY, "police", AGENCY_SCOPES)
-    subscription = {"url": f"{running_platform.webhooks.url}/hooks/scrape", "events": ["referral.allocated"]}
-    response = requests.post(f"{running_platform.url('notifications')}/v1/subscriptions", json=subscription,
-                             headers=agency, timeout=10)  # fmt: skip
-    assert response.status_code == 201, response.text
+    running_platform.subscribe(AGENCY, AGENCY_SCOPES, "scrape", ["referral.allocated"])
     response = requests.post(f"{running_platform.url('intake')}/v1/referrals", json=canary_referral(),
                              headers=agency, timeout=10)  # fmt: skip
     assert response.status_code == 201, response.text

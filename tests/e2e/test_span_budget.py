@@ -28,13 +28,7 @@ SETTLED = 1.5  # seconds without a new span: every process has exported (OTEL_BS
 
 @pytest.fixture(scope="module")
 def subscribed(running_platform):
-    response = requests.post(
-        f"{running_platform.url('notifications')}/v1/subscriptions",
-        json={"url": f"{running_platform.webhooks.url}/hooks/budget", "events": EVENTS},
-        headers=running_platform.headers(AGENCY, "police", AGENCY_SCOPES),
-        timeout=10,
-    )
-    assert response.status_code == 201, response.text
+    running_platform.subscribe(AGENCY, AGENCY_SCOPES, "budget", EVENTS)
     return running_platform
 
 

@@ -29,14 +29,7 @@ def subscription(running_platform):
         "referral.withdrawn",
         "case.opened",
     ]
-    response = requests.post(
-        f"{running_platform.url('notifications')}/v1/subscriptions",
-        json={"url": f"{running_platform.webhooks.url}/hooks/referrals", "events": events},
-        headers=running_platform.headers(AGENCY, "police", AGENCY_SCOPES),
-        timeout=10,
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
+    return running_platform.subscribe(AGENCY, AGENCY_SCOPES, "referrals", events)
 
 
 @pytest.fixture(scope="module")

@@ -52,6 +52,17 @@ class Stack:
     def headers(self, org: str, kind: str, scopes: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(org, kind, scopes)}"}
 
+    def subscribe(self, org: str, scopes: str, hook: str, events: list[str]) -> dict:
+        """A police force's webhook subscription on notifications, to this stack's receiver at `/hooks/<hook>`."""
+        response = requests.post(
+            f"{self.url('notifications')}/v1/subscriptions",
+            json={"url": f"{self.webhooks.url}/hooks/{hook}", "events": events},
+            headers=self.headers(org, "police", scopes),
+            timeout=10,
+        )
+        assert response.status_code == 201, response.text
+        return response.json()
+
 
 @contextlib.contextmanager
 def platform_stack(
