@@ -100,9 +100,10 @@ def on_starting(server):
     try:
         if wants_worker_in_api():
             from services.workers import LOOPS
+            from shared.logs import service_of
             from shared.messaging.worker import check_worker_in_api
 
-            check_worker_in_api(_service(server.app.app_uri), server.cfg.workers, LOOPS.keys())
+            check_worker_in_api(service_of(server.app.app_uri), server.cfg.workers, LOOPS.keys())
     except ConfigError as exc:
         raise SystemExit(f"gunicorn: {exc}") from None
 
@@ -112,16 +113,13 @@ def post_worker_init(worker):
 
     if wants_worker_in_api():
         from services.workers import LOOPS
+        from shared.logs import service_of
         from shared.messaging.worker import InApiLoops
 
-        worker.in_api_loops = InApiLoops(_service(worker.app.app_uri), worker.cfg.workers, LOOPS).start()
+        worker.in_api_loops = InApiLoops(service_of(worker.app.app_uri), worker.cfg.workers, LOOPS).start()
 
 
 def worker_exit(server, worker):
     loops = getattr(worker, "in_api_loops", None)
     if loops is not None:
         loops.stop()
-
-
-def _service(app_uri: str) -> str:
-    return app_uri.split(".")[1] if app_uri.startswith("services.") else app_uri  # services.<svc>.app:create_app()

@@ -97,7 +97,7 @@ class GunicornLogger(glogging.Logger):
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
-        service = _service(cfg.proc_name or "")
+        service = service_of(cfg.proc_name or "")
         for log in (self.error_log, self.access_log):
             for handler in log.handlers:
                 handler.setFormatter(json_formatter())
@@ -128,6 +128,6 @@ def _status_code(status: Any) -> int | None:
         return None
 
 
-def _service(app_uri: str) -> str:
-    """intake for `services.intake.app:create_app()`; the URI itself for any other app."""
+def service_of(app_uri: str) -> str:
+    """intake for `services.intake.app:create_app()`; the URI itself for any other app (deploy/gunicorn.conf.py)."""
     return app_uri.split(".")[1] if app_uri.startswith("services.") else app_uri
