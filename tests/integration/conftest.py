@@ -9,13 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pika
 import pytest
 
-from services.migrate import migrate
-from services.notifications.app import create_app as notifications_app
-from services.notifications.bootstrap import bootstrap as notifications_bootstrap
-from shared.config import Settings
 from shared.messaging.topology import declare_exchanges
 from support.advocacy import PROVIDER, SCOPES, Instance
-from support.apps import service_app
+from support.apps import notifications_instance, service_app
 from support.infra import add_provider
 
 
@@ -32,12 +28,8 @@ def intake(fresh_database, dev_keys):
 def notifications(fresh_database, dev_keys):
     """notifications' bootstrapped instance on a fresh, migrated PostgreSQL database (webhooks to 127.0.0.1
     allowed, no retry waits), and a test client of its app."""
-    url = fresh_database("notifications")
-    migrate("notifications", url)
-    env = {"NOTIFICATIONS_DATABASE_URL": url, "AUTH_PUBLIC_KEY_FILE": str(dev_keys[1])}
-    env |= {"WEBHOOK_ALLOW_PRIVATE": "true", "WEBHOOK_RETRY_SCHEDULE": "0"}
-    root = notifications_bootstrap(Settings.from_env("notifications", env=env), instrument=False)
-    yield root, notifications_app(notifications=root).test_client()
+    root, client = notifications_instance(fresh_database("notifications"), dev_keys, WEBHOOK_RETRY_SCHEDULE="0")
+    yield root, client
     root.engine.dispose()
 
 

@@ -15,13 +15,10 @@ from sqlalchemy import func, select, update
 from services.advocacy.continuity.scheduler import ClockScheduler
 from services.advocacy.continuity.wall_clock import FixedClock
 from services.intake.models import ErasureRecipient, Offer, Outbox
-from services.migrate import migrate
-from services.notifications.app import create_app as notifications_app
-from services.notifications.bootstrap import bootstrap as notifications_bootstrap
 from shared.clock import utcnow
-from shared.config import Settings
 from shared.testing import referral_body
 from support.advocacy import PROVIDER, accepted_case, confirmed, deliver
+from support.apps import notifications_instance
 from support.receivers import WebhookReceiver
 
 POLICE = ("met-police", "police", "referrals:write referrals:read")
@@ -95,12 +92,8 @@ def test_intake_reads_overdue_offers_open_escalations_overdue_erasures_and_its_o
 def notifications(fresh_database, dev_keys):
     """notifications on a fresh database; webhooks to 127.0.0.1 allowed, a failed attempt tried again in an
     hour (so it stays pending)."""
-    url = fresh_database("notifications")
-    migrate("notifications", url)
-    env = {"NOTIFICATIONS_DATABASE_URL": url, "AUTH_PUBLIC_KEY_FILE": str(dev_keys[1])}
-    env |= {"WEBHOOK_ALLOW_PRIVATE": "true", "WEBHOOK_RETRY_SCHEDULE": "3600"}
-    root = notifications_bootstrap(Settings.from_env("notifications", env=env), instrument=False)
-    yield root, notifications_app(notifications=root).test_client()
+    root, client = notifications_instance(fresh_database("notifications"), dev_keys, WEBHOOK_RETRY_SCHEDULE="3600")
+    yield root, client
     root.engine.dispose()
 
 

@@ -13,6 +13,8 @@ from flask import Flask
 from sqlalchemy import Engine
 
 from services.migrate import migrate
+from services.notifications.app import create_app as notifications_app
+from services.notifications.bootstrap import bootstrap as notifications_bootstrap
 from shared.config import Settings
 
 # Rate limits far past what a generated or benchmark load sends from one address, subject and organisation, for
@@ -29,6 +31,16 @@ def service_app(service: str, database_url: str, keys: tuple[Path, Path], **env:
     migrate(service, database_url)
     base = {f"{service.upper()}_DATABASE_URL": database_url, "AUTH_PUBLIC_KEY_FILE": str(keys[1])}
     return import_module(f"services.{service}.app").create_app(Settings.from_env(service, env={**base, **env}))
+
+
+def notifications_instance(database_url: str, keys: tuple[Path, Path], **env: str):
+    """notifications bootstrapped on `database_url` (migrated first), webhooks to 127.0.0.1 allowed and `env` on
+    top, and a test client of its app: (root, client). Dispose of `root.engine` after."""
+    migrate("notifications", database_url)
+    base = {"NOTIFICATIONS_DATABASE_URL": database_url, "AUTH_PUBLIC_KEY_FILE": str(keys[1])}
+    base["WEBHOOK_ALLOW_PRIVATE"] = "true"
+    root = notifications_bootstrap(Settings.from_env("notifications", env={**base, **env}), instrument=False)
+    return root, notifications_app(notifications=root).test_client()
 
 
 def dispose(app: Flask) -> None:
