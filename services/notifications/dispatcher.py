@@ -13,7 +13,9 @@ the end of a lease: the attempt's timeout and a few seconds. That lease is also 
 attempt is recorded only while the row still carries it. So a dispatcher that dies, or loses its database,
 mid-send delays only the delivery in flight, which another dispatcher (or this one, restarted) takes again
 seconds later, with the same `webhook-id` for the receiver to drop the duplicate; nothing else waits on it.
-`WEBHOOK_CONCURRENCY` lanes send at once, so a receiver that times out holds up one lane, not every webhook.
+`WEBHOOK_CONCURRENCY` lanes send at once, so a receiver that times out holds up one lane, not every webhook. A
+commit of new deliveries wakes one idle lane, and each lane that claims one wakes the next, so lanes join in as
+there is work; idle, each looks for a retry falling due or a lapsed lease every IDLE_WAIT_SECONDS.
 """
 
 from __future__ import annotations
@@ -204,12 +206,24 @@ class WebhookDispatcher:
         # The whole attempt (connect, send, the status line) within the timeout, so the lease can be short.
         self._timeout = Timeout(total=settings.timeout_seconds)
         self.lease = timedelta(seconds=settings.timeout_seconds) + LEASE_MARGIN
-        self._wake = threading.Event()
+        # wake() rouses one idle lane, and a lane that claims a delivery rouses the next: lanes join in as there
+        # is work, where one Event set after each commit sent every lane to claim, all but one finding nothing.
+        self._signal = threading.Condition()
+        self._woken = False
         self._tracer = tracer(__name__)
 
     def wake(self) -> None:
         """Called after a handler committed new deliveries: send now rather than at the next poll."""
-        self._wake.set()
+        with self._signal:
+            self._woken = True
+            self._signal.notify()
+
+    def _idle(self) -> None:
+        """Wait for a wake, or for the next poll (a retry falling due, a lapsed lease, another process's rows)."""
+        with self._signal:
+            if not self._woken:
+                self._signal.wait(IDLE_WAIT_SECONDS)
+            self._woken = False
 
     def run(self, stop: threading.Event) -> None:
         """The worker's loop: `WEBHOOK_CONCURRENCY` lanes, each claiming, sending and recording one delivery at
@@ -231,7 +245,6 @@ class WebhookDispatcher:
     def _lane(self, stop: threading.Event) -> None:
         failures = 0
         while not stop.is_set():
-            self._wake.clear()
             try:
                 sent = self.dispatch_due(stop)
                 failures = 0
@@ -247,7 +260,7 @@ class WebhookDispatcher:
                 stop.wait(delay)
                 continue
             if sent == 0:
-                self._wake.wait(IDLE_WAIT_SECONDS)
+                self._idle()
 
     def dispatch_due(self, stop: threading.Event | None = None) -> int:
         """Send due deliveries one at a time, each claimed, sent and recorded before the next, until none is due
@@ -278,6 +291,7 @@ class WebhookDispatcher:
             if row is None:
                 return None
             subscription = connection.execute(_SIGNING, {"subscription_id": row.subscription_id}).one()
+        self.wake()  # committed: there may be more, and the next idle lane looks
         return _Claimed(
             delivery_id=row.id,
             webhook_id=row.webhook_id,
