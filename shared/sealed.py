@@ -63,6 +63,12 @@ class DataKeys:
             self._keys[referral_id] = key
         return self._keys[referral_id]
 
+    def new(self, referral_id: str) -> None:
+        """A referral this session creates, under a fresh id: its key is made at its first seal without a look for
+        one first (there is none; were there one, the key's INSERT would fail on its primary key, never seal under
+        a second key)."""
+        self._keys.setdefault(referral_id, None)
+
     def seal(self, referral_id: str, field: str, plaintext: bytes) -> bytes:
         """Ciphertext under the referral's key (made if new); b"" once the key was destroyed."""
         key = self.key(referral_id, create=True)

@@ -193,6 +193,7 @@ class SqlReferrals(Referrals):
         self._session = session
 
     def _add(self, referral: Referral) -> None:
+        data_keys(self._session).new(referral.id)  # a new referral (Referral.receive's uuid): no key to look up
         self._session.add(referral)
 
     def _get(self, referral_id: str, *, lock: bool) -> Referral | None:
