@@ -43,14 +43,17 @@ class NrmRecords:
         """Called in the transaction that opens the case: the NRM record (and its RG clock) for an NRM
         referral; a `turning_18` transition for a child. A Duty to Notify has neither an NRM referral nor a
         date of birth, so it starts no clock here."""
-        summary = case.offer.summary or {}
+
+        def offered(key: str) -> Any:  # the offer's summary, loaded only for a field the referral lacks
+            return (case.offer.summary or {}).get(key)
+
         referred_on = _date(referral.get("referred_at")) or _date(referral.get("received_at")) or today(self.wall_clock)
-        region = (referral.get("location") or {}).get("region") or summary.get("region")
-        pathway = referral.get("pathway") or summary.get("pathway")
+        region = (referral.get("location") or {}).get("region") or offered("region")
+        pathway = referral.get("pathway") or offered("pathway")
         record = self.record(uow, case, create=True, referred_on=referred_on, region=region)
         if pathway == "nrm":
             self.start(uow, case, deadlines.on_nrm_referral(self.policy, referred_on, record.region), actor)
-        is_child = referral.get("is_child", summary.get("is_child"))
+        is_child = referral["is_child"] if "is_child" in referral else offered("is_child")
         if is_child:
             self._plan_turning_18(uow, case, referral.get("subject") or {}, referred_on, record.region, actor)
 
