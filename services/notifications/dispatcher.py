@@ -104,7 +104,7 @@ def counted_as(outcome: _Outcome, *, gave_up: bool) -> str:
 
 
 def _statements():
-    """The dispatcher's three statements, built once: SQLAlchemy memoizes a statement's cache key on the object,
+    """The dispatcher's four statements, built once: SQLAlchemy memoizes a statement's cache key on the object,
     where building them per claim spent a fifth of the worker's time making the same key again."""
     deliveries, subscriptions = cast(Table, Delivery.__table__), cast(Table, Subscription.__table__)
     now = bindparam("now", type_=UTCDateTime())
