@@ -27,7 +27,6 @@ from shared.messaging.errors import PermanentError
 from shared.telemetry import set_ids
 
 log = logging.getLogger(__name__)
-AUTO_ACCEPT_ACTOR = "auto-accept"
 
 
 def subscriptions(continuity: Continuity, intake: ReferralSource, *, auto_accept: bool) -> Subscriptions:
@@ -64,17 +63,13 @@ def subscriptions(continuity: Continuity, intake: ReferralSource, *, auto_accept
 
 def on_referral_offered(uow: AdvocacyUnitOfWork, event: Event, *, casework: Casework, auto_accept: bool) -> None:
     _trace(event, casework)
-    offer = casework.record_offer(uow, event)
+    # With auto-accept, the same path as a person's accept through the API, in this same transaction.
+    offer, case = casework.receive_offer(uow, event, auto_accept=auto_accept)
     log.info("offer received", extra={"offer_id": offer.id, "referral_id": offer.referral_id})
-    if not auto_accept:
-        return
-    try:
-        # The same path as a person's accept through the API, in this same transaction.
-        case = casework.accept_offer(uow, offer.id, actor=AUTO_ACCEPT_ACTOR, offer=offer)
-    except domain.NoAdvocateAvailable:
+    if case is not None:
+        log.info("offer auto-accepted", extra={"offer_id": offer.id, "case_id": case.id})
+    elif auto_accept:
         log.warning("auto-accept found no advocate with room; offer left pending", extra={"offer_id": offer.id})
-        return
-    log.info("offer auto-accepted", extra={"offer_id": offer.id, "case_id": case.id})
 
 
 def on_allocation_confirmed(

@@ -17,7 +17,7 @@ import abc
 from collections.abc import Callable, Iterable
 from datetime import date, datetime
 
-from sqlalchemy import ColumnElement, and_, delete, func, not_, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, delete, func, not_, or_, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from services.advocacy import domain
@@ -61,6 +61,12 @@ class Advocates(abc.ABC):
     @abc.abstractmethod
     def all(self, *, lock: bool = False) -> list[Advocate]:
         """In id order; `lock`: row locks taken in that order, so two accepts cannot deadlock."""
+
+    @abc.abstractmethod
+    def with_caseloads(self) -> list[tuple[Advocate, int]]:
+        """Every advocate in id order, row-locked in that order, with their caseload (their cases opening or
+        open) counted once the locks are held: two accepts cannot deadlock, nor both give one advocate their
+        last place."""
 
     @abc.abstractmethod
     def add(self, advocate: Advocate) -> None: ...
@@ -347,9 +353,28 @@ class _SqlAdvocates(_Sql, Advocates):
         query = select(Advocate).where(Advocate.provider_id == self.provider_id).order_by(Advocate.id)
         return list(self.session.scalars(query.with_for_update() if lock else query))
 
+    def with_caseloads(self) -> list[tuple[Advocate, int]]:
+        provider = {"provider_id": self.provider_id}
+        advocates = list(self.session.scalars(_LOCK_ADVOCATES, provider))
+        loads = dict(self.session.execute(_CASELOADS, provider).tuples().all())
+        return [(a, loads.get(a.id, 0)) for a in advocates]
+
     def add(self, advocate: Advocate) -> None:
         self.session.add(advocate)
         self.session.flush()  # the unique email is checked now, inside the use case
+
+
+# Built once. Two statements, not one with the count as a sub-select: under READ COMMITTED a statement counts by
+# the snapshot it started with, which is from before it waited for the lock; the count that follows the lock sees
+# the case the accept it waited for committed.
+_LOCK_ADVOCATES = (
+    select(Advocate).where(Advocate.provider_id == bindparam("provider_id")).order_by(Advocate.id).with_for_update()
+)
+_CASELOADS = (
+    select(Case.advocate_id, func.count())
+    .where(Case.provider_id == bindparam("provider_id"), Case.status.in_(domain.LIVE_CASE_STATUSES))
+    .group_by(Case.advocate_id)
+)
 
 
 class _SqlOffers(_Sql, Offers):
@@ -366,8 +391,7 @@ class _SqlOffers(_Sql, Offers):
         return list(self.session.scalars(query.with_for_update() if lock else query))
 
     def add(self, offer: Offer) -> None:
-        self.session.add(offer)
-        self.session.flush()
+        self.session.add(offer)  # written at the next flush, with what the use case adds after it
 
 
 class _SqlCases(_Sql, Cases):
@@ -389,16 +413,10 @@ class _SqlCases(_Sql, Cases):
         return self.session.scalars(query).first()
 
     def caseloads(self) -> dict[str, int]:
-        rows = self.session.execute(
-            select(Case.advocate_id, func.count())
-            .where(Case.provider_id == self.provider_id, Case.status.in_(domain.LIVE_CASE_STATUSES))
-            .group_by(Case.advocate_id)
-        )
-        return {advocate_id: count for advocate_id, count in rows}
+        return dict(self.session.execute(_CASELOADS, {"provider_id": self.provider_id}).tuples().all())
 
     def add(self, case: Case) -> None:
         self.session.add(case)
-        self.session.flush()
 
     def lock(self, case: Case) -> None:
         self.session.refresh(case, with_for_update=True)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import uuid
 
 import pytest
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from services.advocacy.models import Case, Inbox, Offer
 from shared.messaging.errors import PermanentError
@@ -40,6 +41,26 @@ def test_with_auto_accept_an_offer_is_accepted_at_once_by_the_same_rules_as_a_pe
         ("offer_received", "/intake"),
         ("offer_accepted", "auto-accept"),
     ]
+
+
+def test_an_auto_accepted_offer_is_written_once_already_accepted(advocacy):
+    """The advocate is chosen before the offer is written: one INSERT of the offer, no UPDATE of its status."""
+    add_advocate(advocacy)
+    written: list[str] = []
+    engine = advocacy.advocacy.engine
+
+    def listen(conn, cursor, statement, *rest):
+        written.append(statement)
+
+    event.listen(engine, "before_cursor_execute", listen)
+    try:
+        deliver(advocacy, offered(), auto_accept=True)
+    finally:
+        event.remove(engine, "before_cursor_execute", listen)
+    offers = [s.split()[0] for s in written if re.match(r"(INSERT INTO|UPDATE) offers\b", s)]
+    assert offers == ["INSERT"]
+    [case] = advocacy.client.get("/v1/cases", headers=advocacy.headers).get_json()
+    assert case["status"] == "opening"
 
 
 def test_with_auto_accept_and_nobody_with_room_the_offer_stays_pending(advocacy):

@@ -25,6 +25,7 @@ from shared.messaging.envelope import Event
 
 OFFER_EXPIRED = "expired"  # intake's deadline passed before our answer reached it
 OFFER_EXPIRED_KIND = "offer_expired"
+AUTO_ACCEPT_ACTOR = "auto-accept"  # who accepted an offer the worker accepted on its own (AUTO_ACCEPT)
 OnOpen = Callable[[AdvocacyUnitOfWork, Case, dict[str, Any]], None]
 
 
@@ -62,11 +63,24 @@ class Casework:
         return advocate
 
     def _advocate_loads(self, uow: AdvocacyUnitOfWork) -> dict[str, tuple[Advocate, domain.AdvocateLoad]]:
-        # Lock the provider's advocates before counting caseloads: two accepts at once must not both give the
-        # last place to the same advocate.
-        advocates = uow.advocates.all(lock=True)
-        loads = uow.cases.caseloads()
-        return {a.id: (a, domain.AdvocateLoad.of(a, loads.get(a.id, 0))) for a in advocates}
+        # The provider's advocates row-locked, with their caseloads, in one statement: two accepts at once must
+        # not both give the last place to the same advocate.
+        return {a.id: (a, domain.AdvocateLoad.of(a, load)) for a, load in uow.advocates.with_caseloads()}
+
+    @staticmethod
+    def _choose(
+        loads: dict[str, tuple[Advocate, domain.AdvocateLoad]], offer: Offer, advocate_id: str | None
+    ) -> domain.AdvocateLoad:
+        if advocate_id is not None:
+            if advocate_id not in loads:
+                raise domain.AdvocateNotFound(f"advocate {advocate_id} not found")
+            chosen = loads[advocate_id][1]
+            domain.ensure_can_take(chosen)
+            return chosen
+        choice = domain.choose_advocate((load for _, load in loads.values()), offer.summary.get("languages") or [])
+        if choice is None:
+            raise domain.NoAdvocateAvailable("no active advocate has room for another case")
+        return choice
 
     # --- offers -------------------------------------------------------------------------------------
 
@@ -97,30 +111,37 @@ class Casework:
             raise domain.OfferNotFound(f"offer {offer_id} not found")
         return offer
 
+    def receive_offer(self, uow: AdvocacyUnitOfWork, event: Event, *, auto_accept: bool) -> tuple[Offer, Case | None]:
+        """`referral.offered`: record the offer and, with `auto_accept`, accept it in this same unit of work by the
+        same rules as a person's accept. Returns the offer and its case (None while it waits for a person, or
+        when no advocate has room). The advocate is chosen before the offer is written, so its one INSERT writes
+        it accepted: no second statement to change its status."""
+        if not auto_accept:
+            return self.record_offer(uow, event), None
+        loads = self._advocate_loads(uow)  # the offer is new: no lock of it to take first
+        offer = self.record_offer(uow, event)
+        try:
+            chosen = self._choose(loads, offer, None)
+        except domain.NoAdvocateAvailable:
+            return offer, None
+        return offer, self._accept(uow, offer, loads, chosen, AUTO_ACCEPT_ACTOR)
+
     def accept_offer(
-        self,
-        uow: AdvocacyUnitOfWork,
-        offer_id: str,
-        *,
-        actor: str,
-        advocate_id: str | None = None,
-        offer: Offer | None = None,
+        self, uow: AdvocacyUnitOfWork, offer_id: str, *, actor: str, advocate_id: str | None = None
     ) -> Case:
-        """`offer`: the offer this same unit of work just recorded (auto-accept), which it holds already."""
-        if offer is None or offer.id != offer_id:
-            offer = self._locked_offer(uow, offer_id)
+        offer = self._locked_offer(uow, offer_id)
         domain.ensure_pending(offer.id, offer.status)
         loads = self._advocate_loads(uow)
-        if advocate_id is not None:
-            if advocate_id not in loads:
-                raise domain.AdvocateNotFound(f"advocate {advocate_id} not found")
-            chosen = loads[advocate_id][1]
-            domain.ensure_can_take(chosen)
-        else:
-            choice = domain.choose_advocate((load for _, load in loads.values()), offer.summary.get("languages") or [])
-            if choice is None:
-                raise domain.NoAdvocateAvailable("no active advocate has room for another case")
-            chosen = choice
+        return self._accept(uow, offer, loads, self._choose(loads, offer, advocate_id), actor)
+
+    def _accept(
+        self,
+        uow: AdvocacyUnitOfWork,
+        offer: Offer,
+        loads: dict[str, tuple[Advocate, domain.AdvocateLoad]],
+        chosen: domain.AdvocateLoad,
+        actor: str,
+    ) -> Case:
         advocate = loads[chosen.id][0]
         now = utcnow()
         case = Case(
