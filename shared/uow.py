@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Sequence
+from functools import cache
 from typing import ClassVar, Self
 
 from opentelemetry import propagate
+from sqlalchemy import Insert, Table, insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.clock import utcnow
@@ -113,18 +115,21 @@ class SqlUnitOfWork(UnitOfWork):
         carrier: dict[str, str] = {}
         propagate.inject(carrier)  # the trace continues at the relay, across the gap between commit and publish
         now = utcnow()
-        self.session.add(
-            self.outbox_table(  # type: ignore[call-arg]  # the mixin's concrete table class takes its columns
-                id=event.id,
-                type=event.type,
-                routing_key=routing_key,
-                payload=event.to_json().decode(),
-                traceparent=carrier.get("traceparent"),
-                tracestate=None,  # foreign vendor state stays at the edge (shared.telemetry.EdgeTraceContext)
-                created_at=now,
-                next_attempt_at=now,
-                attempts=0,
-            )
+        # A Core INSERT built once, executed now: no ORM object to track and flush for a row nobody reads back in
+        # this transaction, and a later statement in it (an erasure forgetting a referral's messages) sees it.
+        self.session.execute(
+            _outbox_insert(self.outbox_table.__table__),  # type: ignore[attr-defined]  # a mapped class's table
+            {
+                "id": event.id,
+                "type": event.type,
+                "routing_key": routing_key,
+                "payload": event.to_json().decode(),
+                "traceparent": carrier.get("traceparent"),
+                "tracestate": None,  # foreign vendor state stays at the edge (shared.telemetry.EdgeTraceContext)
+                "created_at": now,
+                "next_attempt_at": now,
+                "attempts": 0,
+            },
         )
         announce(self.session, self.outbox_table.__tablename__)  # PostgreSQL wakes the relay at commit
         return event
@@ -138,3 +143,8 @@ class SqlUnitOfWork(UnitOfWork):
         if self.inbox_table is None:
             raise TypeError(f"{type(self).__name__} has no inbox: it consumes no events")
         return first_deliveries(self.session, self.inbox_table, consumer, message_ids)
+
+
+@cache
+def _outbox_insert(table: Table) -> Insert:
+    return insert(table)
