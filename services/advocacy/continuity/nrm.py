@@ -103,12 +103,12 @@ class NrmRecords:
         found = uow.nrm.record(case.id)
         if found is None:
             now = utcnow()
-            summary = case.offer.summary or {}
             found = NrmRecord(
                 case_id=case.id,
                 provider_id=self.provider_id,
                 referred_on=referred_on or case.opened_at.date(),
-                region=region or summary.get("region"),
+                # The offer's summary is loaded only when the referral gave no region.
+                region=region or (case.offer.summary or {}).get("region"),
                 created_at=now,
                 updated_at=now,
             )
