@@ -11,7 +11,7 @@ import abc
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
 from services.intake.models import (
@@ -204,8 +204,30 @@ class SqlReferrals(Referrals):
         return self._session.scalars(statement).first()
 
     def _by_reference(self, org_id: str, external_reference: str) -> Referral | None:
-        statement = select(Referral).where(Referral.org_id == org_id, Referral.external_reference == external_reference)
-        return self._session.scalars(statement).one_or_none()
+        found = self._session.scalars(_BY_REFERENCE, {"org_id": org_id, "reference": external_reference})
+        return found.one_or_none()
+
+
+# Built once: the statements of intake's POST (a reference sent before, and the directory routing reads).
+_BY_REFERENCE = select(Referral).where(
+    Referral.org_id == bindparam("org_id"), Referral.external_reference == bindparam("reference")
+)
+_PENDING = (
+    select(Offer.provider_id, func.count().label("pending"))
+    .where(Offer.status == "pending")
+    .group_by(Offer.provider_id)
+    .subquery()
+)
+# Each provider with its spare places less the offers it has not answered yet: one statement.
+_DIRECTORY = select(
+    Provider.id,
+    Provider.regions,
+    Provider.serves,
+    Provider.accepting,
+    Provider.capacity - func.coalesce(_PENDING.c.pending, 0),
+    Provider.languages,
+    Provider.sexes,
+).outerjoin(_PENDING, _PENDING.c.provider_id == Provider.id)
 
 
 class SqlOffers(Offers):
@@ -250,20 +272,7 @@ class SqlProviders(Providers):
         return self._session.get(Provider, provider_id, with_for_update=lock or None)
 
     def directory(self) -> list[ProviderEntry]:
-        pending = select(Offer.provider_id, func.count()).where(Offer.status == "pending").group_by(Offer.provider_id)
-        waiting: dict[str, int] = {provider_id: count for provider_id, count in self._session.execute(pending).all()}
-        return [
-            ProviderEntry(
-                id=p.id,
-                regions=p.regions,
-                serves=p.serves,
-                accepting=p.accepting,
-                capacity=p.capacity - waiting.get(p.id, 0),
-                languages=p.languages,
-                sexes=p.sexes,
-            )
-            for p in self._session.scalars(select(Provider)).all()
-        ]
+        return [ProviderEntry(*row) for row in self._session.execute(_DIRECTORY).tuples()]
 
 
 class SqlAgencies(Agencies):
@@ -307,12 +316,30 @@ class SqlDisclosures(Disclosures):
         return list(self._session.scalars(statement))
 
     def recorded(self, referral_id: str, recipient_org: str, purpose: str) -> bool:
-        statement = select(Disclosure.id).where(
-            Disclosure.referral_id == referral_id,
-            Disclosure.recipient_org == recipient_org,
-            Disclosure.purpose == purpose,
-        )
-        return self._session.scalars(statement.limit(1)).first() is not None
+        wanted = (referral_id, recipient_org, purpose)
+        # One this transaction added is still in the session; the rest are looked up without flushing first, so
+        # the referral's changes are written once, at commit, not also here.
+        if any(
+            isinstance(row, Disclosure) and (row.referral_id, row.recipient_org, row.purpose) == wanted
+            for row in self._session.new
+        ):
+            return True
+        with self._session.no_autoflush:
+            found = self._session.scalars(
+                _RECORDED, {"referral_id": referral_id, "recipient_org": recipient_org, "purpose": purpose}
+            )
+            return found.first() is not None
+
+
+_RECORDED = (
+    select(Disclosure.id)
+    .where(
+        Disclosure.referral_id == bindparam("referral_id"),
+        Disclosure.recipient_org == bindparam("recipient_org"),
+        Disclosure.purpose == bindparam("purpose"),
+    )
+    .limit(1)
+)
 
 
 class SqlErasures(Erasures):
