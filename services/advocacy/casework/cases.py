@@ -63,8 +63,8 @@ class Casework:
         return advocate
 
     def _advocate_loads(self, uow: AdvocacyUnitOfWork) -> dict[str, tuple[Advocate, domain.AdvocateLoad]]:
-        # The provider's advocates row-locked, with their caseloads, in one statement: two accepts at once must
-        # not both give the last place to the same advocate.
+        # The provider's advocates row-locked, then their caseloads counted: two accepts at once must not both give
+        # the last place to the same advocate.
         return {a.id: (a, domain.AdvocateLoad.of(a, load)) for a, load in uow.advocates.with_caseloads()}
 
     @staticmethod
