@@ -63,12 +63,6 @@ class Advocates(abc.ABC):
         """In id order; `lock`: row locks taken in that order, so two accepts cannot deadlock."""
 
     @abc.abstractmethod
-    def with_caseloads(self) -> list[tuple[Advocate, int]]:
-        """Every advocate in id order, row-locked in that order, with their caseload (their cases opening or
-        open) counted once the locks are held: two accepts cannot deadlock, nor both give one advocate their
-        last place."""
-
-    @abc.abstractmethod
     def add(self, advocate: Advocate) -> None: ...
 
 
@@ -350,26 +344,19 @@ class _SqlAdvocates(_Sql, Advocates):
         return self.session.scalars(query).one_or_none()
 
     def all(self, *, lock: bool = False) -> list[Advocate]:
-        query = select(Advocate).where(Advocate.provider_id == self.provider_id).order_by(Advocate.id)
-        return list(self.session.scalars(query.with_for_update() if lock else query))
-
-    def with_caseloads(self) -> list[tuple[Advocate, int]]:
-        provider = {"provider_id": self.provider_id}
-        advocates = list(self.session.scalars(_LOCK_ADVOCATES, provider))
-        loads = dict(self.session.execute(_CASELOADS, provider).tuples().all())
-        return [(a, loads.get(a.id, 0)) for a in advocates]
+        return list(self.session.scalars(_LOCKED_ADVOCATES if lock else _ADVOCATES, {"provider_id": self.provider_id}))
 
     def add(self, advocate: Advocate) -> None:
         self.session.add(advocate)
         self.session.flush()  # the unique email is checked now, inside the use case
 
 
-# Built once. Two statements, not one with the count as a sub-select: under READ COMMITTED a statement counts by
-# the snapshot it started with, which is from before it waited for the lock; the count that follows the lock sees
-# the case the accept it waited for committed.
-_LOCK_ADVOCATES = (
-    select(Advocate).where(Advocate.provider_id == bindparam("provider_id")).order_by(Advocate.id).with_for_update()
-)
+# Built once: what an accept reads (Casework._advocate_loads), the advocates row-locked and then their caseloads
+# counted. Two statements, not one with the count as a sub-select: under READ COMMITTED a statement counts by the
+# snapshot it started with, which is from before it waited for the lock; the count that follows the lock sees the
+# case the accept it waited for committed.
+_ADVOCATES = select(Advocate).where(Advocate.provider_id == bindparam("provider_id")).order_by(Advocate.id)
+_LOCKED_ADVOCATES = _ADVOCATES.with_for_update()
 _CASELOADS = (
     select(Case.advocate_id, func.count())
     .where(Case.provider_id == bindparam("provider_id"), Case.status.in_(domain.LIVE_CASE_STATUSES))

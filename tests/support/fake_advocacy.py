@@ -52,9 +52,8 @@ from support.uow import FakeUnitOfWork
 
 
 class FakeAdvocates(Advocates):
-    def __init__(self, cases: FakeCases) -> None:
+    def __init__(self) -> None:
         self.rows: dict[str, Advocate] = {}
-        self._cases = cases
 
     def get(self, advocate_id: str) -> Advocate | None:
         return self.rows.get(advocate_id)
@@ -64,10 +63,6 @@ class FakeAdvocates(Advocates):
 
     def all(self, *, lock: bool = False) -> list[Advocate]:
         return sorted(self.rows.values(), key=lambda a: a.id)
-
-    def with_caseloads(self) -> list[tuple[Advocate, int]]:
-        loads = self._cases.caseloads()
-        return [(a, loads.get(a.id, 0)) for a in self.all()]
 
     def add(self, advocate: Advocate) -> None:
         if self.by_email(advocate.email) is not None:
@@ -413,9 +408,9 @@ class FakeAdvocacyUnitOfWork(FakeUnitOfWork, AdvocacyUnitOfWork):
     def __init__(self, provider_id: str) -> None:
         super().__init__()
         self.provider_id = provider_id
+        self.advocates = FakeAdvocates()
         self.offers = FakeOffers()
         self.cases = FakeCases(self.offers)
-        self.advocates = FakeAdvocates(self.cases)
         self.timeline = FakeTimeline()
         self.nrm = FakeNrmRecords()
         self.clocks = FakeClocks(self.cases)

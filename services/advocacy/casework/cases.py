@@ -63,9 +63,11 @@ class Casework:
         return advocate
 
     def _advocate_loads(self, uow: AdvocacyUnitOfWork) -> dict[str, tuple[Advocate, domain.AdvocateLoad]]:
-        # The provider's advocates row-locked, then their caseloads counted: two accepts at once must not both give
-        # the last place to the same advocate.
-        return {a.id: (a, domain.AdvocateLoad.of(a, load)) for a, load in uow.advocates.with_caseloads()}
+        # Lock the provider's advocates before counting caseloads: two accepts at once must not both give the
+        # last place to the same advocate.
+        advocates = uow.advocates.all(lock=True)
+        loads = uow.cases.caseloads()
+        return {a.id: (a, domain.AdvocateLoad.of(a, loads.get(a.id, 0))) for a in advocates}
 
     @staticmethod
     def _choose(
