@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 import requests
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from services.advocacy.models import Case, Inbox, Offer
 from shared.messaging.errors import PermanentError
@@ -25,6 +25,7 @@ from support.advocacy import (
     staged,
     withdrawn,
 )
+from support.db import statements_sent
 
 
 def test_with_auto_accept_an_offer_is_accepted_at_once_by_the_same_rules_as_a_person(advocacy):
@@ -46,17 +47,8 @@ def test_with_auto_accept_an_offer_is_accepted_at_once_by_the_same_rules_as_a_pe
 def test_an_auto_accepted_offer_is_written_once_already_accepted(advocacy):
     """The advocate is chosen before the offer is written: one INSERT of the offer, no UPDATE of its status."""
     add_advocate(advocacy)
-    written: list[str] = []
-    engine = advocacy.advocacy.engine
-
-    def listen(conn, cursor, statement, *rest):
-        written.append(statement)
-
-    event.listen(engine, "before_cursor_execute", listen)
-    try:
+    with statements_sent(advocacy.advocacy.engine) as written:
         deliver(advocacy, offered(), auto_accept=True)
-    finally:
-        event.remove(engine, "before_cursor_execute", listen)
     offers = [s.split()[0] for s in written if re.match(r"(INSERT INTO|UPDATE) offers\b", s)]
     assert offers == ["INSERT"]
     [case] = advocacy.client.get("/v1/cases", headers=advocacy.headers).get_json()

@@ -6,11 +6,11 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import select, text
 
 from services.intake.models import Disclosure, Offer, Outbox, Referral
 from shared.testing import referral_body
-from support.db import count
+from support.db import count, statements_sent
 
 POLICE = ("met-police", "police", "referrals:write referrals:read")
 ADMIN = ("platform", "coordinator", "providers:admin")
@@ -365,17 +365,8 @@ def test_a_new_referral_is_written_by_one_insert_with_the_status_routing_gave_it
         admin = auth_header("platform", "coordinator", "providers:admin")
         client.put("/v1/providers/demo-charity", json={"name": "D", "regions": ["wales"], "serves": ["adult"],
                                                        "capacity": 3}, headers=admin)  # fmt: skip
-    engine = app.extensions["sessions"].kw["bind"]
-    statements: list[str] = []
-
-    def seen(conn, cursor, statement, *args):
-        statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with statements_sent(app.extensions["sessions"].kw["bind"]) as statements:
         response = post(client, auth_header, referral_body())
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
     assert response.status_code == 201
     assert response.get_json()["status"] == ("offered" if offered else "escalated")
     assert [s for s in statements if s.lstrip().upper().startswith("UPDATE REFERRALS")] == []

@@ -3,12 +3,13 @@ reads in one statement, and the record of disclosures to notifications, which lo
 
 from __future__ import annotations
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from services.intake import recipients
 from services.intake.models import Disclosure, Offer
 from shared.clock import utcnow
 from shared.testing import referral_body
+from support.db import statements_sent
 
 POLICE = ("met-police", "police", "referrals:write referrals:read")
 ADMIN = ("platform", "coordinator", "providers:admin")
@@ -44,22 +45,13 @@ def test_notifications_told_twice_in_one_transaction_is_recorded_once_and_nothin
     referral_id = client.post("/v1/referrals", json=referral_body(), headers=auth_header(*POLICE)).get_json()["id"]
     with sessions.begin() as session:  # as for a referral from before the record was kept: none yet
         session.execute(Disclosure.__table__.delete().where(Disclosure.purpose == recipients.REFERRAL_EVENTS))
-    written: list[str] = []
-
-    def listen(conn, cursor, statement, *rest):
-        written.append(statement.split()[0])
-
-    engine = app.extensions["intake"].engine
     with app.extensions["intake"].use_cases.units() as uow:
         referral = uow.referrals.get(referral_id)
         referral.updated_at = utcnow()  # a change the unit holds until it commits
-        event.listen(engine, "before_cursor_execute", listen)
-        try:
+        with statements_sent(app.extensions["intake"].engine) as written:
             recipients.told_notifications(uow, referral_id)  # looks, finds none, records one
             recipients.told_notifications(uow, referral_id)  # finds the one it holds: no second
-        finally:
-            event.remove(engine, "before_cursor_execute", listen)
-    assert written == ["SELECT"]  # one look, and no INSERT or UPDATE before the commit
+    assert [statement.split()[0] for statement in written] == ["SELECT"]  # one look, no INSERT or UPDATE yet
     with sessions() as session:
         found = session.scalars(select(Disclosure).where(Disclosure.purpose == recipients.REFERRAL_EVENTS)).all()
     assert [(d.referral_id, d.recipient_org) for d in found] == [(referral_id, recipients.NOTIFICATIONS)]
